@@ -1,0 +1,127 @@
+"""Built-in commands, registered through the same entry-point path as any plugin:
+``plugins``, ``generate`` and ``demo``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .hookspecs import hookimpl
+
+
+def _configure_plugins(p) -> None:
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+
+
+def _run_plugins(args) -> int:
+    from .cli import print_table
+    from .registry import registry
+
+    infos = registry().plugins()
+    if args.json:
+        print(json.dumps([i.as_dict() for i in infos], indent=2))
+        return 0
+    rows = [{"name": i.name, "distribution": i.distribution, "version": i.version,
+             "status": i.status,
+             "provides": "; ".join(f"{f}: {', '.join(n)}" for f, n in i.provides.items())
+             or (i.error or "")} for i in infos]
+    print_table(rows, ["name", "distribution", "version", "status", "provides"], False)
+    return 0
+
+
+def _configure_generate(p) -> None:
+    p.add_argument("prompt", nargs="*", help="prompt text (repeat for a batch)")
+    p.add_argument("--config", help="TOML pipeline file with a [speculative] table")
+    p.add_argument("--verifier", default="hf", help="verifier name (default: hf)")
+    p.add_argument("--model", default="smollm2-135m", help="verifier model (default: smollm2-135m)")
+    p.add_argument("--draft", action="append", default=[],
+                   help="draft name, optionally name:model (repeatable; first is used)")
+    p.add_argument("--prompts-file", help="file with one prompt per line")
+    p.add_argument("--lookahead", type=int, default=None, help="tokens drafted per step (γ)")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-draft", action="store_true", help="target-only decoding")
+    p.add_argument("--json", action="store_true", help="print texts and metrics as JSON")
+
+
+def _draft_ref(text: str):
+    name, _, model = text.partition(":")
+    return (name, {"model": model}) if model else (name, {})
+
+
+def pipeline_from_args(args):
+    """The pipeline that ``generate``-style flags (or ``--config``) describe."""
+    from .errors import ConfigError
+    from .pipeline import from_config, load_config, pipeline
+
+    if args.config:
+        config = load_config(args.config)
+        pipe = from_config(config)
+        return pipe, config.get("generate", {}), config.get("sampling", {})
+    pipe = pipeline((args.verifier, {"model": args.model}), [_draft_ref(d) for d in args.draft],
+                    lookahead=4 if args.lookahead is None else args.lookahead)
+    if args.lookahead is not None and args.lookahead < 0:
+        raise ConfigError("--lookahead must be >= 0")
+    return pipe, {}, {}
+
+
+def _run_generate(args) -> int:
+    from .errors import ConfigError
+    from .speculative import Sampling
+
+    pipe, gen_cfg, sampling_cfg = pipeline_from_args(args)
+    prompts = list(args.prompt)
+    if args.prompts_file:
+        try:
+            prompts += [ln for ln in Path(args.prompts_file).read_text().splitlines() if ln.strip()]
+        except OSError as exc:
+            raise ConfigError(f"cannot read --prompts-file {args.prompts_file}: {exc}") from exc
+    prompts += gen_cfg.get("prompts", [])
+    if not prompts:
+        raise ConfigError("give at least one prompt (positional, --prompts-file or "
+                          "[generate] prompts = [...] in --config)")
+    sampling = Sampling(temperature=sampling_cfg.get("temperature", args.temperature),
+                        top_k=sampling_cfg.get("top_k", args.top_k),
+                        top_p=sampling_cfg.get("top_p", args.top_p))
+    decoder = pipe.decoder(None if args.no_draft else 0)
+    out = decoder.generate(prompts, max_new_tokens=gen_cfg.get("max_new_tokens",
+                                                               args.max_new_tokens),
+                           sampling=sampling, stop=gen_cfg.get("stop", args.stop),
+                           seed=args.seed)
+    if args.json:
+        print(json.dumps({"texts": out.texts, "finish_reasons": out.finish_reasons,
+                          "metrics": out.metrics.as_dict()}, indent=2))
+        return 0
+    for prompt, text in zip(prompts, out.texts):
+        print(f"--- {prompt!r}\n{text}")
+    m = out.metrics
+    print(f"\n{m.new_tokens} tokens in {m.total_ms / 1000:.2f} s ({m.tokens_per_second:.1f} "
+          f"tok/s), {m.target_passes} target passes, TAR {m.tar:.2f}; draft {m.draft_ms:.0f} ms, "
+          f"verify {m.verify_ms:.0f} ms, other {m.other_ms:.0f} ms")
+    return 0
+
+
+def _configure_demo(p) -> None:
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--lookahead", type=int, default=4)
+    p.add_argument("--json", action="store_true")
+
+
+def _run_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(args)
+
+
+@hookimpl
+def thrifty_commands(cli) -> None:
+    cli.add("plugins", "list installed plugins and what each provides", _configure_plugins,
+            _run_plugins)
+    cli.add("generate", "generate text with (speculative) decoding", _configure_generate,
+            _run_generate)
+    cli.add("demo", "speculative decoding of SmolLM2-135M with the n-gram draft vs target-only",
+            _configure_demo, _run_demo)

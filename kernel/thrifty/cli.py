@@ -1,0 +1,60 @@
+"""The ``thrifty`` command line. Every sub-command, built-in or not, comes from a plugin's
+``thrifty_commands`` hook, so third-party commands are first-class."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+from .errors import ThriftyError
+
+
+def build_parser(reg=None) -> argparse.ArgumentParser:
+    from . import __version__
+    from .registry import registry
+
+    reg = reg or registry()
+    parser = argparse.ArgumentParser(
+        prog="thrifty", description="Do less work in machine learning: speculative decoding, "
+        "energy tuning under an SLO, LSH-sparse training, PairConnect layers.")
+    parser.add_argument("--version", action="version", version=f"thrifty {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, cmd in sorted(reg.commands().items()):
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        cmd.configure(p)
+        p.set_defaults(_run=cmd.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "_run", None):
+            parser.print_help()
+            return 2
+        return int(args._run(args) or 0)
+    except ThriftyError as exc:
+        print(f"thrifty: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("thrifty: interrupted", file=sys.stderr)
+        return 130
+
+
+def print_table(rows: list[dict[str, Any]], columns: Sequence[str], as_json: bool) -> None:
+    """Print rows as JSON (``--json``) or as an aligned text table."""
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

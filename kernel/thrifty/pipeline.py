@@ -1,0 +1,160 @@
+"""Pipelines: speculative decoding assembled by name from registered parts.
+
+Python and TOML are equivalent::
+
+    pipe = thrifty.pipeline(verifier=("hf", {"model": "smollm2-135m"}),
+                            drafts=[("hf", {"model": "smollm2-draft-l2"}), ("ngram", {})])
+
+    [speculative]
+    verifier = { plugin = "hf", model = "smollm2-135m" }
+    drafts = [ { plugin = "hf", model = "smollm2-draft-l2" }, { plugin = "ngram" } ]
+    lookahead = 4
+
+Assembly validates every name and option against the registry before any model is loaded;
+models load on first use and are kept.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import attrs
+
+from .errors import ConfigError
+from .records import Spec, check_options
+from .registry import Registry, registry as default_registry
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@attrs.frozen
+class Part:
+    """A registered part chosen by name, with its options already validated."""
+
+    spec: Spec
+    options: Mapping[str, Any]
+
+    @property
+    def label(self) -> str:
+        extra = ",".join(f"{k}={v}" for k, v in self.options.items() if k == "model")
+        return f"{self.spec.name}({extra})" if extra else self.spec.name
+
+
+def _part(reg: Registry, family: str, ref: Any) -> Part:
+    """Resolve ``("name", {options})``, ``"name"`` or ``{"plugin": "name", **options}``."""
+    if isinstance(ref, str):
+        name, options = ref, {}
+    elif isinstance(ref, Mapping):
+        if "plugin" not in ref:
+            raise ConfigError(f"a {family} entry needs plugin = \"<name>\"; got {dict(ref)}")
+        options = {k: v for k, v in ref.items() if k != "plugin"}
+        name = ref["plugin"]
+    elif isinstance(ref, (tuple, list)) and len(ref) == 2 and isinstance(ref[1], Mapping):
+        name, options = ref
+    else:
+        raise ConfigError(
+            f"cannot read {family} entry {ref!r}: use \"name\", (\"name\", {{options}}) or "
+            f"{{ plugin = \"name\", ... }}"
+        )
+    spec = reg.get(family, name)
+    return Part(spec, check_options(f"{family} {name!r}", spec.options, options))
+
+
+class Pipeline:
+    """A verifier, candidate drafts and decoding settings; builds decoders on demand."""
+
+    def __init__(self, verifier: Part, drafts: Sequence[Part], lookahead: Any = 4) -> None:
+        self.verifier_part = verifier
+        self.draft_parts = list(drafts)
+        self.lookahead = lookahead
+        self._verifier = None
+        self._drafts: dict[int, Any] = {}
+
+    @property
+    def verifier(self):
+        """The verifier, loaded on first use."""
+        if self._verifier is None:
+            self._verifier = self.verifier_part.spec.factory(**self.verifier_part.options)
+        return self._verifier
+
+    def draft_index(self, draft: int | str | None) -> int | None:
+        """Index of a draft given by position or by label/name; None for target-only."""
+        if draft is None or isinstance(draft, int):
+            if draft is not None and not 0 <= draft < len(self.draft_parts):
+                raise ConfigError(f"draft index {draft} out of range; "
+                                  f"pipeline has {len(self.draft_parts)} draft(s)")
+            return draft
+        labels = [p.label for p in self.draft_parts]
+        for i, p in enumerate(self.draft_parts):
+            if draft in (p.label, p.spec.name, p.options.get("model")):
+                return i
+        raise ConfigError(f"pipeline has no draft {draft!r}; drafts: {labels}")
+
+    def draft(self, draft: int | str):
+        i = self.draft_index(draft)
+        if i not in self._drafts:
+            part = self.draft_parts[i]
+            self._drafts[i] = part.spec.factory(self.verifier, **part.options)
+        return self._drafts[i]
+
+    def decoder(self, draft: int | str | None = 0, lookahead: Any = None):
+        """A :class:`SpeculativeDecoder`; ``draft=None`` (or no drafts) decodes target-only."""
+        from .speculative import SpeculativeDecoder
+
+        if not self.draft_parts:
+            draft = None
+        d = None if draft is None else self.draft(draft)
+        return SpeculativeDecoder(self.verifier, d,
+                                  self.lookahead if lookahead is None else lookahead)
+
+    def generate(self, prompts, *, draft: int | str | None = 0, **kwargs):
+        return self.decoder(draft).generate(prompts, **kwargs)
+
+
+def pipeline(verifier: Any, drafts: Sequence[Any] = (), lookahead: Any = 4,
+             registry: Registry | None = None) -> Pipeline:
+    """Assemble a pipeline by name; wrong names and options fail here, before loading models."""
+    reg = registry or default_registry()
+    if isinstance(lookahead, bool) or not isinstance(lookahead, int) and not hasattr(
+            lookahead, "gamma"):
+        raise ConfigError(f"lookahead must be an int >= 0 or a policy; got {lookahead!r}")
+    if isinstance(lookahead, int) and lookahead < 0:
+        raise ConfigError(f"lookahead must be >= 0; got {lookahead}")
+    if isinstance(drafts, (str, Mapping)):
+        drafts = [drafts]
+    return Pipeline(_part(reg, "verifiers", verifier),
+                    [_part(reg, "draft_models", d) for d in drafts], lookahead)
+
+
+def load_config(source: str | Path) -> dict:
+    """Read a TOML pipeline file (or TOML text) into a dict, with a clear error when malformed."""
+    path = Path(source) if not str(source).lstrip().startswith("[") else None
+    try:
+        text = path.read_text() if path is not None else str(source)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {source}: {exc.strerror}") from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {source} is not valid TOML: {exc}") from exc
+
+
+def from_config(config: Mapping[str, Any] | str | Path,
+                registry: Registry | None = None) -> Pipeline:
+    """Assemble a pipeline from a ``[speculative]`` table (a dict, TOML text or a file path)."""
+    if not isinstance(config, Mapping):
+        config = load_config(config)
+    table = config.get("speculative")
+    if not isinstance(table, Mapping) or "verifier" not in table:
+        raise ConfigError("config needs a [speculative] table with verifier = { plugin = ... }")
+    unknown = sorted(set(table) - {"verifier", "drafts", "lookahead"})
+    if unknown:
+        raise ConfigError(f"[speculative] has unknown key(s) {unknown}; "
+                          f"known: verifier, drafts, lookahead")
+    return pipeline(table["verifier"], table.get("drafts", ()), table.get("lookahead", 4),
+                    registry=registry)

@@ -1,0 +1,9 @@
+"""Protocols (structural types) that the objects built by registered factories follow."""
+
+from .hardware import EnergyMeter, Knob
+from .optim import Optimizer
+from .sparse import Sampler, SparseLayer
+from .speculative import DraftModel, Proposal, Tokenizer, Verifier
+
+__all__ = ["DraftModel", "EnergyMeter", "Knob", "Optimizer", "Proposal", "Sampler",
+           "SparseLayer", "Tokenizer", "Verifier"]

@@ -1,0 +1,94 @@
+"""Protocols of the two speculative-decoding families: verifiers and draft models.
+
+Tensors are torch tensors; the core imports torch only inside the engine, so these protocols
+name them ``Tensor`` in prose only.
+
+Token bookkeeping is the engine's: for each row it keeps the committed tokens (prompt plus
+output). A model adapter keeps a KV cache that covers a prefix of each row's committed tokens and
+is told exactly what to append and what to keep. Rows are ragged: every call carries a
+``lengths`` tensor saying how many of the ``k`` columns of each row are real; the rest is
+padding the adapter must ignore (mask out) and must not keep.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+import attrs
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """What the engine needs of a tokenizer (a Hugging Face tokenizer satisfies it)."""
+
+    def encode(self, text: str, add_special_tokens: bool = ...) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = ...) -> str: ...
+
+
+@runtime_checkable
+class Verifier(Protocol):
+    """The target model. Its greedy output is what speculative decoding must reproduce.
+
+    Life cycle for one batch: ``start(prompts)`` caches all but the last token of each prompt;
+    then each step calls ``score(tokens, lengths)`` with the row's last committed token followed
+    by the draft's proposals, and ``keep(n)`` to retain only the first ``n[b]`` of the tokens just
+    scored in row ``b`` (the rest are rolled back).
+    """
+
+    name: str
+    vocab_size: int
+    eos_token_ids: frozenset[int]
+    tokenizer: Tokenizer
+    device: Any  # torch.device
+
+    def start(self, prompts: Sequence[Sequence[int]]) -> None:
+        """Reset the cache for a new batch and prefill ``prompt[:-1]`` of every row."""
+
+    def score(self, tokens: Any, lengths: Any) -> Any:
+        """Append ``tokens`` (LongTensor [B, k]; row b's first ``lengths[b]`` are real) and
+        return float32 logits [B, k, V]: ``logits[b, i]`` predicts the token after
+        ``tokens[b, i]``. Padding columns return unspecified (finite) values."""
+
+    def keep(self, lengths: Any) -> None:
+        """Keep only the first ``lengths[b]`` tokens of the last ``score`` call in row b."""
+
+
+@attrs.frozen
+class Proposal:
+    """What a draft proposes for one step.
+
+    ``tokens``: LongTensor [B, γ]; row b's first ``lengths[b]`` are real proposals.
+    ``q``: float32 probabilities [B, γ, V] that each proposal was *sampled from*, after the same
+    temperature/top-k/top-p as the verifier's p; ``None`` for a deterministic draft, whose q is a
+    point mass on the proposed token (the n-gram draft, or any draft under greedy decoding).
+    """
+
+    tokens: Any
+    lengths: Any
+    q: Any = None
+
+
+@runtime_checkable
+class DraftModel(Protocol):
+    """A draft: cheaply proposes the next tokens, which the verifier then checks in one pass.
+
+    ``vocab_size`` is None for drafts that only copy tokens they have seen (the n-gram draft).
+    """
+
+    name: str
+    vocab_size: int | None
+
+    def start(self, prompts: Sequence[Sequence[int]]) -> None:
+        """Reset for a new batch of prompts (whole prompts, last token included)."""
+
+    def propose(self, gamma: int, sampling: Any, generator: Any) -> Proposal:
+        """Propose up to ``gamma`` tokens per row, continuing each row's committed tokens.
+
+        ``sampling`` is a :class:`thrifty.speculative.Sampling`; under greedy sampling the draft
+        proposes its argmax. ``generator`` is the ``torch.Generator`` to sample with.
+        """
+
+    def commit(self, accepted: Any, next_tokens: Any) -> None:
+        """Row b accepted its first ``accepted[b]`` proposals, then ``next_tokens[b]`` (the
+        verifier's correction or bonus token) was appended. Roll caches back accordingly."""

@@ -1,0 +1,207 @@
+"""Typed, frozen records that registration hooks return.
+
+A plugin never hands the core a bare class or function: it yields one record per thing it
+provides (``DraftModelSpec(name="ngram", factory=..., options={...})``). The core validates each
+record, stamps the providing plugin and distribution on it (provenance), and rejects duplicate
+names. Options are declared, so that pipelines are checked at assembly time, before any model is
+loaded.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Mapping
+
+import attrs
+
+from .errors import ConfigError
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+"""Default of an option that the user must always give."""
+
+
+@attrs.frozen
+class Option:
+    """One declared option of a registered part: its type, default and meaning.
+
+    ``type`` is a Python type (or a tuple of types) that the value must be an instance of;
+    ``int`` values are accepted where ``float`` is declared. ``choices`` restricts the value.
+    """
+
+    type: type | tuple[type, ...]
+    default: Any = REQUIRED
+    help: str = ""
+    choices: tuple[Any, ...] | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    def check(self, owner: str, key: str, value: Any) -> Any:
+        """Return ``value`` if it fits this option, else raise a ConfigError naming the fix."""
+        types = self.type if isinstance(self.type, tuple) else (self.type,)
+        if float in types and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and bool not in types:
+            ok = False
+        else:
+            ok = isinstance(value, types)
+        if not ok:
+            wanted = " or ".join(t.__name__ for t in types)
+            raise ConfigError(
+                f"{owner}: option {key!r} must be {wanted}, got {type(value).__name__} {value!r}"
+            )
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(
+                f"{owner}: option {key!r} must be one of {list(self.choices)}, got {value!r}"
+            )
+        return value
+
+
+def check_options(owner: str, declared: Mapping[str, Option], given: Mapping[str, Any]) -> dict:
+    """Validate user options against a declaration; return them with defaults filled in."""
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        known = ", ".join(sorted(declared)) or "(none)"
+        raise ConfigError(f"{owner}: unknown option(s) {unknown}; it accepts: {known}")
+    out = {}
+    for key, opt in declared.items():
+        if key in given:
+            out[key] = opt.check(owner, key, given[key])
+        elif opt.required:
+            raise ConfigError(
+                f"{owner}: option {key!r} is required ({opt.help or opt.type}); add {key} = ..."
+            )
+        else:
+            out[key] = opt.default
+    return out
+
+
+def _check_name(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ConfigError(
+            f"{type(instance).__name__}.name must be lower-case letters, digits, '.', '_' or '-' "
+            f"starting with a letter or digit; got {value!r}"
+        )
+
+
+def _check_factory(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not callable(value):
+        raise ConfigError(f"{type(instance).__name__} {instance.name!r}: factory must be callable")
+
+
+@attrs.frozen(kw_only=True)
+class Spec:
+    """Fields every registered part has. Provenance is filled in by the core, not the plugin."""
+
+    name: str = attrs.field(validator=_check_name)
+    factory: Callable[..., Any] = attrs.field(validator=_check_factory)
+    description: str = ""
+    options: Mapping[str, Option] = attrs.field(factory=dict, converter=dict)
+    plugin: str | None = None
+    distribution: str | None = None
+    version: str | None = None
+
+    family: str = attrs.field(init=False, default="")
+
+    def provenance(self) -> str:
+        """Human-readable origin, used in every error that mentions this part."""
+        dist = self.distribution or "?"
+        ver = f" {self.version}" if self.version else ""
+        return f"{self.name!r} from plugin {self.plugin or '?'} ({dist}{ver})"
+
+    def build(self, *args: Any, **options: Any) -> Any:
+        """Validate ``options`` against the declaration and call the factory."""
+        checked = check_options(f"{self.family} {self.name!r}", self.options, options)
+        return self.factory(*args, **checked)
+
+
+@attrs.frozen(kw_only=True)
+class DraftModelSpec(Spec):
+    """A draft model for speculative decoding.
+
+    ``factory(verifier, **options)`` returns an object following
+    :class:`thrifty.protocols.DraftModel`; it receives the verifier so that it can share its
+    tokenizer or embedding and check that the vocabularies agree.
+    """
+
+    family: str = attrs.field(init=False, default="draft_models")
+
+
+@attrs.frozen(kw_only=True)
+class VerifierSpec(Spec):
+    """A target model that scores drafts. ``factory(**options)`` returns a
+    :class:`thrifty.protocols.Verifier`."""
+
+    family: str = attrs.field(init=False, default="verifiers")
+
+
+@attrs.frozen(kw_only=True)
+class HardwareKnobSpec(Spec):
+    """A hardware knob (GPU clock, memory clock, CPU frequency, power limit, ...).
+
+    ``factory(**options)`` returns a :class:`thrifty.protocols.Knob`. ``unit`` names what the
+    values measure (``"MHz"``, ``"W"``, ``"kHz"``).
+    """
+
+    unit: str = ""
+    family: str = attrs.field(init=False, default="hardware_knobs")
+
+
+@attrs.frozen(kw_only=True)
+class EnergyMeterSpec(Spec):
+    """An energy meter. ``factory(**options)`` returns a :class:`thrifty.protocols.EnergyMeter`."""
+
+    family: str = attrs.field(init=False, default="energy_meters")
+
+
+@attrs.frozen(kw_only=True)
+class OptimizerSpec(Spec):
+    """An ask/tell optimizer over a discrete configuration space.
+
+    ``factory(space, objective, constraints, seed, **options)`` returns a
+    :class:`thrifty.protocols.Optimizer`.
+    """
+
+    family: str = attrs.field(init=False, default="optimizers")
+
+
+@attrs.frozen(kw_only=True)
+class SparseLayerSpec(Spec):
+    """A layer that computes few of its neurons (SLIDE) or replaces dense work (PairConnect).
+
+    ``factory(in_features, out_features, **options)`` returns a ``torch.nn.Module`` following
+    :class:`thrifty.protocols.SparseLayer`.
+    """
+
+    family: str = attrs.field(init=False, default="sparse_layers")
+
+
+@attrs.frozen(kw_only=True)
+class SamplerSpec(Spec):
+    """A locality-sensitive-hash neuron sampler.
+
+    ``factory(dim, **options)`` returns a :class:`thrifty.protocols.Sampler`.
+    """
+
+    family: str = attrs.field(init=False, default="samplers")
+
+
+FAMILIES: dict[str, type[Spec]] = {
+    "draft_models": DraftModelSpec,
+    "verifiers": VerifierSpec,
+    "hardware_knobs": HardwareKnobSpec,
+    "energy_meters": EnergyMeterSpec,
+    "optimizers": OptimizerSpec,
+    "sparse_layers": SparseLayerSpec,
+    "samplers": SamplerSpec,
+}
+"""Hook family name -> record type. The hook for family ``f`` is ``thrifty_f``."""

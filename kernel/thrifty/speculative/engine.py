@@ -1,0 +1,191 @@
+"""The speculative decoding engine, written against the Verifier and DraftModel protocols.
+
+One loop serves target-only decoding (no draft, γ = 0) and speculative decoding, so the two are
+compared on equal terms. Each step: the draft proposes up to γ tokens per row; the verifier
+scores the row's pending token plus the proposals in one pass; :func:`accept` keeps a prefix per
+row and adds one token; both models roll their caches back to what was kept. The pending token
+(the last one committed) is never in the verifier's cache: it is fed at the next step, which is
+what makes the bonus token free.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+import attrs
+
+from ..errors import ConfigError, IncompatibleModelsError
+from ..protocols import DraftModel, Verifier
+from .acceptance import accept
+from .metrics import Metrics
+from .policy import FixedLookahead, LookaheadPolicy
+from .sampling import Sampling, warp
+
+StreamCallback = Callable[[int, list[int], str], None]
+"""``stream(row, new_token_ids, new_text)``: called with each row's newly committed tokens."""
+
+
+@attrs.define
+class Generation:
+    """Result of one ``generate`` call: per-row output tokens and text, and the run's metrics."""
+
+    token_ids: list[list[int]]
+    texts: list[str]
+    finish_reasons: list[str]
+    metrics: Metrics
+
+
+@attrs.define
+class _Row:
+    """Committed output of one row and why it stopped (None while running)."""
+
+    tokens: list[int] = attrs.field(factory=list)
+    text: str = ""
+    done: str | None = None
+
+
+class SpeculativeDecoder:
+    """Draft-then-verify generation whose output is distributed exactly as the verifier's.
+
+    ``draft=None`` gives plain target-only decoding through the same loop.
+    """
+
+    def __init__(self, verifier: Verifier, draft: DraftModel | None = None,
+                 policy: LookaheadPolicy | int | None = None) -> None:
+        if draft is not None and draft.vocab_size not in (None, verifier.vocab_size):
+            raise IncompatibleModelsError(
+                f"draft {draft.name!r} has a vocabulary of {draft.vocab_size} tokens but verifier "
+                f"{verifier.name!r} has {verifier.vocab_size}; a draft must share the verifier's "
+                f"tokenizer (distil one with `thrifty distill`)"
+            )
+        self.verifier = verifier
+        self.draft = draft
+        if policy is None or isinstance(policy, int):
+            policy = FixedLookahead(4 if policy is None else policy)
+        self.policy = policy
+
+    # -- public API ------------------------------------------------------------------------------
+    def generate(self, prompts: Sequence[str] | Sequence[Sequence[int]], *,
+                 max_new_tokens: int = 64, sampling: Sampling | None = None,
+                 stop: Sequence[str] = (), seed: int = 0,
+                 stream: StreamCallback | None = None) -> Generation:
+        """Generate for a batch of prompts (strings, or token-id lists)."""
+        import torch
+
+        sampling = sampling or Sampling()
+        ids = self._encode(prompts)
+        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be an int >= 1; got {max_new_tokens!r}")
+        device = self.verifier.device
+        generator = torch.Generator(device=device).manual_seed(seed)
+        rows = [_Row() for _ in ids]
+        metrics = Metrics(batch_size=len(ids))
+        begin = time.perf_counter()
+        self.verifier.start(ids)
+        if self.draft is not None:
+            self.draft.start(ids)
+        pending = torch.tensor([p[-1] for p in ids], device=device)
+        while not all(r.done for r in rows):
+            gamma = self.policy.gamma() if self.draft is not None else 0
+            t0 = _clock(device)
+            proposal = self.draft.propose(gamma, sampling, generator) if gamma else None
+            t1 = _clock(device)
+            if proposal is None:
+                drafted = pending.new_zeros(len(rows), 0)
+                lengths = pending.new_zeros(len(rows))
+                q = None
+            else:
+                drafted, lengths, q = proposal.tokens.to(device), proposal.lengths.to(device), \
+                    proposal.q
+            logits = self.verifier.score(torch.cat([pending[:, None], drafted], 1), lengths + 1)
+            t2 = _clock(device)
+            p = warp(logits, sampling)
+            accepted, nxt = accept(p, drafted, lengths, q=q, generator=generator,
+                                   greedy=sampling.greedy)
+            self.verifier.keep(accepted + 1)
+            if self.draft is not None:
+                self.draft.commit(accepted, nxt)
+            pending = nxt
+            self._commit(rows, drafted, lengths, accepted, nxt, metrics, max_new_tokens, stop,
+                         stream)
+            metrics.draft_ms += 1000 * (t1 - t0)
+            metrics.verify_ms += 1000 * (t2 - t1)
+        metrics.total_ms = 1000 * (_clock(device) - begin)
+        metrics.new_tokens = sum(len(r.tokens) for r in rows)
+        return Generation([r.tokens for r in rows], [r.text for r in rows],
+                          [r.done or "length" for r in rows], metrics)
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _encode(self, prompts) -> list[list[int]]:
+        if isinstance(prompts, (str, bytes)) or not len(prompts):
+            raise ConfigError("prompts must be a non-empty list of strings or token-id lists")
+        out = []
+        for i, prompt in enumerate(prompts):
+            ids = self.verifier.tokenizer.encode(prompt) if isinstance(prompt, str) \
+                else [int(t) for t in prompt]
+            if not ids:
+                raise ConfigError(f"prompt {i} is empty after tokenisation; give at least one token")
+            bad = [t for t in ids if not 0 <= t < self.verifier.vocab_size]
+            if bad:
+                raise ConfigError(f"prompt {i} has token ids outside the vocabulary: {bad[:5]}")
+            out.append(ids)
+        return out
+
+    def _commit(self, rows, drafted, lengths, accepted, nxt, metrics, limit, stop, stream) -> None:
+        """Append each running row's accepted tokens and next token; apply the stop rules."""
+        acc, nxt_l, lens = accepted.tolist(), nxt.tolist(), lengths.tolist()
+        drafted_l = drafted.tolist()
+        eos = self.verifier.eos_token_ids
+        proposed, kept, emitted = [], [], []
+        for b, row in enumerate(rows):
+            if row.done:
+                continue
+            new = drafted_l[b][: acc[b]] + [nxt_l[b]]
+            proposed.append(lens[b])
+            kept.append(acc[b])
+            emitted.append(len(new))
+            room = limit - len(row.tokens)
+            if len(new) >= room:
+                new, row.done = new[:room], "length"
+            for i, tok in enumerate(new):
+                if tok in eos:
+                    new, row.done = new[: i + 1], "eos"
+                    break
+            before = row.text
+            row.tokens.extend(new)
+            row.text = self.verifier.tokenizer.decode(row.tokens, skip_special_tokens=True)
+            hit = _first_stop(row.text, stop, len(before))
+            if hit is not None:
+                row.text, row.done = row.text[:hit], "stop"
+                row.tokens = _tokens_for(row.tokens, hit, self.verifier.tokenizer)
+            if stream is not None:
+                stream(b, new, row.text[len(before):] if row.text.startswith(before) else row.text)
+        metrics.record_step(proposed, kept, emitted)
+
+
+def _first_stop(text: str, stop: Sequence[str], since: int) -> int | None:
+    """Index in ``text`` where the earliest stop string begins, looking only at new text."""
+    hits = []
+    for s in stop:
+        i = text.find(s, max(since - len(s) + 1, 0))
+        if i >= 0:
+            hits.append(i)
+    return min(hits) if hits else None
+
+
+def _tokens_for(tokens: list[int], cut: int, tokenizer) -> list[int]:
+    """The shortest prefix of ``tokens`` whose text reaches ``cut`` characters (the stop)."""
+    for n in range(1, len(tokens) + 1):
+        if len(tokenizer.decode(tokens[:n], skip_special_tokens=True)) > cut:
+            return tokens[:n]
+    return tokens
+
+
+def _clock(device) -> float:
+    """Wall time, after waiting for queued GPU work so that per-phase timings are honest."""
+    if getattr(device, "type", str(device)) == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
+    return time.perf_counter()

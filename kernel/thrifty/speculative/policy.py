@@ -1,0 +1,40 @@
+"""Lookahead policies: how many tokens (γ) the draft proposes at each step.
+
+A policy sees what happened at every step (``observe``) and answers ``gamma()`` before the next.
+:class:`FixedLookahead` is the paper's setting; adaptive policies plug in through the same two
+methods.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+from ..errors import ConfigError
+
+
+@runtime_checkable
+class LookaheadPolicy(Protocol):
+    def gamma(self) -> int:
+        """γ for the next step (0 = a plain target step)."""
+
+    def observe(self, proposed, accepted) -> None:
+        """Per-row proposal lengths and accepted counts (LongTensors [B]) of the last step."""
+
+
+@attrs.define
+class FixedLookahead:
+    """Always propose ``gamma`` tokens."""
+
+    value: int = 4
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.value, int) or self.value < 0:
+            raise ConfigError(f"lookahead gamma must be an int >= 0; got {self.value!r}")
+
+    def gamma(self) -> int:
+        return self.value
+
+    def observe(self, proposed, accepted) -> None:
+        return None

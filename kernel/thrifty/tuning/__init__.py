@@ -1,0 +1,1 @@
+"""Energy tuning under a latency SLO (filled in by the tuning work)."""
