@@ -1,0 +1,1 @@
+"""Hardware knobs, energy meters and the hardware context that restores them (tuning work)."""

@@ -1,0 +1,1 @@
+"""Built-in hardware parts and the ``hw`` command, registered like any plugin."""

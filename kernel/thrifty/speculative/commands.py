@@ -1,0 +1,1 @@
+"""Built-in draft-selection commands (``select``), registered like any plugin."""
