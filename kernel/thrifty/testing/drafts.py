@@ -1,0 +1,184 @@
+"""Conformance suites for draft models and verifiers.
+
+Subclass in a plugin's tests and override the fixtures::
+
+    from thrifty.testing.drafts import DraftModelSuite
+
+    class TestMyDraft(DraftModelSuite):
+        @pytest.fixture
+        def make_draft(self):
+            return lambda verifier: MyDraft(verifier)
+
+``verifier`` defaults to :class:`thrifty.testing.toy.ToyVerifier`; override it to run the suite
+against a real model. ``prompts`` gives the token-id prompts (ragged on purpose).
+
+The suites check the protocol's shapes and also its meaning: rollback must leave a model in the
+same state as a fresh one that saw only the committed tokens, and speculative greedy output must
+equal target-only greedy output.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ..protocols import DraftModel, Proposal, Verifier
+from ..speculative import Sampling, SpeculativeDecoder
+from .toy import ToyVerifier
+
+
+class _Common:
+    @pytest.fixture
+    def verifier(self):
+        return ToyVerifier(vocab=8, seed=0)
+
+    @pytest.fixture
+    def prompts(self, verifier):
+        """Ragged token-id prompts drawn from the verifier's vocabulary."""
+        g = torch.Generator().manual_seed(7)
+        vocab = min(verifier.vocab_size, 1000)
+        return [torch.randint(1, vocab, (n,), generator=g).tolist() for n in (5, 1, 9, 3)]
+
+
+class VerifierSuite(_Common):
+    """Every verifier plugin passes this. Override ``verifier`` (and ``prompts`` if needed)."""
+
+    atol = 1e-4
+
+    def test_protocol(self, verifier):
+        assert isinstance(verifier, Verifier)
+        assert isinstance(verifier.vocab_size, int) and verifier.vocab_size > 1
+        assert all(0 <= t < verifier.vocab_size for t in verifier.eos_token_ids)
+        assert verifier.tokenizer.decode(verifier.tokenizer.encode("ab")) is not None
+
+    def test_score_shape_and_dtype(self, verifier, prompts):
+        verifier.start(prompts)
+        tokens = torch.tensor([[p[-1], 1, 2] for p in prompts])
+        lengths = torch.tensor([3, 1, 2, 3])
+        logits = verifier.score(tokens, lengths)
+        assert logits.shape == (len(prompts), 3, verifier.vocab_size)
+        assert logits.dtype == torch.float32
+        assert torch.isfinite(logits).all()
+
+    def _last_logits(self, verifier, rows):
+        """Logits after each full row, computed from a fresh start (reference)."""
+        verifier.start(rows)
+        last = torch.tensor([[r[-1]] for r in rows])
+        return verifier.score(last, torch.ones(len(rows), dtype=torch.long))[:, 0]
+
+    def _ragged_step(self, verifier, prompts, extra, keep):
+        """start, score [pending + extra] ragged, keep a ragged prefix; return the logits."""
+        verifier.start(prompts)
+        width = max(len(e) for e in extra) + 1
+        tokens = torch.zeros(len(prompts), width, dtype=torch.long)
+        for b, (p, e) in enumerate(zip(prompts, extra)):
+            tokens[b, : len(e) + 1] = torch.tensor([p[-1]] + e)
+        logits = verifier.score(tokens, torch.tensor([len(e) + 1 for e in extra]))
+        verifier.keep(torch.tensor([k + 1 for k in keep]))
+        return logits
+
+    def test_ragged_scoring_matches_fresh_start(self, verifier, prompts):
+        """Each real position's logits equal those a fresh start on that prefix gives."""
+        extra = [[3, 4, 5], [6], [7, 1], [2, 2, 2]]
+        logits = self._ragged_step(verifier, prompts, extra, [1, 0, 2, 3])
+        for b, (p, e) in enumerate(zip(prompts, extra)):
+            for i in range(len(e) + 1):
+                ref = self._last_logits(verifier, [p + e[:i]])
+                torch.testing.assert_close(logits[b, i], ref[0], atol=self.atol, rtol=1e-4)
+
+    def test_keep_rolls_back_per_row(self, verifier, prompts):
+        """After keep, scoring continues exactly from each row's kept prefix."""
+        extra = [[3, 4, 5], [6], [7, 1], [2, 2, 2]]
+        keep = [1, 0, 2, 3]
+        self._ragged_step(verifier, prompts, extra, keep)
+        x = 5 % verifier.vocab_size
+        got = verifier.score(torch.full((len(prompts), 1), x),
+                             torch.ones(len(prompts), dtype=torch.long))[:, 0]
+        committed = [p + e[:k] + [x] for p, e, k in zip(prompts, extra, keep)]
+        torch.testing.assert_close(got, self._last_logits(verifier, committed),
+                                   atol=self.atol, rtol=1e-4)
+
+
+class DraftModelSuite(_Common):
+    """Every draft-model plugin passes this. Override ``make_draft`` (a callable taking the
+    verifier and returning a draft); override ``verifier``/``prompts`` to use a real model."""
+
+    gamma = 3
+
+    @pytest.fixture
+    def make_draft(self):
+        raise NotImplementedError("override the make_draft fixture in your suite subclass")
+
+    @pytest.fixture
+    def draft(self, make_draft, verifier):
+        return make_draft(verifier)
+
+    def test_protocol(self, draft, verifier):
+        assert isinstance(draft, DraftModel)
+        assert draft.vocab_size in (None, verifier.vocab_size)
+        assert isinstance(draft.name, str) and draft.name
+
+    def _check_proposal(self, prop, batch, verifier):
+        assert isinstance(prop, Proposal)
+        assert prop.tokens.shape == (batch, self.gamma) and prop.tokens.dtype == torch.long
+        assert prop.lengths.shape == (batch,)
+        assert ((prop.lengths >= 0) & (prop.lengths <= self.gamma)).all()
+        for b in range(batch):
+            real = prop.tokens[b, : int(prop.lengths[b])]
+            assert ((real >= 0) & (real < verifier.vocab_size)).all()
+        if prop.q is not None:
+            assert prop.q.shape == (batch, self.gamma, verifier.vocab_size)
+            for b in range(batch):
+                n = int(prop.lengths[b])
+                q = prop.q[b, :n].float()
+                torch.testing.assert_close(q.sum(-1), torch.ones(n), atol=1e-3, rtol=0)
+                # the proposal must have been sampled from q: it has positive probability
+                assert (q.gather(-1, prop.tokens[b, :n, None]) > 0).all()
+
+    @pytest.mark.parametrize("sampling", [Sampling(), Sampling(temperature=0.8, top_k=5)],
+                             ids=["greedy", "sampled"])
+    def test_proposal_shapes(self, draft, verifier, prompts, sampling):
+        draft.start(prompts)
+        gen = torch.Generator().manual_seed(0)
+        self._check_proposal(draft.propose(self.gamma, sampling, gen), len(prompts), verifier)
+
+    def test_greedy_is_deterministic(self, make_draft, verifier, prompts):
+        a, b = make_draft(verifier), make_draft(verifier)
+        a.start(prompts)
+        b.start(prompts)
+        pa = a.propose(self.gamma, Sampling(), torch.Generator().manual_seed(0))
+        pb = b.propose(self.gamma, Sampling(), torch.Generator().manual_seed(1))
+        assert torch.equal(pa.lengths, pb.lengths)
+        for r in range(len(prompts)):
+            n = int(pa.lengths[r])
+            assert torch.equal(pa.tokens[r, :n], pb.tokens[r, :n])
+
+    def test_commit_equals_fresh_start(self, make_draft, verifier, prompts):
+        """After a ragged commit, the draft proposes what a fresh draft on the committed
+        tokens proposes: its rollback is exact."""
+        gen = torch.Generator().manual_seed(0)
+        draft = make_draft(verifier)
+        draft.start(prompts)
+        prop = draft.propose(self.gamma, Sampling(), gen)
+        accepted = torch.minimum(prop.lengths, torch.tensor([2, 0, 1, 3])[: len(prompts)])
+        nxt = torch.tensor([4, 2, 6, 1])[: len(prompts)] % verifier.vocab_size
+        draft.commit(accepted, nxt)
+        after = draft.propose(self.gamma, Sampling(), gen)
+        committed = [p + prop.tokens[b, : int(accepted[b])].tolist() + [int(nxt[b])]
+                     for b, p in enumerate(prompts)]
+        fresh = make_draft(verifier)
+        fresh.start(committed)
+        ref = fresh.propose(self.gamma, Sampling(), gen)
+        assert torch.equal(after.lengths, ref.lengths)
+        for b in range(len(prompts)):
+            n = int(ref.lengths[b])
+            assert after.tokens[b, :n].tolist() == ref.tokens[b, :n].tolist()
+
+    @pytest.mark.parametrize("gamma", [1, 3])
+    def test_speculative_greedy_equals_target_only(self, make_draft, verifier, prompts, gamma):
+        """Lossless: greedy output with this draft equals the verifier's own greedy output."""
+        base = SpeculativeDecoder(verifier).generate(prompts, max_new_tokens=12)
+        spec = SpeculativeDecoder(verifier, make_draft(verifier), gamma).generate(
+            prompts, max_new_tokens=12)
+        assert spec.token_ids == base.token_ids
+        assert spec.metrics.target_passes <= base.metrics.target_passes
