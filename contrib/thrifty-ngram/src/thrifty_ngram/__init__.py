@@ -1,0 +1,1 @@
+"""Prompt-lookup n-gram draft model: the smallest complete thrifty plugin."""
