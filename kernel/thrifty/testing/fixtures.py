@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
-from .. import registry as registry_module
 from . import fresh_registry
+
+# the module, not the ``thrifty.registry`` function that the package re-exports under its name
+registry_module = importlib.import_module("thrifty.registry")
 
 
 @pytest.fixture

@@ -1,0 +1,345 @@
+"""The analytical throughput model of speculative decoding (Yan et al., NAACL 2025).
+
+    Throughput(d, γ, B) = B · TAR(d, γ, B) / (D(d, γ, B) + V(γ + 1, B) + O(d, γ, B))
+
+TAR is the mean number of tokens a row emits per verifier pass (bonus included); D the time of
+one ``propose(γ)`` call of draft d at batch B (≈ γ · L_draft(d, B), the paper's term); V the
+verifier's time to score γ + 1 tokens per row; O the engine's own time per step (acceptance
+rule, cache roll-back, detokenisation). Everything here is a pure function of numbers, except
+:class:`ThroughputModel`, which holds a fitted profile and answers questions about it.
+``docs/throughput-model.md`` states the assumptions.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping, Sequence
+
+import attrs
+
+from ..errors import ConfigError
+
+
+# -- acceptance -> tokens per pass ------------------------------------------------------------
+def tar_iid(alpha: float, gamma: int) -> float:
+    """Expected tokens per pass when every proposal is accepted independently with ``alpha``:
+    (1 − α^(γ+1)) / (1 − α)."""
+    if alpha >= 1.0:
+        return gamma + 1.0
+    return (1.0 - alpha ** (gamma + 1)) / (1.0 - alpha)
+
+
+def tar_positional(conditional: Sequence[float], gamma: int,
+                   fallback: float | None = None) -> float:
+    """Expected tokens per pass from per-position *conditional* acceptance:
+    1 + Σ_{i=1..γ} Π_{j<i} c_j, where c_j = P(proposal j accepted | proposals < j accepted).
+
+    Positions past the measured ones use ``fallback`` (default: the last measured value).
+    """
+    total, survive = 1.0, 1.0
+    for i in range(gamma):
+        if i < len(conditional):
+            c = conditional[i]
+        elif fallback is not None:
+            c = fallback
+        else:
+            c = conditional[-1] if len(conditional) else 0.0
+        survive *= c
+        total += survive
+    return total
+
+
+def conditional_from_matches(hist: Sequence[int]) -> list[float]:
+    """Per-position conditional acceptance from a histogram of match lengths.
+
+    ``hist[m]`` counts the positions where the draft's greedy proposal agreed with the
+    verifier's greedy continuation on exactly m tokens (the last bin: on all proposed tokens).
+    """
+    at_least = [sum(hist[m:]) for m in range(len(hist))]
+    return [at_least[j + 1] / at_least[j] if at_least[j] else 0.0
+            for j in range(len(hist) - 1)]
+
+
+def conditional_from_cumulative(cumulative: Sequence[float]) -> list[float]:
+    """Conditional acceptance from P(accepted ≥ i + 1) per position i (``Metrics.acceptance``)."""
+    out, before = [], 1.0
+    for p in cumulative:
+        out.append(p / before if before > 0 else 0.0)
+        before = p
+    return out
+
+
+def iid_alpha(hist: Sequence[int]) -> float:
+    """The single acceptance rate α of the i.i.d. model, pooled over every proposal position of
+    a match-length histogram (accepted proposals / proposals tried)."""
+    at_least = [sum(hist[m:]) for m in range(len(hist))]
+    tried = sum(at_least[:-1])
+    return sum(at_least[1:]) / tried if tried else 0.0
+
+
+def walk(matches: Sequence[int], gamma: int, max_new_tokens: int) -> tuple[int, int]:
+    """Replay one row of greedy speculative decoding: ``(verifier passes, tokens emitted)``.
+
+    ``matches[t]`` is how many of the draft's proposals at output position t agree with the
+    verifier's greedy continuation. At position t a pass keeps min(matches[t], γ) proposals and
+    adds one token, exactly as the engine does; emitted counts are before truncation to
+    ``max_new_tokens``, as in :class:`Metrics`.
+    """
+    t = steps = emitted = 0
+    end = min(max_new_tokens, len(matches))
+    while t < end:
+        n = min(matches[t], gamma) + 1
+        steps += 1
+        emitted += n
+        t += n
+    return steps, emitted
+
+
+def batch_tar(rows: Sequence[Sequence[int]], gamma: int, batch: int,
+              max_new_tokens: int) -> float:
+    """Effective tokens per row per pass when ``rows`` run in consecutive batches of ``batch``.
+
+    A batch runs until its slowest row is done, so a pass yields fewer tokens than the mean TAR
+    once some rows have finished: TAR_eff = Σ tokens / (B · Σ_batches max_row passes).
+    """
+    tokens = passes = 0
+    for i in range(0, len(rows), batch):
+        group = rows[i:i + batch]
+        steps = [walk(r, gamma, max_new_tokens)[0] for r in group]
+        tokens += sum(min(max_new_tokens, len(r)) for r in group)
+        passes += batch * max(steps)
+    return tokens / passes if passes else 0.0
+
+
+# -- latency tables ----------------------------------------------------------------------------
+def interp(x: float, xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Piecewise-linear interpolation, extended linearly past both ends (never below zero)."""
+    if not len(xs):
+        raise ConfigError("cannot interpolate an empty latency table; profile it first")
+    pts = sorted(zip(xs, ys))
+    if len(pts) == 1:
+        return float(pts[0][1])
+    if x <= pts[0][0]:
+        (x0, y0), (x1, y1) = pts[0], pts[1]
+    elif x >= pts[-1][0]:
+        (x0, y0), (x1, y1) = pts[-2], pts[-1]
+    else:
+        k = next(i for i in range(1, len(pts)) if pts[i][0] >= x)
+        (x0, y0), (x1, y1) = pts[k - 1], pts[k]
+    return max(0.0, float(y0 + (y1 - y0) * (x - x0) / (x1 - x0)))
+
+
+def interp_table(table: Mapping[int, Mapping[int, float]], batch: int, x: int) -> float:
+    """Look up ``table[batch][x]`` interpolating in x within each batch, then across batches."""
+    batches = sorted(table)
+    values = [interp(x, sorted(table[b]), [table[b][k] for k in sorted(table[b])])
+              for b in batches]
+    return interp(batch, batches, values)
+
+
+def throughput(batch: int, tar: float, draft_ms: float, verify_ms: float,
+               overhead_ms: float) -> float:
+    """Tokens per second of a batch: B · TAR per pass, one pass every D + V + O milliseconds."""
+    step = draft_ms + verify_ms + overhead_ms
+    return 1000.0 * batch * tar / step if step > 0 else math.inf
+
+
+# -- per-layer latency model for drafts that do not exist yet ------------------------------------
+@attrs.frozen
+class ShapeModel:
+    """Latency of one decode step of a decoder of ``layers`` layers and width ``width``.
+
+    Fitted per (width, batch) as ``head + layers · per_layer`` (least squares over the profiled
+    depths: the paper's observation that depth, not width, drives a draft's latency makes this
+    line the natural model); other widths and batches are interpolated linearly.
+    """
+
+    lines: Mapping[tuple[int, int], tuple[float, float]]  # (width, batch) -> (head, per_layer)
+
+    @classmethod
+    def fit(cls, points: Iterable[Mapping[str, Any]]) -> "ShapeModel":
+        """``points``: dicts with ``layers``, ``width``, ``batch``, ``ms``."""
+        import numpy as np
+
+        groups: dict[tuple[int, int], list[tuple[int, float]]] = {}
+        for p in points:
+            groups.setdefault((int(p["width"]), int(p["batch"])), []).append(
+                (int(p["layers"]), float(p["ms"])))
+        lines = {}
+        for key, pts in groups.items():
+            depths = np.array([d for d, _ in pts], float)
+            ms = np.array([m for _, m in pts], float)
+            if len(set(depths.tolist())) < 2:
+                raise ConfigError(f"shape profile for width {key[0]}, batch {key[1]} has one "
+                                  f"depth only; profile at least two depths per width")
+            slope, head = np.polyfit(depths, ms, 1)
+            lines[key] = (max(float(head), 0.0), max(float(slope), 0.0))
+        if not lines:
+            raise ConfigError("no shape profile points; run `thrifty profile --shape LAYERSxWIDTH`")
+        return cls(lines)
+
+    def step_ms(self, layers: int, width: int, batch: int) -> float:
+        widths = sorted({w for w, _ in self.lines})
+        per_width = []
+        for w in widths:
+            bs = sorted(b for ww, b in self.lines if ww == w)
+            per_width.append(interp(batch, bs, [self.lines[(w, b)][0] + layers *
+                                                self.lines[(w, b)][1] for b in bs]))
+        return interp(width, widths, per_width)
+
+
+# -- the fitted model ----------------------------------------------------------------------------
+@attrs.frozen
+class Prediction:
+    """One predicted operating point and where its time goes."""
+
+    draft: str | None
+    gamma: int
+    batch: int
+    tar: float
+    draft_ms: float
+    verify_ms: float
+    overhead_ms: float
+
+    @property
+    def step_ms(self) -> float:
+        return self.draft_ms + self.verify_ms + self.overhead_ms
+
+    @property
+    def throughput(self) -> float:
+        return throughput(self.batch, self.tar, self.draft_ms, self.verify_ms, self.overhead_ms)
+
+    def shares(self) -> dict[str, float]:
+        step = self.step_ms or 1.0
+        return {"draft": self.draft_ms / step, "verify": self.verify_ms / step,
+                "overhead": self.overhead_ms / step}
+
+    def explain(self) -> str:
+        """Where the time goes, in one sentence a person can act on."""
+        s = self.shares()
+        who = self.draft or "target-only"
+        return (f"{who} γ={self.gamma} batch {self.batch}: {self.throughput:.1f} tok/s = "
+                f"{self.batch} × TAR {self.tar:.2f} tokens per {self.step_ms:.2f} ms pass; "
+                f"draft {100 * s['draft']:.0f}% ({self.draft_ms:.2f} ms), verify "
+                f"{100 * s['verify']:.0f}% ({self.verify_ms:.2f} ms), overhead "
+                f"{100 * s['overhead']:.0f}% ({self.overhead_ms:.2f} ms)")
+
+    def as_dict(self) -> dict:
+        return {"draft": self.draft, "gamma": self.gamma, "batch": self.batch,
+                "tar": round(self.tar, 4), "draft_ms": round(self.draft_ms, 4),
+                "verify_ms": round(self.verify_ms, 4), "overhead_ms": round(self.overhead_ms, 4),
+                "throughput": round(self.throughput, 3),
+                "shares": {k: round(v, 4) for k, v in self.shares().items()}}
+
+
+@attrs.frozen
+class Hypothetical:
+    """A draft that does not exist yet: its shape gives its latency (through a
+    :class:`ShapeModel`), its assumed acceptance its TAR, and a measured draft lends the engine
+    overhead (``like``; default: the first profiled draft)."""
+
+    name: str
+    layers: int
+    width: int
+    acceptance: float | Sequence[float]
+    like: str | None = None
+
+
+class ThroughputModel:
+    """Predictions from one :class:`thrifty.speculative.profile.Profile`.
+
+    ``sampled=True`` uses the acceptance measured under sampling instead of greedy replay.
+    """
+
+    def __init__(self, profile, sampled: bool = False) -> None:
+        self.profile = profile
+        self.sampled = sampled
+        self._shape = ShapeModel.fit(profile.shapes) if profile.shapes else None
+        self.hypotheticals: dict[str, Hypothetical] = {}
+
+    # -- the three terms ---------------------------------------------------------------------
+    def verify_ms(self, tokens: int, batch: int) -> float:
+        table = {b: {k + 1: ms for k, ms in enumerate(row)}
+                 for b, row in self.profile.verify_ms.items()}
+        return interp_table(table, batch, tokens)
+
+    def draft_ms(self, draft: str, gamma: int, batch: int) -> float:
+        if gamma == 0:
+            return 0.0
+        if draft in self.hypotheticals:
+            h = self.hypotheticals[draft]
+            if self._shape is None:
+                raise ConfigError("a hypothetical draft needs a shape profile: "
+                                  "`thrifty profile --shape 1x576 --shape 2x576 ...`")
+            return gamma * self._shape.step_ms(h.layers, h.width, batch)
+        return interp_table(self._draft(draft).propose_ms, batch, gamma)
+
+    def overhead_ms(self, draft: str | None, gamma: int, batch: int) -> float:
+        if draft is None or gamma == 0:
+            return interp(batch, sorted(self.profile.target_overhead_ms),
+                          [self.profile.target_overhead_ms[b]
+                           for b in sorted(self.profile.target_overhead_ms)])
+        if draft in self.hypotheticals:
+            draft = self.hypotheticals[draft].like or next(iter(self.profile.drafts))
+        return interp_table(self._draft(draft).overhead_ms, batch, gamma)
+
+    def tar(self, draft: str | None, gamma: int, batch: int = 1) -> float:
+        """TAR at (γ, B): replayed per-row walks when recorded (greedy; accounts for the slowest
+        row of each batch), else the per-position conditional acceptance, else i.i.d. α."""
+        if draft is None or gamma == 0:
+            return 1.0
+        if draft in self.hypotheticals:
+            acc = self.hypotheticals[draft].acceptance
+            if isinstance(acc, (int, float)):
+                return tar_iid(float(acc), gamma)
+            return tar_positional(list(acc), gamma)
+        acc = self._draft(draft).acceptance
+        if acc is None:
+            raise ConfigError(f"draft {draft!r} has no acceptance profile; profile it with a "
+                              f"workload (`thrifty profile --workload ...`)")
+        if self.sampled:
+            if not acc.sampled:
+                raise ConfigError(f"draft {draft!r} was profiled without sampling; re-run "
+                                  f"`thrifty profile --temperature T`")
+            return tar_positional(conditional_from_cumulative(acc.sampled["cumulative"]), gamma)
+        if acc.rows and gamma <= acc.gamma_max:
+            return batch_tar(acc.rows, gamma, batch, acc.max_new_tokens)
+        return tar_positional(conditional_from_matches(acc.match_hist), gamma)
+
+    # -- questions -----------------------------------------------------------------------------
+    def predict(self, draft: str | None, gamma: int, batch: int) -> Prediction:
+        if draft is None:
+            gamma = 0
+        return Prediction(draft, gamma, batch, self.tar(draft, gamma, batch),
+                          self.draft_ms(draft, gamma, batch) if draft else 0.0,
+                          self.verify_ms(gamma + 1, batch),
+                          self.overhead_ms(draft, gamma, batch))
+
+    def drafts(self) -> list[str]:
+        return list(self.profile.drafts) + list(self.hypotheticals)
+
+    def rank(self, batch: int, gammas: Iterable[int] | None = None,
+             drafts: Sequence[str] | None = None) -> list[Prediction]:
+        """Every (draft, γ) at ``batch``, fastest first; target-only decoding is included."""
+        gammas = list(gammas or range(1, self.profile.gamma_max + 1))
+        preds = [self.predict(None, 0, batch)]
+        preds += [self.predict(d, g, batch) for d in (drafts or self.drafts()) for g in gammas]
+        return sorted(preds, key=lambda p: -p.throughput)
+
+    def best(self, batch: int, **kwargs) -> Prediction:
+        return self.rank(batch, **kwargs)[0]
+
+    def add_hypothetical(self, draft: Hypothetical) -> None:
+        """Evaluate a draft from its shape alone (see :class:`Hypothetical`)."""
+        if draft.name in self.profile.drafts:
+            raise ConfigError(f"hypothetical draft {draft.name!r} clashes with a profiled draft")
+        if draft.like is not None:
+            self._draft(draft.like)
+        self.hypotheticals[draft.name] = draft
+
+    def _draft(self, name: str):
+        try:
+            return self.profile.drafts[name]
+        except KeyError:
+            raise ConfigError(f"draft {name!r} is not in the profile; profiled drafts: "
+                              f"{sorted(self.profile.drafts)}") from None

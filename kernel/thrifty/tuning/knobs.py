@@ -1,0 +1,100 @@
+"""Software knobs: settings of the workload itself (batch size, threads, dtype, draft, lookahead).
+
+They follow the same :class:`thrifty.protocols.Knob` protocol as hardware knobs, so one tuner and
+one hardware context handle both, but applying one only records the value: the workload reads
+it (a backend hands the whole configuration to the workload on every run).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+from ..errors import ConfigError
+from ..records import HardwareKnobSpec, Option
+
+
+class SoftwareKnob:
+    """A knob whose state is the recorded value; ``apply`` checks it against the domain."""
+
+    def __init__(self, name: str, values: Sequence[Any], unit: str = "", default: Any = None):
+        values = tuple(values)
+        if not values:
+            raise ConfigError(f"knob {name!r}: give at least one value")
+        self.name = name
+        self.unit = unit
+        self._values = values
+        self._value = values[0] if default is None else default
+        if self._value not in values:
+            raise ConfigError(f"knob {name!r}: default {self._value!r} is not among {list(values)}")
+
+    def domain(self) -> tuple:
+        return self._values
+
+    def read(self) -> Any:
+        return self._value
+
+    def apply(self, value: Any) -> Any:
+        if value not in self._values:
+            raise ConfigError(f"knob {self.name!r} has no value {value!r}; its domain is "
+                              f"{list(self._values)}")
+        self._value = value
+        return self._value
+
+    def snapshot(self) -> Any:
+        return self._value
+
+    def restore(self, state: Any) -> None:
+        self._value = state
+
+    def __repr__(self) -> str:
+        return f"SoftwareKnob({self.name!r}, {list(self._values)}, value={self._value!r})"
+
+
+def _parse_values(name: str, values: Any, cast: type) -> tuple:
+    """Accept a list/tuple or a comma-separated string (as the CLI gives it)."""
+    if isinstance(values, str):
+        values = [v.strip() for v in values.split(",") if v.strip()]
+    try:
+        return tuple(cast(v) for v in values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"knob {name!r}: values must be {cast.__name__}s, got {values!r}") \
+            from exc
+
+
+def _factory(name: str, cast: type, unit: str):
+    def build(values, default=None):
+        parsed = _parse_values(name, values, cast)
+        return SoftwareKnob(name, parsed, unit, None if default is None else cast(default))
+
+    build.__name__ = f"build_{name.replace('-', '_')}_knob"
+    return build
+
+
+_VALUES = (list, tuple, str)
+
+SOFTWARE_KNOBS: dict[str, tuple[type, str, tuple, str]] = {
+    "batch-size": (int, "queries", (1, 2, 4, 8, 16, 32, 64), "queries served per batch"),
+    "threads": (int, "threads", tuple(sorted({1, 2, 4, 8, 16, os.cpu_count() or 1})),
+                "CPU threads the workload may use (torch.set_num_threads)"),
+    "dtype": (str, "", ("float32", "bfloat16", "float16"), "numeric type of weights"),
+    "draft": (str, "", ("none", "ngram"),
+              "speculative decoding's draft model (a draft name; 'none' decodes target-only)"),
+    "lookahead": (int, "tokens", (0, 1, 2, 3, 4, 6, 8),
+                  "tokens the draft proposes per target pass (γ; 0 = target-only)"),
+}
+"""Name -> (value type, unit, default domain, description) of each built-in software knob."""
+
+
+def software_knob_specs() -> list[HardwareKnobSpec]:
+    """One ``HardwareKnobSpec`` per built-in software knob."""
+    specs = []
+    for name, (cast, unit, values, help_text) in SOFTWARE_KNOBS.items():
+        specs.append(HardwareKnobSpec(
+            name=name, unit=unit, factory=_factory(name, cast, unit),
+            description=f"software knob: {help_text}; recorded for the workload to read",
+            options={
+                "values": Option(_VALUES, values, "the domain: a list or 'a,b,c'"),
+                "default": Option((cast, type(None)), None, "value before tuning (first value)"),
+            }))
+    return specs
