@@ -1,0 +1,125 @@
+"""The PairConnect layer: pairwise word embeddings looked up from a hashed table, then an MLP.
+
+Definition (``docs/pairconnect.md`` gives the reasoning). For tokens x_1 … x_n, window W,
+distance buckets β(δ), k hash functions h_r and per-distance weights α (all 1 in ``sum`` mode):
+
+    u_i = E[x_i] + Σ_{δ=1}^{min(W, i−1)} α_δ Σ_{r=1}^{k} P[h_r(x_i, x_{i−δ}, β(δ))]
+    y_i = LN(MLP_depth(u_i)),   MLP block: u ← u + W₂ GELU(W₁ LN(u))
+
+The pair sum is one ``torch.nn.EmbeddingBag`` call (``per_sample_weights`` = α in ``distance``
+mode). Position i reads only x_{i−W} … x_i, so incremental decoding keeps the last W tokens
+as its whole state and pays W·k lookups plus the MLP per token, whatever the context length.
+"""
+
+from __future__ import annotations
+
+import torch
+from thrifty.errors import ConfigError
+from torch import nn
+
+from .hashing import distance_buckets, hash_coefficients, pair_ids
+
+WEIGHTINGS = ("sum", "distance")
+
+
+class MLPBlock(nn.Module):
+    """Pre-norm residual MLP block."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.up = nn.Linear(dim, hidden)
+        self.down = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return x + self.down(nn.functional.gelu(self.up(self.norm(x))))
+
+
+class PairConnect(nn.Module):
+    """Token ids [B, L] (plus the W tokens before them) → features [B, L, out_features].
+
+    ``in_features`` is the vocabulary size (the range of token ids), ``out_features`` the width
+    of the embeddings and of the output.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, table_size: int = 1 << 16,
+                 window: int = 16, buckets: int = 8, hashes: int = 1, hash_seed: int = 0,
+                 weighting: str = "distance", hidden: int = 0, depth: int = 2) -> None:
+        super().__init__()
+        if weighting not in WEIGHTINGS:
+            raise ConfigError(f"weighting must be one of {WEIGHTINGS}; got {weighting!r}")
+        for key, value in (("in_features", in_features), ("out_features", out_features),
+                           ("table_size", table_size), ("window", window),
+                           ("buckets", buckets), ("hashes", hashes)):
+            if value < 1:
+                raise ConfigError(f"{key} must be >= 1; got {value}")
+        self.in_features, self.out_features = in_features, out_features
+        self.table_size, self.window, self.buckets = table_size, window, buckets
+        self.hashes, self.hash_seed, self.weighting = hashes, hash_seed, weighting
+        self.hidden, self.depth = hidden or 4 * out_features, depth
+        self.embed = nn.Embedding(in_features, out_features)
+        # row table_size is the all-zero padding row that missing tokens (before the start) hit
+        self.pairs = nn.EmbeddingBag(table_size + 1, out_features, mode="sum",
+                                     padding_idx=table_size)
+        self.distance_weight = nn.Parameter(torch.ones(window)) if weighting == "distance" \
+            else None
+        self.blocks = nn.ModuleList(MLPBlock(out_features, self.hidden) for _ in range(depth))
+        self.norm = nn.LayerNorm(out_features)
+        self.register_buffer("bucket", distance_buckets(window, buckets), persistent=False)
+        self.register_buffer("coef", hash_coefficients(hashes, hash_seed), persistent=False)
+        nn.init.normal_(self.embed.weight, std=0.02)
+        with torch.no_grad():
+            self.pairs.weight.normal_(std=0.02)
+            self.pairs.weight[table_size].zero_()
+
+    # -- state for incremental decoding ------------------------------------------------------
+    def empty_past(self, batch: int, device=None):
+        """The state before any token: W slots of "no token" (−1), oldest first."""
+        return torch.full((batch, self.window), -1, dtype=torch.long, device=device)
+
+    def next_past(self, past, tokens):
+        """The state after ``tokens`` [B, L] were read: the last W tokens, oldest first."""
+        return torch.cat([past, tokens], 1)[:, -self.window:]
+
+    # -- computation -------------------------------------------------------------------------
+    def previous(self, tokens, past=None):
+        """long [B, L, W]: column δ−1 holds x_{i−δ} (−1 where there is none)."""
+        batch, length = tokens.shape
+        if past is None:
+            past = self.empty_past(batch, tokens.device)
+        full = torch.cat([past, tokens], 1)  # [B, W + L]
+        windows = full.unfold(1, self.window, 1)[:, :length]  # [B, L, W]: x_{i−W} … x_{i−1}
+        return windows.flip(-1)
+
+    def pair_features(self, tokens, past=None):
+        """Σ_δ α_δ Σ_r P[h_r(x_i, x_{i−δ}, β(δ))]: float [B, L, out_features]."""
+        ids = pair_ids(tokens, self.previous(tokens, past), self.bucket, self.coef,
+                       self.table_size)
+        flat = ids.reshape(-1, ids.shape[-1])
+        weights = None
+        if self.distance_weight is not None:
+            weights = self.distance_weight.repeat_interleave(self.hashes).expand(flat.shape)
+        return self.pairs(flat, per_sample_weights=weights).view(*tokens.shape, -1)
+
+    def forward(self, tokens, past=None):
+        """Features of ``tokens`` [B, L], continuing after ``past`` [B, W] (None: at the start)."""
+        u = self.embed(tokens) + self.pair_features(tokens, past)
+        for block in self.blocks:
+            u = block(u)
+        return self.norm(u)
+
+    # -- accounting ----------------------------------------------------------------------------
+    def table_parameters(self) -> int:
+        """Parameters of the pair table (its padding row excluded: it is fixed at zero)."""
+        return self.table_size * self.out_features
+
+    def flops_per_token(self) -> int:
+        """FLOPs of one position: W·k row additions (×2 when weighted), the MLP's matmuls.
+
+        Hashing costs about 8 integer operations per id; elementwise work (LayerNorm, GELU) is
+        left out here as it is for the Transformer.
+        """
+        d, lookups = self.out_features, self.window * self.hashes
+        bag = lookups * d * (2 if self.distance_weight is not None else 1)
+        mlp = self.depth * 2 * 2 * d * self.hidden
+        return bag + 8 * lookups + mlp
