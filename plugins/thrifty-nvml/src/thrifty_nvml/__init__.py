@@ -1,0 +1,1 @@
+"""thrifty-nvml: NVIDIA GPU knobs and the NVML energy meter (``pynvml`` from nvidia-ml-py)."""
