@@ -104,6 +104,8 @@ class SpeculativeDecoder:
             accepted, nxt = accept(p, drafted, lengths, q=q, generator=generator,
                                    greedy=sampling.greedy)
             self.verifier.keep(accepted + 1)
+            if gamma:
+                self.policy.observe(lengths, accepted)
             if self.draft is not None:
                 self.draft.commit(accepted, nxt)
             pending = nxt

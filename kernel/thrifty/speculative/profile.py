@@ -1,0 +1,327 @@
+"""The profiler: everything the throughput model needs, measured on one device and workload.
+
+* verifier latency by number of scored tokens per row (1 … γmax + 1) and batch size;
+* each draft's ``propose(γ)`` latency by γ and batch size;
+* the engine's own time per step (acceptance rule, roll-back, detokenisation) by γ and batch;
+* acceptance per position: greedy by record-and-replay, and optionally sampled, live;
+* decode-step latency of random-weight decoders of a given depth and width (``shapes``), so that
+  a draft that does not exist yet can be costed.
+
+Every latency is a median over ``repeats`` after ``warmup`` untimed runs, taken after waiting
+for queued GPU work. Results save to and load from JSON.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import attrs
+
+from ..errors import ConfigError, DatasetFormatError
+from .engine import SpeculativeDecoder, _clock
+from .record import Acceptance, record, replay
+from .sampling import Sampling
+
+Progress = Callable[[str], None]
+
+
+@attrs.define
+class DraftProfile:
+    """One draft's measured costs and acceptance. ``config``: how it was built
+    (``{"name": ..., "options": {...}}``), for exporting ready-to-paste settings."""
+
+    label: str
+    config: dict
+    propose_ms: dict[int, dict[int, float]] = attrs.field(factory=dict)   # batch -> γ -> ms
+    overhead_ms: dict[int, dict[int, float]] = attrs.field(factory=dict)  # batch -> γ -> ms
+    acceptance: Acceptance | None = None
+
+
+@attrs.define
+class Profile:
+    """Everything measured for one verifier, its candidate drafts, a workload and a device."""
+
+    verifier: str
+    device: str
+    workload: str
+    gamma_max: int
+    batches: list[int]
+    verify_ms: dict[int, list[float]] = attrs.field(factory=dict)  # batch -> [k = 1 … γmax+1]
+    target_overhead_ms: dict[int, float] = attrs.field(factory=dict)  # batch -> ms per step
+    drafts: dict[str, DraftProfile] = attrs.field(factory=dict)
+    shapes: list[dict] = attrs.field(factory=list)  # {layers, width, batch, ms}
+    meta: dict = attrs.field(factory=dict)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(attrs.asdict(self), indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Profile":
+        try:
+            raw = json.loads(Path(path).read_text())
+            drafts = {}
+            for label, d in raw.pop("drafts").items():
+                acc = d.pop("acceptance")
+                drafts[label] = DraftProfile(
+                    **{**d, "propose_ms": _int_keys(d["propose_ms"]),
+                       "overhead_ms": _int_keys(d["overhead_ms"])},
+                    acceptance=Acceptance(**acc) if acc else None)
+            raw["verify_ms"] = {int(b): v for b, v in raw["verify_ms"].items()}
+            raw["target_overhead_ms"] = {int(b): v for b, v in raw["target_overhead_ms"].items()}
+            return cls(**raw, drafts=drafts)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise DatasetFormatError(f"cannot read profile {path}: {exc!r}; make one with "
+                                     f"`thrifty profile -o {path}`") from exc
+
+
+def _int_keys(table: Mapping) -> dict[int, dict[int, float]]:
+    return {int(b): {int(g): float(v) for g, v in row.items()} for b, row in table.items()}
+
+
+# -- timing ---------------------------------------------------------------------------------------
+def median_ms(fn: Callable[[], Any], device, repeats: int, warmup: int,
+              after: Callable[[Any], None] | None = None) -> float:
+    """Median wall time of ``fn()`` in ms; ``after(result)`` runs untimed after each call."""
+    times = []
+    for i in range(warmup + repeats):
+        t0 = _clock(device)
+        out = fn()
+        t1 = _clock(device)
+        if after is not None:
+            after(out)
+        if i >= warmup:
+            times.append(1000 * (t1 - t0))
+    return statistics.median(times)
+
+
+def _batch_rows(prompts: Sequence[Sequence[int]], batch: int) -> list[list[int]]:
+    """``batch`` prompt rows, cycling through the workload when it has fewer."""
+    return [list(prompts[i % len(prompts)]) for i in range(batch)]
+
+
+def verifier_latency(verifier, prompts: Sequence[Sequence[int]], batch: int, max_tokens: int,
+                     repeats: int = 5, warmup: int = 2) -> list[float]:
+    """Median ms of one ``score`` call with k = 1 … ``max_tokens`` tokens per row."""
+    import torch
+
+    verifier.start(_batch_rows(prompts, batch))
+    device = verifier.device
+    tokens = torch.tensor([(row * max_tokens)[:max_tokens] for row in _batch_rows(prompts, batch)],
+                          device=device)
+    keep = torch.ones(batch, dtype=torch.long, device=device)
+    out = []
+    for k in range(1, max_tokens + 1):
+        lengths = torch.full((batch,), k, dtype=torch.long, device=device)
+        out.append(median_ms(lambda: verifier.score(tokens[:, :k], lengths), device, repeats,
+                             warmup, after=lambda _: verifier.keep(keep)))
+    return out
+
+
+def draft_latency(draft, prompts: Sequence[Sequence[int]], batch: int, gammas: Sequence[int],
+                  device, repeats: int = 5, warmup: int = 2) -> dict[int, float]:
+    """Median ms of one ``propose(γ)`` call per γ, in steady state: after each call half the
+    proposals are accepted and a correction token is committed, as in a typical step."""
+    import torch
+
+    draft.start(_batch_rows(prompts, batch))
+    greedy, gen = Sampling(), torch.Generator().manual_seed(0)
+
+    def settle(proposal) -> None:
+        dev = proposal.tokens.device
+        nxt = proposal.tokens[:, 0] if proposal.tokens.shape[1] else \
+            torch.zeros(batch, dtype=torch.long, device=dev)
+        draft.commit((proposal.lengths // 2).to(dev), nxt)
+
+    return {g: median_ms(lambda: draft.propose(g, greedy, gen), device, repeats, warmup,
+                         after=settle) for g in gammas}
+
+
+class _TimedStart:
+    """A model seen through a proxy that times ``start`` (the prefill), so decode-only time is
+    total − prefill; everything else passes through."""
+
+    def __init__(self, inner, device) -> None:
+        self._inner, self._device, self.start_ms = inner, device, 0.0
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def start(self, prompts) -> None:
+        t0 = _clock(self._device)
+        self._inner.start(prompts)
+        self.start_ms += 1000 * (_clock(self._device) - t0)
+
+
+@attrs.frozen
+class Measurement:
+    """Decode throughput of a live run (prefill excluded) and per-pass means of its parts."""
+
+    throughput: float
+    tar: float
+    draft_ms: float
+    verify_ms: float
+    overhead_ms: float
+    acceptance: list[float]
+
+    def as_dict(self) -> dict:
+        return {k: (round(v, 4) if isinstance(v, float) else v)
+                for k, v in attrs.asdict(self).items()}
+
+
+def measure(verifier, draft, gamma: int, batch: int, prompts: Sequence[Sequence[int]],
+            max_new_tokens: int = 64, repeats: int = 3, sampling: Sampling | None = None,
+            seed: int = 0) -> Measurement:
+    """Run the engine over ``prompts`` in consecutive batches of ``batch`` and report the median
+    (over ``repeats``) decode throughput: tokens / (total − prefill) time."""
+    if not prompts:
+        raise ConfigError("measure needs at least one prompt")
+    device = verifier.device
+    runs = []
+    for _ in range(repeats):
+        v = _TimedStart(verifier, device)
+        d = _TimedStart(draft, device) if draft is not None and gamma else None
+        decoder = SpeculativeDecoder(v, d, gamma if d is not None else 0)
+        tokens = passes = rows = emitted = 0
+        total = draft_ms = verify_ms = 0.0
+        proposed_at: list[int] = []
+        accepted_at: list[int] = []
+        for i in range(0, len(prompts), batch):
+            m = decoder.generate(prompts[i:i + batch], max_new_tokens=max_new_tokens,
+                                 sampling=sampling, seed=seed).metrics
+            tokens += m.new_tokens
+            passes += m.target_passes
+            rows += m.row_steps
+            emitted += m.emitted
+            total += m.total_ms
+            draft_ms += m.draft_ms
+            verify_ms += m.verify_ms
+            for j, (p, a) in enumerate(zip(m.proposed_at, m.accepted_at)):
+                if j == len(proposed_at):
+                    proposed_at.append(0)
+                    accepted_at.append(0)
+                proposed_at[j] += p
+                accepted_at[j] += a
+        decode = total - v.start_ms - (d.start_ms if d is not None else 0.0)
+        runs.append(Measurement(1000 * tokens / decode, emitted / rows, draft_ms / passes,
+                                verify_ms / passes, (decode - draft_ms - verify_ms) / passes,
+                                [a / p if p else 0.0 for a, p in zip(accepted_at, proposed_at)]))
+    runs.sort(key=lambda r: r.throughput)
+    return runs[len(runs) // 2]
+
+
+# -- latency from shape alone -------------------------------------------------------------------
+def shape_latency(layers: int, width: int, vocab: int, batch: int, device: str = "cpu",
+                  dtype: str = "float32", context: int = 128, repeats: int = 5,
+                  warmup: int = 2) -> float:
+    """Median ms of one cached decode step of a random-weight Llama-style decoder.
+
+    Dimensions scale with ``width`` as in SmolLM2 (head size 64, three query heads per key/value
+    head, MLP 8/3 × width); the vocabulary is the verifier's, because the output projection is
+    often the largest single cost of a shallow draft.
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    if layers < 1 or width < 64 or width % 64:
+        raise ConfigError(f"shape needs layers >= 1 and a width that is a multiple of 64; "
+                          f"got {layers}x{width}")
+    heads = width // 64
+    config = LlamaConfig(vocab_size=vocab, hidden_size=width, num_hidden_layers=layers,
+                         num_attention_heads=heads, num_key_value_heads=max(1, heads // 3)
+                         if heads % 3 == 0 else heads,
+                         intermediate_size=64 * round(width * 8 / 3 / 64),
+                         tie_word_embeddings=True, max_position_embeddings=context + 64)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).to(device=device, dtype=getattr(torch, dtype)).eval()
+    ids = torch.randint(0, vocab, (batch, context), device=device)
+    step = torch.randint(0, vocab, (batch, 1), device=device)
+    with torch.inference_mode():
+        cache = model(ids, use_cache=True).past_key_values
+
+        def one():
+            out = model(step, past_key_values=cache, use_cache=True)
+            return out.logits
+
+        ms = median_ms(one, torch.device(device), repeats, warmup,
+                       after=lambda _: cache.crop(context))
+    del model, cache
+    return ms
+
+
+# -- the whole profile ---------------------------------------------------------------------------
+def profile(verifier, drafts: Mapping[str, tuple[Any, dict]], prompts: Sequence[str],
+            workload: str = "", batches: Sequence[int] = (1, 4, 16), gamma_max: int = 8,
+            max_new_tokens: int = 64, repeats: int = 5, warmup: int = 2,
+            temperature: float | None = None, shapes: Sequence[tuple[int, int]] = (),
+            dtype: str = "float32", progress: Progress | None = None) -> Profile:
+    """Profile ``verifier`` and ``drafts`` (label -> (draft, config)) on ``prompts``.
+
+    Latencies use ``repeats`` medians; the engine overhead per step is read from short live runs
+    at γ = 1 and γmax (its only live measurement); acceptance comes from record and replay.
+    """
+    say = progress or (lambda _: None)
+    if gamma_max < 1 or not batches or min(batches) < 1:
+        raise ConfigError("profile needs gamma_max >= 1 and batch sizes >= 1")
+    device = verifier.device
+    ids = [verifier.tokenizer.encode(p) if isinstance(p, str) else list(p) for p in prompts]
+    result = Profile(verifier.name, str(device), workload, gamma_max, sorted(batches),
+                     meta=_meta(repeats, warmup, max_new_tokens, len(ids)))
+    draft_gammas = sorted({1, 2, 4, gamma_max} & set(range(1, gamma_max + 1)))
+    for b in result.batches:
+        say(f"verifier latency, batch {b}")
+        result.verify_ms[b] = verifier_latency(verifier, ids, b, gamma_max + 1, repeats, warmup)
+        rows = _batch_rows(ids, b)
+        result.target_overhead_ms[b] = measure(verifier, None, 0, b, rows, max_new_tokens,
+                                               repeats=min(repeats, 3)).overhead_ms
+    say("recording the verifier's greedy continuations")
+    rec = record(verifier, ids, max_new_tokens, horizon=gamma_max, batch=max(result.batches),
+                 workload=workload)
+    for label, (draft, config) in drafts.items():
+        dp = DraftProfile(label, config)
+        say(f"{label}: replaying acceptance")
+        dp.acceptance = replay(rec, draft, gamma_max, batch=max(result.batches))
+        if temperature:
+            sampled = measure(verifier, draft, gamma_max, max(result.batches), ids,
+                              max_new_tokens, 1, Sampling(temperature=temperature))
+            dp.acceptance.sampled = {"temperature": temperature,
+                                     "cumulative": sampled.acceptance}
+        for b in result.batches:
+            say(f"{label}: latency and overhead, batch {b}")
+            dp.propose_ms[b] = draft_latency(draft, ids, b, draft_gammas, device, repeats, warmup)
+            rows = _batch_rows(ids, b)
+            dp.overhead_ms[b] = {g: measure(verifier, draft, g, b, rows, max_new_tokens,
+                                            repeats=min(repeats, 3)).overhead_ms
+                                 for g in sorted({1, gamma_max})}
+        result.drafts[label] = dp
+    for layers, width in shapes:
+        for b in result.batches:
+            say(f"shape {layers}x{width}, batch {b}")
+            result.shapes.append({"layers": layers, "width": width, "batch": b,
+                                  "ms": shape_latency(layers, width, verifier.vocab_size, b,
+                                                      str(device), dtype, repeats=repeats,
+                                                      warmup=warmup)})
+    return result
+
+
+def _meta(repeats: int, warmup: int, max_new_tokens: int, prompts: int) -> dict:
+    import numpy
+
+    meta = {"date": datetime.date.today().isoformat(), "machine": platform.machine(),
+            "python": platform.python_version(), "numpy": numpy.__version__,
+            "repeats": repeats, "warmup": warmup, "max_new_tokens": max_new_tokens,
+            "prompts": prompts, "time": time.time()}
+    try:
+        import torch
+
+        meta["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            meta["gpu"] = torch.cuda.get_device_name()
+    except ImportError:  # pragma: no cover - torch is needed to profile anything
+        pass
+    return meta
