@@ -1,0 +1,1 @@
+"""thrifty-cpu: Linux cpufreq knobs and the RAPL energy meter, over sysfs."""
