@@ -1,1 +1,316 @@
-"""Built-in draft-selection commands (``select``), registered like any plugin."""
+"""Built-in draft-selection commands, registered like any plugin:
+
+* ``thrifty profile``: measure a verifier, drafts and a workload on a device; save JSON;
+* ``thrifty select``: rank (draft, γ) per batch size with the throughput model, optionally
+  next to live measurements; recommend one; plot; export vLLM / transformers settings.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ..hookspecs import hookimpl
+
+
+# -- shared flags ---------------------------------------------------------------------------------
+def _ints(text: str) -> list[int]:
+    from ..errors import ConfigError
+
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"expected comma-separated integers such as 1,4,16; got {text!r}") \
+            from None
+    if not values or min(values) < 1:
+        raise ConfigError(f"expected integers >= 1; got {text!r}")
+    return values
+
+
+def _shape(text: str) -> tuple[int, int]:
+    from ..errors import ConfigError
+
+    layers, _, width = text.lower().partition("x")
+    if not (layers.isdigit() and width.isdigit()):
+        raise ConfigError(f"a shape is LAYERSxWIDTH, such as 2x576; got {text!r}")
+    return int(layers), int(width)
+
+
+def _configure_models(p) -> None:
+    p.add_argument("--verifier", default="hf", help="verifier name (default: hf)")
+    p.add_argument("--model", default="smollm2-135m", help="verifier model (default: smollm2-135m)")
+    p.add_argument("--draft", action="append", default=[],
+                   help="candidate draft, NAME or NAME:MODEL (repeatable), e.g. "
+                        "hf:smollm2-draft-l2 or ngram")
+    p.add_argument("--device", help="device for verifier and drafts (cpu, cuda); plugin default")
+    p.add_argument("--dtype", help="dtype for verifier and drafts (float32, bfloat16, ...)")
+    p.add_argument("--workload", default="code",
+                   help="code, prose, chat, or a prompt file (default: code)")
+    p.add_argument("--prompts", type=int, default=8, help="number of prompts (default: 8)")
+    p.add_argument("--batch", type=_ints, default=None, help="batch sizes, e.g. 1,4,16")
+    p.add_argument("--gamma-max", type=int, default=8, help="largest lookahead γ (default: 8)")
+    p.add_argument("--max-new-tokens", type=int, default=32,
+                   help="tokens generated per prompt (default: 32)")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per latency (median)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed warm-up runs per latency")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="also measure acceptance when sampling at this temperature")
+    p.add_argument("--shape", action="append", type=_shape, default=[],
+                   help="also profile a random-weight decoder of LAYERSxWIDTH (repeatable)")
+
+
+def _options(spec, wanted: dict) -> dict:
+    """The options among ``wanted`` that a plugin's record declares, without None values."""
+    return {k: v for k, v in wanted.items() if v is not None and k in spec.options}
+
+
+def build_models(verifier: str, model: str | None, drafts: list[str], device=None, dtype=None):
+    """Verifier and drafts by name through the registry: ``(verifier, {label: (draft, config)})``.
+    ``config`` records how to build the draft again and, when it has one, its weights' path."""
+    from ..pipeline import pipeline
+    from ..registry import registry
+
+    reg = registry()
+    common = {"device": device, "dtype": dtype}
+    vspec = reg.get("verifiers", verifier)
+    drafts_ref = []
+    for text in drafts:
+        name, _, dmodel = text.partition(":")
+        drafts_ref.append((name, _options(reg.get("draft_models", name),
+                                          {**common, "model": dmodel or None})))
+    pipe = pipeline((verifier, _options(vspec, {**common, "model": model})), drafts_ref)
+    out = {}
+    for i, part in enumerate(pipe.draft_parts):
+        draft = pipe.draft(i)
+        config = {"name": part.spec.name, "options": dict(part.options)}
+        path = getattr(draft, "path", None)
+        if path is not None:
+            config["path"] = str(path)
+        out[part.label] = (draft, config)
+    return pipe.verifier, out
+
+
+def _profile_from_args(args, say):
+    from .profile import profile
+    from .workloads import workload
+
+    verifier, drafts = build_models(args.verifier, args.model, args.draft, args.device,
+                                    args.dtype)
+    work = workload(args.workload, n=args.prompts)
+    prof = profile(verifier, drafts, work.prompts, workload=args.workload,
+                   batches=args.batch or [1, 4, 16], gamma_max=args.gamma_max,
+                   max_new_tokens=args.max_new_tokens, repeats=args.repeats, warmup=args.warmup,
+                   temperature=args.temperature, shapes=args.shape,
+                   dtype=args.dtype or "float32", progress=say)
+    prof.meta["verifier_config"] = {"name": args.verifier, "model": args.model,
+                                    "device": args.device, "dtype": args.dtype}
+    return prof, verifier, drafts, work
+
+
+def _say(args):
+    quiet = getattr(args, "json", False)
+    return (lambda msg: None) if quiet else (lambda msg: print(f"  … {msg}", file=sys.stderr))
+
+
+# -- thrifty profile ------------------------------------------------------------------------------
+def _configure_profile(p) -> None:
+    _configure_models(p)
+    p.add_argument("-o", "--output", default="thrifty-profile.json",
+                   help="where to write the profile (default: thrifty-profile.json)")
+
+
+def _run_profile(args) -> int:
+    prof, *_ = _profile_from_args(args, _say(args))
+    prof.save(args.output)
+    print(f"profile of {prof.verifier} with {len(prof.drafts)} draft(s) on {prof.workload} "
+          f"({prof.device}) written to {args.output}")
+    return 0
+
+
+# -- thrifty select -------------------------------------------------------------------------------
+def _configure_select(p) -> None:
+    _configure_models(p)
+    p.add_argument("--profile", help="use this profile (from `thrifty profile`) instead of "
+                                     "profiling now")
+    p.add_argument("--measure", action="store_true",
+                   help="also run each shown (draft, γ) live and show measured next to predicted")
+    p.add_argument("--top", type=int, default=5, help="rows shown per batch size (default: 5)")
+    p.add_argument("--hypothetical", action="append", default=[],
+                   help="cost a draft that does not exist: NAME=LAYERSxWIDTH@ALPHA, e.g. "
+                        "wide=2x1152@0.55 (needs a profile with --shape points)")
+    p.add_argument("--sampled", action="store_true",
+                   help="rank with the acceptance measured under sampling (--temperature)")
+    p.add_argument("--plot", default="thrifty-select.png",
+                   help="PNG of throughput vs TAR and throughput vs γ ('' to skip)")
+    p.add_argument("--json", action="store_true", help="print the ranking as JSON")
+
+
+def _hypothetical(text: str):
+    from ..errors import ConfigError
+    from .throughput import Hypothetical
+
+    name, _, rest = text.partition("=")
+    shape, _, alpha = rest.partition("@")
+    try:
+        layers, width = _shape(shape)
+        return Hypothetical(name, layers, width, float(alpha))
+    except (ValueError, ConfigError):
+        raise ConfigError(f"--hypothetical is NAME=LAYERSxWIDTH@ALPHA, e.g. wide=2x1152@0.55; "
+                          f"got {text!r}") from None
+
+
+def _run_select(args) -> int:
+    from .profile import Profile, measure
+    from .throughput import ThroughputModel, batched
+
+    say = _say(args)
+    verifier = drafts = work = None
+    if args.profile:
+        prof = Profile.load(args.profile)
+    else:
+        prof, verifier, drafts, work = _profile_from_args(args, say)
+    model = ThroughputModel(prof, sampled=args.sampled)
+    for h in args.hypothetical:
+        model.add_hypothetical(_hypothetical(h))
+    batches = args.batch or prof.batches
+    if args.measure and verifier is None:
+        vc = prof.meta.get("verifier_config", {})
+        verifier, drafts = build_models(vc.get("name", args.verifier), vc.get("model"),
+                                        [_ref(d.config) for d in prof.drafts.values()],
+                                        vc.get("device"), vc.get("dtype"))
+        drafts = dict(zip(prof.drafts, drafts.values()))
+    if args.measure:
+        from .workloads import workload
+
+        work = work or workload(prof.workload, n=prof.meta.get("prompts", args.prompts))
+        ids = [verifier.tokenizer.encode(p) for p in work.prompts]
+        max_new = prof.meta.get("max_new_tokens", args.max_new_tokens)
+    report = []
+    for b in batches:
+        ranked = model.rank(b)
+        shown = ranked[: args.top]
+        if all(p.draft is not None for p in shown):
+            shown.append(next(p for p in ranked if p.draft is None))
+        rows = []
+        for p in shown:
+            row = {**p.as_dict(), "measured": None}
+            if args.measure and (p.draft is None or p.draft in drafts):
+                say(f"measuring {p.draft or 'target-only'} γ={p.gamma} batch {b}")
+                d = drafts[p.draft][0] if p.draft else None
+                m = measure(verifier, d, p.gamma, b, batched(ids, b), max_new,
+                            repeats=min(args.repeats, 3))
+                row["measured"] = round(m.throughput, 3)
+                row["error"] = round((p.throughput - m.throughput) / m.throughput, 4)
+            rows.append(row)
+        best = ranked[0]
+        report.append({"batch": b, "ranking": rows, "recommended": best.as_dict(),
+                       "explain": best.explain(),
+                       "config": export_config(prof.drafts[best.draft].config, best.gamma)
+                       if best.draft in prof.drafts else {}})
+    if args.plot:
+        plot(model, batches, args.plot, report)
+    if args.json:
+        print(json.dumps({"verifier": prof.verifier, "device": prof.device,
+                          "workload": prof.workload, "batches": report,
+                          "plot": args.plot or None}, indent=2))
+        return 0
+    _print_report(prof, report, args)
+    return 0
+
+
+def _ref(config: dict) -> str:
+    model = config.get("options", {}).get("model")
+    return f"{config['name']}:{model}" if model else config["name"]
+
+
+def _print_report(prof, report, args) -> None:
+    from ..cli import print_table
+
+    print(f"verifier {prof.verifier} on {prof.device}, workload {prof.workload}")
+    for entry in report:
+        print(f"\nbatch {entry['batch']}")
+        rows = [{"draft": r["draft"] or "(target only)", "γ": r["gamma"], "TAR": r["tar"],
+                 "predicted tok/s": r["throughput"],
+                 "measured tok/s": "" if r["measured"] is None else r["measured"],
+                 "error": "" if r.get("error") is None else f"{100 * r['error']:+.1f}%",
+                 "draft/verify/overhead": "/".join(f"{100 * r['shares'][k]:.0f}%"
+                                                   for k in ("draft", "verify", "overhead"))}
+                for r in entry["ranking"]]
+        print_table(rows, list(rows[0]), False)
+        print(f"recommended: {entry['explain']}")
+        for name, text in entry["config"].items():
+            print(f"  {name}: {text}")
+    if args.plot:
+        print(f"\nplot written to {args.plot}")
+
+
+def export_config(config: dict, gamma: int) -> dict[str, str]:
+    """Ready-to-paste settings for the chosen draft and γ in vLLM, transformers and thrifty."""
+    name, options = config["name"], config.get("options", {})
+    if name == "ngram":
+        hi, lo = options.get("max_ngram", 3), options.get("min_ngram", 1)
+        return {
+            "vllm": f'speculative_config={{"method": "ngram", "num_speculative_tokens": {gamma}, '
+                    f'"prompt_lookup_max": {hi}, "prompt_lookup_min": {lo}}}',
+            "transformers": f"model.generate(**inputs, prompt_lookup_num_tokens={gamma}, "
+                            f"max_matching_ngram_size={hi})",
+            "thrifty": f'drafts = [{{ plugin = "ngram", max_ngram = {hi} }}]\nlookahead = {gamma}',
+        }
+    where = config.get("path") or options.get("model") or name
+    extra = "".join(f", {k} = {json.dumps(v)}" for k, v in options.items()
+                    if k not in ("device", "dtype"))
+    return {
+        "vllm": f'speculative_config={{"model": "{where}", "num_speculative_tokens": {gamma}}}',
+        "transformers": f'model.generate(**inputs, assistant_model=AutoModelForCausalLM.'
+                        f'from_pretrained("{where}"), num_assistant_tokens={gamma}, '
+                        f'num_assistant_tokens_schedule="constant")',
+        "thrifty": f'drafts = [{{ plugin = "{name}"{extra} }}]\nlookahead = {gamma}',
+    }
+
+
+def plot(model, batches, path: str | Path, report=None) -> None:
+    """Per batch size: throughput vs TAR per draft (one point per γ), and throughput vs γ."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = {(r["draft"], r["gamma"], e["batch"]): r["measured"]
+                for e in report or [] for r in e["ranking"] if r.get("measured")}
+    gammas = list(range(1, model.profile.gamma_max + 1))
+    fig, axes = plt.subplots(len(batches), 2, figsize=(11, 3.6 * len(batches)), squeeze=False)
+    for (ax_tar, ax_g), b in zip(axes, batches):
+        base = model.predict(None, 0, b).throughput
+        for d in model.drafts():
+            preds = [model.predict(d, g, b) for g in gammas]
+            line = ax_tar.plot([p.tar for p in preds], [p.throughput for p in preds], "o-",
+                               label=d)[0]
+            for p in preds:
+                ax_tar.annotate(str(p.gamma), (p.tar, p.throughput), fontsize=7)
+            ax_g.plot(gammas, [p.throughput for p in preds], "o-", color=line.get_color(),
+                      label=f"{d} (model)")
+            pts = [(g, measured[(d, g, b)]) for g in gammas if (d, g, b) in measured]
+            if pts:
+                ax_g.plot(*zip(*pts), "x", color=line.get_color(), markersize=9,
+                          label=f"{d} (measured)")
+        for ax in (ax_tar, ax_g):
+            ax.axhline(base, color="grey", linestyle="--", label="target only")
+            ax.set_ylabel("tokens / s")
+        ax_tar.set_xlabel(f"TAR (tokens per target pass), batch {b}")
+        ax_g.set_xlabel(f"lookahead γ, batch {b}")
+        ax_tar.legend(fontsize=7)
+        ax_g.legend(fontsize=7)
+    fig.suptitle(f"{model.profile.verifier} on {model.profile.device}, "
+                 f"workload {model.profile.workload}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+@hookimpl
+def thrifty_commands(cli) -> None:
+    cli.add("profile", "measure a verifier, drafts and a workload for the throughput model",
+            _configure_profile, _run_profile)
+    cli.add("select", "rank (draft, γ) per batch size with the throughput model; recommend one",
+            _configure_select, _run_select)

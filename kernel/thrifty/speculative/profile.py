@@ -174,11 +174,14 @@ class Measurement:
                 for k, v in attrs.asdict(self).items()}
 
 
-def measure(verifier, draft, gamma: int, batch: int, prompts: Sequence[Sequence[int]],
+def measure(verifier, draft, gamma, batch: int, prompts: Sequence[Sequence[int]],
             max_new_tokens: int = 64, repeats: int = 3, sampling: Sampling | None = None,
             seed: int = 0) -> Measurement:
     """Run the engine over ``prompts`` in consecutive batches of ``batch`` and report the median
-    (over ``repeats``) decode throughput: tokens / (total − prefill) time."""
+    (over ``repeats``) decode throughput: tokens / (total − prefill) time.
+
+    ``gamma`` is a fixed lookahead or a :class:`LookaheadPolicy`; ``draft=None`` or ``gamma=0``
+    decodes target-only."""
     if not prompts:
         raise ConfigError("measure needs at least one prompt")
     device = verifier.device

@@ -95,13 +95,23 @@ def walk(matches: Sequence[int], gamma: int, max_new_tokens: int) -> tuple[int, 
     return steps, emitted
 
 
+def batched(items: Sequence, batch: int) -> list:
+    """The workload as whole batches of ``batch``: every item once (cycled to fill a single
+    batch when there are fewer), dropping a ragged last batch. Measurement and model agree on
+    this."""
+    n = max(batch, len(items) // batch * batch)
+    return [items[i % len(items)] for i in range(n)]
+
+
 def batch_tar(rows: Sequence[Sequence[int]], gamma: int, batch: int,
               max_new_tokens: int) -> float:
-    """Effective tokens per row per pass when ``rows`` run in consecutive batches of ``batch``.
+    """Effective tokens per row per pass when ``rows`` run in consecutive batches of ``batch``
+    (see :func:`batched`).
 
     A batch runs until its slowest row is done, so a pass yields fewer tokens than the mean TAR
     once some rows have finished: TAR_eff = Σ tokens / (B · Σ_batches max_row passes).
     """
+    rows = batched(rows, batch)
     tokens = passes = 0
     for i in range(0, len(rows), batch):
         group = rows[i:i + batch]

@@ -1,0 +1,33 @@
+"""Toy models for the draft-selection tests: exact, tiny, and with a draft that agrees with the
+verifier often enough for lookahead to matter."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from thrifty.testing.toy import ToyDraft, ToyVerifier  # noqa: E402
+
+VOCAB = 6
+
+
+def close_draft(verifier: ToyVerifier, noise: float = 1.5, seed: int = 5) -> ToyDraft:
+    """A draft whose table is the verifier's plus noise, so it is right most of the time."""
+    g = torch.Generator().manual_seed(seed)
+    return ToyDraft(vocab=verifier.vocab_size,
+                    table=verifier.table + noise * torch.randn(verifier.table.shape, generator=g))
+
+
+@pytest.fixture
+def toys():
+    verifier = ToyVerifier(vocab=VOCAB, seed=0)
+    return verifier, close_draft(verifier)
+
+
+@pytest.fixture
+def toy_prompts():
+    rng = random.Random(0)
+    return [[rng.randrange(VOCAB) for _ in range(rng.randrange(2, 6))] for _ in range(6)]

@@ -1,0 +1,40 @@
+import pytest
+
+from thrifty.errors import ConfigError
+from thrifty.speculative import SpeculativeDecoder
+from thrifty.speculative.record import Recording, record, replay
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_replayed_tar_equals_live_tar_for_greedy(toys, toy_prompts, batch):
+    verifier, draft = toys
+    rec = record(verifier, toy_prompts, max_new_tokens=20, horizon=6)
+    acc = replay(rec, draft, batch=4)
+    tars = []
+    for gamma in range(1, 7):
+        live = []
+        for i in range(0, len(toy_prompts), batch):
+            live.append(SpeculativeDecoder(verifier, draft, gamma).generate(
+                toy_prompts[i:i + batch], max_new_tokens=20).metrics)
+        live_tar = sum(m.emitted for m in live) / sum(m.row_steps for m in live)
+        assert acc.tar(gamma) == pytest.approx(live_tar, abs=1e-12)
+        tars.append(live_tar)
+    assert len(set(tars)) > 1  # the lookahead matters: the test would notice a wrong walk
+
+
+def test_recording_is_the_greedy_continuation_and_round_trips(toys, toy_prompts, tmp_path):
+    verifier, _ = toys
+    rec = record(verifier, toy_prompts, max_new_tokens=5, horizon=3)
+    alone = SpeculativeDecoder(verifier, None).generate(toy_prompts[:1], max_new_tokens=8)
+    assert rec.continuations[0] == alone.token_ids[0]
+    rec.save(tmp_path / "r.json")
+    assert Recording.load(tmp_path / "r.json") == rec
+
+
+def test_replay_rejects_lookahead_beyond_the_recording(toys, toy_prompts):
+    verifier, draft = toys
+    rec = record(verifier, toy_prompts, max_new_tokens=4, horizon=2)
+    with pytest.raises(ConfigError, match="horizon"):
+        replay(rec, draft, gamma_max=3)
+    with pytest.raises(ConfigError, match="gamma_max"):
+        replay(rec, draft, gamma_max=2).tar(3)
