@@ -1,0 +1,1 @@
+"""thrifty-jetson: Jetson GPU devfreq, EMC and nvpmodel knobs and INA3221 power-rail meters."""
