@@ -1,0 +1,105 @@
+"""The profiler and the ``profile``/``select`` commands end to end, on the toy models."""
+
+import json
+
+import pytest
+import torch
+
+from thrifty import DraftModelSpec, Option, VerifierSpec, hookimpl
+import importlib
+from thrifty.cli import main
+from thrifty.speculative import commands
+from thrifty.speculative.commands import export_config
+from thrifty.speculative.profile import Profile, measure, profile, shape_latency
+from thrifty.speculative.throughput import ThroughputModel
+from thrifty.testing import fresh_registry
+from thrifty.testing.toy import ToyVerifier
+
+from .conftest import close_draft
+
+
+def test_profile_measures_every_term_and_round_trips(toys, toy_prompts, tmp_path):
+    verifier, draft = toys
+    prof = profile(verifier, {"toy": (draft, {"name": "toy"})}, toy_prompts, batches=(1, 2),
+                   gamma_max=3, max_new_tokens=8, repeats=2, warmup=1, temperature=1.0)
+    assert sorted(prof.verify_ms) == [1, 2] and len(prof.verify_ms[1]) == 4
+    d = prof.drafts["toy"]
+    assert sorted(d.propose_ms[2]) == [1, 2, 3] and sorted(d.overhead_ms[1]) == [1, 3]
+    assert len(d.acceptance.rows) == len(toy_prompts)
+    assert len(d.acceptance.sampled["cumulative"]) == 3
+    prof.save(tmp_path / "p.json")
+    again = Profile.load(tmp_path / "p.json")
+    assert again == prof
+    model = ThroughputModel(again)
+    assert model.predict("toy", 2, 2).throughput > 0
+    assert ThroughputModel(again, sampled=True).tar("toy", 3) >= 1.0
+
+
+def test_measure_reports_decode_throughput_and_the_live_tar(toys, toy_prompts):
+    verifier, draft = toys
+    m = measure(verifier, draft, 3, 3, toy_prompts, max_new_tokens=10, repeats=1)
+    alone = measure(verifier, None, 0, 3, toy_prompts, max_new_tokens=10, repeats=1)
+    assert m.throughput > 0 and alone.tar == 1.0 and m.tar > 1.0
+    assert len(m.acceptance) == 3 and m.acceptance[0] >= m.acceptance[2]
+
+
+def test_shape_latency_of_a_random_weight_decoder():
+    pytest.importorskip("transformers")
+    assert shape_latency(1, 64, 128, 2, repeats=2, warmup=1, context=8) > 0
+
+
+class _ToyPlugin:
+    @hookimpl
+    def thrifty_verifiers(self):
+        return [VerifierSpec(name="toy", factory=lambda **o: ToyVerifier(vocab=6),
+                             options={"model": Option(str, "toy", "ignored")})]
+
+    @hookimpl
+    def thrifty_draft_models(self):
+        return [DraftModelSpec(name="toy-draft", factory=lambda v, **o: close_draft(v))]
+
+
+@pytest.fixture
+def cli(monkeypatch):
+    reg = fresh_registry(load_entry_points=False,
+                         plugins={"speculative": commands, "toy": _ToyPlugin()})
+    monkeypatch.setattr(importlib.import_module("thrifty.registry"), "_default", reg)
+    return main
+
+
+def test_profile_then_select_with_measurement_plot_and_json(cli, tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("abcabd\nfedcba\nabcdef\naabbcc\n")
+    flags = ["--verifier", "toy", "--draft", "toy-draft", "--workload", str(prompts),
+             "--batch", "1,2", "--gamma-max", "3", "--max-new-tokens", "8", "--repeats", "2",
+             "--warmup", "1"]
+    assert cli(["profile", *flags, "-o", str(tmp_path / "p.json")]) == 0
+    capsys.readouterr()
+    png = tmp_path / "select.png"
+    assert cli(["select", "--profile", str(tmp_path / "p.json"), "--measure", "--json",
+                "--top", "2", "--plot", str(png)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [b["batch"] for b in out["batches"]] == [1, 2]
+    for entry in out["batches"]:
+        ranking = entry["ranking"]
+        assert any(r["draft"] is None for r in ranking)
+        assert all(r["measured"] > 0 for r in ranking)
+        assert entry["recommended"]["throughput"] == max(r["throughput"] for r in ranking)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_select_reports_bad_input_as_a_thrifty_error(cli, tmp_path, capsys):
+    assert cli(["select", "--profile", str(tmp_path / "missing.json"), "--plot", ""]) == 2
+    assert "cannot read profile" in capsys.readouterr().err
+    assert cli(["profile", "--verifier", "toy", "--batch", "0"]) == 2
+
+
+def test_exported_configs_for_vllm_transformers_and_thrifty():
+    hf = export_config({"name": "hf", "options": {"model": "smollm2-draft-l2"},
+                        "path": "/zoo/l2"}, 3)
+    assert hf["vllm"] == 'speculative_config={"model": "/zoo/l2", "num_speculative_tokens": 3}'
+    assert 'from_pretrained("/zoo/l2"), num_assistant_tokens=3' in hf["transformers"]
+    assert 'plugin = "hf", model = "smollm2-draft-l2"' in hf["thrifty"]
+    ngram = export_config({"name": "ngram", "options": {"max_ngram": 4}}, 5)
+    assert '"method": "ngram", "num_speculative_tokens": 5' in ngram["vllm"]
+    assert "prompt_lookup_num_tokens=5" in ngram["transformers"]
