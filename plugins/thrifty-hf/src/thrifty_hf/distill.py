@@ -1,0 +1,338 @@
+"""``thrifty distill``: make a draft for a verifier by distillation on its own soft targets.
+
+The draft (see :mod:`thrifty_hf.drafts`) starts from layers selected from the verifier (same
+width) or freshly initialised ones (any width, with projections to the shared embedding), and
+learns to match the verifier's next-token distribution: the loss is KL(p_verifier || q_draft) at
+every position. Acceptance in speculative decoding is exactly the overlap of those two
+distributions, so this is the objective that matters, not perplexity.
+
+Corpus: Python standard-library source (the interpreter's own, so it is always there offline;
+files whose path hashes to 0 mod 10 are held out for evaluation and benchmarks) and the
+verifier's own sampled answers to built-in chat-style prompts (code and prose requests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import shlex
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+from thrifty.errors import ConfigError
+
+TOPICS = ["binary search", "a linked list", "JSON parsing", "the water cycle", "photosynthesis",
+          "a trip to the mountains", "unit testing", "recursion", "the French revolution",
+          "black holes", "a sorting algorithm", "healthy breakfast", "time management",
+          "a haunted lighthouse", "HTTP caching", "the history of tea", "regular expressions",
+          "a robot learning to paint", "climate change", "prime numbers", "a dragon and a knight",
+          "decorators in Python", "the stock market", "volcanoes", "a friendly letter"]
+TASKS = ["Explain {} to a beginner.", "Write a short story about {}.",
+         "Write a Python function related to {} and explain it.", "Give five facts about {}.",
+         "Write a poem about {}.", "What are common mistakes with {}?",
+         "Summarise the key ideas of {} in a paragraph.", "Write a dialogue about {}."]
+
+
+def chat_prompts() -> list[str]:
+    """The built-in chat-style requests (code and prose), in a fixed order."""
+    return [t.format(topic) for topic in TOPICS for t in TASKS]
+
+
+def stdlib_files(split: str = "train") -> list[Path]:
+    """Python standard-library sources; ``split`` is ``"train"`` or ``"heldout"`` (1 in 10)."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if "site-packages" in rel or "/test" in rel or rel.startswith("test"):
+            continue
+        held = int(hashlib.sha1(rel.encode()).hexdigest(), 16) % 10 == 0
+        if held == (split == "heldout"):
+            out.append(path)
+    return out
+
+
+def code_tokens(tokenizer, split: str, limit: int) -> list[int]:
+    """Up to ``limit`` tokens of standard-library code (files joined by blank lines)."""
+    ids: list[int] = []
+    for path in stdlib_files(split):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        ids += tokenizer.encode(text + "\n\n", add_special_tokens=False)
+        if len(ids) >= limit:
+            break
+    return ids[:limit]
+
+
+def self_generated(model, tokenizer, prompts, *, new_tokens: int, batch: int, temperature: float,
+                   seed: int, progress: bool = True) -> list[list[int]]:
+    """The verifier's own sampled answers (chat template applied), prompt and answer tokens."""
+    import torch
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(seed)
+    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                           add_generation_prompt=True) for p in prompts]
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    out = []
+    for i in tqdm(range(0, len(texts), batch), desc="self-generate", disable=not progress):
+        enc = tokenizer(texts[i: i + batch], return_tensors="pt", padding=True,
+                        add_special_tokens=False).to(model.device)
+        with torch.no_grad():
+            gen = model.generate(**enc, do_sample=True, temperature=temperature, top_p=0.95,
+                                 max_new_tokens=new_tokens, pad_token_id=tokenizer.pad_token_id)
+        for row, mask in zip(gen, enc["attention_mask"]):
+            ids = row[int((mask == 0).sum()):].tolist()
+            eos = tokenizer.eos_token_id
+            if eos in ids[int(mask.sum()):]:
+                ids = ids[: ids.index(eos, int(mask.sum())) + 1]
+            out.append(ids)
+    return out
+
+
+def chunks(stream: list[int], length: int):
+    """Non-overlapping windows of ``length`` tokens (a LongTensor [N, length])."""
+    import torch
+
+    n = len(stream) // length
+    if n == 0:
+        raise ConfigError(f"corpus has {len(stream)} tokens, fewer than one sequence of "
+                          f"{length}; lower --seq-len or add data")
+    return torch.tensor(stream[: n * length], dtype=torch.long).view(n, length)
+
+
+def kl_loss(teacher_logits, student_logits):
+    """Mean over positions of KL(softmax(teacher) || softmax(student)), in float32."""
+    import torch.nn.functional as F
+
+    t = F.log_softmax(teacher_logits.float(), -1)
+    s = F.log_softmax(student_logits.float(), -1)
+    return F.kl_div(s.flatten(0, -2), t.flatten(0, -2), log_target=True, reduction="batchmean")
+
+
+def select_layers(n_verifier: int, depth: int) -> list[int]:
+    """``depth`` verifier layers spread evenly, first and last included."""
+    if depth == 1:
+        return [0]
+    return [round(i * (n_verifier - 1) / (depth - 1)) for i in range(depth)]
+
+
+def init_draft(verifier, *, depth: int, width: int, init: str, layers=None, seed: int = 0,
+               intermediate_size: int | None = None, kv_heads: int | None = None):
+    """A draft of ``depth`` layers at ``width``: verifier layers copied (``init="select"``) or
+    fresh ones whose projections start as an isometry, so the untrained draft already passes the
+    embedding through to the verifier's final norm and head."""
+    import torch
+
+    from .drafts import attach_embedding, draft_config, new_draft
+
+    vcfg = verifier.config
+    cfg = draft_config(vcfg, width=width, depth=depth, intermediate_size=intermediate_size,
+                       num_kv_heads=kv_heads)
+    torch.manual_seed(seed)
+    draft = new_draft(cfg).float()
+    g = verifier.model.norm.weight.detach().float().cpu()
+    with torch.no_grad():
+        if init == "select":
+            if width != vcfg.hidden_size:
+                raise ConfigError(f"--init select copies verifier layers, so --width must be the "
+                                  f"verifier's ({vcfg.hidden_size}); use --init fresh for {width}")
+            layers = layers or select_layers(vcfg.num_hidden_layers, depth)
+            if len(layers) != depth or not all(0 <= i < vcfg.num_hidden_layers for i in layers):
+                raise ConfigError(f"--layers must name {depth} layers in 0..."
+                                  f"{vcfg.num_hidden_layers - 1}; got {layers}")
+            for dst, src in zip(draft.model.layers, layers):
+                state = {k: v.float().cpu() for k, v in
+                         verifier.model.layers[src].state_dict().items()}
+                dst.load_state_dict(state)
+            draft.model.norm.weight.copy_(g)
+        elif init == "fresh":
+            layers = []
+            embed = vcfg.hidden_size
+            if width == embed:
+                draft.model.norm.weight.copy_(g)
+            else:
+                q, _ = torch.linalg.qr(torch.randn(max(width, embed), min(width, embed)))
+                iso = q if width > embed else q.T  # [width, embed]
+                draft.proj_in.weight.copy_(iso)
+                draft.proj_out.weight.copy_(g[:, None] * iso.T)
+                draft.model.norm.weight.fill_(math.sqrt(embed / width) if width > embed else 1.0)
+        else:
+            raise ConfigError(f"--init must be 'select' or 'fresh'; got {init!r}")
+    attach_embedding(draft, verifier)
+    return draft, list(layers)
+
+
+def distill(args) -> Path:
+    """Run one distillation as the ``thrifty distill`` arguments describe; returns the folder."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from .drafts import save_draft
+    from .loading import load_hf
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    tdtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}[args.teacher_dtype]
+    verifier, tokenizer, vname = load_hf(args.verifier, device=device, dtype=tdtype)
+    verifier.requires_grad_(False)
+    corpus = build_corpus(args, verifier, tokenizer)
+    train, held = corpus["train"], corpus["heldout"]
+    width = args.width or verifier.config.hidden_size
+    draft, layers = init_draft(verifier, depth=args.depth, width=width, init=args.init,
+                               layers=args.layers, seed=args.seed,
+                               intermediate_size=args.intermediate_size or None,
+                               kv_heads=args.kv_heads or None)
+    draft.to(device)
+    params = [p for n, p in draft.named_parameters() if p.requires_grad]
+    lr = args.lr or (3e-4 if args.init == "select" else 1e-3)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, betas=(0.9, 0.95))
+    warm = max(1, min(100, args.steps // 20))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, args.steps)
+                                                                       / args.steps)))
+    gen = torch.Generator().manual_seed(args.seed)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    bar = tqdm(range(args.steps), desc=f"distill {Path(args.out).name}", disable=args.quiet)
+    begin, losses, step = time.perf_counter(), [], 0
+    draft.train()
+    for step in bar:
+        idx = torch.randint(0, train.shape[0], (args.batch,), generator=gen)
+        ids = train[idx].to(device, non_blocking=True)
+        with torch.no_grad(), autocast:
+            teacher = verifier(input_ids=ids).logits
+        with autocast:
+            student = draft(input_ids=ids).logits
+        loss = kl_loss(teacher, student)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        if step % 20 == 0:
+            losses.append(float(loss))
+            bar.set_postfix(kl=f"{losses[-1]:.3f}")
+        if args.max_seconds and time.perf_counter() - begin > args.max_seconds:
+            break
+    seconds = time.perf_counter() - begin
+    draft.eval()
+    stats = evaluate(draft, verifier, held, device, autocast)
+    training = {"steps": step + 1, "seconds": round(seconds, 1), "batch": args.batch,
+                "seq_len": args.seq_len, "tokens": (step + 1) * args.batch * args.seq_len,
+                "lr": lr, "final_kl": round(sum(losses[-5:]) / max(len(losses[-5:]), 1), 4),
+                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                "torch": torch.__version__, "corpus": corpus["describe"], **stats}
+    vcfg = verifier.config
+    out = save_draft(
+        draft, args.out,
+        verifier={"name": vname, "vocab_size": vcfg.vocab_size, "hidden_size": vcfg.hidden_size,
+                  "num_hidden_layers": vcfg.num_hidden_layers},
+        architecture={"depth": args.depth, "width": width, "init": args.init,
+                      "verifier_layers": layers, "embed_size": vcfg.hidden_size},
+        command=args.command_line, training=training)
+    print(f"saved {out}: {training['steps']} steps in {seconds:.0f} s, held-out KL "
+          f"{stats['heldout_kl']:.3f}, top-1 agreement {stats['heldout_top1']:.3f}")
+    return out
+
+
+def evaluate(draft, verifier, held, device, autocast, batches: int = 8) -> dict:
+    """Held-out KL and top-1 agreement (the greedy acceptance proxy) with the verifier."""
+    import torch
+
+    kls, agree, total = [], 0, 0
+    with torch.no_grad(), autocast:
+        for ids in held[: batches * 8].split(8):
+            ids = ids.to(device)
+            t, s = verifier(input_ids=ids).logits, draft(input_ids=ids).logits
+            kls.append(float(kl_loss(t, s)))
+            agree += int((t.argmax(-1) == s.argmax(-1)).sum())
+            total += ids.numel()
+    return {"heldout_kl": round(sum(kls) / max(len(kls), 1), 4),
+            "heldout_top1": round(agree / max(total, 1), 4)}
+
+
+def build_corpus(args, verifier, tokenizer) -> dict:
+    """Training and held-out sequences, cached in ``--corpus-cache`` when given."""
+    import torch
+
+    cache = Path(args.corpus_cache) if args.corpus_cache else None
+    if cache is not None and cache.is_file():
+        data = torch.load(cache)
+        if data["seq_len"] == args.seq_len:
+            return data
+    kinds = set(args.corpus.split(","))
+    unknown = kinds - {"code", "chat"}
+    if unknown:
+        raise ConfigError(f"--corpus takes 'code', 'chat' or 'code,chat'; got {sorted(unknown)}")
+    train, held, describe = [], [], {}
+    if "code" in kinds:
+        train += code_tokens(tokenizer, "train", args.code_tokens)
+        held += code_tokens(tokenizer, "heldout", 16 * args.seq_len)
+        describe["code_tokens"] = len(train)
+    if "chat" in kinds and args.self_generate:
+        prompts = chat_prompts()
+        prompts = (prompts * math.ceil(args.self_generate / len(prompts)))[: args.self_generate]
+        seqs = self_generated(verifier, tokenizer, prompts, new_tokens=args.gen_tokens,
+                              batch=args.gen_batch, temperature=args.gen_temperature,
+                              seed=args.seed, progress=not args.quiet)
+        cut = max(1, len(seqs) // 10)
+        chat_train = [t for s in seqs[cut:] for t in s]
+        train += chat_train
+        held += [t for s in seqs[:cut] for t in s]
+        describe["chat_tokens"] = len(chat_train)
+        describe["chat_sequences"] = len(seqs)
+    data = {"seq_len": args.seq_len, "describe": describe,
+            "train": chunks(train, args.seq_len),
+            "heldout": chunks(held, args.seq_len)}
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(data, cache)
+    return data
+
+
+def configure(p) -> None:
+    p.add_argument("--verifier", default="smollm2-135m", help="verifier zoo name or HF folder")
+    p.add_argument("--out", required=True, help="folder to write the draft to")
+    p.add_argument("--depth", type=int, default=2, help="number of draft layers")
+    p.add_argument("--width", type=int, default=0, help="draft width (default: the verifier's)")
+    p.add_argument("--intermediate-size", type=int, default=0,
+                   help="MLP size (default: the verifier's ratio to width)")
+    p.add_argument("--kv-heads", type=int, default=0,
+                   help="key/value heads (default: the verifier's grouping)")
+    p.add_argument("--init", choices=["select", "fresh"], default="select",
+                   help="copy verifier layers (select) or start from random ones (fresh)")
+    p.add_argument("--layers", type=lambda s: [int(x) for x in s.split(",")], default=None,
+                   help="verifier layers to copy with --init select (default: evenly spread)")
+    p.add_argument("--corpus", default="code,chat", help="'code', 'chat' or 'code,chat'")
+    p.add_argument("--code-tokens", type=int, default=2_000_000)
+    p.add_argument("--self-generate", type=int, default=800,
+                   help="chat-style prompts the verifier answers to make training text")
+    p.add_argument("--gen-tokens", type=int, default=256)
+    p.add_argument("--gen-batch", type=int, default=200)
+    p.add_argument("--gen-temperature", type=float, default=0.8)
+    p.add_argument("--corpus-cache", default=None, help="file to keep the tokenised corpus in")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--max-seconds", type=float, default=0.0, help="stop early after this long")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--lr", type=float, default=0.0, help="peak learning rate (default by --init)")
+    p.add_argument("--teacher-dtype", choices=["bfloat16", "float32"], default="bfloat16")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    if args.depth < 1:
+        raise ConfigError("--depth must be >= 1")
+    if args.steps < 1 or args.batch < 1 or args.seq_len < 2:
+        raise ConfigError("--steps and --batch must be >= 1 and --seq-len >= 2")
+    args.command_line = "thrifty distill " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
+        if len(sys.argv) > 1 and sys.argv[1] == "distill" else getattr(args, "command_line", "")
+    distill(args)
+    return 0

@@ -1,0 +1,343 @@
+"""GPU fast path: a compact Llama forward over a static KV cache, replayed as CUDA graphs.
+
+Why: SmolLM2-135M is so small that an eager Hugging Face forward on a GPU is nothing but kernel
+launches (about 21 ms a pass on an H200, flat from 1 to 17 tokens), so per-pass overhead, not
+arithmetic, decides the speed of speculative decoding. A static cache (fixed slots per row, a
+per-row count of valid slots) makes every step the same shapes with no allocation and no host
+synchronisation, so each (batch, tokens) shape is captured once as a CUDA graph and replayed.
+
+Rollback is free: row b's cache is valid in slots ``[0, n[b])``; a step writes its k tokens at
+slots ``n[b] .. n[b]+k-1`` and every query sees only slots up to its own position, so slots past
+``n[b]`` are never read until overwritten. Keeping ``m`` of the k tokens is ``n[b] += m``.
+
+The same :class:`StaticLM` runs a verifier (``LlamaForCausalLM``) or a thrifty draft
+(:mod:`thrifty_hf.drafts`), reading the Hugging Face weights (fused copies only for q/k/v and
+gate/up, the rest shared). On the CPU, or with ``graphs=False``, it runs the same forward eagerly,
+which is what the CPU tests check against Hugging Face's own forward.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from thrifty.errors import ConfigError
+from thrifty.protocols import Proposal
+
+
+def _rms(x, weight, eps):
+    """Llama RMSNorm exactly as transformers computes it (in float32, then back)."""
+    import torch
+
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * xf.to(x.dtype)
+
+
+def _rotate(x, cos, sin):
+    half = x.shape[-1] // 2
+    import torch
+
+    rot = torch.cat((-x[..., half:], x[..., :half]), -1)
+    return x * cos + rot * sin
+
+
+def model_parts(model) -> dict:
+    """The tensors of a Llama-style causal LM or thrifty draft that the static forward uses."""
+    import torch
+
+    inner = model.model
+    cfg = inner.config
+    embed = model.get_input_embeddings().weight
+    layers = []
+    for layer in inner.layers:
+        a, m = layer.self_attn, layer.mlp
+        layers.append(dict(
+            ln1=layer.input_layernorm.weight, ln2=layer.post_attention_layernorm.weight,
+            qkv=torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach(),
+            o=a.o_proj.weight.detach(),
+            gate_up=torch.cat([m.gate_proj.weight, m.up_proj.weight]).detach(),
+            down=m.down_proj.weight.detach()))
+    rotary = inner.rotary_emb
+    proj_in = getattr(model, "proj_in", None)
+    proj_out = getattr(model, "proj_out", None)
+    return dict(
+        embed=embed.detach(), head=model.get_output_embeddings().weight.detach(),
+        proj_in=None if proj_in is None else proj_in.weight.detach(),
+        proj_out=None if proj_out is None else proj_out.weight.detach(),
+        norm=inner.norm.weight.detach(), layers=layers, eps=cfg.rms_norm_eps,
+        heads=cfg.num_attention_heads, kv_heads=cfg.num_key_value_heads,
+        head_dim=getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads,
+        inv_freq=rotary.inv_freq.detach().float(), rope_scale=float(rotary.attention_scaling))
+
+
+class StaticLM:
+    """A causal LM over a static KV cache of ``batch`` rows x ``max_len`` slots.
+
+    ``forward(tokens, n)`` appends ``tokens`` [B, k] at slots ``n[b]..`` of each row and returns
+    float32 logits [B, k, V]; it is a pure function of its inputs and the cache, so it can be
+    captured as a CUDA graph per shape. ``run`` replays the graph of the shape (on CUDA).
+    """
+
+    def __init__(self, model, *, max_len: int = 1024, graphs: bool | None = None) -> None:
+        import torch
+
+        self.p = model_parts(model)
+        self.device = self.p["embed"].device
+        self.dtype = self.p["layers"][0]["qkv"].dtype
+        self.max_len = int(max_len)
+        self.graphs_on = (self.device.type == "cuda") if graphs is None else bool(graphs)
+        if self.graphs_on and self.device.type != "cuda":
+            raise ConfigError("CUDA graphs need a CUDA device; pass graphs=False on the CPU")
+        dev = self.device
+        freqs = torch.outer(torch.arange(self.max_len, device=dev, dtype=torch.float32),
+                            self.p["inv_freq"].to(dev))
+        emb = torch.cat((freqs, freqs), -1)
+        self.cos = (emb.cos() * self.p["rope_scale"]).to(self.dtype)
+        self.sin = (emb.sin() * self.p["rope_scale"]).to(self.dtype)
+        self.slots = torch.arange(self.max_len, device=dev)
+        self.batch = 0
+        self.k_cache = self.v_cache = None
+        self._graphs: dict = {}
+        self._pool = None
+
+    # -- cache ---------------------------------------------------------------------------------
+    def reset(self, batch: int) -> None:
+        """Make room for ``batch`` rows (reallocating, and dropping graphs, if it changed)."""
+        import torch
+
+        if batch == self.batch:
+            return
+        self._graphs.clear()
+        self.k_cache = self.v_cache = None
+        shape = (len(self.p["layers"]), batch, self.p["kv_heads"], self.max_len,
+                 self.p["head_dim"])
+        self.k_cache = torch.zeros(shape, device=self.device, dtype=self.dtype)
+        self.v_cache = torch.zeros(shape, device=self.device, dtype=self.dtype)
+        self.batch = batch
+
+    # -- the forward ---------------------------------------------------------------------------
+    def forward(self, tokens, n, logits: bool = True):
+        """Append ``tokens`` [B, k] at slots ``n[b] + i`` and return float32 logits [B, k, V]."""
+        import torch
+        import torch.nn.functional as F
+
+        p = self.p
+        batch, k = tokens.shape
+        heads, kv, hd = p["heads"], p["kv_heads"], p["head_dim"]
+        group = heads // kv
+        pos = n[:, None] + self.slots[:k]  # [B, k]
+        cos, sin = self.cos[pos][:, :, None], self.sin[pos][:, :, None]
+        mask = self.slots[None, None, :] <= pos[:, :, None]  # [B, k, S]
+        mask = mask[:, None, None].expand(batch, 1, group, k, self.max_len)
+        mask = mask.reshape(batch, 1, group * k, self.max_len)
+        rows = torch.arange(batch, device=tokens.device)[:, None].expand(batch, k)
+        h = F.embedding(tokens, p["embed"])
+        if p["proj_in"] is not None:
+            h = F.linear(h, p["proj_in"])
+        for i, w in enumerate(p["layers"]):
+            x = _rms(h, w["ln1"], p["eps"])
+            q, kk, v = F.linear(x, w["qkv"]).split([heads * hd, kv * hd, kv * hd], -1)
+            q = _rotate(q.view(batch, k, heads, hd), cos, sin)
+            kk = _rotate(kk.view(batch, k, kv, hd), cos, sin)
+            self.k_cache[i][rows, :, pos] = kk
+            self.v_cache[i][rows, :, pos] = v.view(batch, k, kv, hd)
+            # grouped-query attention without copying K/V: each KV head's group of query heads
+            # becomes extra query rows
+            q = q.permute(0, 2, 1, 3).reshape(batch, kv, group * k, hd)
+            o = F.scaled_dot_product_attention(q, self.k_cache[i], self.v_cache[i],
+                                               attn_mask=mask)
+            o = o.reshape(batch, heads, k, hd).transpose(1, 2).reshape(batch, k, heads * hd)
+            h = h + F.linear(o, w["o"])
+            x = _rms(h, w["ln2"], p["eps"])
+            gate, up = F.linear(x, w["gate_up"]).chunk(2, -1)
+            h = h + F.linear(F.silu(gate) * up, w["down"])
+        if not logits:
+            return None
+        h = _rms(h, p["norm"], p["eps"])
+        if p["proj_out"] is not None:
+            h = F.linear(h, p["proj_out"])
+        return F.linear(h, p["head"]).float()
+
+    def run(self, tokens, n):
+        """``forward`` through the CUDA graph of this shape (captured on first use)."""
+        if not self.graphs_on:
+            return self.forward(tokens, n)
+        import torch
+
+        key = tuple(tokens.shape)
+        entry = self._graphs.get(key)
+        if entry is None:
+            entry = self._capture(tokens, n)
+            self._graphs[key] = entry
+        graph, static_tokens, static_n, out = entry
+        static_tokens.copy_(tokens)
+        static_n.copy_(n)
+        graph.replay()
+        return out
+
+    def _capture(self, tokens, n):
+        import torch
+
+        static_tokens, static_n = tokens.clone(), n.clone()
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(2):  # warm-up: writes the same slots the real step will rewrite
+                self.forward(static_tokens, static_n)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            out = self.forward(static_tokens, static_n)
+        return graph, static_tokens, static_n, out
+
+    def prefill(self, prompts: Sequence[Sequence[int]]):
+        """Reset to ``len(prompts)`` rows and cache each prompt; returns the counts ``n``."""
+        import torch
+
+        self.reset(len(prompts))
+        longest = max(len(p) for p in prompts)
+        self.check_room(longest)
+        n = torch.zeros(len(prompts), dtype=torch.long, device=self.device)
+        if longest:
+            pad = torch.zeros(len(prompts), longest, dtype=torch.long, device=self.device)
+            for b, p in enumerate(prompts):
+                pad[b, : len(p)] = torch.as_tensor(list(p), dtype=torch.long)
+            self.forward(pad, n, logits=False)
+        return torch.tensor([len(p) for p in prompts], dtype=torch.long, device=self.device)
+
+    def check_room(self, needed: int) -> None:
+        if needed > self.max_len:
+            raise ConfigError(
+                f"the fast path's static cache holds {self.max_len} tokens per row and this "
+                f"step needs {needed}; pass a larger max_len (the option of the hf-fast "
+                f"verifier and draft)")
+
+
+class _Room:
+    """An upper bound on the longest row's cache use, so that capacity checks need no sync."""
+
+    def __init__(self, lm: StaticLM, n) -> None:
+        self.lm, self.bound = lm, int(n.max()) if n.numel() else 0
+
+    def ensure(self, n, extra: int) -> None:
+        if self.bound + extra > self.lm.max_len:
+            self.bound = int(n.max())  # the one synchronisation, only when near capacity
+            self.lm.check_room(self.bound + extra)
+
+    def grow(self, k: int) -> None:
+        self.bound += k
+
+
+class FastVerifier:
+    """The Verifier protocol over :class:`StaticLM` (CUDA graphs on CUDA)."""
+
+    def __init__(self, model, tokenizer, *, name: str = "hf-fast", max_len: int = 1024,
+                 graphs: bool | None = None, eos_token_ids=None) -> None:
+        self.lm = StaticLM(model, max_len=max_len, graphs=graphs)
+        self.name = name
+        self.vocab_size = int(self.lm.p["head"].shape[0])
+        self.tokenizer = tokenizer
+        self.device = self.lm.device
+        self.eos_token_ids = frozenset(eos_token_ids if eos_token_ids is not None
+                                       else _eos_ids(model))
+        self.n = None
+
+    def start(self, prompts) -> None:
+        self.n = self.lm.prefill([list(p[:-1]) for p in prompts])
+        self.room = _Room(self.lm, self.n)
+
+    def score(self, tokens, lengths):
+        k = tokens.shape[1]
+        self.room.ensure(self.n, k)
+        self._k = k
+        return self.lm.run(tokens, self.n).clone()
+
+    def keep(self, lengths) -> None:
+        self.n = self.n + lengths.to(self.n.device)
+        self.room.grow(self._k)
+
+
+class FastDraft:
+    """The DraftModel protocol over :class:`StaticLM`: γ graph replays per proposal.
+
+    Row b's cache holds its committed tokens but its ``plen[b]`` pending ones (1, or 2 when the
+    last proposal was accepted whole: its final token was never fed), which the first step of
+    the next proposal feeds as a ragged 2-column step.
+    """
+
+    def __init__(self, model, *, name: str = "hf-fast", max_len: int = 1024,
+                 graphs: bool | None = None) -> None:
+        self.lm = StaticLM(model, max_len=max_len, graphs=graphs)
+        self.name = name
+        self.vocab_size = int(self.lm.p["head"].shape[0])
+
+    def start(self, prompts) -> None:
+        import torch
+
+        self.n = self.lm.prefill([list(p[:-1]) for p in prompts])
+        batch = len(prompts)
+        self.pending = torch.zeros(batch, 2, dtype=torch.long, device=self.lm.device)
+        self.pending[:, 0] = torch.tensor([p[-1] for p in prompts], device=self.lm.device)
+        self.plen = torch.ones(batch, dtype=torch.long, device=self.lm.device)
+        self.rows = torch.arange(batch, device=self.lm.device)
+        self.room = _Room(self.lm, self.n)
+        self._proposed = None
+
+    def propose(self, gamma: int, sampling, generator) -> Proposal:
+        import torch
+
+        from thrifty.speculative.sampling import sample, warp
+
+        self.room.ensure(self.n, gamma + 2)
+        logits = self.lm.run(self.pending, self.n)
+        last = logits[self.rows, self.plen - 1]
+        cur = self.n + self.plen
+        tokens, qs = [], []
+        for i in range(gamma):
+            if i:
+                last = self.lm.run(tokens[-1][:, None], cur)[:, 0]
+                cur = cur + 1
+            if sampling.greedy:
+                tokens.append(last.argmax(-1))
+            else:
+                q = warp(last, sampling)
+                qs.append(q)
+                tokens.append(sample(q, generator))
+        self._proposed = torch.stack(tokens, 1)
+        self.room.grow(gamma + 2)
+        return Proposal(self._proposed, torch.full_like(self.n, gamma),
+                        torch.stack(qs, 1) if qs else None)
+
+    def commit(self, accepted, next_tokens) -> None:
+        import torch
+
+        accepted = accepted.to(self.n.device)
+        next_tokens = next_tokens.to(self.n.device)
+        if self._proposed is None or self._proposed.shape[1] == 0:
+            # γ = 0 this step: feed the pending tokens so that only the new one is pending
+            self.room.ensure(self.n, 2)
+            self.lm.run(self.pending, self.n)
+            self.room.grow(2)
+            self.n = self.n + self.plen
+            whole = torch.zeros_like(accepted, dtype=torch.bool)
+            last = next_tokens
+        else:
+            gamma = self._proposed.shape[1]
+            whole = accepted >= gamma
+            self.n = self.n + self.plen + accepted.clamp(max=gamma - 1)
+            last = self._proposed[:, -1]
+        self.pending = torch.stack([torch.where(whole, last, next_tokens),
+                                    torch.where(whole, next_tokens, 0)], 1)
+        self.plen = 1 + whole.long()
+        self._proposed = None
+
+
+def _eos_ids(model) -> set[int]:
+    eos = getattr(model.generation_config, "eos_token_id", None) \
+        if getattr(model, "generation_config", None) is not None else None
+    eos = eos if eos is not None else model.config.eos_token_id
+    if eos is None:
+        return set()
+    return {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])}

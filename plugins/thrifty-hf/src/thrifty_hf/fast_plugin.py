@@ -1,0 +1,85 @@
+"""Registers ``hf-fast``: the static-cache, CUDA-graph verifier and draft (:mod:`.fast`).
+
+Same models and outputs as ``hf``; on CUDA each step is a graph replay instead of hundreds of
+kernel launches. Nothing heavy is imported here.
+"""
+
+from __future__ import annotations
+
+from thrifty import hookimpl
+from thrifty.records import REQUIRED, DraftModelSpec, Option, VerifierSpec
+
+
+def _options(model_default, model_help: str) -> dict[str, Option]:
+    return {
+        "model": Option(str, model_default, model_help),
+        "device": Option(str, "auto", "'auto' (CUDA if present), 'cuda' or 'cpu'",
+                         choices=("auto", "cpu", "cuda")),
+        "dtype": Option(str, "auto", "'auto' (bfloat16 on CUDA, float32 on CPU), float32, "
+                                     "bfloat16 or float16",
+                        choices=("auto", "float32", "bfloat16", "float16")),
+        "max_len": Option(int, 1024, "static cache slots per row (prompt + output + lookahead)"),
+        "graphs": Option(bool, True, "replay CUDA graphs on CUDA (False: eager static forward)"),
+    }
+
+
+def _device_dtype(device: str, dtype: str):
+    import torch
+
+    from .loading import torch_dtype
+
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    dt = torch_dtype(dtype) if dtype != "auto" else (
+        torch.bfloat16 if dev.type == "cuda" else torch.float32)
+    return dev, dt
+
+
+def make_fast_verifier(model="smollm2-135m", device="auto", dtype="auto", max_len=1024,
+                       graphs=True):
+    from .fast import FastVerifier
+    from .loading import load_hf
+
+    dev, dt = _device_dtype(device, dtype)
+    lm, tokenizer, name = load_hf(model, device=dev, dtype=dt)
+    v = FastVerifier(lm, tokenizer, name=f"hf-fast:{name}", max_len=max_len,
+                     graphs=graphs and dev.type == "cuda")
+    v.model = lm
+    return v
+
+
+def make_fast_draft(verifier, model, device="auto", dtype="auto", max_len=1024, graphs=True):
+    from thrifty.errors import IncompatibleModelsError
+
+    from .fast import FastDraft
+    from .loading import load_draft_named
+
+    base = getattr(verifier, "model", None)
+    if base is None or not hasattr(base, "get_input_embeddings"):
+        raise IncompatibleModelsError(
+            f"the hf-fast draft shares its verifier's embedding, so the verifier must be 'hf' "
+            f"or 'hf-fast'; {getattr(verifier, 'name', verifier)!r} is neither")
+    emb = base.get_input_embeddings().weight
+    dev = emb.device if device == "auto" else _device_dtype(device, "float32")[0]
+    dt = emb.dtype if dtype == "auto" else _device_dtype("cpu", dtype)[1]
+    draft = load_draft_named(model, base, device=dev, dtype=dt)
+    return FastDraft(draft, name=f"hf-fast:{model}", max_len=max_len,
+                     graphs=graphs and dev.type == "cuda")
+
+
+@hookimpl
+def thrifty_verifiers():
+    return [VerifierSpec(
+        name="hf-fast", factory=make_fast_verifier,
+        description="Llama-family HF model on a static KV cache replayed as CUDA graphs "
+                    "(same outputs as 'hf', far less per-pass overhead on a GPU)",
+        options=_options("smollm2-135m", "zoo name or Hugging Face Llama-family folder"))]
+
+
+@hookimpl
+def thrifty_draft_models():
+    return [DraftModelSpec(
+        name="hf-fast", factory=make_fast_draft,
+        description="a thrifty-distilled draft (or Llama-family HF model) on a static KV cache "
+                    "replayed as CUDA graphs",
+        options=_options(REQUIRED, "zoo draft name (smollm2-draft-l1, ...) or folder"))]
