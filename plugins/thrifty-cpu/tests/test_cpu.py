@@ -84,7 +84,7 @@ def test_bad_cpu_selection_names_the_fix(tmp_path, build):
 
 
 def test_no_cpufreq_is_not_supported(tmp_path, build):
-    with pytest.raises(NotSupportedError, match="no device directories"):
+    with pytest.raises(NotSupportedError, match="no CPU has a cpufreq directory"):
         build("cpu.freq", sysfs_root=str(tmp_path))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from thrifty.errors import ConfigError
+from thrifty.errors import ConfigError, NotSupportedError
 from thrifty.hw.sysfs import FileKnob, RangeLockKnob, Sysfs, common_values
 
 CPU_ROOT = "sys/devices/system/cpu"
@@ -32,6 +32,10 @@ def parse_cpus(text: str) -> list[int] | None:
 def cpufreq_dirs(sysfs: Sysfs, cpus: str = "all") -> list[str]:
     """The ``cpufreq`` directories of the selected CPUs that have one (offline CPUs do not)."""
     found = {int(d.split("/")[-2][3:]): d for d in sysfs.glob(f"{CPU_ROOT}/cpu[0-9]*/cpufreq")}
+    if not found:
+        raise NotSupportedError(f"no CPU has a cpufreq directory under {sysfs.path(CPU_ROOT)}: "
+                                f"the kernel exposes no frequency scaling here (a VM or a "
+                                f"container?), or the sysfs root is wrong")
     wanted = parse_cpus(cpus)
     if wanted is None:
         return [found[c] for c in sorted(found)]
