@@ -1,0 +1,171 @@
+"""A Hugging Face causal LM behind a KV cache with ragged appends and per-row rollback.
+
+Speculative decoding appends a different number of tokens to every row of a batch and then
+takes back a different number in every row. A KV cache is one dense tensor per layer, so rows
+cannot have different physical lengths. :class:`CachedLM` therefore keeps a validity mask over
+the cache's columns (slots):
+
+* an append writes ``k`` new columns for every row; row b's first ``lengths[b]`` are real, the
+  rest are *holes*;
+* a rollback turns a row's trailing real slots into holes;
+* holes are masked out of attention by a 4D additive mask that this class builds itself, and a
+  token's position id is the number of real tokens before it in its row, so a row with holes
+  computes exactly what it would compute without them;
+* columns that are holes in every row at the end of the cache are physically cropped
+  (``DynamicCache.crop``), so the cache does not grow needlessly.
+
+Why a 4D mask: transformers (5.x) returns a 4D ``attention_mask`` as-is to every attention
+implementation (eager adds it; SDPA passes it on) and skips its own causal-mask and
+packed-sequence logic, which would misread position ids that skip over holes. The mask is
+additive, in the model's dtype, with ``torch.finfo(dtype).min`` rather than ``-inf``: a query
+that sees only holes (a padding column of a row with no tokens yet) then gets a uniform softmax
+instead of NaN, and a NaN there would poison real rows through ``0 * NaN`` in later layers.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Sequence
+
+import torch
+
+from thrifty.errors import ModelFormatError
+
+
+class CachedLM:
+    """Incremental scoring with a ragged, rollback-able KV cache over an HF causal LM.
+
+    ``model`` is any module with the causal-LM forward of transformers:
+    ``model(input_ids, attention_mask, position_ids, past_key_values, use_cache)`` returning
+    ``.logits`` and ``.past_key_values``.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        param = next(model.parameters())
+        self.device, self.dtype = param.device, param.dtype
+        self._trim_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        if any(getattr(self._new_cache(), "is_sliding", ())):
+            raise ModelFormatError(
+                f"{type(model).__name__} uses sliding-window attention, whose cache drops old "
+                f"slots; thrifty's per-row rollback needs every slot. Use a model without "
+                f"sliding-window layers")
+        self.reset(0)
+
+    # -- state -----------------------------------------------------------------------------------
+    def reset(self, batch: int) -> None:
+        """Forget everything; prepare an empty cache for ``batch`` rows."""
+        self._cache = None
+        self._valid = torch.zeros(batch, 0, dtype=torch.bool, device=self.device)
+        self._counts = torch.zeros(batch, dtype=torch.long, device=self.device)
+        self._before = self._counts
+
+    @property
+    def counts(self) -> torch.Tensor:
+        """LongTensor [B]: how many tokens of each row the cache holds."""
+        return self._counts
+
+    @property
+    def slots(self) -> int:
+        """Physical length of the cache (real slots plus holes)."""
+        return self._valid.shape[1]
+
+    def _new_cache(self):
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.model.config)
+
+    # -- the Verifier-shaped contract ------------------------------------------------------------
+    def start(self, prompts: Sequence[Sequence[int]]) -> None:
+        """Reset for a new batch and cache ``prompt[:-1]`` of every row (the last token of a
+        prompt is fed by the first :meth:`score`, which predicts the first new token)."""
+        self.reset(len(prompts))
+        self._cache = self._new_cache()
+        prefix = [list(p[:-1]) for p in prompts]
+        if any(prefix):
+            tokens, lengths = pad(prefix, self.device)
+            self.append(tokens, lengths, logits=1)
+
+    def score(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Append the first ``lengths[b]`` tokens of row b; return float32 logits [B, k, V]."""
+        return self.append(tokens, lengths)
+
+    def keep(self, lengths: torch.Tensor) -> None:
+        """Keep only the first ``lengths[b]`` tokens of the last append in row b."""
+        self.truncate(self._before + lengths.to(self.device))
+
+    # -- the two primitives ----------------------------------------------------------------------
+    @torch.no_grad()
+    def append(self, tokens: torch.Tensor, lengths: torch.Tensor,
+               logits: int | None = None) -> torch.Tensor:
+        """Feed ``tokens`` [B, k]; row b's first ``lengths[b]`` are real, the rest padding.
+
+        Returns float32 logits [B, k, V] (``logits[b, i]`` predicts the token after
+        ``tokens[b, i]``), or only the last ``logits`` columns when given. Logits of padding
+        columns are finite and meaningless.
+        """
+        tokens = tokens.to(self.device)
+        lengths = lengths.to(self.device)
+        batch, k = tokens.shape
+        if k == 0:
+            return torch.zeros(batch, 0, self.model.config.vocab_size, device=self.device)
+        col = torch.arange(k, device=self.device)
+        new = col[None, :] < lengths[:, None]
+        valid = torch.cat([self._valid, new], dim=1)
+        kwargs = {}
+        if logits is not None and self._trim_logits:
+            kwargs["logits_to_keep"] = logits
+        out = self.model(
+            input_ids=tokens,
+            attention_mask=attention_mask(valid, k, self.dtype),
+            position_ids=self._counts[:, None] + col[None, :],
+            past_key_values=self._cache,
+            use_cache=True,
+            **kwargs,
+        )
+        self._cache = out.past_key_values
+        self._valid = valid
+        self._before = self._counts
+        self._counts = self._counts + lengths
+        result = out.logits if logits is None else out.logits[:, -logits:]
+        return result.float()
+
+    def truncate(self, counts: torch.Tensor) -> None:
+        """Keep only the first ``counts[b]`` tokens of row b (never more than it has)."""
+        counts = torch.minimum(counts.to(self.device), self._counts)
+        rank = self._valid.long().cumsum(dim=1)  # 1-based index of each real slot in its row
+        self._valid = self._valid & (rank <= counts[:, None])
+        self._counts = counts
+        self._before = torch.minimum(self._before, counts)
+        used = self._valid.any(dim=0).nonzero()
+        length = int(used[-1]) + 1 if len(used) else 0
+        if length < self.slots:
+            self._cache.crop(length - self.slots)  # negative: remove that many trailing slots
+            self._valid = self._valid[:, :length]
+
+
+def attention_mask(valid: torch.Tensor, k: int, dtype: torch.dtype) -> torch.Tensor:
+    """Additive mask [B, 1, k, S]: the last ``k`` of the ``S`` slots are the new queries.
+
+    Query i (slot S - k + i) may see every real slot before the new block and the real new
+    slots up to itself.
+    """
+    slots = valid.shape[1]
+    past = slots - k
+    q = torch.arange(k, device=valid.device)[:, None]
+    s = torch.arange(slots, device=valid.device)[None, :]
+    causal = s <= past + q  # [k, S]
+    allowed = causal[None] & valid[:, None, :]  # [B, k, S]
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=valid.device)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask[:, None]
+
+
+def pad(rows: Sequence[Sequence[int]], device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad ragged token lists into (LongTensor [B, max len], lengths [B])."""
+    width = max((len(r) for r in rows), default=0)
+    tokens = torch.zeros(len(rows), width, dtype=torch.long)
+    for b, r in enumerate(rows):
+        tokens[b, : len(r)] = torch.as_tensor(list(r), dtype=torch.long)
+    lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
+    return tokens.to(device), lengths.to(device)

@@ -1,0 +1,255 @@
+"""The verifier and the draft model over Hugging Face causal LMs, and their factories.
+
+Both wrap a :class:`~thrifty_hf.cached.CachedLM`. The verifier is a thin delegation: the
+engine's ``start/score/keep`` contract is exactly CachedLM's. The draft keeps each row's
+committed tokens and a cache that covers a prefix of them; every ``propose`` first feeds what
+the cache lacks (ragged), then extends each row one token at a time, and ``commit`` rolls the
+cache back to the part of its proposals that was accepted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from thrifty.errors import ConfigError, IncompatibleModelsError, ModelFormatError
+from thrifty.protocols import Proposal
+from thrifty.speculative import Sampling, sample, warp
+
+from .cached import CachedLM, pad
+from .plugin import DEVICES, DTYPES
+from .zoo import resolve
+
+PROBE = ("def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)  # 0x1F\n"
+         "The quick brown fox — naïve café, 12,345.67 € — jumps over the lazy dog.\t\n  ")
+"""Text whose tokenization is part of a tokenizer's fingerprint (code, prose, digits, Unicode,
+whitespace runs)."""
+
+
+class HFVerifier:
+    """A Hugging Face causal LM as the target model (follows :class:`thrifty.protocols.Verifier`).
+
+    ``model`` is the ``nn.Module``; ``lm`` the cached adapter that scores and rolls back.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, name: str) -> None:
+        self.model = model
+        self.lm = CachedLM(model)
+        self.name = name
+        self.tokenizer = tokenizer
+        self.vocab_size = int(model.config.vocab_size)
+        self.eos_token_ids = eos_token_ids(model, tokenizer)
+        self.device = self.lm.device
+
+    def start(self, prompts: Sequence[Sequence[int]]) -> None:
+        self.lm.start(prompts)
+
+    def score(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.lm.score(tokens, lengths)
+
+    def keep(self, lengths: torch.Tensor) -> None:
+        self.lm.keep(lengths)
+
+
+class HFDraft:
+    """A Hugging Face causal LM as a draft (follows :class:`thrifty.protocols.DraftModel`).
+
+    Under greedy sampling it proposes its argmax and reports ``q=None``; otherwise it samples
+    each proposal from ``warp(logits, sampling)`` with the engine's generator and reports that
+    very ``q``, as the lossless acceptance rule requires.
+    """
+
+    def __init__(self, model: Any, name: str) -> None:
+        self.model = model
+        self.lm = CachedLM(model)
+        self.name = name
+        self.vocab_size = int(model.config.vocab_size)
+        self._rows: list[list[int]] = []
+        self._proposed: list[list[int]] = []
+        self._fed = 0  # how many of the last proposals went into the cache
+
+    def start(self, prompts: Sequence[Sequence[int]]) -> None:
+        self._rows = [list(map(int, p)) for p in prompts]
+        self._proposed = [[] for _ in self._rows]
+        self._fed = 0
+        self.lm.start(self._rows)
+
+    def propose(self, gamma: int, sampling: Sampling, generator: Any) -> Proposal:
+        batch = len(self._rows)
+        out_device = generator.device if generator is not None else self.lm.device
+        if gamma <= 0:
+            empty = torch.zeros(batch, 0, dtype=torch.long, device=out_device)
+            return Proposal(empty, torch.zeros(batch, dtype=torch.long, device=out_device))
+        # Feed each row's committed tokens that the cache lacks; keep the logits after the last.
+        counts = self.lm.counts.tolist()
+        tokens, lengths = pad([r[c:] for r, c in zip(self._rows, counts)], self.lm.device)
+        width = tokens.shape[1]
+        skip = width - int(lengths.min())  # leftmost column whose logits any row needs
+        logits = self.lm.append(tokens, lengths, logits=skip + 1)
+        logits = logits[torch.arange(batch, device=logits.device), lengths - 1 - (width - skip - 1)]
+        drafted, qs = [], []
+        ones = torch.ones(batch, dtype=torch.long, device=self.lm.device)
+        for i in range(gamma):
+            token, q = _pick(logits.to(out_device), sampling, generator)
+            drafted.append(token)
+            qs.append(q)
+            if i + 1 < gamma:
+                logits = self.lm.append(token[:, None].to(self.lm.device), ones)[:, 0]
+        self._fed = gamma - 1
+        proposal = torch.stack(drafted, dim=1)
+        self._proposed = proposal.tolist()
+        q = None if sampling.greedy else torch.stack(qs, dim=1)
+        return Proposal(proposal, torch.full((batch,), gamma, dtype=torch.long,
+                                             device=out_device), q)
+
+    def commit(self, accepted: torch.Tensor, next_tokens: torch.Tensor) -> None:
+        keep = []
+        for row, prop, a, t in zip(self._rows, self._proposed, accepted.tolist(),
+                                   next_tokens.tolist()):
+            # the cache holds the whole row, then the first `_fed` proposals
+            keep.append(len(row) + min(a, self._fed))
+            row.extend(prop[:a])
+            row.append(int(t))
+        self.lm.truncate(torch.tensor(keep, dtype=torch.long))
+        self._proposed = [[] for _ in self._rows]
+        self._fed = 0
+
+
+def _pick(logits: torch.Tensor, sampling: Sampling, generator: Any):
+    """One proposal per row from float32 logits [B, V]: argmax (q None) or a sample from q."""
+    if sampling.greedy:
+        return logits.argmax(-1), None
+    q = warp(logits, sampling)
+    return sample(q, generator), q
+
+
+# -- loading ---------------------------------------------------------------------------------------
+def resolve_device(device: str) -> torch.device:
+    if device not in DEVICES:
+        raise ConfigError(f"device must be one of {list(DEVICES)}; got {device!r}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but torch sees no CUDA device; use "
+                          "device='cpu' or 'auto'")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto``: float32 on CPU; bfloat16 on a GPU that supports it, else float16."""
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {list(DTYPES)}; got {dtype!r}")
+    if dtype == "auto":
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return getattr(torch, dtype)
+
+
+def load_hf(path: Path, device: torch.device, dtype: torch.dtype, tokenizer: bool = True):
+    """An HF causal LM folder -> (model in eval mode on ``device``, tokenizer or None)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelFormatError(
+            f"cannot load {path} as a Hugging Face causal LM: {exc}. Point model at a folder "
+            f"written by save_pretrained (config.json plus weights)") from exc
+    model.to(device).eval().requires_grad_(False)
+    tok = None
+    if tokenizer and _has_tokenizer(path):
+        tok = AutoTokenizer.from_pretrained(path)
+    return model, tok
+
+
+def _has_tokenizer(path: Path) -> bool:
+    return any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json",
+                                              "tokenizer.model", "vocab.json"))
+
+
+def eos_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    """The ids that end generation, taken where ``model.generate`` takes them: the generation
+    config, then the model config; the tokenizer only when neither names one."""
+    for source in (getattr(model, "generation_config", None), model.config):
+        ids = getattr(source, "eos_token_id", None) if source is not None else None
+        if ids is not None:
+            return frozenset([ids] if isinstance(ids, int) else map(int, ids))
+    tid = getattr(tokenizer, "eos_token_id", None)
+    return frozenset() if tid is None else frozenset({int(tid)})
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A short hash of what a tokenizer does: its full vocabulary when it exposes one
+    (``get_vocab``), and always its token ids for :data:`PROBE`."""
+    h = hashlib.sha256(json.dumps(tokenizer.encode(PROBE, add_special_tokens=False)).encode())
+    if hasattr(tokenizer, "get_vocab"):
+        h.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+    return h.hexdigest()[:12]
+
+
+def make_verifier(model: str = "smollm2-135m", device: str = "auto",
+                  dtype: str = "auto") -> HFVerifier:
+    """Factory of the ``hf`` verifier."""
+    dev = resolve_device(device)
+    where = resolve(model)
+    if where.kind != "hf":
+        raise ConfigError(f"{model!r} is a thrifty draft (it shares a verifier's embedding) and "
+                          f"cannot be a verifier; use it as a draft with verifier model "
+                          f"'smollm2-135m' or another full model")
+    net, tok = load_hf(where.path, dev, resolve_dtype(dtype, dev))
+    if tok is None:
+        raise ModelFormatError(f"{where.path} has no tokenizer files; a verifier needs one. Save "
+                               f"it next to the model with tokenizer.save_pretrained(...)")
+    return HFVerifier(net, tok, _label(model))
+
+
+def make_draft(verifier: Any, model: str, device: str = "auto", dtype: str = "auto") -> HFDraft:
+    """Factory of the ``hf`` draft: a zoo name, a thrifty draft folder or an HF model folder.
+
+    ``auto`` device and dtype follow the verifier. Raises :class:`IncompatibleModelsError` when
+    the draft's vocabulary or tokenizer is not the verifier's.
+    """
+    vmodel = getattr(verifier, "model", None)
+    dev = verifier.device if device == "auto" else resolve_device(device)
+    if dtype == "auto":
+        vparam = next(vmodel.parameters(), None) if vmodel is not None else None
+        dt = vparam.dtype if vparam is not None else resolve_dtype("auto", dev)
+    else:
+        dt = resolve_dtype(dtype, dev)
+    where = resolve(model)
+    if where.kind == "draft":
+        if vmodel is None:
+            raise IncompatibleModelsError(
+                f"draft {model!r} shares its verifier's embedding, so it needs a Hugging Face "
+                f"verifier (plugin 'hf'); verifier {verifier.name!r} is a "
+                f"{type(verifier).__name__}")
+        from .drafts import load_draft
+
+        net, tok = load_draft(where.path, vmodel, dev, dt), None
+    else:
+        net, tok = load_hf(where.path, dev, dt)
+    check_compatible(verifier, net, tok, model)
+    return HFDraft(net, _label(model))
+
+
+def check_compatible(verifier: Any, draft_model: Any, draft_tokenizer: Any, label: str) -> None:
+    """Raise :class:`IncompatibleModelsError` unless the draft speaks the verifier's tokens."""
+    dv, vv = int(draft_model.config.vocab_size), int(verifier.vocab_size)
+    dfp = tokenizer_fingerprint(draft_tokenizer) if draft_tokenizer is not None else None
+    vfp = tokenizer_fingerprint(verifier.tokenizer)
+    if dv != vv or (dfp is not None and dfp != vfp):
+        raise IncompatibleModelsError(
+            f"draft {label!r} (vocabulary {dv}, tokenizer {dfp or 'not saved'}) does not match "
+            f"verifier {verifier.name!r} (vocabulary {vv}, tokenizer {vfp}): a draft must use "
+            f"the verifier's tokenizer, token for token. Pick a draft trained with the "
+            f"verifier's tokenizer, or distil one for this verifier with `thrifty distill`")
+
+
+def _label(model: str) -> str:
+    path = Path(model)
+    return path.name if len(path.parts) > 1 or path.is_dir() else model
