@@ -1,0 +1,205 @@
+"""Export an HF-style draft to an ONNX graph with explicit KV-cache inputs and outputs.
+
+"HF-style" means a ``torch.nn.Module`` whose forward takes ``input_ids``, ``attention_mask``,
+``position_ids``, ``past_key_values`` (a ``transformers`` Cache) and ``use_cache`` and returns an
+object with ``.logits`` and ``.past_key_values``: any ``*ForCausalLM`` of transformers, and the
+project's own distilled drafts. A thin wrapper turns the cache object into flat tensors, so the
+graph's inputs and outputs are plain tensors with the names of :mod:`thrifty_onnx.layout`.
+
+Exported graphs are build artefacts: :func:`cached_export` keeps them under the thrifty cache
+(``$THRIFTY_CACHE/onnx``, default ``~/.cache/thrifty/onnx``), keyed by a hash of the weights
+they were made from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from thrifty.errors import ModelFormatError
+
+from . import __version__
+from .layout import (ATTENTION_MASK, FORMAT, INPUT_IDS, LOGITS, META, POSITION_IDS,
+                     GraphLayout, input_names, output_names, read_layout,
+                     tokenizer_fingerprint)
+
+DEFAULT_OPSET = 17
+"""Opset of exported graphs: old enough for every onnxruntime since 1.14 (and its GPU/edge
+builds), new enough for everything a decoder needs."""
+
+
+def cache_dir() -> Path:
+    """Where exported graphs are kept: ``$THRIFTY_CACHE/onnx`` (the thrifty cache the model zoo
+    uses too), default ``~/.cache/thrifty/onnx``."""
+    root = os.environ.get("THRIFTY_CACHE") or Path.home() / ".cache" / "thrifty"
+    return Path(root).expanduser() / "onnx"
+
+
+def _flat_cache(cache: Any) -> list:
+    """[k0, v0, k1, v1, ...] from a transformers Cache or a legacy tuple of (k, v) pairs."""
+    if hasattr(cache, "layers"):
+        return [t for layer in cache.layers for t in (layer.keys, layer.values)]
+    return [t for kv in cache for t in kv[:2]]
+
+
+def _kv_wrapper(model: Any, num_layers: int):
+    """A module with flat cache tensors in and out around ``model``'s HF-style forward."""
+    import torch
+    from transformers import DynamicCache
+
+    class KVCacheWrapper(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, position_ids, *past):
+            cache = DynamicCache(ddp_cache_data=[(past[2 * i], past[2 * i + 1])
+                                                 for i in range(num_layers)])
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                             position_ids=position_ids, past_key_values=cache, use_cache=True)
+            return (out.logits.float(), *_flat_cache(out.past_key_values))
+
+    return KVCacheWrapper().eval()
+
+
+def probe(model: Any) -> tuple[int, int, int, int]:
+    """(layers, kv_heads, head_dim, vocab) of an HF-style model, read off one tiny forward, so
+    that nothing about its config class has to be known."""
+    import torch
+
+    ids = torch.zeros(1, 2, dtype=torch.long)
+    try:
+        with torch.no_grad():
+            out = model(input_ids=ids, attention_mask=torch.ones_like(ids),
+                        position_ids=torch.arange(2)[None], use_cache=True)
+        flat = _flat_cache(out.past_key_values)
+    except Exception as exc:  # noqa: BLE001 - any failure means the model is not HF-style
+        raise ModelFormatError(
+            f"cannot export {type(model).__name__}: its forward does not follow the HF-style "
+            f"signature (input_ids, attention_mask, position_ids, past_key_values, use_cache -> "
+            f".logits, .past_key_values): {type(exc).__name__}: {exc}") from exc
+    key = flat[0]
+    return len(flat) // 2, int(key.shape[1]), int(key.shape[3]), int(out.logits.shape[-1])
+
+
+def export_draft(model: Any, path: str | os.PathLike, *, verifier: Any = None,
+                 source: str = "", opset: int = DEFAULT_OPSET) -> GraphLayout:
+    """Export ``model`` (HF-style, moved to fp32 on CPU in place) to ``path``; return its layout.
+
+    The ``verifier`` it was made for (its name, tokenizer identity and fingerprint) and
+    ``source`` (what the draft is) go into the file's metadata, so that a runtime can refuse the
+    graph for a verifier with another tokenizer and a person can tell what it is.
+    """
+    import onnx
+    import torch
+
+    import thrifty
+
+    model = model.to(device="cpu", dtype=torch.float32).eval()
+    layers, kv_heads, head_dim, vocab = probe(model)
+    batch, seq, past = 2, 3, 4
+    args = (torch.zeros(batch, seq, dtype=torch.long),
+            torch.ones(batch, past + seq, dtype=torch.long),
+            torch.arange(past, past + seq).repeat(batch, 1),
+            *[torch.zeros(batch, kv_heads, past, head_dim) for _ in range(2 * layers)])
+    names_in, names_out = input_names(layers), output_names(layers)
+    axes = {INPUT_IDS: {0: "batch", 1: "seq"}, POSITION_IDS: {0: "batch", 1: "seq"},
+            ATTENTION_MASK: {0: "batch", 1: "total"}, LOGITS: {0: "batch", 1: "seq"}}
+    axes.update({n: {0: "batch", 2: "past"} for n in names_in[3:]})
+    axes.update({n: {0: "batch", 2: "total"} for n in names_out[1:]})
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    with warnings.catch_warnings(), torch.no_grad():
+        # the TorchScript exporter warns about every Python branch it traces through; the
+        # branches it sees (non-empty cache, 2-D mask) are the ones every later call takes
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_kv_wrapper(model, layers), args, str(tmp), input_names=names_in,
+                          output_names=names_out, dynamic_axes=axes, opset_version=opset,
+                          do_constant_folding=True, dynamo=False)
+    graph = onnx.load(str(tmp))
+    metadata = {
+        "format": FORMAT, "vocab_size": str(vocab), "num_layers": str(layers),
+        "verifier": getattr(verifier, "name", ""), "draft": source or type(model).__name__,
+        "thrifty_version": thrifty.__version__, "thrifty_onnx_version": __version__,
+        "torch_version": torch.__version__,
+    }
+    if verifier is not None:
+        tokenizer = verifier.tokenizer
+        metadata["tokenizer"] = str(getattr(tokenizer, "name_or_path", "") or
+                                    type(tokenizer).__name__)
+        metadata["tokenizer_sha256"] = tokenizer_fingerprint(tokenizer, verifier.vocab_size)
+    del graph.metadata_props[:]
+    for key, value in metadata.items():
+        graph.metadata_props.add(key=META + key, value=value)
+    onnx.checker.check_model(graph, full_check=True)
+    onnx.save(graph, str(tmp))
+    os.replace(tmp, path)
+    return read_layout(graph, str(path))
+
+
+def weights_digest(model: Any) -> str:
+    """sha256 of what a module computes: its class, its config and every named tensor's shape,
+    dtype and bytes. Keys the graph cache by content, so re-distilled weights never reuse a
+    stale graph."""
+    import torch
+
+    h = hashlib.sha256(type(model).__qualname__.encode())
+    config = getattr(model, "config", None)
+    if hasattr(config, "to_json_string"):
+        h.update(config.to_json_string(use_diff=False).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().to("cpu").contiguous()
+        h.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        h.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def cached_export(model: Any, *, verifier: Any = None, source: str = "",
+                  opset: int = DEFAULT_OPSET) -> Path:
+    """The cached graph of ``model`` for ``verifier`` (exported on a miss):
+    ``<cache>/<source>-<hash>.onnx``."""
+    fingerprint = (tokenizer_fingerprint(verifier.tokenizer, verifier.vocab_size)
+                   if verifier is not None else None)
+    key = json.dumps({"weights": weights_digest(model), "opset": opset, "tokenizer": fingerprint,
+                      "verifier": getattr(verifier, "name", ""), "thrifty_onnx": __version__},
+                     sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in (source or "draft"))
+    path = cache_dir() / f"{stem}-{digest}.onnx"
+    if not path.exists():
+        export_draft(model, path, verifier=verifier, source=source, opset=opset)
+    return path
+
+
+def export_error(model: Any, path: str | os.PathLike, seed: int = 0) -> float:
+    """Largest |ONNX Runtime - PyTorch| logit of ``model`` and its graph at ``path`` over a
+    ragged two-row prefill (one row right-padded) and a cached follow-up step with a hole."""
+    import onnxruntime as ort
+    import torch
+
+    layers, kv_heads, head_dim, vocab = probe(model)
+    wrapper = _kv_wrapper(model, layers)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    g = torch.Generator().manual_seed(seed)
+    past = [torch.zeros(2, kv_heads, 0, head_dim) for _ in range(2 * layers)]
+    mask = torch.zeros(2, 0, dtype=torch.long)
+    worst = 0.0
+    for width, real in ((5, [5, 3]), (2, [2, 2])):
+        ids = torch.randint(0, vocab, (2, width), generator=g)
+        mask = torch.cat([mask, (torch.arange(width)[None] < torch.tensor(real)[:, None]).long()],
+                         1)
+        pos = mask[:, :-width].sum(1, keepdim=True) + torch.arange(width)[None]
+        with torch.no_grad():
+            ref = wrapper(ids, mask, pos, *past)
+        feeds = dict(zip(input_names(layers), [t.numpy() for t in (ids, mask, pos, *past)]))
+        got = session.run(None, feeds)
+        for b, n in enumerate(real):
+            worst = max(worst, float(abs(got[0][b, :n] - ref[0][b, :n].numpy()).max()))
+        past = [torch.from_numpy(t) for t in got[1:]]
+    return worst
