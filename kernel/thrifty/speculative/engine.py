@@ -115,7 +115,10 @@ class SpeculativeDecoder:
             metrics.verify_ms += 1000 * (t2 - t1)
         metrics.total_ms = 1000 * (_clock(device) - begin)
         metrics.new_tokens = sum(len(r.tokens) for r in rows)
-        return Generation([r.tokens for r in rows], [r.text for r in rows],
+        decode = self.verifier.tokenizer.decode
+        texts = [r.text if r.done == "stop" else decode(r.tokens, skip_special_tokens=True)
+                 for r in rows]
+        return Generation([r.tokens for r in rows], texts,
                           [r.done or "length" for r in rows], metrics)
 
     # -- steps ---------------------------------------------------------------------------------
@@ -154,16 +157,20 @@ class SpeculativeDecoder:
                 if tok in eos:
                     new, row.done = new[: i + 1], "eos"
                     break
-            before = row.text
             row.tokens.extend(new)
-            row.text = self.verifier.tokenizer.decode(row.tokens, skip_special_tokens=True)
-            hit = _first_stop(row.text, stop, len(before))
-            if hit is not None:
-                row.text, row.done = row.text[:hit], "stop"
-                row.tokens = _tokens_for(row.tokens, hit, self.verifier.tokenizer)
-            if stream is not None:
-                stream(b, new, row.text[len(before):] if row.text.startswith(before) else row.text)
+            if stop or stream is not None:  # text is only needed to find stops or to stream
+                self._update_text(b, row, new, stop, stream)
         metrics.record_step(proposed, kept, emitted)
+
+    def _update_text(self, b: int, row: _Row, new: list[int], stop, stream) -> None:
+        before = row.text
+        row.text = self.verifier.tokenizer.decode(row.tokens, skip_special_tokens=True)
+        hit = _first_stop(row.text, stop, len(before))
+        if hit is not None:
+            row.text, row.done = row.text[:hit], "stop"
+            row.tokens = _tokens_for(row.tokens, hit, self.verifier.tokenizer)
+        if stream is not None:
+            stream(b, new, row.text[len(before):] if row.text.startswith(before) else row.text)
 
 
 def _first_stop(text: str, stop: Sequence[str], since: int) -> int | None:

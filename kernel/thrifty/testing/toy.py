@@ -1,8 +1,9 @@
-"""Tiny exact models for tests: a trigram table verifier and a trigram table draft.
+"""Tiny exact models for tests: a trigram-table verifier and a trigram-table draft.
 
 Their next-token distributions are explicit tables, so a test can enumerate the exact
 distribution of any short continuation and compare speculative samples against it. They follow
-the Verifier and DraftModel protocols exactly as a real adapter must (ragged rows, rollback).
+the Verifier and DraftModel protocols exactly as a real adapter must (ragged rows, rollback), and
+are vectorised over rows so that statistical tests can run thousands of rows at once.
 """
 
 from __future__ import annotations
@@ -32,13 +33,40 @@ def trigram_table(vocab: int, seed: int, sharpness: float = 2.0) -> torch.Tensor
 
 
 class _History:
-    """Per-row token history, which is all the 'cache' a table model needs."""
+    """Per-row token histories in one padded tensor: all the 'cache' a table model needs."""
 
     def __init__(self, table: torch.Tensor) -> None:
         self.table = table
-        self.rows: list[list[int]] = []
+        self.tokens = torch.zeros(0, 0, dtype=torch.long)
+        self.lens = torch.zeros(0, dtype=torch.long)
 
-    def logits_after(self, row: list[int]) -> torch.Tensor:
+    def reset(self, rows: Sequence[Sequence[int]]) -> None:
+        self.lens = torch.tensor([len(r) for r in rows], dtype=torch.long)
+        self.tokens = torch.zeros(len(rows), max(int(self.lens.max()), 1) + 16, dtype=torch.long)
+        for b, r in enumerate(rows):
+            self.tokens[b, : len(r)] = torch.tensor(list(r), dtype=torch.long)
+
+    def append(self, new: torch.Tensor, counts: torch.Tensor) -> None:
+        """Append the first ``counts[b]`` tokens of ``new[b]`` to row b."""
+        need = int((self.lens + counts).max()) if len(self.lens) else 0
+        if need > self.tokens.shape[1]:
+            grown = torch.zeros(len(self.lens), 2 * need, dtype=torch.long)
+            grown[:, : self.tokens.shape[1]] = self.tokens
+            self.tokens = grown
+        rows = torch.arange(len(self.lens))
+        for i in range(new.shape[1]):
+            live = counts > i
+            self.tokens[rows[live], self.lens[live] + i] = new[live, i]
+        self.lens = self.lens + counts
+
+    def last(self, offset: int = 1) -> torch.Tensor:
+        """Token ``offset`` places from the end of each row (0 before the start)."""
+        idx = self.lens - offset
+        got = self.tokens.gather(1, idx.clamp(min=0)[:, None])[:, 0]
+        return torch.where(idx >= 0, got, torch.zeros_like(got))
+
+    def logits_after(self, row: Sequence[int]) -> torch.Tensor:
+        """Next-token logits after one explicit token sequence (for exact enumeration)."""
         a = row[-2] if len(row) > 1 else 0
         return self.table[a, row[-1]]
 
@@ -55,24 +83,25 @@ class ToyVerifier(_History):
         self.tokenizer = ToyTokenizer()
         self.device = torch.device("cpu")
         self.passes = 0
-        self._before: list[int] = []
+        self._before = self.lens
 
     def start(self, prompts) -> None:
-        self.rows = [list(p[:-1]) for p in prompts]
+        self.reset([p[:-1] for p in prompts])
 
     def score(self, tokens, lengths):
         self.passes += 1
-        self._before = [len(r) for r in self.rows]
+        self._before = self.lens.clone()
+        prev = self.last()
         out = torch.zeros(*tokens.shape, self.vocab_size)
-        for b, (row, n) in enumerate(zip(self.rows, lengths.tolist())):
-            for i in range(n):
-                row.append(int(tokens[b, i]))
-                out[b, i] = self.logits_after(row)
+        for i in range(tokens.shape[1]):
+            cur = tokens[:, i]
+            out[:, i] = self.table[prev, cur]
+            prev = cur
+        self.append(tokens, lengths)
         return out
 
     def keep(self, lengths) -> None:
-        for b, n in enumerate(lengths.tolist()):
-            del self.rows[b][self._before[b] + n:]
+        self.lens = self._before + lengths
 
 
 class ToyDraft(_History):
@@ -82,26 +111,27 @@ class ToyDraft(_History):
         super().__init__(trigram_table(vocab, seed) if table is None else table)
         self.name = "toy-draft"
         self.vocab_size = vocab
+        self._last = torch.zeros(0, 0, dtype=torch.long)
 
     def start(self, prompts) -> None:
-        self.rows = [list(p) for p in prompts]
-        self._last = torch.zeros(len(self.rows), 0, dtype=torch.long)
+        self.reset(prompts)
+        self._last = torch.zeros(len(prompts), 0, dtype=torch.long)
 
     def propose(self, gamma: int, sampling: Sampling, generator) -> Proposal:
-        batch = len(self.rows)
+        batch = len(self.lens)
         tokens = torch.zeros(batch, gamma, dtype=torch.long)
         q = torch.zeros(batch, gamma, self.vocab_size)
-        for b, row in enumerate(self.rows):
-            ctx = list(row)
-            for i in range(gamma):
-                q[b, i] = warp(self.logits_after(ctx), sampling)
-                tokens[b, i] = sample(q[b, i], generator)
-                ctx.append(int(tokens[b, i]))
+        a, c = self.last(2), self.last(1)
+        for i in range(gamma):
+            q[:, i] = warp(self.table[a, c], sampling)
+            tokens[:, i] = sample(q[:, i], generator)
+            a, c = c, tokens[:, i]
         self._last = tokens
         return Proposal(tokens, torch.full((batch,), gamma), q)
 
     def commit(self, accepted, next_tokens) -> None:
-        for b, row in enumerate(self.rows):
-            row.extend(int(t) for t in self._last[b, : int(accepted[b])])
-            row.append(int(next_tokens[b]))
-        self._last = torch.zeros(len(self.rows), 0, dtype=torch.long)
+        rows = torch.arange(len(self.lens))
+        new = torch.cat([self._last, torch.zeros(len(rows), 1, dtype=torch.long)], 1)
+        new[rows, accepted] = next_tokens
+        self.append(new, accepted + 1)
+        self._last = self._last[:, :0]

@@ -1,0 +1,110 @@
+"""Engine behaviour on the toy models: stopping rules, streaming, metrics, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from thrifty.errors import ConfigError, IncompatibleModelsError
+from thrifty.speculative import SpeculativeDecoder
+from thrifty.testing.toy import ToyDraft, ToyVerifier
+
+
+def target_only(verifier, prompts, n):
+    return SpeculativeDecoder(verifier).generate(prompts, max_new_tokens=n)
+
+
+def test_max_new_tokens_is_exact_for_every_row():
+    v = ToyVerifier(vocab=5)
+    out = SpeculativeDecoder(v, ToyDraft(vocab=5), 4).generate([[1, 2], [3], [4, 4, 4]],
+                                                               max_new_tokens=7)
+    assert [len(t) for t in out.token_ids] == [7, 7, 7]
+    assert out.finish_reasons == ["length"] * 3
+
+
+def test_eos_stops_a_row_and_is_kept_last():
+    v = ToyVerifier(vocab=5)
+    free = target_only(v, [[1, 2]], 30).token_ids[0]
+    eos = free[5]
+    first = free.index(eos)
+    v_eos = ToyVerifier(vocab=5, eos=eos)
+    out = SpeculativeDecoder(v_eos, ToyDraft(vocab=5), 3).generate([[1, 2]], max_new_tokens=30)
+    assert out.token_ids[0] == free[: first + 1]
+    assert out.finish_reasons == ["eos"]
+
+
+def test_stop_string_cuts_text_and_tokens():
+    v = ToyVerifier(vocab=5)
+    free = target_only(v, [[1, 2]], 30)
+    text = free.texts[0]
+    stop = text[6:8]
+    cut = text.find(stop)
+    out = SpeculativeDecoder(v, ToyDraft(vocab=5), 3).generate([[1, 2]], max_new_tokens=30,
+                                                               stop=[stop])
+    assert out.texts[0] == text[:cut]
+    assert out.finish_reasons == ["stop"]
+    assert v.tokenizer.decode(out.token_ids[0]).startswith(text[:cut])
+    assert len(out.token_ids[0]) <= cut + len(stop)
+
+
+def test_streaming_delivers_every_token_in_order():
+    v = ToyVerifier(vocab=5)
+    seen: dict[int, list[int]] = {0: [], 1: []}
+    texts: dict[int, str] = {0: "", 1: ""}
+
+    def on_tokens(row, tokens, text):
+        seen[row].extend(tokens)
+        texts[row] += text
+
+    out = SpeculativeDecoder(v, ToyDraft(vocab=5), 3).generate([[1, 2], [3]], max_new_tokens=9,
+                                                               stream=on_tokens)
+    assert [seen[0], seen[1]] == out.token_ids
+    assert [texts[0], texts[1]] == out.texts
+
+
+def test_metrics_count_passes_and_tokens_per_pass():
+    v = ToyVerifier(vocab=4)
+    d = ToyDraft(vocab=4, table=v.table)  # a perfect draft: every proposal accepted
+    out = SpeculativeDecoder(v, d, 3).generate([[1, 2]], max_new_tokens=12)
+    m = out.metrics
+    assert m.target_passes == 3 and m.tar == 4.0  # 3 accepted + 1 bonus per pass
+    assert m.acceptance == [1.0, 1.0, 1.0]
+    assert m.draft_ms > 0 and m.verify_ms > 0 and m.total_ms >= m.draft_ms + m.verify_ms
+    assert m.as_dict()["tokens_per_second"] > 0
+
+
+def test_ragged_batch_matches_rows_decoded_alone():
+    v = ToyVerifier(vocab=6)
+    prompts = [[1, 2, 3, 4, 5], [2], [5, 5]]
+    batch = SpeculativeDecoder(v, ToyDraft(vocab=6), 4).generate(prompts, max_new_tokens=15)
+    alone = [target_only(v, [p], 15).token_ids[0] for p in prompts]
+    assert batch.token_ids == alone
+
+
+def test_vocabulary_mismatch_is_refused():
+    with pytest.raises(IncompatibleModelsError, match="vocabulary"):
+        SpeculativeDecoder(ToyVerifier(vocab=5), ToyDraft(vocab=6))
+
+
+@pytest.mark.parametrize("prompts,match", [
+    ("abc", "non-empty list"), ([], "non-empty list"), ([[]], "empty"), ([[1, 99]], "outside"),
+])
+def test_bad_prompts_are_refused(prompts, match):
+    with pytest.raises(ConfigError, match=match):
+        SpeculativeDecoder(ToyVerifier(vocab=5)).generate(prompts)
+
+
+def test_bad_max_new_tokens_is_refused():
+    with pytest.raises(ConfigError, match="max_new_tokens"):
+        SpeculativeDecoder(ToyVerifier(vocab=5)).generate([[1]], max_new_tokens=0)
+
+
+def test_sampling_is_reproducible_by_seed():
+    from thrifty.speculative import Sampling
+
+    v, s = ToyVerifier(vocab=5), Sampling(temperature=1.0)
+    run = lambda seed: SpeculativeDecoder(v, ToyDraft(vocab=5), 2).generate(  # noqa: E731
+        [[1, 2]] * 4, max_new_tokens=10, sampling=s, seed=seed).token_ids
+    assert run(1) == run(1)
+    assert run(1) != run(2)
+    assert torch.tensor(run(1)).max() < 5
