@@ -8,6 +8,7 @@ torch; algorithms that need torch import it when they run.
 
 from .errors import ThriftyError
 from .hookspecs import hookimpl
+from .pipeline import pipeline
 from .records import (
     REQUIRED,
     DraftModelSpec,
@@ -22,13 +23,6 @@ from .records import (
 from .registry import registry
 
 __version__ = "0.1.0"
-
-
-def pipeline(*args, **kwargs):
-    """Assemble a speculative-decoding pipeline by name; see :mod:`thrifty.pipeline`."""
-    from .pipeline import pipeline as build
-
-    return build(*args, **kwargs)
 
 
 __all__ = [

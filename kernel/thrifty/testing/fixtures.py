@@ -6,6 +6,7 @@ import importlib
 
 import pytest
 
+from .. import builtin
 from . import fresh_registry
 
 # the module, not the ``thrifty.registry`` function that the package re-exports under its name
@@ -28,10 +29,16 @@ def empty_registry():
 def register_plugin(monkeypatch):
     """``register_plugin(obj, name="...", entry_points=False)`` registers a plugin object for this
     test only and makes the resulting registry the process-wide one (what
-    ``thrifty.registry()`` and the CLI see) until the test ends. Returns that registry."""
+    ``thrifty.registry()`` and the CLI see) until the test ends. Returns that registry.
+
+    Without ``entry_points`` no installed plugin loads, except the core's built-in commands
+    (``plugins``, ``generate``, ...), so that CLI tests see only the test's plugin."""
 
     def register(obj, name: str = "test-plugin", entry_points: bool = False):
-        reg = fresh_registry(load_entry_points=entry_points, plugins={name: obj})
+        plugins = {name: obj}
+        if not entry_points:
+            plugins = {"core": builtin, **plugins}
+        reg = fresh_registry(load_entry_points=entry_points, plugins=plugins)
         monkeypatch.setattr(registry_module, "_default", reg)
         return reg
 
