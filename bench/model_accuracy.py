@@ -1,0 +1,155 @@
+"""Does the throughput model predict? Predicted vs measured throughput over drafts x γ x batch.
+
+The profile measures the model's terms (verifier and draft latencies, the engine's overhead at
+γ = 1 and γmax, acceptance by record and replay); then every (draft, γ, batch) cell is run live
+and compared with the prediction. Reports the median absolute % error (goal <= 10%) and whether
+the selector's choice is within 5% of the measured best, per batch size (over every draft and γ)
+and per (draft, batch) (the choice of γ).
+
+    python bench/model_accuracy.py --device cpu --draft hf:smollm2-draft-l1 --draft ngram \\
+        --gammas 1,2,4,8 --batches 1,4 --prompts 8 --max-new-tokens 32
+    python bench/model_accuracy.py --device cuda --dtype bfloat16 \\
+        --draft hf:smollm2-draft-l1 --draft hf:smollm2-draft-l2 --draft hf:smollm2-draft-l4 \\
+        --draft hf:smollm2-draft-wide --draft ngram --gammas 1-8 --batches 1,4,16 --prompts 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+
+def _range(text: str) -> list[int]:
+    if "-" in text:
+        lo, hi = text.split("-")
+        return list(range(int(lo), int(hi) + 1))
+    return [int(v) for v in text.split(",")]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--verifier", default="hf")
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--draft", action="append", default=[], help="NAME or NAME:MODEL (repeatable)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default=None)
+    p.add_argument("--workload", default="code")
+    p.add_argument("--prompts", type=int, default=8)
+    p.add_argument("--gammas", type=_range, default=list(range(1, 9)), help="e.g. 1-8 or 1,2,4")
+    p.add_argument("--batches", type=_range, default=[1, 4, 16])
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--profile", help="reuse a saved profile instead of profiling")
+    p.add_argument("--json", help="write every cell to this JSON file")
+    args = p.parse_args(argv)
+
+    from thrifty.speculative.commands import build_models
+    from thrifty.speculative.profile import Profile, measure, profile
+    from thrifty.speculative.throughput import ThroughputModel, batched
+    from thrifty.speculative.workloads import workload
+
+    if not args.draft:
+        p.error("give at least one --draft")
+    verifier, drafts = build_models(args.verifier, args.model, args.draft, args.device,
+                                    args.dtype)
+    prompts = workload(args.workload, n=args.prompts).prompts
+    ids = [verifier.tokenizer.encode(t) for t in prompts]
+    t0 = time.time()
+    if args.profile and Path(args.profile).exists():
+        prof = Profile.load(args.profile)
+    else:
+        prof = profile(verifier, drafts, prompts, workload=args.workload, batches=args.batches,
+                       gamma_max=max(args.gammas), max_new_tokens=args.max_new_tokens,
+                       repeats=args.repeats + 2, warmup=args.warmup,
+                       progress=lambda m: print(f"  … {m}", file=sys.stderr))
+        if args.profile:
+            prof.save(args.profile)
+    profile_s = time.time() - t0
+    model = ThroughputModel(prof)
+    cells = []
+    for b in args.batches:
+        rows = batched(ids, b)
+        base = measure(verifier, None, 0, b, rows, args.max_new_tokens, args.repeats)
+        cells.append(_cell(None, 0, b, model.predict(None, 0, b), base))
+        for label, (draft, _) in drafts.items():
+            for g in args.gammas:
+                m = measure(verifier, draft, g, b, rows, args.max_new_tokens, args.repeats)
+                cells.append(_cell(label, g, b, model.predict(label, g, b), m))
+                print(f"  batch {b:>2} {label:>28} γ={g}: predicted {cells[-1]['predicted']:8.1f}"
+                      f" measured {m.throughput:8.1f} tok/s ({100 * cells[-1]['error']:+.1f}%)",
+                      file=sys.stderr)
+    measure_s = time.time() - t0 - profile_s
+    summary = _summary(cells, args.batches, list(drafts))
+    _print(args, prof, cells, summary, profile_s, measure_s)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "summary": summary,
+                                               "cells": cells, "meta": prof.meta}, indent=1))
+    return 0
+
+
+def _cell(draft, gamma, batch, pred, m) -> dict:
+    return {"draft": draft, "gamma": gamma, "batch": batch, "predicted": pred.throughput,
+            "measured": m.throughput, "error": (pred.throughput - m.throughput) / m.throughput,
+            "tar_model": pred.tar, "tar_live": m.tar,
+            "pred_ms": [pred.draft_ms, pred.verify_ms, pred.overhead_ms],
+            "live_ms": [m.draft_ms, m.verify_ms, m.overhead_ms]}
+
+
+def _summary(cells, batches, drafts) -> dict:
+    errors = [abs(c["error"]) for c in cells]
+    per_batch, per_draft = [], []
+    for b in batches:
+        group = [c for c in cells if c["batch"] == b]
+        per_batch.append(_choice(group, f"batch {b}"))
+        for d in drafts:
+            per_draft.append(_choice([c for c in group if c["draft"] == d], f"{d}, batch {b}"))
+    return {"median_abs_error": statistics.median(errors), "max_abs_error": max(errors),
+            "cells": len(cells), "per_batch": per_batch, "per_draft_batch": per_draft,
+            "all_within_5pct": all(c["within_5pct"] for c in per_batch + per_draft)}
+
+
+def _choice(group, name) -> dict:
+    """The model's pick in ``group`` vs the measured best: is the pick within 5% of it?"""
+    pick = max(group, key=lambda c: c["predicted"])
+    best = max(group, key=lambda c: c["measured"])
+    return {"cell": name, "chosen": [pick["draft"], pick["gamma"]],
+            "measured_best": [best["draft"], best["gamma"]],
+            "shortfall": 1 - pick["measured"] / best["measured"],
+            "within_5pct": pick["measured"] >= 0.95 * best["measured"]}
+
+
+def _print(args, prof, cells, summary, profile_s, measure_s) -> None:
+    import torch
+
+    print(f"# model accuracy: {prof.verifier} on {args.device} ({platform.machine()}, "
+          f"torch {torch.__version__}{', ' + prof.meta['gpu'] if 'gpu' in prof.meta else ''}), "
+          f"workload {args.workload}, {args.prompts} prompts x {args.max_new_tokens} tokens")
+    print(f"command: python bench/model_accuracy.py {' '.join(sys.argv[1:])}")
+    print(f"profile {profile_s:.0f} s, measurement {measure_s:.0f} s\n")
+    print("| batch | draft | γ | TAR model | TAR live | predicted tok/s | measured tok/s | "
+          "error |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for c in cells:
+        print(f"| {c['batch']} | {c['draft'] or 'target only'} | {c['gamma']} | "
+              f"{c['tar_model']:.2f} | {c['tar_live']:.2f} | {c['predicted']:.1f} | "
+              f"{c['measured']:.1f} | {100 * c['error']:+.1f}% |")
+    print(f"\nmedian |error| {100 * summary['median_abs_error']:.1f}% over {summary['cells']} "
+          f"cells (max {100 * summary['max_abs_error']:.1f}%)\n")
+    print("| cell | chosen (draft, γ) | measured best | shortfall | within 5% |")
+    print("| --- | --- | --- | --- | --- |")
+    for c in summary["per_batch"] + summary["per_draft_batch"]:
+        print(f"| {c['cell']} | {c['chosen'][0]}, {c['chosen'][1]} | {c['measured_best'][0]}, "
+              f"{c['measured_best'][1]} | {100 * c['shortfall']:.1f}% | "
+              f"{'yes' if c['within_5pct'] else 'NO'} |")
+    print(f"\nselector within 5% of the measured best in every cell: "
+          f"{'yes' if summary['all_within_5pct'] else 'NO'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
