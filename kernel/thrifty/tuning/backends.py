@@ -1,0 +1,192 @@
+"""Backends: what turns a configuration into measured metrics.
+
+* :class:`ReplayBackend` answers from a recorded table (CSV or JSON), so optimizer benchmarks
+  and CI need no hardware and every optimizer sees exactly the same surface.
+* :class:`MeasuredBackend` applies the knob values through a hardware context (which snapshots
+  each knob before its first change and restores it on every exit path), runs the workload inside
+  an energy-meter window and reports energy per query and latency.
+
+Both expose ``space`` and ``measure(config) -> metrics``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shlex
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from ..errors import ConfigError, ThriftyError
+from .space import Space
+
+
+class WorkloadError(ThriftyError):
+    """The workload command failed or printed something that is not its result."""
+
+
+def _scalar(text: str) -> Any:
+    """CSV cells back to numbers where they are numbers."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+# -- replay ---------------------------------------------------------------------------------------
+class ReplayBackend:
+    """Answers ``measure`` from recorded rows; repeated rows of one configuration are averaged.
+
+    A CSV names its knob columns in a first comment line ``# knobs: a,b,c`` (or the caller passes
+    ``knobs=``); every other numeric column is a metric. A JSON file holds
+    ``{"knobs": [...], "rows": [{...}, ...]}``.
+    """
+
+    def __init__(self, rows: Sequence[Mapping[str, Any]], knobs: Sequence[str],
+                 source: str = "(rows)", meta: Mapping[str, Any] | None = None) -> None:
+        knobs = list(knobs)
+        if not rows:
+            raise ConfigError(f"recorded table {source} has no rows")
+        missing = [k for k in knobs if k not in rows[0]]
+        if missing:
+            raise ConfigError(f"recorded table {source} lacks knob column(s) {missing}; "
+                              f"its columns are {list(rows[0])}")
+        self.source = source
+        self.meta = dict(meta or {})
+        self.knobs = knobs
+        sums: dict[tuple, dict[str, list[float]]] = {}
+        for row in rows:
+            key = tuple(row[k] for k in knobs)
+            slot = sums.setdefault(key, {})
+            for name, value in row.items():
+                if name not in knobs and isinstance(value, (int, float)) \
+                        and not isinstance(value, bool):
+                    slot.setdefault(name, []).append(float(value))
+        self.table = {k: {m: sum(v) / len(v) for m, v in slot.items()} for k, slot in sums.items()}
+        self.space = Space.from_configs([dict(zip(knobs, k)) for k in self.table])
+
+    @classmethod
+    def load(cls, path: str | Path, knobs: Sequence[str] | None = None) -> "ReplayBackend":
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read recorded table {path}: {exc.strerror}") from exc
+        meta: dict[str, Any] = {}
+        if path.suffix == ".json":
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"recorded table {path} is not valid JSON: {exc}") from exc
+            rows, file_knobs = data.get("rows", []), data.get("knobs")
+            meta = {k: v for k, v in data.items() if k not in ("rows", "knobs")}
+        else:
+            lines = text.splitlines()
+            file_knobs = None
+            while lines and lines[0].startswith("#"):
+                label, _, value = lines.pop(0).lstrip("# ").partition(":")
+                if label.strip() == "knobs":
+                    file_knobs = [k.strip() for k in value.split(",") if k.strip()]
+                elif label.strip():
+                    meta[label.strip()] = value.strip()
+            rows = [{k: _scalar(v) for k, v in r.items()} for r in csv.DictReader(lines)]
+        knobs = list(knobs or file_knobs or [])
+        if not knobs:
+            raise ConfigError(f"recorded table {path} does not say which columns are knobs; add "
+                              f"a first line '# knobs: a,b' or pass knobs (--table-knobs a,b)")
+        return cls(rows, knobs, str(path), meta)
+
+    def measure(self, config: Mapping[str, Any]) -> dict[str, float]:
+        return dict(self.table[self.space.key(config)])
+
+
+# -- measured -------------------------------------------------------------------------------------
+Workload = Callable[[Mapping[str, Any]], Any]
+"""``workload(config)`` runs once under ``config`` and returns the number of queries served, or a
+dict with ``queries`` and optionally its own ``latency`` (seconds per query, e.g. a p95)."""
+
+
+class MeasuredBackend:
+    """Runs a real workload under knob values applied through a hardware context.
+
+    ``context`` is a :class:`thrifty.hw.HardwareContext` (anything with ``apply(knob, value)``);
+    ``meter`` an :class:`thrifty.protocols.EnergyMeter`. The workload is repeated until the meter
+    window lasts at least ``min_seconds`` (energy counters update every 10-100 ms).
+    """
+
+    def __init__(self, knobs: Sequence[Any], workload: Workload, meter: Any, context: Any,
+                 min_seconds: float = 0.5) -> None:
+        self.knobs = {k.name: k for k in knobs}
+        self.workload = workload
+        self.meter = meter
+        self.context = context
+        self.min_seconds = min_seconds
+        self.space = Space({k.name: tuple(k.domain()) for k in knobs})
+
+    def measure(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        self.space.key(config)
+        readback = {name: self.context.apply(self.knobs[name], value)
+                    for name, value in config.items()}
+        queries, latencies, runs = 0.0, [], 0
+        self.meter.start()
+        begin = time.perf_counter()
+        while True:
+            result = self.workload(dict(config))
+            runs += 1
+            if isinstance(result, Mapping):
+                queries += float(result.get("queries", 1))
+                if "latency" in result:
+                    latencies.append(float(result["latency"]))
+            else:
+                queries += float(1 if result is None else result)
+            if time.perf_counter() - begin >= self.min_seconds:
+                break
+        reading = self.meter.stop()
+        if queries <= 0:
+            raise WorkloadError(f"workload served {queries} queries under {dict(config)}; it "
+                                f"must return the number of queries (> 0) it served")
+        return {
+            "energy": reading.joules / queries,
+            "latency": max(latencies) if latencies else reading.seconds / runs,
+            "power": reading.joules / reading.seconds if reading.seconds > 0 else math.nan,
+            "joules": reading.joules, "seconds": reading.seconds, "queries": queries,
+            "meter": f"{reading.source} ±{reading.resolution_j:g} J"
+                     + (" (wrapped)" if reading.wrapped else ""),
+            "readback": readback,
+        }
+
+
+def command_workload(template: str, timeout: float | None = None) -> Workload:
+    """A workload that runs a shell command per call. ``{knob}`` placeholders in ``template`` are
+    filled with the configuration, and ``THRIFTY_KNOB_<NAME>`` environment variables carry it too.
+    If the last line of stdout is JSON (``{"queries": 32, "latency": 0.041}``) it is the result,
+    else one query is counted."""
+
+    def run(config: Mapping[str, Any]) -> Any:
+        try:
+            command = template.format(**config)
+        except (KeyError, IndexError) as exc:
+            raise ConfigError(f"workload command {template!r} names {exc} which is not a knob; "
+                              f"knobs: {list(config)}") from exc
+        env = dict(os.environ)
+        env.update({"THRIFTY_KNOB_" + k.upper().replace("-", "_"): str(v)
+                    for k, v in config.items()})
+        proc = subprocess.run(shlex.split(command), capture_output=True, text=True, env=env,
+                              timeout=timeout)
+        if proc.returncode != 0:
+            raise WorkloadError(f"workload {command!r} exited with {proc.returncode}: "
+                                f"{proc.stderr.strip()[-500:]}")
+        last = (proc.stdout.strip().splitlines() or [""])[-1]
+        try:
+            return json.loads(last) if last.startswith("{") else 1
+        except json.JSONDecodeError as exc:
+            raise WorkloadError(f"workload {command!r} printed a last line that is not JSON: "
+                                f"{last!r}") from exc
+
+    return run

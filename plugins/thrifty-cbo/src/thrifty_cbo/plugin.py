@@ -1,0 +1,33 @@
+"""Registers the ``thrifty-cbo`` optimizer. scipy is imported only when one is built."""
+
+from __future__ import annotations
+
+from thrifty import Option, OptimizerSpec, hookimpl
+
+
+def build(space, objective="energy", constraints=(), seed=0, **options):
+    from .optimizer import ConstrainedBO
+
+    return ConstrainedBO(space, objective, constraints, seed, **options)
+
+
+@hookimpl
+def thrifty_optimizers():
+    return [OptimizerSpec(
+        name="thrifty-cbo", factory=build,
+        description="constrained Bayesian optimisation: Matérn 5/2 GPs on energy and latency, "
+                    "expected improvement × probability of meeting the SLO",
+        options={
+            "initial": Option(int, 0, "size of the space-filling initial design (0: knobs + 1, "
+                                      "at least 3)"),
+            "safe": Option(bool, False, "after the initial design, propose only configurations "
+                                        "predicted to meet every SLO with probability >= "
+                                        "safe_threshold"),
+            "safe_threshold": Option(float, 0.95, "probability of feasibility required in safe "
+                                                  "mode"),
+            "candidates": Option(int, 4000, "configurations scored per step when the space is "
+                                            "too large to enumerate"),
+            "restarts": Option(int, 2, "L-BFGS-B starting points for the GP hyper-parameters "
+                                         "(the previous fit is always one of them)"),
+            "log": Option(bool, True, "model positive metrics on a log scale"),
+        })]
