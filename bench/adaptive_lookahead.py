@@ -55,7 +55,8 @@ def main(argv=None) -> int:
     t0 = time.time()
     prof = profile(verifier, drafts, prompts, workload="+".join(names), batches=batches,
                    gamma_max=args.gamma_max, max_new_tokens=args.max_new_tokens,
-                   repeats=args.repeats + 2, progress=lambda m: print(f"  … {m}", file=sys.stderr))
+                   repeats=args.repeats + 2,
+                   progress=lambda m: print(f"  … {m}", file=sys.stderr))
     model = ThroughputModel(prof)
     print(f"# adaptive lookahead: {prof.verifier} + {label} on {args.device} "
           f"({platform.machine()}, torch {torch.__version__}"

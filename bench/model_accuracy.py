@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -47,7 +46,18 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--profile", help="reuse a saved profile instead of profiling")
     p.add_argument("--json", help="write every cell to this JSON file")
+    p.add_argument("--summarize", nargs="+", metavar="JSON",
+                   help="only combine the cells of earlier --json files (e.g. one per batch size, "
+                        "to keep each run short) and print the tables")
     args = p.parse_args(argv)
+    if args.summarize:
+        runs = [json.loads(Path(f).read_text()) for f in args.summarize]
+        cells = [c for r in runs for c in r["cells"]]
+        batches = sorted({c["batch"] for c in cells})
+        drafts = sorted({c["draft"] for c in cells if c["draft"]})
+        _print(runs[0]["args"] | {"batches": batches}, runs[0]["meta"], cells,
+               _summary(cells, batches, drafts), None, None)
+        return 0
 
     from thrifty.speculative.commands import build_models
     from thrifty.speculative.profile import Profile, measure, profile
@@ -86,10 +96,12 @@ def main(argv=None) -> int:
                       file=sys.stderr)
     measure_s = time.time() - t0 - profile_s
     summary = _summary(cells, args.batches, list(drafts))
-    _print(args, prof, cells, summary, profile_s, measure_s)
+    _print(vars(args), prof.meta | {"verifier": prof.verifier}, cells, summary, profile_s,
+           measure_s)
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "summary": summary,
-                                               "cells": cells, "meta": prof.meta}, indent=1))
+        record = {"args": vars(args), "summary": summary, "cells": cells,
+                  "meta": prof.meta | {"verifier": prof.verifier}}
+        Path(args.json).write_text(json.dumps(record, indent=1))
     return 0
 
 
@@ -124,15 +136,16 @@ def _choice(group, name) -> dict:
             "within_5pct": pick["measured"] >= 0.95 * best["measured"]}
 
 
-def _print(args, prof, cells, summary, profile_s, measure_s) -> None:
-    import torch
-
-    print(f"# model accuracy: {prof.verifier} on {args.device} ({platform.machine()}, "
-          f"torch {torch.__version__}{', ' + prof.meta['gpu'] if 'gpu' in prof.meta else ''}), "
-          f"workload {args.workload}, {args.prompts} prompts x {args.max_new_tokens} tokens")
-    print(f"command: python bench/model_accuracy.py {' '.join(sys.argv[1:])}")
-    print(f"profile {profile_s:.0f} s, measurement {measure_s:.0f} s\n")
-    print("| batch | draft | γ | TAR model | TAR live | predicted tok/s | measured tok/s | "
+def _print(args: dict, meta: dict, cells, summary, profile_s, measure_s) -> None:
+    gpu = f", {meta['gpu']}" if "gpu" in meta else ""
+    print(f"# model accuracy: {meta.get('verifier', '?')} on {args['device']} "
+          f"({meta.get('machine')}, torch {meta.get('torch')}{gpu}), workload "
+          f"{args['workload']}, {args['prompts']} prompts x {args['max_new_tokens']} tokens, "
+          f"{meta.get('date')}")
+    if profile_s is not None:
+        print(f"command: python bench/model_accuracy.py {' '.join(sys.argv[1:])}")
+        print(f"profile {profile_s:.0f} s, measurement {measure_s:.0f} s")
+    print("\n| batch | draft | γ | TAR model | TAR live | predicted tok/s | measured tok/s | "
           "error |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for c in cells:

@@ -71,7 +71,8 @@ def workload(name: str, n: int = 16, seed: int = 0, chars: int = 600) -> Workloa
     return Workload(name, tuple(prompts))
 
 
-def _spans(lines: list[str], rng: random.Random, n: int, chars: int, starts: list[int]) -> list[str]:
+def _spans(lines: list[str], rng: random.Random, n: int, chars: int,
+           starts: list[int]) -> list[str]:
     """Up to ``n`` prompts: runs of consecutive lines from random start lines, ``chars`` long."""
     out = []
     for i in rng.sample(starts, min(n, len(starts))):
