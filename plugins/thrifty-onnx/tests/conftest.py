@@ -3,10 +3,11 @@ plugin loaded (and nothing else, so other plugins' state cannot break these test
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
-from thrifty import registry as registry_module
 from thrifty.testing import fresh_registry
 from thrifty.testing.toy import ToyVerifier
 
@@ -34,6 +35,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def make_llama():
+    return tiny_llama
 
 
 @pytest.fixture(scope="session")
@@ -73,7 +79,7 @@ def use_plugins(monkeypatch):
     def install(**objects):
         reg = fresh_registry(load_entry_points=False,
                              plugins={"onnx": thrifty_onnx.plugin, **objects})
-        monkeypatch.setattr(registry_module, "_default", reg)
+        monkeypatch.setattr(importlib.import_module("thrifty.registry"), "_default", reg)
         return reg
 
     return install

@@ -21,7 +21,7 @@ import numpy as np
 from thrifty.protocols import Proposal
 
 from .layout import (ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, GraphLayout,
-                     check_compatible, past_names, present_names, read_layout)
+                     check_compatible, load_layout, past_names, present_names)
 from .session import PROVIDERS, SessionSettings, create_session
 
 _GPU_PROVIDERS = (PROVIDERS["cuda"], PROVIDERS["tensorrt"], PROVIDERS["rocm"])
@@ -84,9 +84,7 @@ class OnnxDraft:
 
     def __init__(self, path: str | Path, verifier: Any, settings: SessionSettings | None = None,
                  name: str = "onnx", compact_after: int = 16) -> None:
-        import onnx
-
-        self.layout = read_layout(onnx.load(str(path), load_external_data=False), str(path))
+        self.layout = load_layout(path)
         check_compatible(self.layout, verifier)
         self.settings = settings or SessionSettings()
         self.session = create_session(path, self.settings, self.layout.opset)

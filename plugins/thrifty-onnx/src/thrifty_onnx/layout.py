@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 import attrs
 
-from thrifty.errors import IncompatibleModelsError, ModelFormatError
+from thrifty.errors import IncompatibleModelsError, ModelFormatError, ModelNotFoundError
 
 INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"
@@ -86,6 +86,20 @@ def tokenizer_fingerprint(tokenizer: Any, vocab_size: int) -> str:
 def _dims(value_info) -> list[int | str]:
     return [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?")
             for d in value_info.type.tensor_type.shape.dim]
+
+
+def load_layout(path) -> GraphLayout:
+    """Read and check the graph file at ``path`` (its weights are parsed, then dropped)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except FileNotFoundError as exc:
+        raise ModelNotFoundError(f"no ONNX graph at {path}; {_FIX}") from exc
+    except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError, onnx its own
+        raise ModelFormatError(f"{path} is not a readable ONNX model ({type(exc).__name__}: "
+                               f"{exc}); the file may be truncated: {_FIX}") from exc
+    return read_layout(model, str(path))
 
 
 def read_layout(model, source: str) -> GraphLayout:

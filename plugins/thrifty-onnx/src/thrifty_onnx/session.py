@@ -43,10 +43,10 @@ def resolve_providers(spec: str, available: list[str]) -> list[str]:
         for part in (p.strip() for p in spec.split(",") if p.strip()):
             name = PROVIDERS.get(part.lower(), part)
             if name not in available:
-                short = [k for k, v in PROVIDERS.items() if v in available]
+                short = {v: k for k, v in PROVIDERS.items()}
                 raise ConfigError(
                     f"execution provider {part!r} is not available in this onnxruntime build "
-                    f"(available: {', '.join(short + sorted(set(available) - set(PROVIDERS.values())))});"
+                    f"(available: {', '.join(short.get(a, a) for a in available)});"
                     f" install the onnxruntime package that has it (e.g. onnxruntime-gpu for "
                     f"cuda/tensorrt) or choose another with providers = \"...\"")
             chosen.append(name)
