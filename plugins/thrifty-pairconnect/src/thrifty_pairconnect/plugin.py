@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from thrifty import Option, SparseLayerSpec, hookimpl
+from thrifty import DraftModelSpec, Option, SparseLayerSpec, hookimpl
 
 
 def _layer(in_features: int, out_features: int, **options):
@@ -30,3 +30,41 @@ def thrifty_sparse_layers():
         name="pairconnect", factory=_layer, options=LAYER_OPTIONS,
         description="hashed (token i, token j, distance bucket) pair embeddings over a window, "
                     "summed by EmbeddingBag, then an MLP; in_features = vocabulary size")]
+
+
+def _draft(verifier, weights: str, device: str = "auto"):
+    from .draft import PairConnectDraft, load_draft
+
+    where = verifier.device if device == "auto" else device
+    model = load_draft(weights, tokenizer=verifier.tokenizer, vocab_size=verifier.vocab_size,
+                       device=where)
+    return PairConnectDraft(model, name="pairconnect", device=where)
+
+
+@hookimpl
+def thrifty_draft_models():
+    return [DraftModelSpec(
+        name="pairconnect", factory=_draft,
+        options={"weights": Option(str, help="fp16 safetensors file written by "
+                                             "`thrifty distill-pairconnect --out`"),
+                 "device": Option(str, "auto", "device to run on (auto: the verifier's)")},
+        description="PairConnect LM distilled from the verifier: W hashed pair lookups + MLP "
+                    "per drafted token, state = last W tokens")]
+
+
+def _configure_distill(parser):
+    from .distill import configure
+
+    configure(parser)
+
+
+def _run_distill(args):
+    from .distill import run
+
+    return run(args)
+
+
+@hookimpl
+def thrifty_commands(cli):
+    cli.add("distill-pairconnect", "distil a PairConnect draft from a verifier's logits (KL)",
+            _configure_distill, _run_distill)

@@ -1,0 +1,128 @@
+"""The PairConnect draft model: a PairConnect LM behind thrifty's DraftModel protocol.
+
+Its decoding state per row is the last W committed tokens plus the pending one (the last
+committed token, whose successor is proposed next). Proposing γ tokens costs γ·(W·k lookups +
+MLP + head); rolling back after the verifier's verdict is an index into the tokens already at
+hand — nothing is recomputed. Weights are stored as fp16 safetensors with the model's config and
+a fingerprint of the tokenizer it was distilled for.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from thrifty.errors import IncompatibleModelsError, ModelFormatError, ModelNotFoundError
+from thrifty.protocols import Proposal
+from thrifty.speculative import Sampling, sample, warp
+
+from .lm import PairConnectLM
+
+PROBE = "Hello, world! def f(x):\n    return x ** 2  # café 123\n"
+"""Text whose token ids identify a tokenizer (stored with the weights, checked on load)."""
+
+
+def tokenizer_fingerprint(tokenizer) -> list[int]:
+    return list(tokenizer.encode(PROBE, add_special_tokens=False))
+
+
+class PairConnectDraft:
+    """Follows :class:`thrifty.protocols.DraftModel` over ragged rows."""
+
+    def __init__(self, model: PairConnectLM, name: str = "pairconnect", device=None) -> None:
+        self.model = model.eval()
+        if device is not None:
+            self.model.to(device)
+        self.device = next(self.model.parameters()).device
+        self.name = name
+        self.vocab_size = model.vocab_size
+        self._past = self._last = self._proposed = None
+
+    def start(self, prompts) -> None:
+        window = self.model.layer.window
+        past = self.model.start(len(prompts), self.device)
+        for b, prompt in enumerate(prompts):
+            before = list(prompt[:-1])[-window:]
+            if before:
+                past[b, window - len(before):] = torch.tensor(before)
+        self._past = past
+        self._last = torch.tensor([int(p[-1]) for p in prompts], device=self.device)
+        self._proposed = self._last.new_zeros(len(prompts), 0)
+
+    @torch.no_grad()
+    def propose(self, gamma: int, sampling: Sampling, generator) -> Proposal:
+        past, cur = self._past, self._last
+        tokens, qs = [], []
+        for _ in range(gamma):
+            logits, past = self.model.step(cur[:, None], past)
+            logits = logits[:, 0].float()
+            if sampling.greedy:
+                cur = logits.argmax(-1)
+            else:
+                q = warp(logits, sampling)
+                cur = sample(q, generator)
+                qs.append(q)
+            tokens.append(cur)
+        batch = len(self._last)
+        proposed = torch.stack(tokens, 1) if tokens else self._last.new_zeros(batch, 0)
+        self._proposed = proposed
+        q = torch.stack(qs, 1) if qs else None
+        return Proposal(proposed, torch.full((batch,), gamma, dtype=torch.long), q)
+
+    def commit(self, accepted, next_tokens) -> None:
+        """The new past is the last W of (past, pending, accepted proposals): a gather."""
+        window = self.model.layer.window
+        full = torch.cat([self._past, self._last[:, None], self._proposed], 1)
+        index = accepted.to(self.device)[:, None] + 1 + torch.arange(window, device=self.device)
+        self._past = full.gather(1, index)
+        self._last = next_tokens.to(self.device)
+        self._proposed = self._last.new_zeros(len(self._last), 0)
+
+
+def save_draft(model: PairConnectLM, path: str | Path, tokenizer=None, **info) -> int:
+    """Write fp16 weights + config (+ tokenizer fingerprint) as safetensors; returns bytes."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().to("cpu", torch.float16).contiguous()
+             for k, v in model.state_dict().items() if k != "head.weight"}  # tied to embed
+    meta = {"config": json.dumps(model.config()), "info": json.dumps(info)}
+    if tokenizer is not None:
+        meta["tokenizer_fingerprint"] = json.dumps(tokenizer_fingerprint(tokenizer))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata=meta)
+    return path.stat().st_size
+
+
+def load_draft(path: str | Path, tokenizer=None, vocab_size: int | None = None,
+               device="cpu") -> PairConnectLM:
+    """Read what :func:`save_draft` wrote (as float32), checking it fits the given tokenizer."""
+    from safetensors import safe_open
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ModelNotFoundError(f"PairConnect draft weights {path} do not exist; distil them "
+                                 f"with `thrifty distill-pairconnect --out {path}`")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k).float() for k in f.keys()}
+        config = json.loads(meta["config"])
+    except (KeyError, ValueError, OSError, RuntimeError) as exc:
+        raise ModelFormatError(f"{path} is not a PairConnect draft written by save_draft "
+                               f"({type(exc).__name__}: {exc})") from exc
+    if vocab_size is not None and config["vocab_size"] != vocab_size:
+        raise IncompatibleModelsError(
+            f"PairConnect draft {path} has a vocabulary of {config['vocab_size']} tokens but the "
+            f"verifier has {vocab_size}; distil a draft for this verifier")
+    if tokenizer is not None and "tokenizer_fingerprint" in meta and \
+            json.loads(meta["tokenizer_fingerprint"]) != tokenizer_fingerprint(tokenizer):
+        raise IncompatibleModelsError(
+            f"PairConnect draft {path} was distilled for a different tokenizer than the "
+            f"verifier's (their token ids differ); distil a draft for this verifier")
+    model = PairConnectLM.from_config(config)
+    state["head.weight"] = state["layer.embed.weight"]
+    model.load_state_dict(state)
+    return model.to(device).eval()
