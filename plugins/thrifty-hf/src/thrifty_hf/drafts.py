@@ -185,7 +185,8 @@ def attach_embedding(draft, verifier_model) -> None:
         return nn.Parameter(t.detach().to(ref.device, ref.dtype), requires_grad=False)
 
     with torch.no_grad():
-        e = nn.Embedding(emb.shape[0], e_embed, _weight=share(emb), _freeze=True)
+        e = nn.Embedding(emb.shape[0], e_embed, device="meta")
+        e.weight = share(emb)
         h = nn.Linear(e_embed, emb.shape[0], bias=False, device="meta")
         h.weight = share(head) if head is not emb else e.weight
     draft.embed_tokens, draft.lm_head = e, h
