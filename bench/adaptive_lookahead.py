@@ -27,6 +27,7 @@ def main(argv=None) -> int:
     p.add_argument("--draft", default="ngram", help="NAME or NAME:MODEL")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--workloads", default="code,prose,chat", help="interleaved workloads")
     p.add_argument("--prompts", type=int, default=12, help="prompts in all")
     p.add_argument("--gamma-max", type=int, default=8)
@@ -34,6 +35,10 @@ def main(argv=None) -> int:
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     import torch
 

@@ -37,6 +37,7 @@ def main(argv=None) -> int:
     p.add_argument("--draft", action="append", default=[], help="NAME or NAME:MODEL (repeatable)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--workload", default="code")
     p.add_argument("--prompts", type=int, default=8)
     p.add_argument("--gammas", type=_range, default=list(range(1, 9)), help="e.g. 1-8 or 1,2,4")
@@ -44,12 +45,19 @@ def main(argv=None) -> int:
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--profile", help="reuse a saved profile instead of profiling")
+    p.add_argument("--profile", help="reuse this saved profile if it exists, else save it here")
+    p.add_argument("--profile-batches", type=_range, default=None,
+                   help="batch sizes to profile (default: --batches); profile all of them once "
+                        "to measure one batch size per run")
     p.add_argument("--json", help="write every cell to this JSON file")
     p.add_argument("--summarize", nargs="+", metavar="JSON",
                    help="only combine the cells of earlier --json files (e.g. one per batch size, "
                         "to keep each run short) and print the tables")
     args = p.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.summarize:
         runs = [json.loads(Path(f).read_text()) for f in args.summarize]
         cells = [c for r in runs for c in r["cells"]]
@@ -74,7 +82,8 @@ def main(argv=None) -> int:
     if args.profile and Path(args.profile).exists():
         prof = Profile.load(args.profile)
     else:
-        prof = profile(verifier, drafts, prompts, workload=args.workload, batches=args.batches,
+        prof = profile(verifier, drafts, prompts, workload=args.workload,
+                       batches=args.profile_batches or args.batches,
                        gamma_max=max(args.gammas), max_new_tokens=args.max_new_tokens,
                        repeats=args.repeats + 2, warmup=args.warmup,
                        progress=lambda m: print(f"  … {m}", file=sys.stderr))

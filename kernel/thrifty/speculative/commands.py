@@ -230,7 +230,7 @@ def _print_report(prof, report, args) -> None:
     print(f"verifier {prof.verifier} on {prof.device}, workload {prof.workload}")
     for entry in report:
         print(f"\nbatch {entry['batch']}")
-        rows = [{"draft": r["draft"] or "(target only)", "γ": r["gamma"], "TAR": r["tar"],
+        rows = [{"draft": r["draft"] or "(target only)", "gamma": r["gamma"], "TAR": r["tar"],
                  "predicted tok/s": r["throughput"],
                  "measured tok/s": "" if r["measured"] is None else r["measured"],
                  "error": "" if r.get("error") is None else f"{100 * r['error']:+.1f}%",
