@@ -196,7 +196,7 @@ def table(results) -> str:
                        ("table_parameters", "pair-table parameters"),
                        ("weights_MB", "weights (MB, fp32)"),
                        ("cache_bytes", f"decoding cache at context {mem['at_context']} (bytes)")):
-        ratio = f"{t[key] / p[key]:.2f}x" if p[key] else "-"
+        ratio = f"{t[key] / p[key]:.2f}x" if p[key] and t[key] else "-"
         lines.append(f"| {label} | {t[key]:,} | {p[key]:,} | {ratio} |")
     return "\n".join(lines)
 
