@@ -30,10 +30,10 @@ def test_graph_layout_and_metadata(graph96):
     inputs = {v.name: dims(v) for v in model.graph.input}
     outputs = {v.name: dims(v) for v in model.graph.output}
     assert inputs == {"input_ids": ["batch", "seq"], "attention_mask": ["batch", "total"],
-                      "position_ids": ["batch", "seq"],
+                      "position_ids": ["batch", "seq"], "logits_index": ["kept"],
                       **{f"past_{kv}.{i}": ["batch", 2, "past", 8]
                          for i in range(2) for kv in ("key", "value")}}
-    assert outputs == {"logits": ["batch", "seq", 96],
+    assert outputs == {"logits": ["batch", "kept", 96],
                        **{f"present_{kv}.{i}": ["batch", 2, "total", 8]
                           for i in range(2) for kv in ("key", "value")}}
     meta = {p.key: p.value for p in model.metadata_props}

@@ -20,7 +20,7 @@ import numpy as np
 
 from thrifty.protocols import Proposal
 
-from .layout import (ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, GraphLayout,
+from .layout import (ATTENTION_MASK, INPUT_IDS, LOGITS, LOGITS_INDEX, POSITION_IDS, GraphLayout,
                      check_compatible, load_layout, past_names, present_names)
 from .session import PROVIDERS, SessionSettings, create_session
 
@@ -118,7 +118,9 @@ class OnnxDraft:
         real = np.arange(tokens.shape[1])[None, :] < counts[:, None]
         for b, pending in enumerate(self._pending):
             tokens[b, : len(pending)] = pending
-        logits = self.forward(tokens, real)[np.arange(batch), counts - 1]
+        last = np.unique(counts - 1)  # the columns whose logits some row needs
+        logits = self.forward(tokens, real, last)[np.arange(batch),
+                                                  np.searchsorted(last, counts - 1)]
         self._pending = [[] for _ in range(batch)]
         first_slot = self._cache.length
         picked, qs = [], []
@@ -127,7 +129,8 @@ class OnnxDraft:
             picked.append(tok)
             qs.append(q)
             if i + 1 < gamma:
-                logits = self.forward(tok[:, None], np.ones((batch, 1), dtype=bool))[:, 0]
+                logits = self.forward(tok[:, None], np.ones((batch, 1), dtype=bool),
+                                      np.zeros(1, dtype=np.int64))[:, 0]
         drafted = np.stack(picked, 1)
         self._proposed = (drafted, first_slot)
         return Proposal(torch.from_numpy(drafted), torch.full((batch,), gamma, dtype=torch.long),
@@ -153,9 +156,9 @@ class OnnxDraft:
             cache.compact()
 
     # -- one graph step ----------------------------------------------------------------------------
-    def forward(self, tokens: np.ndarray, real: np.ndarray) -> np.ndarray:
+    def forward(self, tokens: np.ndarray, real: np.ndarray, columns: np.ndarray) -> np.ndarray:
         """Run the graph on ``tokens`` [B, S] (``real`` marks non-padding); append their slots to
-        the cache and return float32 logits [B, S, V] as numpy."""
+        the cache and return float32 logits [B, len(columns), V] of those columns, as numpy."""
         cache = self._cache
         width = tokens.shape[1]
         mask = np.concatenate([cache.mask, real.astype(np.int64)], 1)
@@ -164,6 +167,7 @@ class OnnxDraft:
         binding.bind_cpu_input(INPUT_IDS, np.ascontiguousarray(tokens, dtype=np.int64))
         binding.bind_cpu_input(ATTENTION_MASK, mask)
         binding.bind_cpu_input(POSITION_IDS, positions)
+        binding.bind_cpu_input(LOGITS_INDEX, np.ascontiguousarray(columns, dtype=np.int64))
         for name, value in zip(self._past, cache.values):
             binding.bind_ortvalue_input(name, value)
         binding.bind_output(LOGITS, "cpu")  # sampling happens in torch on the host

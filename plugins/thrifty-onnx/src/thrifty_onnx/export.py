@@ -23,8 +23,9 @@ from typing import Any
 from thrifty.errors import ModelFormatError
 
 from . import __version__
-from .layout import (ATTENTION_MASK, FORMAT, INPUT_IDS, LOGITS, META, POSITION_IDS,
-                     GraphLayout, input_names, output_names, read_layout,
+from .layout import (ATTENTION_MASK, FORMAT, INPUT_IDS, LOGITS, LOGITS_INDEX, META,
+                     POSITION_IDS, STEP_INPUTS, GraphLayout, input_names, output_names,
+                     read_layout,
                      tokenizer_fingerprint)
 
 DEFAULT_OPSET = 17
@@ -47,21 +48,33 @@ def _flat_cache(cache: Any) -> list:
 
 
 def _kv_wrapper(model: Any, num_layers: int):
-    """A module with flat cache tensors in and out around ``model``'s HF-style forward."""
+    """A module with flat cache tensors in and out around ``model``'s HF-style forward.
+
+    Where the forward takes ``logits_to_keep`` (transformers' causal LMs and thrifty's drafts
+    do), the LM head runs only on the ``logits_index`` columns; otherwise all logits are
+    computed and those columns picked.
+    """
+    import inspect
+
     import torch
     from transformers import DynamicCache
+
+    trims = "logits_to_keep" in inspect.signature(model.forward).parameters
 
     class KVCacheWrapper(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.model = model
 
-        def forward(self, input_ids, attention_mask, position_ids, *past):
+        def forward(self, input_ids, attention_mask, position_ids, logits_index, *past):
             cache = DynamicCache(ddp_cache_data=[(past[2 * i], past[2 * i + 1])
                                                  for i in range(num_layers)])
+            extra = {"logits_to_keep": logits_index} if trims else {}
             out = self.model(input_ids=input_ids, attention_mask=attention_mask,
-                             position_ids=position_ids, past_key_values=cache, use_cache=True)
-            return (out.logits.float(), *_flat_cache(out.past_key_values))
+                             position_ids=position_ids, past_key_values=cache, use_cache=True,
+                             **extra)
+            logits = out.logits if trims else out.logits.index_select(1, logits_index)
+            return (logits.float(), *_flat_cache(out.past_key_values))
 
     return KVCacheWrapper().eval()
 
@@ -105,11 +118,13 @@ def export_draft(model: Any, path: str | os.PathLike, *, verifier: Any = None,
     args = (torch.zeros(batch, seq, dtype=torch.long),
             torch.ones(batch, past + seq, dtype=torch.long),
             torch.arange(past, past + seq).repeat(batch, 1),
+            torch.tensor([0, seq - 1]),
             *[torch.zeros(batch, kv_heads, past, head_dim) for _ in range(2 * layers)])
     names_in, names_out = input_names(layers), output_names(layers)
     axes = {INPUT_IDS: {0: "batch", 1: "seq"}, POSITION_IDS: {0: "batch", 1: "seq"},
-            ATTENTION_MASK: {0: "batch", 1: "total"}, LOGITS: {0: "batch", 1: "seq"}}
-    axes.update({n: {0: "batch", 2: "past"} for n in names_in[3:]})
+            ATTENTION_MASK: {0: "batch", 1: "total"}, LOGITS_INDEX: {0: "kept"},
+            LOGITS: {0: "batch", 1: "kept"}}
+    axes.update({n: {0: "batch", 2: "past"} for n in names_in[STEP_INPUTS:]})
     axes.update({n: {0: "batch", 2: "total"} for n in names_out[1:]})
 
     path = Path(path)
@@ -166,9 +181,9 @@ def cached_export(model: Any, *, verifier: Any = None, source: str = "",
     ``<cache>/<source>-<hash>.onnx``."""
     fingerprint = (tokenizer_fingerprint(verifier.tokenizer, verifier.vocab_size)
                    if verifier is not None else None)
-    key = json.dumps({"weights": weights_digest(model), "opset": opset, "tokenizer": fingerprint,
-                      "verifier": getattr(verifier, "name", ""), "thrifty_onnx": __version__},
-                     sort_keys=True)
+    key = json.dumps({"weights": weights_digest(model), "format": FORMAT, "opset": opset,
+                      "tokenizer": fingerprint, "verifier": getattr(verifier, "name", ""),
+                      "thrifty_onnx": __version__}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in (source or "draft"))
     path = cache_dir() / f"{stem}-{digest}.onnx"
@@ -195,9 +210,11 @@ def export_error(model: Any, path: str | os.PathLike, seed: int = 0) -> float:
         mask = torch.cat([mask, (torch.arange(width)[None] < torch.tensor(real)[:, None]).long()],
                          1)
         pos = mask[:, :-width].sum(1, keepdim=True) + torch.arange(width)[None]
+        keep = torch.arange(width)
         with torch.no_grad():
-            ref = wrapper(ids, mask, pos, *past)
-        feeds = dict(zip(input_names(layers), [t.numpy() for t in (ids, mask, pos, *past)]))
+            ref = wrapper(ids, mask, pos, keep, *past)
+        feeds = dict(zip(input_names(layers),
+                         [t.numpy() for t in (ids, mask, pos, keep, *past)]))
         got = session.run(None, feeds)
         for b, n in enumerate(real):
             worst = max(worst, float(abs(got[0][b, :n] - ref[0][b, :n].numpy()).max()))

@@ -5,9 +5,11 @@ roll it back per row:
 
 * inputs ``input_ids`` [batch, seq] int64, ``attention_mask`` [batch, past + seq] int64 (1 = a
   real token, 0 = a slot to ignore: right padding of a ragged step, or a rolled-back proposal),
-  ``position_ids`` [batch, seq] int64, and per layer i ``past_key.i`` / ``past_value.i``
+  ``position_ids`` [batch, seq] int64, ``logits_index`` [n] int64 (the columns of this step
+  whose logits are wanted: a prefill needs one per row, not one per token, and the LM head is
+  most of a small draft's work), and per layer i ``past_key.i`` / ``past_value.i``
   [batch, kv_heads, past, head_dim];
-* outputs ``logits`` [batch, seq, vocab] and ``present_key.i`` / ``present_value.i``
+* outputs ``logits`` [batch, n, vocab] and ``present_key.i`` / ``present_value.i``
   [batch, kv_heads, past + seq, head_dim] (the past with the new slots appended);
 * ``metadata_props`` saying what the draft is for: vocabulary size, tokenizer identity and
   fingerprint, the verifier it was made for, and the versions that wrote it.
@@ -28,8 +30,11 @@ from thrifty.errors import IncompatibleModelsError, ModelFormatError, ModelNotFo
 INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"
 POSITION_IDS = "position_ids"
+LOGITS_INDEX = "logits_index"
 LOGITS = "logits"
 FORMAT = "thrifty-kv-draft/1"
+STEP_INPUTS = 4
+"""How many inputs come before the caches: ids, mask, positions, logits index."""
 """Value of the ``thrifty.format`` metadata key; bumped when the contract changes."""
 
 META = "thrifty."
@@ -47,7 +52,7 @@ def present_names(layer: int) -> tuple[str, str]:
 
 
 def input_names(num_layers: int) -> list[str]:
-    return [INPUT_IDS, ATTENTION_MASK, POSITION_IDS] + [
+    return [INPUT_IDS, ATTENTION_MASK, POSITION_IDS, LOGITS_INDEX] + [
         n for i in range(num_layers) for n in past_names(i)]
 
 
@@ -115,7 +120,7 @@ def read_layout(model, source: str) -> GraphLayout:
     if layers == 0:
         raise ModelFormatError(
             f"ONNX graph {source} has no KV-cache input past_key.0 (its inputs: "
-            f"{sorted(inputs)}); a thrifty draft graph takes {input_names(1)[:3]} plus "
+            f"{sorted(inputs)}); a thrifty draft graph takes {input_names(1)[:STEP_INPUTS]} plus "
             f"past_key.i/past_value.i per layer; {_FIX}")
     want_in, want_out = input_names(layers), output_names(layers)
     missing_in = [n for n in want_in if n not in inputs]
