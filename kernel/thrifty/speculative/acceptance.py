@@ -14,6 +14,7 @@ def accept(p, tokens, lengths, q=None, generator=None, greedy=False):
     Args:
         p: float [B, γ+1, V], target probabilities after :func:`warp`; ``p[b, i]`` is the
             distribution of the token at proposal position i (i = γ: the bonus position).
+            Under ``greedy`` only its argmax matters, so raw logits may be passed.
         tokens: long [B, γ], the draft's proposals; row b's first ``lengths[b]`` are real.
         lengths: long [B].
         q: float [B, γ, V] the draft sampled from, or None for a point mass on each proposal.

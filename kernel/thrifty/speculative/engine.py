@@ -100,7 +100,8 @@ class SpeculativeDecoder:
                     proposal.q
             logits = self.verifier.score(torch.cat([pending[:, None], drafted], 1), lengths + 1)
             t2 = _clock(device)
-            p = warp(logits, sampling)
+            # greedy acceptance needs only the argmax, which the raw logits already give
+            p = logits if sampling.greedy else warp(logits, sampling)
             accepted, nxt = accept(p, drafted, lengths, q=q, generator=generator,
                                    greedy=sampling.greedy)
             self.verifier.keep(accepted + 1)
