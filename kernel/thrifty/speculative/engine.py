@@ -81,16 +81,16 @@ class SpeculativeDecoder:
         generator = torch.Generator(device=device).manual_seed(seed)
         rows = [_Row() for _ in ids]
         metrics = Metrics(batch_size=len(ids))
-        begin = time.perf_counter()
+        clock = _PhaseClock(device)
         self.verifier.start(ids)
         if self.draft is not None:
             self.draft.start(ids)
         pending = torch.tensor([p[-1] for p in ids], device=device)
         while not all(r.done for r in rows):
             gamma = self.policy.gamma() if self.draft is not None else 0
-            t0 = _clock(device)
+            t0 = clock.mark()
             proposal = self.draft.propose(gamma, sampling, generator) if gamma else None
-            t1 = _clock(device)
+            t1 = clock.mark()
             if proposal is None:
                 drafted = pending.new_zeros(len(rows), 0)
                 lengths = pending.new_zeros(len(rows))
@@ -99,7 +99,7 @@ class SpeculativeDecoder:
                 drafted, lengths, q = proposal.tokens.to(device), proposal.lengths.to(device), \
                     proposal.q
             logits = self.verifier.score(torch.cat([pending[:, None], drafted], 1), lengths + 1)
-            t2 = _clock(device)
+            t2 = clock.mark()
             # greedy acceptance needs only the argmax, which the raw logits already give
             p = logits if sampling.greedy else warp(logits, sampling)
             accepted, nxt = accept(p, drafted, lengths, q=q, generator=generator,
@@ -112,9 +112,10 @@ class SpeculativeDecoder:
             pending = nxt
             self._commit(rows, drafted, lengths, accepted, nxt, metrics, max_new_tokens, stop,
                          stream)
-            metrics.draft_ms += 1000 * (t1 - t0)
-            metrics.verify_ms += 1000 * (t2 - t1)
-        metrics.total_ms = 1000 * (_clock(device) - begin)
+            clock.add("draft", t0, t1)
+            clock.add("verify", t1, t2)
+        metrics.total_ms, phases = clock.finish()
+        metrics.draft_ms, metrics.verify_ms = phases.get("draft", 0.0), phases.get("verify", 0.0)
         metrics.new_tokens = sum(len(r.tokens) for r in rows)
         decode = self.verifier.tokenizer.decode
         texts = [r.text if r.done == "stop" else decode(r.tokens, skip_special_tokens=True)
@@ -192,10 +193,43 @@ def _tokens_for(tokens: list[int], cut: int, tokenizer) -> list[int]:
     return tokens
 
 
-def _clock(device) -> float:
-    """Wall time, after waiting for queued GPU work so that per-phase timings are honest."""
-    if getattr(device, "type", str(device)) == "cuda":
+class _PhaseClock:
+    """Times the draft and verify phases without stalling the GPU.
+
+    On CUDA it records events on the stream and reads them once, after the last step: a
+    ``synchronize`` per phase would leave the GPU idle while the host catches up, and the
+    timing itself would slow decoding. On the CPU it reads ``perf_counter``.
+    """
+
+    def __init__(self, device) -> None:
         import torch
 
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
+        self.cuda = getattr(device, "type", str(device)) == "cuda"
+        self._event = (lambda: torch.cuda.Event(enable_timing=True)) if self.cuda else None
+        self.spans: list[tuple[str, object, object]] = []
+        self.begin_wall = time.perf_counter()
+
+    def mark(self):
+        if not self.cuda:
+            return time.perf_counter()
+        event = self._event()
+        event.record()
+        return event
+
+    def add(self, phase: str, start, end) -> None:
+        self.spans.append((phase, start, end))
+
+    def _ms(self, start, end) -> float:
+        return start.elapsed_time(end) if self.cuda else 1000 * (end - start)
+
+    def finish(self) -> tuple[float, dict[str, float]]:
+        """Total wall milliseconds and milliseconds per phase."""
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+        total = 1000 * (time.perf_counter() - self.begin_wall)
+        phases: dict[str, float] = {}
+        for phase, start, end in self.spans:
+            phases[phase] = phases.get(phase, 0.0) + self._ms(start, end)
+        return total, phases
