@@ -124,3 +124,26 @@ def test_bad_options_fail_clearly(registry):
     spec = registry.sparse_layer("pairconnect")
     with pytest.raises(ConfigError, match="weighting"):
         spec.build(50, 16, weighting="mean")
+
+
+from thrifty.testing.sparse_layers import SparseLayerSuite  # noqa: E402
+
+
+class TestSparseLayerConformance(SparseLayerSuite):
+    def make_layer(self):
+        from thrifty.testing import fresh_registry
+        from thrifty_pairconnect import plugin
+
+        reg = fresh_registry(load_entry_points=False, plugins={"pairconnect": plugin})
+        torch.manual_seed(0)
+        return reg.sparse_layer("pairconnect").build(40, 16, table_size=256, window=4,
+                                                     buckets=4, depth=1)
+
+    def example_input(self):
+        return torch.randint(0, 40, (4, 12), generator=torch.Generator().manual_seed(1))
+
+
+def test_work_fraction_is_below_dense():
+    layer = PairConnect(1024, 128, table_size=4096, window=32, buckets=12, depth=2, hidden=384)
+    assert 0 < layer.work_fraction < 1
+    assert layer.work_fraction == layer.flops_per_token() / layer.dense_flops_per_token()

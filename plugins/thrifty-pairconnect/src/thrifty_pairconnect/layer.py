@@ -123,3 +123,15 @@ class PairConnect(nn.Module):
         bag = lookups * d * (2 if self.distance_weight is not None else 1)
         mlp = self.depth * 2 * 2 * d * self.hidden
         return bag + 8 * lookups + mlp
+
+    def dense_flops_per_token(self) -> int:
+        """FLOPs of the dense layer PairConnect stands for: self-attention of the same width
+        over the same window (Q, K, V and output projections, scores and mixing), then the
+        same MLP."""
+        d = self.out_features
+        return 2 * 4 * d * d + 2 * 2 * self.window * d + self.depth * 2 * 2 * d * self.hidden
+
+    @property
+    def work_fraction(self) -> float:
+        """Share of that dense layer's FLOPs one position costs here (the same every forward)."""
+        return self.flops_per_token() / self.dense_flops_per_token()
