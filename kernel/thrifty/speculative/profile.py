@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping, Sequence
 import attrs
 
 from ..errors import ConfigError, DatasetFormatError
-from .engine import SpeculativeDecoder, _clock
+from .engine import SpeculativeDecoder
 from .record import Acceptance, record, replay
 from .sampling import Sampling
 
@@ -85,6 +85,15 @@ def _int_keys(table: Mapping) -> dict[int, dict[int, float]]:
 
 
 # -- timing ---------------------------------------------------------------------------------------
+def _clock(device) -> float:
+    """Wall time, after waiting for queued GPU work, so that a timed call is all in the span."""
+    if getattr(device, "type", str(device)) == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
 def median_ms(fn: Callable[[], Any], device, repeats: int, warmup: int,
               after: Callable[[Any], None] | None = None) -> float:
     """Median wall time of ``fn()`` in ms; ``after(result)`` runs untimed after each call."""
