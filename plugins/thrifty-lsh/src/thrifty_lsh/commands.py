@@ -1,0 +1,90 @@
+"""``thrifty train``: train a sparse extreme classifier from a TOML file and/or flags."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+_FLAGS = {  # flag -> (TrainConfig field, type)
+    "train": str, "test": str, "n_train": int, "n_test": int, "layer": str, "hidden": int,
+    "epochs": int, "batch_size": int, "lr": float, "seed": int, "eval_every": int,
+    "eval_points": int, "checkpoint": str, "checkpoint_every": int,
+}
+_SLIDE_FLAGS = {"family": str, "k": int, "l": int, "bucket_size": int, "budget": int,
+                "inference": str, "rebuild": str, "refill_every": int, "rebuild_every": int}
+
+
+def configure(p) -> None:
+    p.add_argument("--config", help="TOML file with a [train] table (and [train.slide])")
+    for name, typ in _FLAGS.items():
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None,
+                       help=f"overrides [train] {name}")
+    for name, typ in _SLIDE_FLAGS.items():
+        p.add_argument("--" + name.replace("_", "-"), dest="slide_" + name, type=typ,
+                       default=None, help=f"overrides [train.slide] {name}")
+    p.add_argument("--distributed", action="store_true",
+                   help="model-parallel SLIDE under torchrun (see docs/distributed.md)")
+    p.add_argument("--backend", default="gloo", help="torch.distributed backend (gloo, nccl)")
+    p.add_argument("--json", action="store_true", help="print the evaluation history as JSON")
+
+
+def config_from_args(args):
+    from thrifty.pipeline import load_config
+
+    from .train import TrainConfig
+
+    raw = dict(load_config(args.config).get("train", {})) if args.config else {}
+    raw["slide"] = dict(raw.get("slide", {}))
+    for name in _FLAGS:
+        if getattr(args, name) is not None:
+            raw[name] = getattr(args, name)
+    for name in _SLIDE_FLAGS:
+        if getattr(args, "slide_" + name) is not None:
+            raw["slide"][name] = getattr(args, "slide_" + name)
+    return TrainConfig.from_dict(raw)
+
+
+def run(args) -> int:
+    cfg = config_from_args(args)
+    if args.distributed:
+        from .distributed.run import run_distributed
+
+        return run_distributed(cfg, args.backend, as_json=args.json)
+    from .train import Trainer, load_data
+
+    train, test = load_data(cfg)
+    trainer = Trainer(cfg, train.header.n_features, train.header.n_labels)
+    if cfg.checkpoint and trainer.load(cfg.checkpoint):
+        print(f"resumed from {cfg.checkpoint}: epoch {trainer.epoch}, batch {trainer.batch}",
+              file=sys.stderr)
+    per_epoch = -(-len(train) // cfg.batch_size)
+    bar = _progress(per_epoch * cfg.epochs, trainer.step_count)
+    seen = [len(trainer.history)]
+
+    def progress(t, loss):
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}", epoch=t.epoch)
+        if len(t.history) > seen[0]:
+            seen[0] = len(t.history)
+            h = t.history[-1]
+            bar.write(f"step {h['step']}: loss {h['loss']:.3f}  P@1 {h['p1']:.4f}  "
+                      f"P@5 {h['p5']:.4f}  ({h['seconds']:.1f} s training)", file=sys.stderr)
+
+    history = trainer.run(train, test, progress)
+    bar.close()
+    if args.json:
+        print(json.dumps(history, indent=2))
+    return 0
+
+
+def _progress(total: int, initial: int):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is optional
+        class _Plain:
+            def update(self, n): pass
+            def set_postfix(self, **kw): pass
+            def write(self, s, file=None): print(s, file=sys.stderr)
+            def close(self): pass
+        return _Plain()
+    return tqdm(total=total, initial=initial, unit="step", file=sys.stderr)

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from thrifty.errors import DatasetFormatError
+from thrifty_lsh.data import load, read_points, write
+from thrifty_lsh.synthetic import PRESETS, generate
+
+
+def _file(tmp_path, text):
+    p = tmp_path / "d.txt"
+    p.write_text(text)
+    return p
+
+
+def test_parses_labels_features_a_label_less_line_and_a_trailing_space(tmp_path):
+    header, points = read_points(_file(tmp_path, "3 10 5\n0,4 1:0.5 9:2\n 3:1.5\n2 0:1 \n"))
+    pts = list(points)
+    assert (header.n_points, header.n_features, header.n_labels) == (3, 10, 5)
+    assert pts[0].labels == [0, 4] and pts[0].features == [1, 9] and pts[0].values == [0.5, 2.0]
+    assert pts[1].labels == [] and pts[1].features == [3]
+    assert pts[2].labels == [2] and pts[2].features == [0]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("3 10\n0 1:1\n", r"d.txt:1: the header must be three"),
+    ("2 10 5\n0 1:1 10:2\n1 2:1\n", r"d.txt:2: feature index 10 outside 0..9.*'0 1:1 10:2'"),
+    ("1 10 5\n7 1:1\n", r"d.txt:2: label 7 outside 0..4"),
+    ("3 10 5\n0 1:1\n1 2:1\n", r"promises 3 points but the file ends after 2"),
+    ("3 10 5\n0 1:1\n1 2:", r"d.txt:3: file ends in the middle of a line"),
+    ("2 10 5\n0 1:1\n1:2 3:1\n", r"d.txt:3: the line starts with a feature"),
+    ("2 10 5\n0 1:1\n\n", r"d.txt:3: empty line"),
+    ("1 10 5\n0 1-1\n", r"feature '1-1' is not 'index:value'"),
+])
+def test_malformed_files_name_the_line(tmp_path, text, message):
+    with pytest.raises(DatasetFormatError, match=message):
+        list(read_points(_file(tmp_path, text))[1])
+
+
+def test_reading_is_lazy(tmp_path):
+    _, points = read_points(_file(tmp_path, "3 10 5\n0 1:1\n1 99:1\n2 0:1\n"))
+    assert next(points).labels == [0]  # the bad second line is not read yet
+
+
+def test_synthetic_shape_power_law_and_round_trip(tmp_path):
+    d = generate(3000, 500, 2000, labels_per_point=4, features_per_point=30, seed=1)
+    n_lab = np.diff(d.label_ptr)
+    assert abs(n_lab.mean() - 4) < 0.3 and abs(np.diff(d.indptr).mean() - 30) < 6
+    freq = np.sort(np.bincount(d.labels, minlength=2000))[::-1]
+    assert freq[0] > 20 * max(freq[200], 1)  # a few labels are far more common: a power law
+    write(tmp_path / "s.txt", d)
+    back = load(tmp_path / "s.txt")
+    assert np.array_equal(back.labels, d.labels) and np.array_equal(back.indices, d.indices)
+    assert np.allclose(back.values, d.values, rtol=1e-5)
+    assert PRESETS["amazon-670k"].n_labels == 670_091
+
+
+def test_batches_resume_where_they_stopped():
+    d = generate(50, 40, 30, seed=2)
+    full = [b.labels for b in d.batches(8, seed=3)]
+    rest = [b.labels for b in d.batches(8, seed=3, start=4)]
+    assert len(rest) == len(full) - 4 and all(np.array_equal(a, b) for a, b in zip(full[4:], rest))
