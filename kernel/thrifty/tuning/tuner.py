@@ -70,7 +70,8 @@ def tune(backend: Any, optimizer: Any, trials: int, *, objective: str = "energy"
 
     Warm-start entries are told to the optimizer first and do not count against ``trials``.
     A measurement that raises is re-raised (``on_error="raise"``) or, with ``"record"``, logged
-    with infinite metrics so the optimizer learns to avoid it.
+    with infinite metrics so the optimizer learns to avoid it (an out-of-memory batch size);
+    a :class:`ConfigError` is always re-raised.
     """
     def trial(config: dict, metrics: dict) -> Trial:
         value = metrics.get(objective)
@@ -93,6 +94,8 @@ def tune(backend: Any, optimizer: Any, trials: int, *, objective: str = "energy"
             started = time.time()
             try:
                 metrics = backend.measure(config)
+            except ConfigError:
+                raise  # bad input (a wrong placeholder, a value outside a domain): stop at once
             except Exception as exc:
                 if on_error != "record":
                     raise

@@ -71,7 +71,11 @@ class ConstrainedBO(SearchOptimizer):
         candidates = self._candidates()
         if len(self.trials) < 2:
             return candidates[self.rng.integers(len(candidates))]
-        score = self.acquisition(candidates)
+        from threadpoolctl import threadpool_limits
+
+        # the matrices are tiny: BLAS threads only add spin-waiting, badly so on a shared box
+        with threadpool_limits(1):
+            score = self.acquisition(candidates)
         top = np.flatnonzero(score >= score.max() - 1e-12 * max(abs(score.max()), 1e-300))
         return candidates[int(self.rng.choice(top))]
 
