@@ -12,6 +12,7 @@ _FLAGS = {  # flag -> (TrainConfig field, type)
 }
 _SLIDE_FLAGS = {"family": str, "k": int, "l": int, "bucket_size": int, "budget": int,
                 "inference": str, "rebuild": str, "refill_every": int, "rebuild_every": int}
+_FLAG_NAMES = {"k": "hashes-per-table", "l": "tables"}  # "--l" would clash with torchrun's
 
 
 def configure(p) -> None:
@@ -20,7 +21,8 @@ def configure(p) -> None:
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None,
                        help=f"overrides [train] {name}")
     for name, typ in _SLIDE_FLAGS.items():
-        p.add_argument("--" + name.replace("_", "-"), dest="slide_" + name, type=typ,
+        flag = _FLAG_NAMES.get(name, name.replace("_", "-"))
+        p.add_argument("--" + flag, dest="slide_" + name, type=typ,
                        default=None, help=f"overrides [train.slide] {name}")
     p.add_argument("--distributed", action="store_true",
                    help="model-parallel SLIDE under torchrun (see docs/distributed.md)")

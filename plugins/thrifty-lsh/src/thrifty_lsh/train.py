@@ -26,7 +26,8 @@ class TrainConfig:
     """Everything a run needs; ``thrifty train`` fills it from a TOML file and flags."""
 
     train: str = "synthetic:amazon-670k"
-    """an Extreme Classification Repository file, or ``synthetic:<preset>``"""
+    """an Extreme Classification Repository file, ``synthetic:<preset>`` or
+    ``synthetic:<features>x<labels>`` (a small synthetic task of that shape)"""
     test: str | None = None
     n_train: int | None = 20_000
     """points to use (synthetic: to generate) - None for all"""
@@ -62,10 +63,17 @@ class TrainConfig:
 def load_data(cfg: TrainConfig) -> tuple[XCData, XCData]:
     """Train and test sets named by the configuration."""
     from .data import load
-    from .synthetic import preset
+    from .synthetic import generate, preset
 
     if cfg.train.startswith("synthetic:"):
-        return preset(cfg.train.split(":", 1)[1], cfg.n_train, cfg.n_test, seed=cfg.seed)
+        name = cfg.train.split(":", 1)[1]
+        features, x, labels = name.partition("x")
+        if x and features.isdigit() and labels.isdigit():
+            common = dict(n_features=int(features), n_labels=int(labels), labels_per_point=3,
+                          features_per_point=20, structure_seed=cfg.seed)
+            return (generate(cfg.n_train or 1000, seed=cfg.seed * 2 + 1, **common),
+                    generate(cfg.n_test or 200, seed=cfg.seed * 2 + 2, **common))
+        return preset(name, cfg.n_train, cfg.n_test, seed=cfg.seed)
     if not cfg.test:
         raise ConfigError("a train file needs a test file too: set test = '...' (or --test)")
     return load(cfg.train, cfg.n_train), load(cfg.test, cfg.n_test)

@@ -1,0 +1,1 @@
+"""Distributed SLIDE: the wide layer sharded over torch.distributed ranks (see docs/distributed.md)."""

@@ -1,0 +1,140 @@
+"""``thrifty train --distributed``: the training loop of model-parallel SLIDE under torchrun.
+
+Checkpoints are sharded: rank r of R writes ``<checkpoint>/rank{r}-of-{R}/step-{n}.pt`` (its
+shard, its tables, the replicated layer, the optimiser state and the position) and keeps the
+last two. On (re)start the ranks agree on the newest step that all of them hold (an all-reduce
+of the minimum), so a rank killed mid-write costs at most one checkpoint interval, and the
+batch order - a function of seed and epoch - resumes exactly after the last step taken: no
+sample lost, none counted twice. torchrun's elastic mode (``--max-restarts``) restarts the group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .sharded import ShardedNet
+from .wire import Link, Wire
+
+
+def init(backend: str = "gloo") -> tuple[int, int]:
+    """Join the process group torchrun describes (or run alone without one)."""
+    import torch.distributed as dist
+
+    if "WORLD_SIZE" in os.environ and not dist.is_initialized():
+        dist.init_process_group(backend)
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+class DistributedTrainer:
+    def __init__(self, cfg, n_features: int, n_labels: int, wire: Wire, rank: int) -> None:
+        torch.manual_seed(cfg.seed)
+        self.cfg, self.wire, self.rank = cfg, wire, rank
+        self.net = ShardedNet(n_features, n_labels, cfg.hidden, wire, rank, seed=cfg.seed,
+                              lr=cfg.lr, **cfg.slide)
+        self.epoch = self.batch = self.step_count = 0
+        self.history: list[dict] = []
+        self.step_bytes: list[int] = []
+
+    def _dir(self) -> Path:
+        return Path(self.cfg.checkpoint) / f"rank{self.rank}-of-{self.wire.world}"
+
+    def save(self) -> None:
+        out = self.net.output
+        state = {"net": self.net.state_dict(), "opt": [o.state_dict() for o in
+                                                        self.net.optimizers],
+                 "pos": (self.epoch, self.batch, self.step_count), "history": self.history,
+                 "slide": {"samples_seen": out.samples_seen, **out.sampler.state()}}
+        d = self._dir()
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / "step.tmp"
+        torch.save(state, tmp)
+        tmp.replace(d / f"step-{self.step_count}.pt")
+        for old in sorted(d.glob("step-*.pt"), key=lambda p: int(p.stem[5:]))[:-2]:
+            old.unlink()
+
+    def load(self) -> bool:
+        d = self._dir()
+        mine = max((int(p.stem[5:]) for p in d.glob("step-*.pt")), default=-1)
+        step = self.wire.all_min(mine)
+        if step < 0:
+            return False
+        state = torch.load(d / f"step-{step}.pt", weights_only=False)
+        self.net.load_state_dict(state["net"])
+        for o, s in zip(self.net.optimizers, state["opt"]):
+            o.load_state_dict(s)
+        self.epoch, self.batch, self.step_count = state["pos"]
+        self.history = state["history"]
+        out = self.net.output
+        out.samples_seen = state["slide"].pop("samples_seen")
+        out.sampler.load_state(state["slide"])
+        return True
+
+    def evaluate(self, test) -> dict:
+        from ..train import evaluate
+
+        return evaluate(self.net.predict, test, self.cfg.eval_points)
+
+    def run(self, train, test, fail_at: int | None = None, log=None) -> list[dict]:
+        cfg = self.cfg
+        per_epoch = -(-len(train) // cfg.batch_size)
+        while self.epoch < cfg.epochs:
+            for batch in train.batches(cfg.batch_size, seed=cfg.seed * 1000 + self.epoch,
+                                       start=self.batch):
+                before = self.wire.sent
+                t0 = time.perf_counter()
+                loss = self.net.step(batch)
+                seconds = time.perf_counter() - t0
+                self.step_bytes.append(self.wire.sent - before)
+                self.batch += 1
+                self.step_count += 1
+                if fail_at is not None and self.step_count == fail_at:
+                    os._exit(17)  # simulate a crash (tests); torchrun restarts the group
+                last = self.batch == per_epoch and self.epoch + 1 == cfg.epochs
+                if self.step_count % cfg.eval_every == 0 or last:
+                    self.history.append({"step": self.step_count, "loss": loss,
+                                         "step_seconds": seconds,
+                                         "bytes_sent": self.step_bytes[-1], **self.evaluate(test)})
+                    if log:
+                        log(self.history[-1])
+                if cfg.checkpoint and (self.step_count % cfg.checkpoint_every == 0 or last):
+                    self.save()
+            self.epoch, self.batch = self.epoch + 1, 0
+        return self.history
+
+
+def run_distributed(cfg, backend: str = "gloo", as_json: bool = False,
+                    link: Link | None = None) -> int:
+    from ..train import load_data
+
+    rank, world = init(backend)
+    device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if backend == "nccl" else "cpu"
+    wire = Wire(link, device=device)
+    train, test = load_data(cfg)
+    trainer = DistributedTrainer(cfg, train.header.n_features, train.header.n_labels, wire,
+                                 rank)
+    if cfg.checkpoint and trainer.load() and rank == 0:
+        print(f"resumed at step {trainer.step_count} (epoch {trainer.epoch}, batch "
+              f"{trainer.batch}) on {world} ranks", file=sys.stderr)
+    fail_at = int(os.environ.get("THRIFTY_FAIL_AT_STEP", 0) or 0)
+    if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)) > 0 or rank != world - 1:
+        fail_at = 0  # the test hook kills the last rank once, in the first attempt only
+    log = (lambda h: print(f"step {h['step']}: loss {h['loss']:.4f} P@1 {h['p1']:.4f} "
+                           f"P@5 {h['p5']:.4f} sent {h['bytes_sent']} B", file=sys.stderr)
+           ) if rank == 0 else None
+    history = trainer.run(train, test, fail_at=fail_at or None, log=log)
+    if rank == 0 and as_json:
+        print(json.dumps({"world": world, "history": history,
+                          "bytes_per_step": sum(trainer.step_bytes) / max(1,
+                                                                          len(trainer.step_bytes))},
+                         indent=2))
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0
