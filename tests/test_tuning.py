@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from thrifty.errors import ConfigError
+from thrifty.errors import ConfigError, KnobDomainError
+from thrifty.testing.knobs import KnobSuite
 from thrifty.testing.optimizers import OptimizerSuite
 from thrifty.tuning import Constraint, Space, parse_constraint, pareto_front
 
@@ -62,12 +63,29 @@ def test_pareto_front():
     assert pareto_front(pts) == [4, 0, 1, 3]
 
 
+@pytest.fixture(params=["batch-size", "threads", "dtype", "draft", "lookahead"])
+def software_knob_name(request):
+    return request.param
+
+
+class TestSoftwareKnobs(KnobSuite):
+    @pytest.fixture
+    def make_knob(self, software_knob_name, thrifty_registry):
+        from thrifty.tuning import knobs
+
+        knobs._STATE.pop(software_knob_name, None)
+        return lambda: thrifty_registry.hardware_knob(software_knob_name).build()
+
+
 def test_software_knobs_record_values_and_restore(thrifty_registry):
+    from thrifty.tuning.knobs import current
+
     knob = thrifty_registry.hardware_knob("batch-size").build(values="1,4,16")
-    assert knob.domain() == (1, 4, 16) and knob.read() == 1
+    assert knob.domain() == (1, 4, 16) and knob.read() in (1, 4, 16)
+    knob.apply(1)
     state = knob.snapshot()
-    assert knob.apply(16) == 16 and knob.read() == 16
-    with pytest.raises(ConfigError, match="domain"):
+    assert knob.apply(16) == 16 and knob.read() == 16 and current("batch-size") == 16
+    with pytest.raises(KnobDomainError, match="domain"):
         knob.apply(3)
     knob.restore(state)
     assert knob.read() == 1

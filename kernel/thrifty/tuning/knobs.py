@@ -2,7 +2,9 @@
 
 They follow the same :class:`thrifty.protocols.Knob` protocol as hardware knobs, so one tuner and
 one hardware context handle both, but applying one only records the value: the workload reads
-it (a backend hands the whole configuration to the workload on every run).
+it, either from the configuration a backend hands it on every run or, in-process, with
+:func:`current`. The value lives in one process-wide table keyed by knob name (the software
+analogue of a sysfs file), so a knob rebuilt by name sees and restores the same setting.
 """
 
 from __future__ import annotations
@@ -10,8 +12,18 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-from ..errors import ConfigError
+from ..errors import ConfigError, KnobDomainError
 from ..records import HardwareKnobSpec, Option
+
+_STATE: dict[str, Any] = {}
+
+
+def current(name: str) -> Any:
+    """The value last applied to software knob ``name`` in this process (its default if none)."""
+    if name not in _STATE:
+        raise ConfigError(f"no software knob {name!r} has been built in this process; "
+                          f"built: {sorted(_STATE)}")
+    return _STATE[name]
 
 
 class SoftwareKnob:
@@ -24,31 +36,33 @@ class SoftwareKnob:
         self.name = name
         self.unit = unit
         self._values = values
-        self._value = values[0] if default is None else default
-        if self._value not in values:
-            raise ConfigError(f"knob {name!r}: default {self._value!r} is not among {list(values)}")
+        default = values[0] if default is None else default
+        if default not in values:
+            raise ConfigError(f"knob {name!r}: default {default!r} is not among {list(values)}")
+        if _STATE.get(name) not in values:
+            _STATE[name] = default
 
     def domain(self) -> tuple:
         return self._values
 
     def read(self) -> Any:
-        return self._value
+        return _STATE[self.name]
 
     def apply(self, value: Any) -> Any:
         if value not in self._values:
-            raise ConfigError(f"knob {self.name!r} has no value {value!r}; its domain is "
-                              f"{list(self._values)}")
-        self._value = value
-        return self._value
+            raise KnobDomainError(f"knob {self.name!r} has no value {value!r}; its domain is "
+                                  f"{list(self._values)}")
+        _STATE[self.name] = value
+        return value
 
     def snapshot(self) -> Any:
-        return self._value
+        return _STATE[self.name]
 
     def restore(self, state: Any) -> None:
-        self._value = state
+        _STATE[self.name] = state
 
     def __repr__(self) -> str:
-        return f"SoftwareKnob({self.name!r}, {list(self._values)}, value={self._value!r})"
+        return f"SoftwareKnob({self.name!r}, {list(self._values)}, value={self.read()!r})"
 
 
 def _parse_values(name: str, values: Any, cast: type) -> tuple:
