@@ -1,9 +1,9 @@
 """The ONNX draft on the real SmolLM2-135M verifier (CPU, float32).
 
-The draft is a real thrifty draft folder, the format the shipped drafts use (two SmolLM2 layers
-around the verifier's shared embedding), loaded by the ``hf`` plugin, exported through the
-``onnx`` draft's factory into the thrifty cache and run by onnxruntime. The verifier is the
-``hf`` zoo's conversion, made once per machine and reused.
+The draft is the shipped ``smollm2-draft-l1`` (one distilled layer around the verifier's shared
+embedding), loaded by the ``hf`` plugin, exported through the ``onnx`` draft's factory into the
+thrifty cache (once per machine) and run by onnxruntime. The verifier is the ``hf`` zoo's
+conversion, also made once per machine and reused.
 """
 
 from __future__ import annotations
@@ -36,28 +36,14 @@ def smollm2():
 
 
 @pytest.fixture(scope="module")
-def draft_dir(smollm2, tmp_path_factory):
-    """A thrifty draft folder: SmolLM2 layers 0 and 29 around the shared embedding."""
-    from thrifty_hf.distill import init_draft
-    from thrifty_hf.drafts import save_draft
-
-    draft, layers = init_draft(smollm2.model, depth=2, width=576, init="select")
-    return save_draft(draft, tmp_path_factory.mktemp("draft") / "smollm2-select-l2",
-                      verifier={"name": "smollm2-135m", "vocab_size": 49152},
-                      architecture={"width": 576, "depth": 2, "init": "select",
-                                    "layers": layers},
-                      command="test", training={})
-
-
-@pytest.fixture(scope="module")
-def drafts(smollm2, draft_dir):
+def drafts(smollm2):
     """The same draft twice: in PyTorch (``hf``) and in onnxruntime (``onnx``)."""
     from thrifty_hf.models import make_draft as make_hf
 
     from thrifty_onnx.factory import make_draft as make_onnx
 
-    torch_draft = make_hf(smollm2, str(draft_dir), device="cpu", dtype="float32")
-    return torch_draft, make_onnx(smollm2, str(draft_dir), intra_op_threads=1)
+    torch_draft = make_hf(smollm2, "smollm2-draft-l1", device="cpu", dtype="float32")
+    return torch_draft, make_onnx(smollm2, "smollm2-draft-l1", intra_op_threads=1)
 
 
 def test_greedy_proposals_match_the_pytorch_draft(smollm2, drafts):
@@ -78,9 +64,8 @@ def test_greedy_proposals_match_the_pytorch_draft(smollm2, drafts):
 
 
 def test_speculative_output_equals_target_only(smollm2, drafts):
-    """Lossless whatever the draft proposes (this untrained one is rarely right)."""
     prompts = PROMPTS[:2] + PROMPTS[10:12]
     base = SpeculativeDecoder(smollm2).generate(prompts, max_new_tokens=16)
     spec = SpeculativeDecoder(smollm2, drafts[1], 3).generate(prompts, max_new_tokens=16)
-    assert spec.metrics.proposed_at and spec.metrics.proposed_at[0] > 0
     assert spec.token_ids == base.token_ids
+    assert spec.metrics.tar > 1  # proposals were accepted: rows emitted >1 token per pass
