@@ -38,7 +38,8 @@ def test_serving_while_fine_tuning_meets_the_slo_only_with_the_controller():
     pytest.importorskip("torch")
     from thrifty.tuning.coserve import demo
 
-    free, held = demo(slo=0.025, rate=40.0, seconds=1.5)
+    free, held = demo(slo=None, rate=40.0, seconds=1.5)  # SLO: 30% of the largest step
     assert free.requests == held.requests > 30
     assert free.steps > 0                     # greedy fine-tuning ran big steps ...
-    assert held.attainment > free.attainment + 0.3   # ... which the controller kept out
+    assert held.attainment >= 0.9                     # the controller keeps the SLO ...
+    assert held.attainment > free.attainment + 0.3   # ... which greedy fine-tuning breaks

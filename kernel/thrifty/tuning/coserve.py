@@ -121,15 +121,22 @@ def serve(workload: MLPWorkload, predictor: LatencyPredictor, *, slo: float, rat
                        steps, samples / elapsed, predictor.coef)
 
 
-def demo(slo: float = 0.02, rate: float = 40.0, seconds: float = 2.0, seed: int = 0,
+def demo(slo: float | None = None, rate: float = 40.0, seconds: float = 2.0, seed: int = 0,
          threads: int = 1) -> tuple[ServeReport, ServeReport]:
-    """Profile, then serve the same arrivals without and with the controller."""
+    """Profile, then serve the same arrivals without and with the controller.
+
+    ``slo=None`` sets the SLO to 30% of the largest fine-tuning step's predicted time, so that
+    the demonstration means the same on a fast idle machine and on a slow loaded one: greedy
+    fine-tuning then makes most requests that arrive during a step wait too long.
+    """
     import torch
 
     torch.set_num_threads(threads)
     workload = MLPWorkload(seed=seed)
     micro_batches = (2, 8, 32, 128, 512)
     predictor = profile(workload, micro_batches)
+    if slo is None:
+        slo = 0.3 * predictor.predict(workload.work(max(micro_batches), True))
     free = serve(workload, predictor, slo=slo, rate=rate, seconds=seconds,
                  micro_batches=micro_batches, controlled=False, seed=seed)
     held = serve(workload, predictor, slo=slo, rate=rate, seconds=seconds,

@@ -111,32 +111,6 @@ def token_stream(tokenizer, texts: Sequence[str]) -> torch.Tensor:
 
 
 # -- the CLI command ---------------------------------------------------------------------------
-def configure(p) -> None:
-    p.add_argument("--verifier", default="hf", help="verifier plugin (default: hf)")
-    p.add_argument("--model", default="smollm2-135m", help="verifier model")
-    p.add_argument("--verifier-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra verifier option (repeatable; values parsed as TOML)")
-    p.add_argument("--corpus", action="append", default=[],
-                   help="shakespeare, stdlib or a text file (repeatable; default: both corpora)")
-    p.add_argument("--max-bytes", type=int, default=4_000_000, help="text read per corpus")
-    p.add_argument("--out", required=True, help="where to write the fp16 safetensors draft")
-    p.add_argument("--device", default="cpu", help="device of the student (cpu, cuda)")
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--seq-len", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dim", type=int, default=64)
-    p.add_argument("--table-size", type=int, default=1 << 16)
-    p.add_argument("--window", type=int, default=16)
-    p.add_argument("--buckets", type=int, default=8)
-    p.add_argument("--hashes", type=int, default=1)
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--depth", type=int, default=2)
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-
-
 def _verifier_options(args) -> dict:
     import tomllib
 
