@@ -67,7 +67,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--draft", default="ngram", help="ngram, or hf:<zoo name or folder>")
-    ap.add_argument("--lookahead", type=int, default=4)
+    ap.add_argument("--lookahead", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")

@@ -107,7 +107,7 @@ def _run_generate(args) -> int:
 
 def _configure_demo(p) -> None:
     p.add_argument("--max-new-tokens", type=int, default=48)
-    p.add_argument("--lookahead", type=int, default=4)
+    p.add_argument("--lookahead", type=int, default=3)
     p.add_argument("--json", action="store_true")
 
 

@@ -30,10 +30,21 @@ def test_copies_continuation_of_latest_match():
 
 def test_short_and_missing_continuations_are_ragged():
     d = NgramDraft()
-    d.start([[3, 4, 3], [8, 9]])
+    d.start([[3, 4, 5, 3, 4], [8, 9, 8], [1, 2, 1, 2, 7, 1, 2]])
     prop = d.propose(4, Sampling(), None)
-    assert prop.lengths.tolist() == [4, 0]  # "3" was followed by "4 3", then the period repeats
-    assert prop.tokens[0].tolist() == [4, 3, 4, 3]  # "9" was never followed: nothing proposed
+    # "3 4" was followed by "5 3 4"; "9 8" never; "1 2" latest followed by "7 1 2"
+    assert prop.lengths.tolist() == [3, 0, 3]
+    assert prop.tokens[0, :3].tolist() == [5, 3, 4]
+    assert prop.tokens[2, :3].tolist() == [7, 1, 2]
+
+
+def test_unigram_matches_only_when_asked():
+    prompt = [[6, 1, 5, 2, 1]]
+    strict, loose = NgramDraft(), NgramDraft(min_ngram=1)
+    strict.start(prompt)
+    loose.start(prompt)
+    assert strict.propose(2, Sampling(), None).lengths.tolist() == [0]
+    assert loose.propose(2, Sampling(), None).tokens[0].tolist() == [5, 2]
 
 
 def test_invalid_sizes_rejected():
@@ -42,9 +53,11 @@ def test_invalid_sizes_rejected():
 
 
 def test_saves_passes_on_repetitive_text():
-    verifier = ToyVerifier(vocab=3, seed=5, table=torch.zeros(3, 3, 3).index_fill_(2,
-                           torch.tensor([1]), 5.0))  # the target always says 1: very repetitive
-    spec = SpeculativeDecoder(verifier, NgramDraft(), 4).generate([[0, 1, 1]], max_new_tokens=20)
-    base = SpeculativeDecoder(verifier).generate([[0, 1, 1]], max_new_tokens=20)
+    cycle = torch.zeros(3, 3, 3)
+    for c in range(3):
+        cycle[:, c, (c + 1) % 3] = 5.0  # the target counts 0, 1, 2, 0, 1, 2, ...
+    verifier = ToyVerifier(vocab=3, table=cycle)
+    spec = SpeculativeDecoder(verifier, NgramDraft(), 4).generate([[0, 1, 2]], max_new_tokens=24)
+    base = SpeculativeDecoder(verifier).generate([[0, 1, 2]], max_new_tokens=24)
     assert spec.token_ids == base.token_ids
     assert spec.metrics.target_passes < base.metrics.target_passes / 2

@@ -96,8 +96,12 @@ class SpeculativeDecoder:
                 lengths = pending.new_zeros(len(rows))
                 q = None
             else:
-                drafted, lengths, q = proposal.tokens.to(device), proposal.lengths.to(device), \
-                    proposal.q
+                # score only as many columns as the longest proposal: rows that found nothing
+                # to propose (an n-gram miss) must not make the verifier score padding
+                lengths = proposal.lengths.to(device)
+                width = int(lengths.max())
+                drafted = proposal.tokens[:, :width].to(device)
+                q = None if proposal.q is None else proposal.q[:, :width]
             logits = self.verifier.score(torch.cat([pending[:, None], drafted], 1), lengths + 1)
             t2 = clock.mark()
             # greedy acceptance needs only the argmax, which the raw logits already give

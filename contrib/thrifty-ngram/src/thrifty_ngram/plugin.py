@@ -20,7 +20,7 @@ def thrifty_draft_models():
                         "occurrence of the current suffix (no weights)",
             options={
                 "max_ngram": Option(int, 3, "longest suffix to look up"),
-                "min_ngram": Option(int, 1, "shortest suffix to look up"),
+                "min_ngram": Option(int, 2, "shortest suffix to look up"),
             },
         )
     ]
