@@ -50,15 +50,13 @@ def configure(p) -> None:
 
 
 def _value(text: str) -> Any:
+    """An option value from the command line: a boolean, a number, or the text itself."""
+    from .backends import _scalar
+
     lowered = text.lower()
     if lowered in ("true", "false"):
         return lowered == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
+    return _scalar(text)
 
 
 def parse_ref(text: str) -> tuple[str, dict[str, Any]]:
