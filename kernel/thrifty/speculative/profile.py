@@ -261,7 +261,9 @@ def shape_latency(layers: int, width: int, vocab: int, batch: int, device: str =
             return out.logits
 
         ms = median_ms(one, torch.device(device), repeats, warmup,
-                       after=lambda _: cache.crop(context))
+                       # a negative crop removes that many trailing tokens (transformers >= 5.17
+                       # refuses a positive length)
+                       after=lambda _: cache.crop(context - cache.get_seq_length()))
     del model, cache
     return ms
 
