@@ -175,11 +175,12 @@ def distill(args) -> Path:
     from tqdm.auto import tqdm
 
     from .drafts import save_draft
-    from .loading import load_hf
+    from .models import load_verifier
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tdtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}[args.teacher_dtype]
-    verifier, tokenizer, vname = load_hf(args.verifier, device=device, dtype=tdtype)
+    verifier, tokenizer = load_verifier(args.verifier, device, tdtype)
+    vname = args.verifier
     verifier.requires_grad_(False)
     corpus = build_corpus(args, verifier, tokenizer)
     train, held = corpus["train"], corpus["heldout"]

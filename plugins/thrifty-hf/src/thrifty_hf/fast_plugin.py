@@ -9,40 +9,25 @@ from __future__ import annotations
 from thrifty import hookimpl
 from thrifty.records import REQUIRED, DraftModelSpec, Option, VerifierSpec
 
+from .plugin import _common
+
 
 def _options(model_default, model_help: str) -> dict[str, Option]:
     return {
-        "model": Option(str, model_default, model_help),
-        "device": Option(str, "auto", "'auto' (CUDA if present), 'cuda' or 'cpu'",
-                         choices=("auto", "cpu", "cuda")),
-        "dtype": Option(str, "auto", "'auto' (bfloat16 on CUDA, float32 on CPU), float32, "
-                                     "bfloat16 or float16",
-                        choices=("auto", "float32", "bfloat16", "float16")),
+        **_common(model_default, model_help),
         "max_len": Option(int, 1024, "static cache slots per row (prompt + output + lookahead)"),
         "graphs": Option(bool, True, "replay CUDA graphs on CUDA (False: eager static forward)"),
     }
 
 
-def _device_dtype(device: str, dtype: str):
-    import torch
-
-    from .loading import torch_dtype
-
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
-    dt = torch_dtype(dtype) if dtype != "auto" else (
-        torch.bfloat16 if dev.type == "cuda" else torch.float32)
-    return dev, dt
-
-
 def make_fast_verifier(model="smollm2-135m", device="auto", dtype="auto", max_len=1024,
                        graphs=True):
     from .fast import FastVerifier
-    from .loading import load_hf
+    from .models import load_verifier, resolve_device, resolve_dtype
 
-    dev, dt = _device_dtype(device, dtype)
-    lm, tokenizer, name = load_hf(model, device=dev, dtype=dt)
-    v = FastVerifier(lm, tokenizer, name=f"hf-fast:{name}", max_len=max_len,
+    dev = resolve_device(device)
+    lm, tokenizer = load_verifier(model, dev, resolve_dtype(dtype, dev))
+    v = FastVerifier(lm, tokenizer, name=f"hf-fast:{model}", max_len=max_len,
                      graphs=graphs and dev.type == "cuda")
     v.model = lm
     return v
@@ -53,6 +38,7 @@ def make_fast_draft(verifier, model, device="auto", dtype="auto", max_len=1024, 
 
     from .fast import FastDraft
     from .loading import load_draft_named
+    from .models import resolve_device, resolve_dtype
 
     base = getattr(verifier, "model", None)
     if base is None or not hasattr(base, "get_input_embeddings"):
@@ -60,8 +46,8 @@ def make_fast_draft(verifier, model, device="auto", dtype="auto", max_len=1024, 
             f"the hf-fast draft shares its verifier's embedding, so the verifier must be 'hf' "
             f"or 'hf-fast'; {getattr(verifier, 'name', verifier)!r} is neither")
     emb = base.get_input_embeddings().weight
-    dev = emb.device if device == "auto" else _device_dtype(device, "float32")[0]
-    dt = emb.dtype if dtype == "auto" else _device_dtype("cpu", dtype)[1]
+    dev = emb.device if device == "auto" else resolve_device(device)
+    dt = emb.dtype if dtype == "auto" else resolve_dtype(dtype, dev)
     draft = load_draft_named(model, base, device=dev, dtype=dt)
     return FastDraft(draft, name=f"hf-fast:{model}", max_len=max_len,
                      graphs=graphs and dev.type == "cuda")

@@ -196,16 +196,23 @@ def make_verifier(model: str = "smollm2-135m", device: str = "auto",
                   dtype: str = "auto") -> HFVerifier:
     """Factory of the ``hf`` verifier."""
     dev = resolve_device(device)
+    net, tok = load_verifier(model, dev, resolve_dtype(dtype, dev))
+    return HFVerifier(net, tok, _label(model))
+
+
+def load_verifier(model: str, device: torch.device, dtype: torch.dtype):
+    """(model, tokenizer) of a verifier given by zoo name or Hugging Face folder: what the
+    ``hf`` verifier, the ``hf-fast`` verifier and ``thrifty distill`` all start from."""
     where = resolve(model)
     if where.kind != "hf":
         raise ConfigError(f"{model!r} is a thrifty draft (it shares a verifier's embedding) and "
                           f"cannot be a verifier; use it as a draft with verifier model "
                           f"'smollm2-135m' or another full model")
-    net, tok = load_hf(where.path, dev, resolve_dtype(dtype, dev))
+    net, tok = load_hf(where.path, device, dtype)
     if tok is None:
         raise ModelFormatError(f"{where.path} has no tokenizer files; a verifier needs one. Save "
                                f"it next to the model with tokenizer.save_pretrained(...)")
-    return HFVerifier(net, tok, _label(model))
+    return net, tok
 
 
 def make_draft(verifier: Any, model: str, device: str = "auto", dtype: str = "auto") -> HFDraft:
