@@ -27,18 +27,13 @@ import torch
 
 import thrifty
 from thrifty.demo import bundled_prompts
+from thrifty.speculative import Metrics
 
 
 def thrifty_run(pipe, draft, prompts, max_new):
-    outs, tokens, ms, emitted, steps = [], 0, 0.0, 0, 0
-    for p in prompts:
-        g = pipe.decoder(draft).generate([p], max_new_tokens=max_new)
-        outs.append(g.token_ids[0])
-        tokens += g.metrics.new_tokens
-        ms += g.metrics.total_ms
-        emitted += g.metrics.emitted
-        steps += g.metrics.row_steps
-    return outs, 1000 * tokens / ms, emitted / steps
+    runs = [pipe.decoder(draft).generate([p], max_new_tokens=max_new) for p in prompts]
+    m = Metrics.merged([g.metrics for g in runs])
+    return [g.token_ids[0] for g in runs], m.tokens_per_second, m.tar
 
 
 def hf_run(model, tokenizer, prompts, max_new, **kwargs):

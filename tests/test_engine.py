@@ -108,3 +108,16 @@ def test_sampling_is_reproducible_by_seed():
     assert run(1) == run(1)
     assert run(1) != run(2)
     assert torch.tensor(run(1)).max() < 5
+
+
+def test_merged_metrics_are_rates_over_all_runs():
+    from thrifty.speculative import Metrics
+
+    v = ToyVerifier(vocab=5)
+    runs = [SpeculativeDecoder(v, ToyDraft(vocab=5), 3).generate([p], max_new_tokens=n).metrics
+            for p, n in (([1, 2], 6), ([3], 11))]
+    m = Metrics.merged(runs)
+    assert m.new_tokens == 17 and m.target_passes == sum(r.target_passes for r in runs)
+    assert m.tar == sum(r.emitted for r in runs) / sum(r.row_steps for r in runs)
+    assert m.total_ms == sum(r.total_ms for r in runs)
+    assert m.proposed_at == [a + b for a, b in zip(runs[0].proposed_at, runs[1].proposed_at)]

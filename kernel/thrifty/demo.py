@@ -22,6 +22,7 @@ def bundled_prompts() -> dict[str, list[str]]:
 
 def run_demo(args) -> int:
     from .pipeline import pipeline
+    from .speculative.metrics import Metrics
 
     try:
         pipe = pipeline(verifier=("hf", {"model": "smollm2-135m", "device": "cpu",
@@ -38,13 +39,13 @@ def run_demo(args) -> int:
                 for p in prompts]
         spec = [pipe.decoder(0).generate([p], max_new_tokens=args.max_new_tokens)
                 for p in prompts]
+        mb, ms = (Metrics.merged([g.metrics for g in runs]) for runs in (base, spec))
         rows.append({
             "prompts": kind,
-            "target_only_tok_s": round(_tok_s(base), 2),
-            "speculative_tok_s": round(_tok_s(spec), 2),
-            "speedup": round(_tok_s(spec) / _tok_s(base), 3),
-            "tar": round(sum(g.metrics.emitted for g in spec)
-                         / sum(g.metrics.row_steps for g in spec), 3),
+            "target_only_tok_s": round(mb.tokens_per_second, 2),
+            "speculative_tok_s": round(ms.tokens_per_second, 2),
+            "speedup": round(ms.tokens_per_second / mb.tokens_per_second, 3),
+            "tar": round(ms.tar, 3),
             "identical_outputs": sum(a.token_ids == b.token_ids for a, b in zip(spec, base)),
             "n": len(prompts),
         })
@@ -62,8 +63,3 @@ def run_demo(args) -> int:
               f"{r['tar']:.2f}   identical {r['identical_outputs']}/{r['n']}")
     return 0
 
-
-def _tok_s(generations) -> float:
-    """Tokens per second over several runs: total tokens over total time."""
-    tokens = sum(g.metrics.new_tokens for g in generations)
-    return 1000 * tokens / sum(g.metrics.total_ms for g in generations)

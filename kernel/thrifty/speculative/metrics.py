@@ -55,6 +55,23 @@ class Metrics:
                 self.proposed_at[i] += 1
                 self.accepted_at[i] += i < n_acc
 
+    @classmethod
+    def merged(cls, runs: "list[Metrics]") -> "Metrics":
+        """The metrics of several runs as one: counters and times add up, so rates (tok/s,
+        TAR, acceptance) are over all tokens, not a mean of per-run rates."""
+        out = cls(batch_size=max((m.batch_size for m in runs), default=0))
+        for m in runs:
+            for name in ("target_passes", "new_tokens", "row_steps", "emitted", "draft_ms",
+                         "verify_ms", "total_ms"):
+                setattr(out, name, getattr(out, name) + getattr(m, name))
+            for i, (p, a) in enumerate(zip(m.proposed_at, m.accepted_at)):
+                if i == len(out.proposed_at):
+                    out.proposed_at.append(0)
+                    out.accepted_at.append(0)
+                out.proposed_at[i] += p
+                out.accepted_at[i] += a
+        return out
+
     def as_dict(self) -> dict:
         """Plain numbers, for ``--json`` output and benchmark logs."""
         return {
