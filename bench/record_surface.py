@@ -61,6 +61,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--out", default="data/surfaces/h100-smollm2-135m.csv")
     ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--verifier", default="hf", choices=["hf", "hf-fast"],
+                    help="verifier and draft plugin (hf-fast: static cache and CUDA graphs)")
     ap.add_argument("--batch", default="1,4,16")
     ap.add_argument("--dtype", default="float32,bfloat16,float16")
     ap.add_argument("--lookahead", default="0,1,2,4")
@@ -87,10 +89,12 @@ def main(argv=None) -> int:
                                            ints(args.lookahead), names(args.drafts))
     meter_name, meter_options = parse_ref(args.meter)
     meter = thrifty.registry().energy_meter(meter_name).build(**meter_options)
-    refs = [("ngram", {}) if d == "ngram" else ("hf", {"model": d}) for d in drafts]
+    refs = [("ngram", {}) if d == "ngram" else (args.verifier, {"model": d}) for d in drafts]
+
     def build(dtype, refs):
-        return thrifty.pipeline(verifier=("hf", {"model": args.model, "device": args.device,
-                                                  "dtype": dtype}), drafts=refs)
+        return thrifty.pipeline(verifier=(args.verifier, {"model": args.model,
+                                                          "device": args.device,
+                                                          "dtype": dtype}), drafts=refs)
 
     probe = build(dtypes[0], refs)      # drop drafts that do not load, before measuring
     for i, name in reversed(list(enumerate(drafts))):
@@ -121,11 +125,13 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     gpu = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor()
     header = [f"# knobs: {','.join(KNOBS)}",
-              f"# default: batch={default['batch']},dtype={default['dtype']},draft={drafts[0]},"
+              f"# default: batch={default['batch']},dtype={default['dtype']},"
+              f"draft={Path(drafts[0]).name},"
               f"lookahead={default['lookahead']}",
               "# units: energy=J per generated token, latency=s per generated token of one "
               "sequence",
-              f"# device: {gpu}; torch {torch.__version__}; thrifty {thrifty.__version__}; "
+              f"# device: {gpu}; verifier {args.verifier}; torch {torch.__version__}; "
+              f"thrifty {thrifty.__version__}; "
               f"{time.strftime('%Y-%m-%d %H:%M')}",
               f"# command: python {' '.join(sys.argv)}"]
     columns = KNOBS + ["energy", "latency", "tokens_per_s", "tar", "watts", "joules", "seconds",
@@ -163,7 +169,7 @@ def main(argv=None) -> int:
                    "meter": f"{reading.source} res {reading.resolution_j:g} J"
                             + (" wrapped" if reading.wrapped else "")}
             for name in ([draft] if draft is not None else drafts):
-                writer.writerow({**row, "draft": name})
+                writer.writerow({**row, "draft": Path(name).name})  # a folder's name
             fh.flush()
             done += 1
             print(f"[{done}/{len(work)}] batch {batch} {dtype} {draft or 'target-only'} "

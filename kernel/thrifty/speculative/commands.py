@@ -41,8 +41,9 @@ def _configure_models(p) -> None:
     p.add_argument("--verifier", default="hf", help="verifier name (default: hf)")
     p.add_argument("--model", default="smollm2-135m", help="verifier model (default: smollm2-135m)")
     p.add_argument("--draft", action="append", default=[],
-                   help="candidate draft, NAME or NAME:MODEL (repeatable), e.g. "
-                        "hf:smollm2-draft-l2 or ngram")
+                   help="candidate draft, NAME or NAME:VALUE (repeatable), e.g. "
+                        "hf:smollm2-draft-l2, ngram or pairconnect:draft.safetensors; VALUE "
+                        "is the draft's first required option (its model or weights)")
     p.add_argument("--device", help="device for verifier and drafts (cpu, cuda); plugin default")
     p.add_argument("--dtype", help="dtype for verifier and drafts (float32, bfloat16, ...)")
     p.add_argument("--workload", default="code",
@@ -65,6 +66,20 @@ def _options(spec, wanted: dict) -> dict:
     return {k: v for k, v in wanted.items() if v is not None and k in spec.options}
 
 
+def _primary(spec, value: str) -> dict:
+    """``{option: value}`` for the first required option of ``spec`` (``model`` of an HF draft,
+    ``weights`` of a PairConnect one), so that ``NAME:VALUE`` works for any draft plugin."""
+    from ..errors import ConfigError
+
+    if not value:
+        return {}
+    required = [k for k, opt in spec.options.items() if opt.required]
+    if not required:
+        raise ConfigError(f"draft {spec.name!r} has no required option to take {value!r}; "
+                          f"give it as plain {spec.name!r}")
+    return {required[0]: value}
+
+
 def build_models(verifier: str, model: str | None, drafts: list[str], device=None, dtype=None):
     """Verifier and drafts by name through the registry: ``(verifier, {label: (draft, config)})``.
     ``config`` records how to build the draft again and, when it has one, its weights' path."""
@@ -76,9 +91,9 @@ def build_models(verifier: str, model: str | None, drafts: list[str], device=Non
     vspec = reg.get("verifiers", verifier)
     drafts_ref = []
     for text in drafts:
-        name, _, dmodel = text.partition(":")
-        drafts_ref.append((name, _options(reg.get("draft_models", name),
-                                          {**common, "model": dmodel or None})))
+        name, _, value = text.partition(":")
+        spec = reg.get("draft_models", name)
+        drafts_ref.append((name, {**_options(spec, common), **_primary(spec, value)}))
     pipe = pipeline((verifier, _options(vspec, {**common, "model": model})), drafts_ref)
     out = {}
     for i, part in enumerate(pipe.draft_parts):

@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from thrifty.errors import IncompatibleModelsError, ModelNotFoundError  # noqa: E402
-from thrifty_hf.distill import init_draft, kl_loss  # noqa: E402
+from thrifty_hf.distill import init_draft, kl_loss, lr_scale  # noqa: E402
 from thrifty_hf.drafts import load_draft, save_draft  # noqa: E402
 
 
@@ -69,3 +69,14 @@ def test_kl_loss_is_zero_only_for_equal_distributions():
     a = torch.randn(2, 3, 10)
     assert float(kl_loss(a, a)) == pytest.approx(0.0, abs=1e-6)
     assert float(kl_loss(a, torch.randn(2, 3, 10))) > 0.01
+
+
+def test_learning_rate_warms_up_then_anneals_by_the_budget_that_ends_first():
+    assert lr_scale(0, 0.0, 1000, 0.0, 10) == pytest.approx(0.1)
+    assert lr_scale(9, 0.0, 1000, 0.0, 10) == pytest.approx(1.0, abs=1e-3)
+    assert lr_scale(500, 0.0, 1000, 0.0, 10) == pytest.approx(0.5)
+    # a time budget half spent at 10% of the steps: the cosine is halfway down, by time
+    assert lr_scale(100, 30.0, 1000, 60.0, 10) == pytest.approx(0.5)
+    # the run cut at its time budget ends annealed, not at its peak rate
+    assert lr_scale(200, 60.0, 1000, 60.0, 10) == pytest.approx(0.0, abs=1e-12)
+    assert lr_scale(1000, 0.0, 1000, 0.0, 10) == pytest.approx(0.0, abs=1e-12)

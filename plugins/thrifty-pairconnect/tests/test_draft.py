@@ -47,6 +47,20 @@ def distilled():
     return verifier, student, before, after
 
 
+def test_distillation_stops_at_its_time_budget_with_the_rate_annealed():
+    from thrifty_pairconnect.training import lr_at
+
+    verifier = ToyVerifier(vocab=8, seed=0)
+    stream = torch.randint(0, 8, (4000,), generator=torch.Generator().manual_seed(0))
+    result = distill(verifier, small_lm(8), stream, steps=10**6, batch=4, seq_len=16,
+                     max_seconds=0.3)
+    assert 1 <= result["steps"] < 10**6
+    # past warm-up the rate follows the budget spent when time runs out before the steps do
+    assert lr_at(100, 10**6, 1.0, 10, spent=1.0) == pytest.approx(0.1)
+    assert lr_at(100, 10**6, 1.0, 10, spent=0.5) == pytest.approx(0.55)
+    assert lr_at(100, 10**6, 1.0, 10) > 0.99
+
+
 def test_distillation_learns_the_teacher(distilled):
     _, _, before, after = distilled
     assert after["kl"] < 0.25 * before["kl"]

@@ -194,9 +194,6 @@ def distill(args) -> Path:
     lr = args.lr or (3e-4 if args.init == "select" else 1e-3)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, betas=(0.9, 0.95))
     warm = max(1, min(100, args.steps // 20))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, args.steps)
-                                                                       / args.steps)))
     gen = torch.Generator().manual_seed(args.seed)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     bar = tqdm(range(args.steps), desc=f"distill {Path(args.out).name}", disable=args.quiet)
@@ -213,8 +210,10 @@ def distill(args) -> Path:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
+        for group in opt.param_groups:
+            group["lr"] = lr * lr_scale(step, time.perf_counter() - begin, args.steps,
+                                        args.max_seconds, warm)
         opt.step()
-        sched.step()
         if step % 20 == 0:
             losses.append(float(loss))
             bar.set_postfix(kl=f"{losses[-1]:.3f}")
@@ -239,6 +238,16 @@ def distill(args) -> Path:
     print(f"saved {out}: {training['steps']} steps in {seconds:.0f} s, held-out KL "
           f"{stats['heldout_kl']:.3f}, top-1 agreement {stats['heldout_top1']:.3f}")
     return out
+
+
+def lr_scale(step: int, elapsed: float, steps: int, seconds: float, warm: int) -> float:
+    """Learning-rate factor: linear warm-up over ``warm`` steps, then a cosine to zero over
+    whichever budget ends first, ``steps`` or ``seconds`` (0: no time budget). Decaying by time
+    too means a run cut short by ``--max-seconds`` still ends annealed, not at its peak rate."""
+    done = step / steps
+    if seconds:
+        done = max(done, elapsed / seconds)
+    return min(1.0, (step + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
 
 
 def evaluate(draft, verifier, held, device, autocast, batches: int = 8) -> dict:

@@ -108,6 +108,9 @@ class StaticLM:
         if batch == self.batch:
             return
         self._graphs.clear()
+        # the graphs were the pool's only users: PyTorch frees a private pool with its last
+        # graph, and capturing into the stale handle fails, so the next capture opens a new one
+        self._pool = None
         self.k_cache = self.v_cache = None
         shape = (len(self.p["layers"]), batch, self.p["kv_heads"], self.max_len,
                  self.p["head_dim"])

@@ -59,8 +59,9 @@ def evaluate(verifier, student: PairConnectLM, stream, *, batches: int = 4, batc
 
 def distill(verifier, student: PairConnectLM, stream, *, steps: int, batch: int = 8,
             seq_len: int = 64, lr: float = 3e-3, temperature: float = 1.0, seed: int = 0,
-            log: Callable[[int, float], None] | None = None) -> dict:
-    """Train ``student`` to match the verifier's next-token distributions on ``stream``."""
+            max_seconds: float = 0.0, log: Callable[[int, float], None] | None = None) -> dict:
+    """Train ``student`` to match the verifier's next-token distributions on ``stream``, for
+    ``steps`` or until ``max_seconds`` (0: no limit) have passed, whichever comes first."""
     if len(stream) <= seq_len + 1:
         raise ConfigError(f"the corpus has {len(stream)} tokens; distillation windows need more "
                           f"than {seq_len + 1}: give more text or a smaller --seq-len")
@@ -69,9 +70,14 @@ def distill(verifier, student: PairConnectLM, stream, *, steps: int, batch: int 
     opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.0)
     student.train()
     begin, ema = time.perf_counter(), None
+    done = 0
     for step in range(steps):
+        elapsed = time.perf_counter() - begin
+        if max_seconds and elapsed > max_seconds:
+            break
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr, max(steps // 20, 1))
+            group["lr"] = lr_at(step, steps, lr, max(steps // 20, 1),
+                                elapsed / max_seconds if max_seconds else 0.0)
         x = random_windows(stream, batch, seq_len, g)
         with torch.no_grad():
             t = teacher_logits(verifier, x).to(device)
@@ -80,10 +86,11 @@ def distill(verifier, student: PairConnectLM, stream, *, steps: int, batch: int 
         loss.backward()
         opt.step()
         ema = loss.item() if ema is None else 0.9 * ema + 0.1 * loss.item()
+        done = step + 1
         if log is not None and (step % 25 == 0 or step == steps - 1):
             log(step, ema)
     student.eval()
-    return {"train_kl": ema, "seconds": time.perf_counter() - begin}
+    return {"train_kl": ema, "steps": done, "seconds": time.perf_counter() - begin}
 
 
 def corpus_texts(sources: Sequence[str], split: str, max_bytes: int) -> list[str]:
@@ -148,10 +155,11 @@ def run(args) -> int:
     before = evaluate(verifier, student, held, seq_len=args.seq_len)
     result = distill(verifier, student, train, steps=args.steps, batch=args.batch,
                      seq_len=args.seq_len, lr=args.lr, temperature=args.temperature,
-                     seed=args.seed, log=None if args.json else log)
+                     seed=args.seed, max_seconds=args.max_seconds,
+                     log=None if args.json else log)
     after = evaluate(verifier, student, held, seq_len=args.seq_len)
     size = save_draft(student, args.out, tokenizer=verifier.tokenizer, verifier=verifier.name,
-                      corpus=sources, steps=args.steps, heldout=after)
+                      corpus=sources, steps=result["steps"], heldout=after)
     out = {"out": args.out, "bytes": size, "train_tokens": len(train),
            "heldout_before": before, "heldout_after": after, **result}
     print(json.dumps(out, indent=2) if args.json else

@@ -64,6 +64,8 @@ def _configure_distill(p) -> None:
     p.add_argument("--out", required=True, help="where to write the fp16 safetensors draft")
     p.add_argument("--device", default="cpu", help="device of the student (cpu, cuda)")
     p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--max-seconds", type=float, default=0.0,
+                   help="stop after this long (0: no limit); the learning rate anneals by time")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seq-len", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)

@@ -21,12 +21,14 @@ def random_windows(stream, batch: int, length: int, generator) -> torch.Tensor:
     return stream[start[:, None] + torch.arange(length)]
 
 
-def lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
-    """Linear warm-up, then cosine decay to a tenth of ``lr``."""
+def lr_at(step: int, steps: int, lr: float, warmup: int, spent: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to a tenth of ``lr`` over ``steps``, or faster when
+    ``spent`` (the fraction of a time budget used so far) is further along, so that a run ended
+    by its time budget still ends annealed."""
     if step < warmup:
         return lr * (step + 1) / warmup
-    t = (step - warmup) / max(steps - warmup, 1)
-    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+    t = max((step - warmup) / max(steps - warmup, 1), spent)
+    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
 def train_lm(model: nn.Module, stream, *, steps: int, batch: int, seq_len: int, lr: float,
