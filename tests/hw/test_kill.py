@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -52,42 +51,21 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def _tree_state(*roots: Path) -> dict[str, str]:
-    return {str(p): p.read_text() for root in roots for p in sorted(root.rglob("*"))
-            if p.is_file()}
-
-
 @pytest.fixture
-def run(tmp_path):
-    from thrifty_cpu.fake import write_cpufreq_tree
-    from thrifty_jetson.fake import write_jetson_tree
-    from thrifty_nvml.fake import FakeNVML
-
-    cpu, orin = write_cpufreq_tree(tmp_path / "cpu"), write_jetson_tree(tmp_path / "orin", "orin")
-    paths = {"nvml_state": str(tmp_path / "nvml.json"), "cpu_root": str(cpu),
-             "orin_root": str(orin), "recovery": str(tmp_path / "hw-recovery.json"),
+def run(fake_hw, kill_when, tmp_path):
+    paths = {"nvml_state": str(fake_hw.nvml_state), "cpu_root": str(fake_hw.cpu),
+             "orin_root": str(fake_hw.orin), "recovery": str(fake_hw.recovery),
              "marker": str(tmp_path / "trial")}
-    FakeNVML(paths["nvml_state"])                  # the GPU in its default state
-    before = (_tree_state(cpu, orin), json.loads(Path(paths["nvml_state"]).read_text()))
+    before = fake_hw.state()
 
     def start_and_kill(signum: int) -> tuple[int, dict]:
+        marker = Path(paths["marker"])
         child = subprocess.Popen([sys.executable, "-c", CHILD.format(**paths)])
-        try:
-            marker, deadline = Path(paths["marker"]), time.monotonic() + 60
-            while not (marker.exists() and marker.read_text() not in ("", "0")):
-                assert child.poll() is None, "the tuning run died before its second trial"
-                assert time.monotonic() < deadline, "the tuning run never reached a trial"
-                time.sleep(0.02)
-            child.send_signal(signum)
-            return child.wait(timeout=60), paths
-        finally:
-            if child.poll() is None:
-                child.kill()
+        code = kill_when(child, lambda: marker.exists() and marker.read_text() not in ("", "0"),
+                         signum)
+        return code, paths
 
-    def now() -> tuple[dict, dict]:
-        return _tree_state(cpu, orin), json.loads(Path(paths["nvml_state"]).read_text())
-
-    return start_and_kill, before, now
+    return start_and_kill, before, fake_hw.state
 
 
 def test_sigterm_mid_trial_restores_every_knob(run):
