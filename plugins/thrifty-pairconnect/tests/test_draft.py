@@ -136,3 +136,29 @@ def test_registered_draft_builds_from_weights(tmp_path):
 
     with pytest.raises(ConfigError, match="weights"):
         reg.draft_model("pairconnect").build(verifier)
+
+
+def test_greedy_proposals_follow_the_full_forward_across_commits():
+    """What the draft proposes (one lean step per token over its newest-first state) is the
+    greedy continuation that the LM's full forward gives for the committed text, also after
+    a commit that keeps some proposals and rolls the others back."""
+    lm = small_lm(9, seed=2).eval()
+    draft = PairConnectDraft(lm)
+
+    def greedy(seq, n):
+        seq = list(seq)
+        with torch.no_grad():
+            for _ in range(n):
+                seq.append(int(lm(torch.tensor([seq]))[0, -1].argmax()))
+        return seq[-n:]
+
+    texts = [[1, 2, 3, 4, 5, 6], [7]]
+    draft.start(texts)
+    first = draft.propose(4, Sampling(), None).tokens
+    assert first.tolist() == [greedy(t, 4) for t in texts]
+    accepted, bonus = torch.tensor([2, 0]), torch.tensor([8, 0])
+    draft.commit(accepted, bonus)
+    texts = [t + first[b, :int(accepted[b])].tolist() + [int(bonus[b])]
+             for b, t in enumerate(texts)]
+    again = draft.propose(3, Sampling(), None).tokens
+    assert again.tolist() == [greedy(t, 3) for t in texts]

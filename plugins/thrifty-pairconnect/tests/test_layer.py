@@ -81,7 +81,48 @@ def test_incremental_equals_full_and_past_continues():
         # a chunk continued from the state of the first six tokens equals the full tail
         tail = layer(x[:, 6:], layer.next_past(layer.empty_past(3), x[:, :6]))
         torch.testing.assert_close(tail, full[:, 6:])
-    assert past.shape == (3, 4) and past.tolist() == x[:, -4:].tolist()
+    assert past.shape == (3, 4) and past.tolist() == x[:, -4:].flip(1).tolist()  # newest first
+
+
+@pytest.mark.parametrize("weighting,hashes", [("sum", 1), ("sum", 3), ("distance", 1),
+                                              ("distance", 3)])
+def test_step_equals_full_forward(weighting, hashes):
+    """The one-token decoding path (its own hashing, gather and baddbmm) gives the full
+    forward's features and states, from the very first token (a past of missing tokens) on."""
+    layer = _layer(weighting=weighting, hashes=hashes, depth=2).eval()
+    if layer.distance_weight is not None:
+        with torch.no_grad():
+            layer.distance_weight.uniform_(-2, 2)
+    x = torch.randint(0, 11, (3, 10))
+    with torch.no_grad():
+        full = layer(x)
+        past, steps = layer.empty_past(3), []
+        for t in range(10):
+            y, nxt = layer.step(x[:, t:t + 1], past)
+            assert torch.equal(nxt, layer.next_past(past, x[:, t:t + 1]))
+            steps.append(y)
+            past = nxt
+        torch.testing.assert_close(torch.cat(steps, 1), full)
+        # a multi-token step (a prefill) continues the same way
+        y, state = layer.step(x[:, 4:], layer.next_past(layer.empty_past(3), x[:, :4]))
+        torch.testing.assert_close(y, full[:, 4:])
+        assert torch.equal(state, past)
+
+
+def test_step_gradients_equal_full_and_skip_padding_row():
+    """Trained through the decoding path (here on the third token: two of its four pairs are
+    missing), the gradients are those of the full forward, and the padding row gets none."""
+    x = torch.tensor([[3, 1, 4]])
+    grads = []
+    for lean in (True, False):
+        layer = _layer()
+        past = layer.next_past(layer.empty_past(1), x[:, :2])
+        out = layer.step(x[:, 2:], past)[0] if lean else layer(x)[:, 2:]
+        (out * torch.arange(8.0)).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in layer.named_parameters()})
+        assert torch.count_nonzero(layer.pairs.weight.grad[64]) == 0
+    for name, g in grads[0].items():
+        torch.testing.assert_close(g, grads[1][name], msg=name)
 
 
 def test_output_depends_only_on_window():

@@ -1,7 +1,8 @@
 """The PairConnect draft model: a PairConnect LM behind thrifty's DraftModel protocol.
 
-Its decoding state per row is the last W committed tokens plus the pending one (the last
-committed token, whose successor is proposed next). Proposing γ tokens costs γ·(W·k lookups +
+Its decoding state per row is the last W committed tokens (newest first, as
+:meth:`PairConnect.step` reads them) plus the pending one (the last committed token, whose
+successor is proposed next). Proposing γ tokens costs γ·(W·k lookups +
 MLP + head); rolling back after the verifier's verdict is an index into the tokens already at
 hand — nothing is recomputed. Weights are stored as fp16 safetensors with the model's config and
 a fingerprint of the tokenizer it was distilled for.
@@ -44,9 +45,9 @@ class PairConnectDraft:
         window = self.model.layer.window
         past = self.model.start(len(prompts), self.device)
         for b, prompt in enumerate(prompts):
-            before = list(prompt[:-1])[-window:]
+            before = list(prompt[:-1])[-window:][::-1]
             if before:
-                past[b, window - len(before):] = torch.tensor(before)
+                past[b, :len(before)] = torch.tensor(before)
         self._past = past
         self._last = torch.tensor([int(p[-1]) for p in prompts], device=self.device)
         self._proposed = self._last.new_zeros(len(prompts), 0)
@@ -72,10 +73,12 @@ class PairConnectDraft:
         return Proposal(proposed, torch.full((batch,), gamma, dtype=torch.long), q)
 
     def commit(self, accepted, next_tokens) -> None:
-        """The new past is the last W of (past, pending, accepted proposals): a gather."""
+        """The new past is the newest W of (accepted proposals, pending, past): a gather."""
         window = self.model.layer.window
-        full = torch.cat([self._past, self._last[:, None], self._proposed], 1)
-        index = accepted.to(self.device)[:, None] + 1 + torch.arange(window, device=self.device)
+        proposed = self._proposed
+        full = torch.cat([proposed.flip(1), self._last[:, None], self._past], 1)  # newest first
+        start = proposed.shape[1] - accepted.to(self.device)  # the last accepted proposal
+        index = start[:, None] + torch.arange(window, device=self.device)
         self._past = full.gather(1, index)
         self._last = next_tokens.to(self.device)
         self._proposed = self._last.new_zeros(len(self._last), 0)

@@ -6,9 +6,13 @@ distance buckets β(δ), k hash functions h_r and per-distance weights α (all 1
     u_i = E[x_i] + Σ_{δ=1}^{min(W, i−1)} α_δ Σ_{r=1}^{k} P[h_r(x_i, x_{i−δ}, β(δ))]
     y_i = LN(MLP_depth(u_i)),   MLP block: u ← u + W₂ GELU(W₁ LN(u))
 
-The pair sum is one ``torch.nn.EmbeddingBag`` call (``per_sample_weights`` = α in ``distance``
-mode). Position i reads only x_{i−W} … x_i, so incremental decoding keeps the last W tokens
-as its whole state and pays W·k lookups plus the MLP per token, whatever the context length.
+The pair sum over a sequence is one ``torch.nn.EmbeddingBag`` call (``per_sample_weights`` = α in
+``distance`` mode). Position i reads only x_{i−W} … x_i, so incremental decoding keeps the last
+W tokens (newest first: column δ−1 holds x_{i−δ}) as its whole state and pays W·k lookups plus
+the MLP per token, whatever the context length. One new token takes the lean path of
+:meth:`PairConnect.step`: its W·k ids in a few integer ops on [B, W, k] (only pairs with the new
+token are new, and they line up with the per-distance constants without any reordering), one
+row gather and one batched matrix product for the weighted sum.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import torch
 from thrifty.errors import ConfigError
 from torch import nn
 
-from .hashing import distance_buckets, hash_coefficients, pair_ids
+from .hashing import PRIME, distance_buckets, hash_coefficients, pair_ids
 
 WEIGHTINGS = ("sum", "distance")
 
@@ -67,6 +71,13 @@ class PairConnect(nn.Module):
         self.norm = nn.LayerNorm(out_features)
         self.register_buffer("bucket", distance_buckets(window, buckets), persistent=False)
         self.register_buffer("coef", hash_coefficients(hashes, hash_seed), persistent=False)
+        # the terms of each hash that one decoding step does not change: (offset + c·β(δ)) mod
+        # PRIME [W, k], and the multipliers of the current and the previous token [k]
+        off, a, b, c = self.coef.unbind(1)
+        self.register_buffer("distance_term", (off + c * self.bucket[:, None]) % PRIME,
+                             persistent=False)
+        self.register_buffer("current_mul", a.clone(), persistent=False)
+        self.register_buffer("previous_mul", b.clone(), persistent=False)
         nn.init.normal_(self.embed.weight, std=0.02)
         with torch.no_grad():
             self.pairs.weight.normal_(std=0.02)
@@ -74,12 +85,12 @@ class PairConnect(nn.Module):
 
     # -- state for incremental decoding ------------------------------------------------------
     def empty_past(self, batch: int, device=None):
-        """The state before any token: W slots of "no token" (−1), oldest first."""
+        """The state before any token: W slots of "no token" (−1)."""
         return torch.full((batch, self.window), -1, dtype=torch.long, device=device)
 
     def next_past(self, past, tokens):
-        """The state after ``tokens`` [B, L] were read: the last W tokens, oldest first."""
-        return torch.cat([past, tokens], 1)[:, -self.window:]
+        """The state after ``tokens`` [B, L] were read: the last W tokens, newest first."""
+        return torch.cat([tokens.flip(1), past], 1)[:, :self.window]
 
     # -- computation -------------------------------------------------------------------------
     def previous(self, tokens, past=None):
@@ -87,7 +98,7 @@ class PairConnect(nn.Module):
         batch, length = tokens.shape
         if past is None:
             past = self.empty_past(batch, tokens.device)
-        full = torch.cat([past, tokens], 1)  # [B, W + L]
+        full = torch.cat([past.flip(1), tokens], 1)  # [B, W + L], oldest first
         windows = full.unfold(1, self.window, 1)[:, :length]  # [B, L, W]: x_{i−W} … x_{i−1}
         return windows.flip(-1)
 
@@ -103,10 +114,41 @@ class PairConnect(nn.Module):
 
     def forward(self, tokens, past=None):
         """Features of ``tokens`` [B, L], continuing after ``past`` [B, W] (None: at the start)."""
+        if tokens.shape[1] == 1 and past is not None:
+            return self.step(tokens, past)[0]
         u = self.embed(tokens) + self.pair_features(tokens, past)
         for block in self.blocks:
             u = block(u)
         return self.norm(u)
+
+    def step(self, tokens, past):
+        """(features [B, L, out_features], next past) of ``tokens`` [B, L] after ``past``.
+
+        One token per row (L = 1, the decoding step) takes the lean path: its ids are
+        (a·x_i + b·x_{i−δ} + offset + c·β(δ)) mod PRIME mod T on [B, W, k] in place — the same
+        integers :func:`pair_ids` computes, without building windows — and the weighted sum is a
+        gather of W·k rows and one ``baddbmm`` that also adds E[x_i]. The MLP runs on [B, d].
+        """
+        batch, length = tokens.shape
+        if length != 1:
+            return self(tokens, past), self.next_past(past, tokens)
+        ids = torch.addcmul(self.distance_term, past[..., None], self.previous_mul)
+        ids = ids.addcmul_(tokens[..., None], self.current_mul).remainder_(PRIME)
+        ids = ids.remainder_(self.table_size).masked_fill_(past[..., None] < 0,
+                                                             self.table_size)
+        rows = nn.functional.embedding(ids.view(batch, -1), self.pairs.weight,
+                                       padding_idx=self.table_size)  # [B, W·k, d]
+        if self.distance_weight is None:
+            u = self.embed(tokens).add_(rows.sum(1, keepdim=True))
+        else:
+            alpha = self.distance_weight
+            if self.hashes > 1:
+                alpha = alpha.repeat_interleave(self.hashes)
+            u = torch.baddbmm(self.embed(tokens), alpha.expand(batch, 1, -1), rows)
+        u = u.view(batch, -1)
+        for block in self.blocks:
+            u = block(u)
+        return self.norm(u).view(batch, 1, -1), torch.cat([tokens, past[:, :-1]], 1)
 
     # -- accounting ----------------------------------------------------------------------------
     def table_parameters(self) -> int:

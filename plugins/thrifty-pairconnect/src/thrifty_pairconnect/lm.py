@@ -79,7 +79,8 @@ class PairConnectLM(nn.Module):
 
     def step(self, tokens, state):
         """Logits [B, L, V] of ``tokens`` [B, L] and the new state; cost O(W) per token."""
-        return self(tokens, state), self.layer.next_past(state, tokens)
+        features, state = self.layer.step(tokens, state)
+        return self.head(features), state
 
     def flops_per_token(self, context: int = 0) -> int:
         """Independent of the context length: the window bounds the work."""
