@@ -52,7 +52,9 @@ class SimHash:
         self.planes = torch.randn(dim, n_hashes, generator=_generator(seed))
 
     def codes(self, x: "torch.Tensor") -> "torch.Tensor":
-        return (x.float() @ self.planes >= 0).long()
+        import torch
+
+        return (x.float() @ self.planes >= 0).to(torch.uint8)  # bits: one byte, not eight
 
     @staticmethod
     def collision_probability(cosine: float) -> float:
@@ -197,8 +199,12 @@ def bucket_ids(codes: "torch.Tensor", k: int, code_range: int, n_buckets: int) -
     n = codes.shape[0]
     digits = codes.view(n, -1, k)
     if code_range ** k <= n_buckets:
-        weights = code_range ** torch.arange(k - 1, -1, -1)
-        return (digits * weights).sum(-1)
+        # a small matrix product in floating point, exact while ids stay below 2**24
+        # (float32), else 2**53 (float64)
+        dtype = torch.float32 if code_range ** k <= 1 << 24 else torch.float64
+        weights = float(code_range) ** torch.arange(k - 1, -1, -1, dtype=dtype)
+        return (digits.to(dtype) @ weights).long()
+    digits = digits.long()
     h = torch.zeros(n, digits.shape[1], dtype=torch.long)
     for i in range(k):
         h = ((h * 0x01000193) ^ digits[..., i]) & 0xFFFFFFFF

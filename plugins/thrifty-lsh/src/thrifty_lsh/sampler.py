@@ -39,16 +39,23 @@ class LSHSampler:
         self.family = make_family(family, dim, k * l, seed, **family_params)
         self.n_buckets = min(n_buckets, self.family.code_range ** k)
         self.tables = HashTables(l, self.n_buckets, bucket_size)
-        self._ids = None
+        self._ids = self._priority = None
 
     @property
     def bucket_size(self) -> int:
         return self.tables.bucket_size
 
-    def hash(self, x: "torch.Tensor") -> "torch.Tensor":
-        """Bucket ids ``[n, L]`` of vectors ``x [n, dim]``."""
-        codes = self.family.codes(x.detach())
-        return bucket_ids(codes, self.k, self.family.code_range, self.n_buckets)
+    def hash(self, x: "torch.Tensor", chunk: int = 8192) -> "torch.Tensor":
+        """Bucket ids ``[n, L]`` of vectors ``x [n, dim]``, ``chunk`` rows at a time so that
+        the codes of a refill (all neurons) stay in cache between hashing and combining."""
+        import torch
+
+        x = x.detach()
+        out = torch.empty(x.shape[0], self.l, dtype=torch.long)
+        for a in range(0, x.shape[0], chunk):
+            codes = self.family.codes(x[a:a + chunk])
+            out[a:a + chunk] = bucket_ids(codes, self.k, self.family.code_range, self.n_buckets)
+        return out
 
     def build(self, weights: "torch.Tensor", ids: "torch.Tensor | None" = None) -> None:
         """Hash the neurons ``weights [n, dim]``; ``ids`` are their global ids (default
@@ -56,7 +63,13 @@ class LSHSampler:
         import torch
 
         self._ids = torch.arange(weights.shape[0]) if ids is None else ids.long()
-        self.tables.fill(self.hash(weights), priority(self._ids, self.seed))
+        self._set_priority()
+        self.tables.fill(self.hash(weights), self._priority)
+
+    def _set_priority(self) -> None:
+        """Cache each neuron's priority (a function of global id and seed): a training step
+        scores nearly every neuron, and hashing the ids again costs more than the scoring."""
+        self._priority = priority(self._ids, self.seed)
 
     def refill(self, weights: "torch.Tensor") -> None:
         """Re-hash updated weights with the same hash functions."""
@@ -69,10 +82,11 @@ class LSHSampler:
                                   **self.family_params)
         self.build(weights, self._ids)
 
-    def _score(self, count: "torch.Tensor", ids: "torch.Tensor") -> "torch.Tensor":
-        """Rank key of candidates: collision count first, then the fixed priority (a function
-        of the global id, so that shards of one layer rank alike)."""
-        return (count << PRIORITY_BITS) + ((1 << PRIORITY_BITS) - 1 - priority(ids, self.seed))
+    def _score(self, count: "torch.Tensor", local: "torch.Tensor") -> "torch.Tensor":
+        """Rank key of the candidates ``local`` (indices into this sampler's neurons): collision
+        count first, then the fixed priority (a function of the global id, so that shards of
+        one layer rank alike)."""
+        return (count << PRIORITY_BITS) + ((1 << PRIORITY_BITS) - 1 - self._priority[local])
 
     def ranked(self, x: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
         """All distinct candidates of each input, best first: ``(row, id, score)`` sorted by row,
@@ -81,8 +95,8 @@ class LSHSampler:
 
         row, local = self.tables.lookup(self.hash(x))
         pair, count = torch.unique(row * (1 << 32) + local, return_counts=True)
-        row, ids = pair >> 32, self._ids[pair & 0xFFFFFFFF]
-        score = self._score(count, ids)
+        row, local = pair >> 32, pair & 0xFFFFFFFF
+        ids, score = self._ids[local], self._score(count, local)
         order = torch.argsort(row * (1 << _SCORE_BITS) + ((1 << _SCORE_BITS) - 1 - score))
         return row[order], ids[order], score[order]
 
@@ -94,14 +108,14 @@ class LSHSampler:
     def batch_scores(self, x: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
         """Candidates of a whole batch, ``(ids, score)``: every neuron found for any input, scored
         by its total collisions over the batch (then priority). One bincount, no per-input sort:
-        what a training step needs when the batch shares one active set."""
+        what a training step needs when the batch shares one active set. Buckets that several
+        inputs of the batch share are read once (:meth:`HashTables.hits`)."""
         import torch
 
-        _, local = self.tables.lookup(self.hash(x))
-        count = torch.bincount(local, minlength=self._ids.numel())
+        neuron, hits = self.tables.hits(self.hash(x))
+        count = torch.bincount(neuron, hits.double(), minlength=self._ids.numel()).long()
         found = count.nonzero().squeeze(1)
-        ids = self._ids[found]
-        return ids, self._score(count[found], ids)
+        return self._ids[found], self._score(count[found], found)
 
     def query_batch(self, x: "torch.Tensor", budget: int) -> "torch.Tensor":
         """The at most ``budget`` best neurons for the batch as a whole (sorted ids)."""
@@ -121,6 +135,7 @@ class LSHSampler:
         self.family = make_family(self.family_name, self.dim, self.k * self.l, self.seed,
                                   **self.family_params)
         self._ids = state["ids"]
+        self._set_priority()
         t = self.tables
         t.ids, t.offsets, t.dropped = state["table_ids"], state["offsets"], state["dropped"]
         t.n_items = self._ids.numel()

@@ -58,10 +58,12 @@ class HashTables:
         import torch
 
         n, L = buckets.shape
-        key = (buckets + torch.arange(L) * self.n_buckets).T.reshape(-1)  # table-major
-        item = torch.arange(n).repeat(L)
-        order = torch.argsort(key * (1 << PRIORITY_BITS) + priorities.repeat(L))
-        key, item = key[order], item[order]
+        # neurons by priority (ties by index), then a stable sort by (table, bucket): one
+        # sort of small int32 keys orders every bucket by priority
+        by_priority = torch.sort(priorities, stable=True).indices
+        key = (buckets[by_priority] + torch.arange(L) * self.n_buckets).T.reshape(-1)
+        key, order = torch.sort(key.int(), stable=True)
+        key, item = key.long(), by_priority.repeat(L)[order]
         counts = torch.bincount(key, minlength=L * self.n_buckets)
         starts = torch.cumsum(counts, 0) - counts
         rank = torch.arange(key.numel()) - starts[key]
@@ -83,6 +85,23 @@ class HashTables:
         first = torch.cumsum(lens, 0) - lens
         pos = torch.arange(which.numel()) - first[which] + start[which]
         return which // L, self.ids[pos].long()
+
+    def hits(self, buckets: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
+        """Contents of the query buckets ``[B, L]`` without the rows: ``(neuron, hits)``, one
+        entry per neuron of each distinct bucket, ``hits`` the number of queries that fell into
+        that bucket. Summing ``hits`` per neuron counts the same collisions as :meth:`lookup`,
+        but a bucket shared by many queries of a batch is read once."""
+        import torch
+
+        B, L = buckets.shape
+        key = (buckets + torch.arange(L) * self.n_buckets).reshape(-1)
+        key, queries = torch.unique(key, return_counts=True)
+        start, lens = self.offsets[key], self.offsets[key + 1] - self.offsets[key]
+        total = int(lens.sum())
+        shift = torch.repeat_interleave(start - (torch.cumsum(lens, 0) - lens), lens,
+                                        output_size=total)
+        pos = torch.arange(total) + shift
+        return self.ids[pos], torch.repeat_interleave(queries, lens, output_size=total)
 
     def load(self) -> BucketLoad:
         sizes = self.offsets[1:] - self.offsets[:-1]
