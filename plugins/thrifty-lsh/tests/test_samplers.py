@@ -132,3 +132,49 @@ def test_bounded_buckets_keep_lowest_priority_and_count_drops():
     load = s.load()
     assert load.max <= 5 and load.dropped == 2 * 100 - int(s.tables.ids.numel())
     assert load.dropped > 0 and load.full_share == 1.0
+
+
+# --- the pieces of a training step's candidate search --------------------------------------
+def test_bucket_hits_count_the_same_collisions_as_lookup():
+    s = LSHSampler(8, "simhash", k=3, l=4, bucket_size=6, seed=0)
+    s.build(torch.randn(200, 8, generator=torch.Generator().manual_seed(1)))
+    buckets = s.hash(torch.randn(40, 8, generator=torch.Generator().manual_seed(2)))
+    neuron, hits = s.tables.hits(buckets)
+    _, local = s.tables.lookup(buckets)
+    assert torch.equal(torch.bincount(neuron.long(), hits, minlength=200).long(),
+                       torch.bincount(local, minlength=200))
+    assert neuron.numel() < local.numel()  # 40 queries share some of the 8 buckets per table
+
+
+def test_batch_scores_rank_by_collisions_then_priority():
+    from thrifty_lsh.tables import PRIORITY_BITS, priority
+
+    s = LSHSampler(8, "simhash", k=3, l=4, bucket_size=6, seed=3)
+    weights = torch.randn(200, 8, generator=torch.Generator().manual_seed(1))
+    s.build(weights, torch.arange(200) + 500)  # a shard's global ids
+    x = torch.randn(40, 8, generator=torch.Generator().manual_seed(2))
+    ids, score = s.batch_scores(x)
+    count = torch.bincount(s.tables.lookup(s.hash(x))[1], minlength=200)
+    assert torch.equal(ids, count.nonzero().squeeze(1) + 500)
+    expect = (count[ids - 500] << PRIORITY_BITS) + (1 << PRIORITY_BITS) - 1 - priority(ids, 3)
+    assert torch.equal(score, expect)
+
+
+def test_full_buckets_keep_lowest_priority_then_lowest_index():
+    from thrifty_lsh.tables import HashTables
+
+    t = HashTables(1, 2, 3)
+    t.fill(torch.tensor([[0], [0], [0], [0], [0], [1]]), torch.tensor([5, 1, 5, 0, 5, 9]))
+    assert t.ids.tolist() == [3, 1, 0, 5] and t.offsets.tolist() == [0, 3, 4]
+    assert t.dropped == 2
+
+
+@pytest.mark.parametrize("code_range,k,dtype", [(2, 10, torch.uint8), (8, 3, torch.long),
+                                                (8, 9, torch.long)])  # 8**9 > 2**24: float64
+def test_bucket_ids_are_the_codes_as_digits(code_range, k, dtype):
+    from thrifty_lsh.hashing import bucket_ids
+
+    codes = torch.randint(0, code_range, (50, 2 * k), generator=torch.Generator().manual_seed(0))
+    ids = bucket_ids(codes.to(dtype), k, code_range, code_range ** k)
+    expect = sum(codes.view(50, 2, k)[..., i] * code_range ** (k - 1 - i) for i in range(k))
+    assert ids.dtype == torch.long and torch.equal(ids, expect)

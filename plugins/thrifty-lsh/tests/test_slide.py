@@ -99,3 +99,18 @@ def test_slide_net_learns_a_tiny_task():
             o.step()
     assert float(loss) < 0.3 * first
     assert (net.predict(batch, 1)[:, 0] == batch.labels[:, 0]).float().mean() > 0.9
+
+
+def test_logsumexp_rows_matches_torch_value_and_gradient():
+    from thrifty_lsh.slide import logsumexp_rows
+
+    x = torch.randn(5, 7, generator=torch.Generator().manual_seed(0)) * 30
+    x[2] = float("-inf")  # a row with no mass: -inf, not nan
+    x[3, :3] = float("-inf")
+    weights = torch.arange(5.0)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ours, ref = logsumexp_rows(a), torch.logsumexp(b, 1)
+    assert torch.allclose(ours, ref, atol=1e-5) and ours[2] == float("-inf")
+    ours[[0, 1, 3, 4]].mul(weights[[0, 1, 3, 4]]).sum().backward()
+    ref[[0, 1, 3, 4]].mul(weights[[0, 1, 3, 4]]).sum().backward()
+    assert torch.allclose(a.grad, b.grad, atol=1e-6, equal_nan=True)  # nan on row 2 in both
