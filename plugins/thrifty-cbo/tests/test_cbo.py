@@ -11,7 +11,8 @@ from thrifty.errors import ConfigError
 from thrifty.testing.optimizers import OptimizerSuite
 from thrifty.tuning import Constraint
 from thrifty.tuning.synthetic import WORKLOADS, surface
-from thrifty_cbo.acquisition import expected_improvement, probability_feasible
+from thrifty_cbo.acquisition import (expected_improvement, feasible_lower_bound,
+                                     probability_feasible)
 from thrifty_cbo.gp import fit_gp, neg_log_likelihood, sq_dists
 from thrifty_cbo.optimizer import ConstrainedBO
 
@@ -32,8 +33,22 @@ def test_likelihood_gradient_matches_finite_differences():
     y = (y - y.mean()) / y.std()
     d2 = sq_dists(x, x)
     theta = np.array([np.log(0.4), np.log(0.7), np.log(2.0), 0.1, np.log(1e-2)])
-    numeric = approx_fprime(theta, lambda t: neg_log_likelihood(t, d2, y)[0], 1e-6)
-    assert np.allclose(neg_log_likelihood(theta, d2, y)[1], numeric, rtol=1e-4, atol=1e-4)
+    for prior in (None, (np.log(0.6), 1.0)):
+        numeric = approx_fprime(theta, lambda t: neg_log_likelihood(t, d2, y, prior)[0], 1e-6)
+        assert np.allclose(neg_log_likelihood(theta, d2, y, prior)[1], numeric,
+                           rtol=1e-4, atol=1e-4)
+
+
+def test_length_scale_prior_adds_its_negative_log_density():
+    rng = np.random.default_rng(3)
+    x = rng.random((6, 2))
+    y = np.sin(3 * x[:, 0])
+    y = (y - y.mean()) / y.std()
+    d2 = sq_dists(x, x)
+    theta = np.array([np.log(0.1), np.log(2.0), 0.0, np.log(1e-3)])
+    plain, prior = neg_log_likelihood(theta, d2, y, None)[0], neg_log_likelihood(theta, d2, y)[0]
+    z = (theta[:2] - np.log(0.6)) / 1.0
+    assert np.isclose(prior - plain, 0.5 * z @ z)
 
 
 def test_gp_interpolates_and_is_uncertain_far_away():
@@ -58,6 +73,18 @@ def test_acquisition_closed_forms():
     assert np.isclose(p[0], norm.cdf(1.0) * 0.5)
 
 
+def test_feasible_lower_bound_prefers_low_optimistic_values_among_likely_feasible():
+    mean, var = np.array([1.0, 0.5, 2.0, 0.0]), np.array([1.0, 0.0, 4.0, 1.0])
+    pof = np.array([0.9, 0.6, 0.5, 0.4])
+    score = feasible_lower_bound(mean, var, pof, beta=0.25)
+    # mean - 0.25 sd: 0.75, 0.5, 1.5; the 0.0 point is more likely infeasible than not
+    assert np.allclose(score[:3], [-0.75, -0.5, -1.5]) and score[3] == -np.inf
+    assert np.argmax(score) == 1  # the certain 0.5 beats the uncertain 1.0 and 2.0 ...
+    assert np.argmax(feasible_lower_bound(mean, var, pof, beta=2.0)) == 2  # ... until optimism
+    low = np.array([0.1, 0.3, 0.2, 0.0])
+    assert np.array_equal(feasible_lower_bound(mean, var, low, beta=0.25), low)
+
+
 def _search(space, table, slo, seed, trials, **options):
     opt = ConstrainedBO(space, "energy", [slo], seed, **options)
     history = []
@@ -76,10 +103,11 @@ def small_surface():
     return space, table, Constraint("latency", slo), best
 
 
-def test_finds_a_near_optimal_configuration_in_few_trials(small_surface):
+@pytest.mark.parametrize("acquisition", ["lcb", "ei"])
+def test_finds_a_near_optimal_configuration_in_few_trials(small_surface, acquisition):
     space, table, slo, best = small_surface
     for seed in (0, 1):
-        opt, _ = _search(space, table, slo, seed, 20)
+        opt, _ = _search(space, table, slo, seed, 20, acquisition=acquisition)
         assert opt.best().metrics["energy"] <= 1.05 * best  # 20 of 252 configurations
 
 
@@ -101,4 +129,8 @@ def test_bad_options():
         ConstrainedBO(space, safe_threshold=1.5)
     with pytest.raises(ConfigError):
         ConstrainedBO(space, initial=-1)
+    with pytest.raises(ConfigError, match="acquisition"):
+        ConstrainedBO(space, acquisition="ucb")
+    with pytest.raises(ConfigError, match="beta"):
+        ConstrainedBO(space, beta=-1.0)
     assert math.isfinite(ConstrainedBO(space).initial)

@@ -3,11 +3,13 @@
 One GP models the objective (energy), one GP each constraint metric (latency); both on a log
 scale when the values are positive, because energy and latency vary by factors across a DVFS
 ladder and a log makes the surface closer to stationary. Each step scores every untried
-configuration (or a sample of a huge space plus the incumbent's neighbours) by
+configuration (or a sample of a huge space plus the incumbent's neighbours) by, by default
+(``acquisition="lcb"``),
 
-    expected improvement over the best feasible energy  ×  probability that all SLOs hold
+    -(predicted energy - beta · its sd)  among configurations with P(all SLOs hold) >= 1/2
 
-and, before any feasible point is known, by the probability of feasibility alone. In SLO-safe
+or (``acquisition="ei"``, PolyThrottle's choice) by expected improvement over the best feasible
+energy × P(all SLOs hold); before any feasible point is known, by P(feasible) alone. In SLO-safe
 mode, after the initial design, only configurations predicted feasible with probability at least
 ``safe_threshold`` are proposed (the most probably feasible one if none qualifies), so a live
 system rarely sees a violating configuration.
@@ -22,7 +24,7 @@ import numpy as np
 from thrifty.errors import ConfigError
 from thrifty.tuning import Constraint, SearchOptimizer, Space
 
-from .acquisition import expected_improvement, probability_feasible
+from .acquisition import expected_improvement, feasible_lower_bound, probability_feasible
 from .gp import fit_gp
 
 
@@ -32,12 +34,19 @@ class ConstrainedBO(SearchOptimizer):
     def __init__(self, space: Space, objective: str = "energy",
                  constraints: Sequence[Constraint] = (), seed: int = 0, *, initial: int = 0,
                  safe: bool = False, safe_threshold: float = 0.95, candidates: int = 4000,
-                 restarts: int = 2, log: bool = True) -> None:
+                 restarts: int = 2, log: bool = True, acquisition: str = "lcb",
+                 beta: float = 0.25) -> None:
         super().__init__(space, objective, constraints, seed)
         if not 0.0 < safe_threshold < 1.0:
             raise ConfigError(f"safe_threshold must lie in (0, 1); got {safe_threshold}")
         if initial < 0 or candidates < 1 or restarts < 1:
             raise ConfigError("initial must be >= 0, candidates and restarts >= 1")
+        if acquisition not in ("lcb", "ei"):
+            raise ConfigError(f"acquisition must be 'lcb' or 'ei'; got {acquisition!r}")
+        if not beta >= 0.0:
+            raise ConfigError(f"beta must be >= 0; got {beta}")
+        self.acquisition_name = acquisition
+        self.beta = beta
         self.initial = initial or min(max(3, len(space.names) + 1), space.size)
         self.safe = safe
         self.safe_threshold = safe_threshold
@@ -111,7 +120,7 @@ class ConstrainedBO(SearchOptimizer):
         return mean, var, bound, logged
 
     def acquisition(self, candidates: list[tuple]) -> np.ndarray:
-        """EI × P(feasible) at each candidate (P(feasible) alone before a feasible point)."""
+        """The chosen acquisition at each candidate (P(feasible) alone before a feasible point)."""
         xc = self.space.encode(candidates)
         means, variances, bounds = [], [], []
         for c in self.constraints:
@@ -127,8 +136,10 @@ class ConstrainedBO(SearchOptimizer):
             mean, var, _, logged = objective
             incumbent = best.value(self.objective)
             incumbent = math.log(incumbent) if logged else incumbent
-            score = expected_improvement(mean, var, incumbent) * pof
+            score = (feasible_lower_bound(mean, var, pof, self.beta)
+                     if self.acquisition_name == "lcb"
+                     else expected_improvement(mean, var, incumbent) * pof)
         if self.safe and len(self.trials) >= self.initial and means:
             safe = pof >= self.safe_threshold
-            score = np.where(safe, score, -1.0) if safe.any() else pof
+            score = np.where(safe, score, -np.inf) if safe.any() else pof
         return score

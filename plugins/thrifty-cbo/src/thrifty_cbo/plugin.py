@@ -16,7 +16,7 @@ def thrifty_optimizers():
     return [OptimizerSpec(
         name="thrifty-cbo", factory=build,
         description="constrained Bayesian optimisation: Matérn 5/2 GPs on energy and latency, "
-                    "expected improvement × probability of meeting the SLO",
+                    "lowest optimistic energy among configurations likely to meet the SLO",
         options={
             "initial": Option(int, 0, "size of the space-filling initial design (0: knobs + 1, "
                                       "at least 3)"),
@@ -30,4 +30,9 @@ def thrifty_optimizers():
             "restarts": Option(int, 2, "L-BFGS-B starting points for the GP hyper-parameters "
                                          "(the previous fit is always one of them)"),
             "log": Option(bool, True, "model positive metrics on a log scale"),
+            "acquisition": Option(str, "lcb", "lcb: lowest optimistic energy (mean - beta·sd) "
+                                              "among configurations with P(meets SLOs) >= 1/2; "
+                                              "ei: expected improvement × P(meets SLOs)",
+                                  choices=("lcb", "ei")),
+            "beta": Option(float, 0.25, "optimism of the lcb acquisition, in posterior sds"),
         })]
