@@ -91,3 +91,23 @@ def test_overflow_is_a_clear_error():
     fv = FastVerifier(tiny_llama(), ToyTokenizer(), max_len=8, graphs=False, eos_token_ids=())
     with pytest.raises(ConfigError, match="max_len"):
         SpeculativeDecoder(fv).generate([[1, 2, 3]], max_new_tokens=20)
+
+
+def test_decoding_builds_no_autograd_graph_and_frees_the_models():
+    """A model's parameters require grad; decoding must not record autograd nodes, whose
+    tensor <-> node cycles kept every cache and model alive after the decoder was dropped."""
+    import gc
+    import weakref
+
+    verifier = tiny_llama()
+    assert any(p.requires_grad for p in verifier.parameters())
+    fv = FastVerifier(verifier, ToyTokenizer(), max_len=64, graphs=False, eos_token_ids=())
+    fd = FastDraft(tiny_draft(verifier, 64), max_len=64, graphs=False)
+    SpeculativeDecoder(fv, fd, 3).generate([[1, 5, 9, 2], [3, 3]], max_new_tokens=8)
+    for lm in (fv.lm, fd.lm):
+        assert not lm.k_cache.requires_grad and lm.k_cache.grad_fn is None
+        assert not lm.v_cache.requires_grad
+    cache = weakref.ref(fv.lm.k_cache)
+    del fv, fd, verifier
+    gc.collect()
+    assert cache() is None

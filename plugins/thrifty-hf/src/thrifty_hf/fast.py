@@ -52,7 +52,8 @@ def model_parts(model) -> dict:
     for layer in inner.layers:
         a, m = layer.self_attn, layer.mlp
         layers.append(dict(
-            ln1=layer.input_layernorm.weight, ln2=layer.post_attention_layernorm.weight,
+            ln1=layer.input_layernorm.weight.detach(),
+            ln2=layer.post_attention_layernorm.weight.detach(),
             qkv=torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach(),
             o=a.o_proj.weight.detach(),
             gate_up=torch.cat([m.gate_proj.weight, m.up_proj.weight]).detach(),
@@ -120,7 +121,17 @@ class StaticLM:
 
     # -- the forward ---------------------------------------------------------------------------
     def forward(self, tokens, n, logits: bool = True):
-        """Append ``tokens`` [B, k] at slots ``n[b] + i`` and return float32 logits [B, k, V]."""
+        """Append ``tokens`` [B, k] at slots ``n[b] + i`` and return float32 logits [B, k, V].
+
+        Runs without autograd: one weight that still required grad once turned every cache write
+        into an autograd node, so each step's graph held the previous caches alive and the
+        tensor <-> node cycles outlived the model (hundreds of MiB per configuration)."""
+        import torch
+
+        with torch.no_grad():
+            return self._forward(tokens, n, logits)
+
+    def _forward(self, tokens, n, logits: bool):
         import torch
         import torch.nn.functional as F
 

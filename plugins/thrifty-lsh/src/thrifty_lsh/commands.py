@@ -27,6 +27,11 @@ def configure(p) -> None:
     p.add_argument("--distributed", action="store_true",
                    help="model-parallel SLIDE under torchrun (see docs/distributed.md)")
     p.add_argument("--backend", default="gloo", help="torch.distributed backend (gloo, nccl)")
+    p.add_argument("--link-rate", type=float, default=None, metavar="BITS_PER_S",
+                   help="with --distributed: delay every collective as a link of this rate "
+                        "would (e.g. 100e6), to reproduce a slow interconnect on one machine")
+    p.add_argument("--link-latency", type=float, default=0.0, metavar="SECONDS",
+                   help="with --link-rate: added delay per message round (default 0)")
     p.add_argument("--json", action="store_true", help="print the evaluation history as JSON")
 
 
@@ -46,12 +51,32 @@ def config_from_args(args):
     return TrainConfig.from_dict(raw)
 
 
+def link_from_args(args):
+    """The slow link asked for by ``--link-rate``/``--link-latency``, or None."""
+    from thrifty.errors import ConfigError
+
+    if args.link_rate is None:
+        if args.link_latency:
+            raise ConfigError("--link-latency needs --link-rate (the link's bits per second)")
+        return None
+    if not args.distributed:
+        raise ConfigError("--link-rate delays the collectives of a distributed run; add "
+                          "--distributed and launch with torchrun")
+    if args.link_rate <= 0 or args.link_latency < 0:
+        raise ConfigError(f"--link-rate must be > 0 bits/s and --link-latency >= 0 s; got "
+                          f"{args.link_rate:g} and {args.link_latency:g}")
+    from .distributed.wire import Link
+
+    return Link(args.link_rate, args.link_latency)
+
+
 def run(args) -> int:
     cfg = config_from_args(args)
+    link = link_from_args(args)
     if args.distributed:
         from .distributed.run import run_distributed
 
-        return run_distributed(cfg, args.backend, as_json=args.json)
+        return run_distributed(cfg, args.backend, as_json=args.json, link=link)
     from .train import Trainer, load_data
 
     train, test = load_data(cfg)

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import attrs
 import torch
 
 from .sharded import ShardedNet
@@ -27,7 +28,16 @@ def init(backend: str = "gloo") -> tuple[int, int]:
     import torch.distributed as dist
 
     if "WORLD_SIZE" in os.environ and not dist.is_initialized():
-        dist.init_process_group(backend)
+        # torchrun's restarted workers can reuse the agent's store, where the previous attempt's
+        # keys (the dead ranks' addresses) still sit: a restarted rank would then dial a dead
+        # peer ("connection refused"). Namespacing the store by attempt avoids reading them.
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        if attempt == "0":
+            dist.init_process_group(backend)
+        else:
+            store, rank, world = next(dist.rendezvous("env://"))
+            dist.init_process_group(backend, rank=rank, world_size=world,
+                                    store=dist.PrefixStore(f"thrifty/attempt-{attempt}", store))
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
@@ -129,9 +139,12 @@ def run_distributed(cfg, backend: str = "gloo", as_json: bool = False,
            ) if rank == 0 else None
     history = trainer.run(train, test, fail_at=fail_at or None, log=log)
     if rank == 0 and as_json:
+        steps = max(1, len(trainer.step_bytes))
         print(json.dumps({"world": world, "history": history,
-                          "bytes_per_step": sum(trainer.step_bytes) / max(1,
-                                                                          len(trainer.step_bytes))},
+                          "bytes_per_step": sum(trainer.step_bytes) / steps,
+                          "link": None if link is None else attrs.asdict(link),
+                          "link_delay_s": wire.delayed_s, "bytes_sent": wire.sent,
+                          "rounds": wire.rounds},
                          indent=2))
     import torch.distributed as dist
 
