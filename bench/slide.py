@@ -77,12 +77,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="write all results here")
     ap.add_argument("--plot", help="write P@1-vs-time curves (PNG) here")
+    ap.add_argument("--only", choices=["100k", "amazon-670k"], help="run one shape only")
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="equal epochs for both layers (default: 2 at 100k, 1 at amazon-670k)")
     args = ap.parse_args()
     slide = {"family": "simhash", "k": 10, "l": 16, "bucket_size": 128, "budget": 4096,
              "refill_every": 6400, "rebuild_every": 128_000}
     shapes = [("100k", 20_000, 100_000, 8192, 2), ("amazon-670k", 135_909, 670_091, 4096, 1)]
     if args.quick:
         shapes = [("quick", 2000, 5000, 1024, 1)]
+    shapes = [(n, f, lab, pts, args.epochs or ep) for n, f, lab, pts, ep in shapes
+              if args.only in (None, n)]
     import torch
 
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
