@@ -10,6 +10,8 @@ def test_replayed_tar_equals_live_tar_for_greedy(toys, toy_prompts, batch):
     verifier, draft = toys
     rec = record(verifier, toy_prompts, max_new_tokens=20, horizon=6)
     acc = replay(rec, draft, batch=4)
+    # the toy draft always proposes all it is asked for; the model prices passes by this
+    assert acc.proposed == [[6] * len(row) for row in acc.rows]
     tars = []
     for gamma in range(1, 7):
         live = []

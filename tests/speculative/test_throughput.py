@@ -5,7 +5,8 @@ from thrifty.speculative.profile import DraftProfile, Profile
 from thrifty.speculative.record import Acceptance
 from thrifty.speculative.throughput import (
     Hypothetical, ShapeModel, ThroughputModel, batch_tar, conditional_from_cumulative,
-    conditional_from_matches, iid_alpha, interp, tar_iid, tar_positional, throughput, walk)
+    conditional_from_matches, iid_alpha, interp, mean_verify_ms, tar_iid, tar_positional, throughput,
+    walk)
 
 
 def test_positional_tar_reduces_to_the_iid_closed_form():
@@ -38,6 +39,28 @@ def test_batch_tar_counts_the_slowest_row_of_each_batch():
     assert batch_tar([fast, slow], 3, 1, 12) == pytest.approx(24 / 15)
     # together, both rows run 12 passes: 24 tokens over 2 x 12 row-passes
     assert batch_tar([fast, slow], 3, 2, 12) == pytest.approx(1.0)
+
+
+def test_verifier_cost_follows_the_widths_the_engine_scores():
+    cost = {1: 10.0, 2: 12.0, 3: 14.0, 4: 16.0, 5: 18.0}.__getitem__
+    assert mean_verify_ms([[4] * 6], 3, 1, cost) == pytest.approx(cost(4))  # always full
+    assert mean_verify_ms([[0] * 6], 3, 1, cost) == pytest.approx(cost(1))  # never a match
+    # half the positions propose 2, half nothing: widths 3 and 1
+    assert mean_verify_ms([[2, 0] * 3], 4, 1, cost) == pytest.approx((14.0 + 10.0) / 2)
+    # in a batch, each pass scores the longest proposal among its rows
+    assert mean_verify_ms([[2, 0, 0], [0, 0, 1]], 4, 2, cost) == pytest.approx(
+        (14.0 + 10.0 + 12.0) / 3)
+    # without recorded proposal lengths (older profiles) a pass costs γ + 1 tokens
+    model_full = ThroughputModel(_profile())
+    assert model_full.predict("d", 2, 1).verify_ms == pytest.approx(model_full.verify_ms(3, 1))
+
+
+def test_model_prices_short_proposals_by_their_scored_width():
+    prof = _profile()
+    prof.drafts["d"].acceptance.proposed = [[4, 0] * 4, [4, 0] * 4]
+    model = ThroughputModel(prof)
+    assert model.predict("d", 2, 1).verify_ms == pytest.approx((10.0 + 10.0) / 2)
+    assert model.predict("d", 4, 4).verify_ms == pytest.approx((26.0 + 20.0) / 2)
 
 
 def test_interp_is_piecewise_linear_and_extends_the_ends():

@@ -50,6 +50,8 @@ class Acceptance:
     """How often a draft's proposals survive, per position, on one workload.
 
     ``rows[r][t]``: greedy matches of the draft at output position t of prompt r (replay).
+    ``proposed[r][t]``: how many tokens it proposed there when asked for γmax (a lookup draft
+    proposes fewer, or none, where it finds no match; the verifier then scores fewer tokens).
     ``sampled``: ``{"temperature": T, "cumulative": [P(accepted ≥ i+1)]}`` measured live.
     """
 
@@ -57,6 +59,7 @@ class Acceptance:
     max_new_tokens: int
     rows: list[list[int]] = attrs.field(factory=list)
     sampled: dict | None = None
+    proposed: list[list[int]] = attrs.field(factory=list)
 
     @property
     def match_hist(self) -> list[int]:
@@ -122,11 +125,13 @@ def replay(recording: Recording, draft, gamma_max: int | None = None,
     greedy = Sampling()
     generator = torch.Generator().manual_seed(0)
     rows: list[list[int]] = []
+    proposed: list[list[int]] = []
     for i in range(0, len(recording.prompts), batch):
         prompts = recording.prompts[i:i + batch]
         conts = recording.continuations[i:i + batch]
         steps = min(recording.max_new_tokens, max(map(len, conts)))
         matches: list[list[int]] = [[] for _ in conts]
+        offered: list[list[int]] = [[] for _ in conts]
         draft.start(prompts)
         for t in range(steps):
             proposal = draft.propose(gamma_max, greedy, generator)
@@ -138,8 +143,10 @@ def replay(recording: Recording, draft, gamma_max: int | None = None,
                     while m < min(lengths[b], len(target)) and tokens[b][m] == target[m]:
                         m += 1
                     matches[b].append(m)
+                    offered[b].append(lengths[b])
             device = proposal.tokens.device
             nxt = torch.tensor([c[t] if t < len(c) else c[-1] for c in conts], device=device)
             draft.commit(torch.zeros(len(conts), dtype=torch.long, device=device), nxt)
         rows += matches
-    return Acceptance(gamma_max, recording.max_new_tokens, rows)
+        proposed += offered
+    return Acceptance(gamma_max, recording.max_new_tokens, rows, proposed=proposed)

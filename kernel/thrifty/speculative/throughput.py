@@ -13,7 +13,7 @@ rule, cache roll-back, detokenisation). Everything here is a pure function of nu
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import attrs
 
@@ -119,6 +119,25 @@ def batch_tar(rows: Sequence[Sequence[int]], gamma: int, batch: int,
         tokens += sum(min(max_new_tokens, len(r)) for r in group)
         passes += batch * max(steps)
     return tokens / passes if passes else 0.0
+
+
+def mean_verify_ms(proposed: Sequence[Sequence[int]], gamma: int, batch: int,
+                   cost: Callable[[int], float]) -> float:
+    """Mean verifier cost per pass when the engine scores only the longest real proposal.
+
+    At each output position of a batch (see :func:`batched`) the verifier scores 1 + max over
+    its rows of min(proposed, γ) tokens; ``cost(k)`` is the latency of scoring k. A draft that
+    always proposes γ costs ``cost(γ + 1)``; a lookup draft that often finds nothing costs
+    less, which matters wherever a pass's cost grows with its width (CPUs)."""
+    rows = batched(proposed, batch)
+    total = passes = 0
+    for i in range(0, len(rows), batch):
+        group = rows[i:i + batch]
+        for t in range(max(map(len, group), default=0)):
+            width = max((min(r[t], gamma) for r in group if t < len(r)), default=0)
+            total += cost(width + 1)
+            passes += 1
+    return total / passes if passes else cost(gamma + 1)
 
 
 # -- latency tables ----------------------------------------------------------------------------
@@ -322,8 +341,18 @@ class ThroughputModel:
             gamma = 0
         return Prediction(draft, gamma, batch, self.tar(draft, gamma, batch),
                           self.draft_ms(draft, gamma, batch) if draft else 0.0,
-                          self.verify_ms(gamma + 1, batch),
+                          self.scored_verify_ms(draft, gamma, batch),
                           self.overhead_ms(draft, gamma, batch))
+
+    def scored_verify_ms(self, draft: str | None, gamma: int, batch: int) -> float:
+        """Verifier latency per pass: γ + 1 tokens, or, where the replay recorded how many
+        tokens the draft actually proposed, the mean over the widths the engine scores."""
+        acc = None if draft is None or gamma == 0 or draft in self.hypotheticals \
+            else self._draft(draft).acceptance
+        if acc is not None and acc.proposed and gamma <= acc.gamma_max and not self.sampled:
+            return mean_verify_ms(acc.proposed, gamma, batch,
+                                  lambda k: self.verify_ms(k, batch))
+        return self.verify_ms(gamma + 1, batch)
 
     def drafts(self) -> list[str]:
         return list(self.profile.drafts) + list(self.hypotheticals)
