@@ -29,23 +29,24 @@ def tokenizer_fingerprint(tokenizer) -> list[int]:
     return list(tokenizer.encode(PROBE, add_special_tokens=False))
 
 
-class PairConnectDraft:
-    """Follows :class:`thrifty.protocols.DraftModel` over ragged rows."""
+class WindowDraft:
+    """Follows :class:`thrifty.protocols.DraftModel` over ragged rows, for any one-token step
+    whose state is the last W token ids, newest first.
 
-    def __init__(self, model: PairConnectLM, name: str = "pairconnect", device=None) -> None:
-        self.model = model.eval()
-        if device is not None:
-            self.model.to(device)
-        self.device = next(self.model.parameters()).device
-        self.name = name
-        self.vocab_size = model.vocab_size
+    ``step(tokens [B, 1], past [B, W]) -> (logits [B, 1, V], next past [B, W])``: the PyTorch
+    LM's :meth:`PairConnectLM.step` or an exported graph run by onnxruntime (:mod:`.onnx_step`);
+    everything around it — start, sampling, the rollback gather — is the same for both.
+    """
+
+    def __init__(self, step, window: int, vocab_size: int, name: str, device="cpu") -> None:
+        self.step, self.window, self.vocab_size = step, window, vocab_size
+        self.name, self.device = name, torch.device(device)
         self._past = self._last = self._proposed = None
 
     def start(self, prompts) -> None:
-        window = self.model.layer.window
-        past = self.model.start(len(prompts), self.device)
+        past = torch.full((len(prompts), self.window), -1, dtype=torch.long, device=self.device)
         for b, prompt in enumerate(prompts):
-            before = list(prompt[:-1])[-window:][::-1]
+            before = list(prompt[:-1])[-self.window:][::-1]
             if before:
                 past[b, :len(before)] = torch.tensor(before)
         self._past = past
@@ -57,7 +58,7 @@ class PairConnectDraft:
         past, cur = self._past, self._last
         tokens, qs = [], []
         for _ in range(gamma):
-            logits, past = self.model.step(cur[:, None], past)
+            logits, past = self.step(cur[:, None], past)
             logits = logits[:, 0].float()
             if sampling.greedy:
                 cur = logits.argmax(-1)
@@ -74,14 +75,24 @@ class PairConnectDraft:
 
     def commit(self, accepted, next_tokens) -> None:
         """The new past is the newest W of (accepted proposals, pending, past): a gather."""
-        window = self.model.layer.window
         proposed = self._proposed
         full = torch.cat([proposed.flip(1), self._last[:, None], self._past], 1)  # newest first
         start = proposed.shape[1] - accepted.to(self.device)  # the last accepted proposal
-        index = start[:, None] + torch.arange(window, device=self.device)
+        index = start[:, None] + torch.arange(self.window, device=self.device)
         self._past = full.gather(1, index)
         self._last = next_tokens.to(self.device)
         self._proposed = self._last.new_zeros(len(self._last), 0)
+
+
+class PairConnectDraft(WindowDraft):
+    """The PyTorch PairConnect LM as a draft (on its own device, or moved to ``device``)."""
+
+    def __init__(self, model: PairConnectLM, name: str = "pairconnect", device=None) -> None:
+        self.model = model.eval()
+        if device is not None:
+            self.model.to(device)
+        super().__init__(self.model.step, model.layer.window, model.vocab_size, name,
+                         next(self.model.parameters()).device)
 
 
 def save_draft(model: PairConnectLM, path: str | Path, tokenizer=None, **info) -> int:
@@ -97,6 +108,15 @@ def save_draft(model: PairConnectLM, path: str | Path, tokenizer=None, **info) -
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path), metadata=meta)
     return path.stat().st_size
+
+
+def stored_fingerprint(path: str | Path) -> list[int] | None:
+    """The tokenizer fingerprint :func:`save_draft` stored with the weights (None: none)."""
+    from safetensors import safe_open
+
+    with safe_open(str(Path(path).expanduser()), framework="pt") as f:
+        stored = (f.metadata() or {}).get("tokenizer_fingerprint")
+    return json.loads(stored) if stored else None
 
 
 def load_draft(path: str | Path, tokenizer=None, vocab_size: int | None = None,

@@ -134,13 +134,22 @@ class PairConnect(nn.Module):
         integers :func:`pair_ids` computes, without building windows — and the weighted sum is a
         gather of W·k rows and one ``baddbmm`` that also adds E[x_i]. The MLP runs on [B, d].
         """
-        batch, length = tokens.shape
-        if length != 1:
+        if tokens.shape[1] != 1:
             return self(tokens, past), self.next_past(past, tokens)
+        features = self.step_features(tokens, self.step_ids(tokens, past))
+        return features, torch.cat([tokens, past[:, :-1]], 1)
+
+    def step_ids(self, tokens, past):
+        """long [B, W, k]: the table rows a new token [B, 1] pairs with ``past`` [B, W], the
+        padding row where the past has no token (in place on one fresh tensor)."""
         ids = torch.addcmul(self.distance_term, past[..., None], self.previous_mul)
         ids = ids.addcmul_(tokens[..., None], self.current_mul).remainder_(PRIME)
-        ids = ids.remainder_(self.table_size).masked_fill_(past[..., None] < 0,
-                                                             self.table_size)
+        return ids.remainder_(self.table_size).masked_fill_(past[..., None] < 0,
+                                                            self.table_size)
+
+    def step_features(self, tokens, ids):
+        """Features [B, 1, out_features] of tokens [B, 1] from their pair ids [B, W, k]."""
+        batch = tokens.shape[0]
         rows = nn.functional.embedding(ids.view(batch, -1), self.pairs.weight,
                                        padding_idx=self.table_size)  # [B, W·k, d]
         if self.distance_weight is None:
@@ -153,7 +162,7 @@ class PairConnect(nn.Module):
         u = u.view(batch, -1)
         for block in self.blocks:
             u = block(u)
-        return self.norm(u).view(batch, 1, -1), torch.cat([tokens, past[:, :-1]], 1)
+        return self.norm(u).view(batch, 1, -1)
 
     # -- accounting ----------------------------------------------------------------------------
     def table_parameters(self) -> int:

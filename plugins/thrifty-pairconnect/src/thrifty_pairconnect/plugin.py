@@ -41,15 +41,32 @@ def _draft(verifier, weights: str, device: str = "auto"):
     return PairConnectDraft(model, name="pairconnect", device=where)
 
 
+def _onnx_draft(verifier, model: str, threads: int = 0):
+    from .onnx_step import make_draft
+
+    return make_draft(verifier, model, threads)
+
+
 @hookimpl
 def thrifty_draft_models():
-    return [DraftModelSpec(
-        name="pairconnect", factory=_draft,
-        options={"weights": Option(str, help="fp16 safetensors file written by "
-                                             "`thrifty distill-pairconnect --out`"),
-                 "device": Option(str, "auto", "device to run on (auto: the verifier's)")},
-        description="PairConnect LM distilled from the verifier: W hashed pair lookups + MLP "
-                    "per drafted token, state = last W tokens")]
+    return [
+        DraftModelSpec(
+            name="pairconnect", factory=_draft,
+            options={"weights": Option(str, help="fp16 safetensors file written by "
+                                                 "`thrifty distill-pairconnect --out`"),
+                     "device": Option(str, "auto", "device to run on (auto: the verifier's)")},
+            description="PairConnect LM distilled from the verifier: W hashed pair lookups + "
+                        "MLP per drafted token, state = last W tokens"),
+        DraftModelSpec(
+            name="pairconnect-onnx", factory=_onnx_draft,
+            options={"model": Option(str, help="a graph written by `thrifty "
+                                               "export-pairconnect-onnx` (.onnx), or the "
+                                               ".safetensors weights (exported in memory when "
+                                               "the draft is built)"),
+                     "threads": Option(int, 0, "onnxruntime intra-op threads (0: one per core)")},
+            description="the PairConnect draft's one-token step run by ONNX Runtime on the CPU "
+                        "(extra `onnx`: onnx, onnxruntime)"),
+    ]
 
 
 def _configure_distill(p) -> None:
@@ -87,7 +104,25 @@ def _run_distill(args):
     return run(args)
 
 
+def _configure_export(p) -> None:
+    p.add_argument("--weights", required=True,
+                   help="PairConnect draft weights written by `thrifty distill-pairconnect`")
+    p.add_argument("--out", required=True, help="where to write the .onnx graph")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip comparing ONNX Runtime's logits with PyTorch's")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _run_export(args):
+    from .onnx_step import export_command
+
+    return export_command(args)
+
+
 @hookimpl
 def thrifty_commands(cli):
     cli.add("distill-pairconnect", "distil a PairConnect draft from a verifier's logits (KL)",
             _configure_distill, _run_distill)
+    cli.add("export-pairconnect-onnx", "export a PairConnect draft's one-token step to ONNX "
+            "(the `pairconnect-onnx` draft runs it)", _configure_export, _run_export)
