@@ -149,5 +149,8 @@ def run_distributed(cfg, backend: str = "gloo", as_json: bool = False,
     import torch.distributed as dist
 
     if dist.is_initialized():
+        # leave together: a rank that tears its gloo pairs down while a peer is still sending
+        # can abort at exit ("terminate called without an active exception") under load
+        dist.barrier()
         dist.destroy_process_group()
     return 0
