@@ -136,6 +136,11 @@ def hf_run(model, prompts, max_new, eos, assistant=None, gamma=4):
     return statistics.median(per), outs
 
 
+def agreeing(outs, reference) -> str:
+    """``"k/n"``: how many of the n outputs equal their reference token for token."""
+    return f"{sum(a == b for a, b in zip(outs, reference))}/{len(outs)}"
+
+
 def strip(outs, eos):
     """Outputs cut after their first EOS, so that comparisons look at real tokens only."""
     res = []
@@ -214,12 +219,9 @@ def main() -> None:
             _, _, spec1 = thrifty_run(ver, dr, args.exact_gamma, sub, 1, 64, 1)
             _, _, spec_b = thrifty_run(ver, dr, args.exact_gamma, sub, len(sub), 64, 1)
             row(workload=wl, config="fp32 exactness", draft=label, gamma=args.exact_gamma,
-                fast_vs_transformers=f"{sum(a == b for a, b in zip(fast_s, strip(hf_out, eos)))}"
-                                     f"/{len(sub)}",
-                spec_b1_vs_target=f"{sum(a == b for a, b in zip(strip(spec1, eos), fast_s))}"
-                                  f"/{len(sub)}",
-                spec_batched_vs_target=f"{sum(a == b for a, b in zip(strip(spec_b, eos), fast_s))}"
-                                       f"/{len(sub)}")
+                fast_vs_transformers=agreeing(fast_s, strip(hf_out, eos)),
+                spec_b1_vs_target=agreeing(strip(spec1, eos), fast_s),
+                spec_batched_vs_target=agreeing(strip(spec_b, eos), fast_s))
             del dr
         del ver, model
     bf16 = torch.bfloat16
@@ -280,10 +282,9 @@ def main() -> None:
             rate, out = hf_run(model, prompts[: args.hf_prompts], args.max_new_tokens, eos,
                                assistant=assist, gamma=best["gamma"])
             base = baseline[(wl, 1)][1][: args.hf_prompts]
-            same = sum(a == b for a, b in zip(strip(out, eos), strip(base, eos)))
             row(workload=wl, config=f"transformers assisted {best['draft']}",
                 draft=best["draft"], gamma=best["gamma"], batch=1, tok_s=round(rate, 1),
-                peak_mib=peak_mib(), identical=f"{same}/{len(out)}",
+                peak_mib=peak_mib(), identical=agreeing(strip(out, eos), strip(base, eos)),
                 thrifty_vs_assisted=round(best["tok_s"] / rate, 2))
         except Exception as exc:  # reported, not hidden: the table says it failed and why
             row(workload=wl, config="transformers assisted", error=repr(exc)[:300])

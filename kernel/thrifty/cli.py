@@ -56,5 +56,14 @@ def print_table(rows: list[dict[str, Any]], columns: Sequence[str], as_json: boo
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
 
 
+def print_record(record: dict[str, Any], as_json: bool) -> None:
+    """Print one result as JSON (``--json``) or as aligned ``key: value`` lines."""
+    if as_json:
+        print(json.dumps(record, indent=2, default=str))
+        return
+    for key, value in record.items():
+        print(f"{key:>20}: {value}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

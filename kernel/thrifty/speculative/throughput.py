@@ -13,6 +13,7 @@ rule, cache roll-back, detokenisation). Everything here is a pure function of nu
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import attrs
@@ -130,14 +131,15 @@ def mean_verify_ms(proposed: Sequence[Sequence[int]], gamma: int, batch: int,
     always proposes γ costs ``cost(γ + 1)``; a lookup draft that often finds nothing costs
     less, which matters wherever a pass's cost grows with its width (CPUs)."""
     rows = batched(proposed, batch)
-    total = passes = 0
+    widths: Counter[int] = Counter()
     for i in range(0, len(rows), batch):
         group = rows[i:i + batch]
         for t in range(max(map(len, group), default=0)):
-            width = max((min(r[t], gamma) for r in group if t < len(r)), default=0)
-            total += cost(width + 1)
-            passes += 1
-    return total / passes if passes else cost(gamma + 1)
+            widths[max((min(r[t], gamma) for r in group if t < len(r)), default=0)] += 1
+    passes = sum(widths.values())
+    if not passes:
+        return cost(gamma + 1)
+    return sum(n * cost(w + 1) for w, n in widths.items()) / passes  # one cost per width
 
 
 # -- latency tables ----------------------------------------------------------------------------

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from thrifty.cli import print_record
 from thrifty.errors import ConfigError, ModelNotFoundError
 
 from .draft import OnnxDraft
@@ -52,9 +52,5 @@ def export_command(args) -> int:
               "draft": name, "verifier": verifier.name, "opset": args.opset}
     if not args.no_verify:
         result["max_abs_logit_error"] = export_error(module, path)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        for key, value in result.items():
-            print(f"{key:>20}: {value}")
+    print_record(result, args.json)
     return 0

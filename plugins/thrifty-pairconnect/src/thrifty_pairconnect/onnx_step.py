@@ -27,6 +27,7 @@ import os
 import warnings
 from pathlib import Path
 
+from thrifty.cli import print_record
 from thrifty.errors import (ConfigError, IncompatibleModelsError, ModelFormatError,
                             ModelNotFoundError, NotSupportedError)
 
@@ -238,11 +239,7 @@ def export_command(args) -> int:
               "vocab_size": model.vocab_size, "opset": args.opset}
     if not args.no_verify:
         result["max_abs_logit_error"] = export_error(model, out)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        for key, value in result.items():
-            print(f"{key:>20}: {value}")
+    print_record(result, args.json)
     return 0
 
 
