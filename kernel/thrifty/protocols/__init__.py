@@ -3,7 +3,7 @@
 from .hardware import EnergyMeter, Knob
 from .optim import Optimizer
 from .sparse import Sampler, SparseLayer
-from .speculative import DraftModel, Proposal, Tokenizer, Verifier
+from .speculative import DraftModel, FeatureDraft, Proposal, Tokenizer, Verifier
 
-__all__ = ["DraftModel", "EnergyMeter", "Knob", "Optimizer", "Proposal", "Sampler",
+__all__ = ["DraftModel", "EnergyMeter", "FeatureDraft", "Knob", "Optimizer", "Proposal", "Sampler",
            "SparseLayer", "Tokenizer", "Verifier"]

@@ -53,6 +53,10 @@ class Verifier(Protocol):
     def keep(self, lengths: Any) -> None:
         """Keep only the first ``lengths[b]`` tokens of the last ``score`` call in row b."""
 
+    # Optional: a verifier that can feed a FeatureDraft also has ``features``, the final hidden
+    # states (its LM head's input) of the last ``start`` ([B, P, E] for the cached prompt
+    # prefixes) or ``score`` ([B, k, E]); valid until the next call.
+
 
 @attrs.frozen
 class Proposal:
@@ -92,3 +96,16 @@ class DraftModel(Protocol):
     def commit(self, accepted: Any, next_tokens: Any) -> None:
         """Row b accepted its first ``accepted[b]`` proposals, then ``next_tokens[b]`` (the
         verifier's correction or bonus token) was appended. Roll caches back accordingly."""
+
+
+@runtime_checkable
+class FeatureDraft(DraftModel, Protocol):
+    """A draft that also reads the verifier's final hidden states (EAGLE-style).
+
+    The engine calls ``observe(verifier.features)`` after the verifier's ``start`` (before the
+    draft's ``start``) and after every ``score`` (before the draft's ``commit``), so the draft
+    sees the verifier's feature of every token the verifier has processed.
+    """
+
+    def observe(self, features: Any) -> None:
+        """The verifier's ``features`` of its last ``start`` or ``score``."""

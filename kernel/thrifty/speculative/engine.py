@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import attrs
 
 from ..errors import ConfigError, IncompatibleModelsError
-from ..protocols import DraftModel, Verifier
+from ..protocols import DraftModel, FeatureDraft, Verifier
 from .acceptance import accept
 from .metrics import Metrics
 from .policy import FixedLookahead, LookaheadPolicy
@@ -59,6 +59,12 @@ class SpeculativeDecoder:
                 f"{verifier.name!r} has {verifier.vocab_size}; a draft must share the verifier's "
                 f"tokenizer (distil one with `thrifty distill`)"
             )
+        self.feeds = isinstance(draft, FeatureDraft)
+        if self.feeds and not hasattr(verifier, "features"):
+            raise IncompatibleModelsError(
+                f"draft {draft.name!r} reads the verifier's hidden states, but verifier "
+                f"{verifier.name!r} does not expose them; use the 'hf-fast' verifier (it runs on "
+                f"the CPU too)")
         self.verifier = verifier
         self.draft = draft
         if policy is None or isinstance(policy, int):
@@ -84,6 +90,8 @@ class SpeculativeDecoder:
         clock = _PhaseClock(device)
         self.verifier.start(ids)
         if self.draft is not None:
+            if self.feeds:
+                self.draft.observe(self.verifier.features)
             self.draft.start(ids)
         pending = torch.tensor([p[-1] for p in ids], device=device)
         while not all(r.done for r in rows):
@@ -103,6 +111,8 @@ class SpeculativeDecoder:
                 drafted = proposal.tokens[:, :width].to(device)
                 q = None if proposal.q is None else proposal.q[:, :width]
             logits = self.verifier.score(torch.cat([pending[:, None], drafted], 1), lengths + 1)
+            if self.feeds:
+                self.draft.observe(self.verifier.features)
             t2 = clock.mark()
             # greedy acceptance needs only the argmax, which the raw logits already give
             p = logits if sampling.greedy else warp(logits, sampling)

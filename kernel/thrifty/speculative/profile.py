@@ -133,18 +133,34 @@ def verifier_latency(verifier, prompts: Sequence[Sequence[int]], batch: int, max
 
 
 def draft_latency(draft, prompts: Sequence[Sequence[int]], batch: int, gammas: Sequence[int],
-                  device, repeats: int = 5, warmup: int = 2) -> dict[int, float]:
+                  device, repeats: int = 5, warmup: int = 2, verifier=None) -> dict[int, float]:
     """Median ms of one ``propose(γ)`` call per γ, in steady state: after each call half the
-    proposals are accepted and a correction token is committed, as in a typical step."""
+    proposals are accepted and a correction token is committed, as in a typical step. A
+    feature draft gets its first features from ``verifier``'s prefill and zeros after that
+    (latency depends on shapes only)."""
     import torch
 
-    draft.start(_batch_rows(prompts, batch))
+    from ..protocols import FeatureDraft
+
+    rows = _batch_rows(prompts, batch)
+    feeds = isinstance(draft, FeatureDraft)
+    if feeds:
+        if verifier is None:
+            raise ConfigError(f"{draft.name} reads the verifier's hidden states; pass the "
+                              f"verifier to draft_latency")
+        verifier.start(rows)
+        draft.observe(verifier.features)
+        width = verifier.features.shape[-1]
+    draft.start(rows)
     greedy, gen = Sampling(), torch.Generator().manual_seed(0)
 
     def settle(proposal) -> None:
         dev = proposal.tokens.device
         nxt = proposal.tokens[:, 0] if proposal.tokens.shape[1] else \
             torch.zeros(batch, dtype=torch.long, device=dev)
+        if feeds:
+            draft.observe(verifier.features.new_zeros(batch, proposal.tokens.shape[1] + 1,
+                                                      width))
         draft.commit((proposal.lengths // 2).to(dev), nxt)
 
     return {g: median_ms(lambda: draft.propose(g, greedy, gen), device, repeats, warmup,
@@ -299,7 +315,8 @@ def profile(verifier, drafts: Mapping[str, tuple[Any, dict]], prompts: Sequence[
     for label, (draft, config) in drafts.items():
         dp = DraftProfile(label, config)
         say(f"{label}: replaying acceptance")
-        dp.acceptance = replay(rec, draft, gamma_max, batch=max(result.batches))
+        dp.acceptance = replay(rec, draft, gamma_max, batch=max(result.batches),
+                               verifier=verifier)
         if temperature:
             sampled = measure(verifier, draft, gamma_max, max(result.batches), ids,
                               max_new_tokens, 1, Sampling(temperature=temperature))
@@ -307,7 +324,8 @@ def profile(verifier, drafts: Mapping[str, tuple[Any, dict]], prompts: Sequence[
                                      "cumulative": sampled.acceptance}
         for b in result.batches:
             say(f"{label}: latency and overhead, batch {b}")
-            dp.propose_ms[b] = draft_latency(draft, ids, b, draft_gammas, device, repeats, warmup)
+            dp.propose_ms[b] = draft_latency(draft, ids, b, draft_gammas, device, repeats, warmup,
+                                             verifier)
             rows = _batch_rows(ids, b)
             dp.overhead_ms[b] = {g: measure(verifier, draft, g, b, rows, max_new_tokens,
                                             repeats=min(repeats, 3)).overhead_ms

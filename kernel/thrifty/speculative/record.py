@@ -106,17 +106,25 @@ def record(verifier, prompts: Sequence, max_new_tokens: int = 64, horizon: int =
 
 
 def replay(recording: Recording, draft, gamma_max: int | None = None,
-           batch: int = 16) -> Acceptance:
+           batch: int = 16, verifier=None) -> Acceptance:
     """Score ``draft`` against ``recording``: its greedy matches at every output position.
 
     The draft is walked along each recorded continuation one token at a time (it proposes
     γmax tokens, none is accepted, the recorded token is committed), so a single pass over the
     workload yields the matches for every γ <= γmax. Assumes, as every autoregressive or
     lookup draft satisfies, that the first γ of γmax greedy proposals are the γ proposals.
+    A feature draft also needs the verifier's hidden states of the recorded text: pass
+    ``verifier``, which computes them in one prefill per batch (no decoding).
     """
     import torch
 
+    from ..protocols import FeatureDraft
     from .sampling import Sampling
+
+    feeds = isinstance(draft, FeatureDraft)
+    if feeds and verifier is None:
+        raise ConfigError(f"{draft.name} reads the verifier's hidden states; pass the verifier "
+                          f"to replay so that it can compute them for the recorded text")
 
     gamma_max = recording.horizon if gamma_max is None else gamma_max
     if not 1 <= gamma_max <= recording.horizon:
@@ -132,9 +140,17 @@ def replay(recording: Recording, draft, gamma_max: int | None = None,
         steps = min(recording.max_new_tokens, max(map(len, conts)))
         matches: list[list[int]] = [[] for _ in conts]
         offered: list[list[int]] = [[] for _ in conts]
+        if feeds:
+            verifier.start([list(p) + list(c) for p, c in zip(prompts, conts)])
+            seen = verifier.features
+            draft.observe(seen)
+            rows_at = torch.arange(len(prompts), device=seen.device)
+            first = torch.tensor([len(p) - 1 for p in prompts], device=seen.device)
         draft.start(prompts)
         for t in range(steps):
             proposal = draft.propose(gamma_max, greedy, generator)
+            if feeds:  # the verifier's feature of the token committed before this step
+                draft.observe(seen[rows_at, (first + t).clamp(max=seen.shape[1] - 1)][:, None])
             tokens, lengths = proposal.tokens.tolist(), proposal.lengths.tolist()
             for b, cont in enumerate(conts):
                 if t < len(cont):

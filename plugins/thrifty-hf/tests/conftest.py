@@ -69,3 +69,46 @@ def small_draft_dir(smollm2, tmp_path_factory):
     small.save_pretrained(out)
     smollm2.tokenizer.save_pretrained(out)
     return out
+
+
+# -- tiny random Llama verifiers and thrifty drafts, for the fast-path tests ----------------------
+def _tiny_llama(seed=0, layers=2):
+    import transformers
+
+    torch.manual_seed(seed)
+    cfg = transformers.LlamaConfig(vocab_size=40, hidden_size=32, intermediate_size=64,
+                                   num_hidden_layers=layers, num_attention_heads=4,
+                                   num_key_value_heads=2, head_dim=8, max_position_embeddings=128,
+                                   tie_word_embeddings=True, eos_token_id=None,
+                                   bos_token_id=None, pad_token_id=None)
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    with torch.no_grad():  # larger weights than the default init, so that logits are not flat
+        for p in model.parameters():
+            p.mul_(4.0) if p.dim() == 2 else None
+    return model
+
+
+def _tiny_draft(verifier, width, depth=1, seed=1, features=False):
+    from thrifty_hf.drafts import attach_embedding, draft_config, new_draft
+
+    torch.manual_seed(seed)
+    draft = new_draft(draft_config(verifier.config, width=width, depth=depth,
+                                   features=features)).eval()
+    with torch.no_grad():
+        for p in draft.parameters():
+            p.mul_(4.0) if p.dim() == 2 else None
+    attach_embedding(draft, verifier)
+    return draft
+
+
+@pytest.fixture(scope="session")
+def tiny_llama():
+    """``tiny_llama(seed=0, layers=2)``: a random Llama of vocabulary 40, width 32."""
+    return _tiny_llama
+
+
+@pytest.fixture(scope="session")
+def tiny_draft():
+    """``tiny_draft(verifier, width, depth=1, seed=1, features=False)``: a random thrifty
+    draft around ``verifier``'s embedding."""
+    return _tiny_draft

@@ -11,45 +11,20 @@ transformers = pytest.importorskip("transformers")
 
 from thrifty.speculative import SpeculativeDecoder  # noqa: E402
 from thrifty.testing.toy import ToyTokenizer  # noqa: E402
-from thrifty_hf.drafts import draft_config, attach_embedding, new_draft  # noqa: E402
 from thrifty_hf.fast import FastDraft, FastVerifier, StaticLM  # noqa: E402
 
 
-def tiny_llama(seed=0, layers=2):
-    torch.manual_seed(seed)
-    cfg = transformers.LlamaConfig(vocab_size=40, hidden_size=32, intermediate_size=64,
-                                   num_hidden_layers=layers, num_attention_heads=4,
-                                   num_key_value_heads=2, head_dim=8, max_position_embeddings=128,
-                                   tie_word_embeddings=True, eos_token_id=None,
-                                   bos_token_id=None, pad_token_id=None)
-    model = transformers.LlamaForCausalLM(cfg).eval()
-    with torch.no_grad():  # larger weights than the default init, so that logits are not flat
-        for p in model.parameters():
-            p.mul_(4.0) if p.dim() == 2 else None
-    return model
-
-
-def tiny_draft(verifier, width, depth=1, seed=1):
-    torch.manual_seed(seed)
-    draft = new_draft(draft_config(verifier.config, width=width, depth=depth)).eval()
-    with torch.no_grad():
-        for n, p in draft.named_parameters():
-            p.mul_(4.0) if p.dim() == 2 else None
-    attach_embedding(draft, verifier)
-    return draft
-
-
-def test_static_forward_matches_hf_with_ragged_rows_and_rollback():
+def test_static_forward_matches_hf_with_ragged_rows_and_rollback(tiny_llama):
     model = tiny_llama()
     lm = StaticLM(model, max_len=64, graphs=False)
     prompts = [[1, 2, 3, 4, 5, 6], [7, 8, 9]]
-    n = lm.prefill([p[:-1] for p in prompts])
+    n, _ = lm.prefill([p[:-1] for p in prompts])
     # append 3 tokens per row (row 1 pads its last), keep 2 and 1, then append again
     step1 = torch.tensor([[6, 11, 12], [9, 13, 0]])
-    out1 = lm.forward(step1, n)
+    out1 = lm.forward(step1, n)[1]
     n = n + torch.tensor([2, 1])
     step2 = torch.tensor([[20, 21], [22, 23]])
-    out2 = lm.forward(step2, n)
+    out2 = lm.forward(step2, n)[1]
     seqs = [[1, 2, 3, 4, 5, 6, 11, 20, 21], [7, 8, 9, 22, 23]]
     for b, seq in enumerate(seqs):
         ref = model(torch.tensor([seq])).logits[0].float()
@@ -60,18 +35,18 @@ def test_static_forward_matches_hf_with_ragged_rows_and_rollback():
 
 
 @pytest.mark.parametrize("width", [32, 64, 16])
-def test_fast_draft_module_matches_its_hf_forward(width):
+def test_fast_draft_module_matches_its_hf_forward(width, tiny_llama, tiny_draft):
     verifier = tiny_llama()
     draft = tiny_draft(verifier, width, depth=2)
     lm = StaticLM(draft, max_len=32, graphs=False)
-    n = lm.prefill([[3, 4, 5], [6]])
-    out = lm.forward(torch.tensor([[9, 10], [11, 12]]), n)
+    n, _ = lm.prefill([[3, 4, 5], [6]])
+    out = lm.forward(torch.tensor([[9, 10], [11, 12]]), n)[1]
     for b, seq in enumerate([[3, 4, 5, 9, 10], [6, 11, 12]]):
         ref = draft(input_ids=torch.tensor([seq])).logits[0]
         assert torch.allclose(out[b], ref[-2:], atol=1e-4)
 
 
-def test_speculative_with_fast_models_equals_hf_greedy():
+def test_speculative_with_fast_models_equals_hf_greedy(tiny_llama, tiny_draft):
     verifier = tiny_llama()
     draft = tiny_draft(verifier, 64)
     fv = FastVerifier(verifier, ToyTokenizer(), max_len=128, graphs=False, eos_token_ids=())
@@ -85,7 +60,7 @@ def test_speculative_with_fast_models_equals_hf_greedy():
     assert spec.metrics.target_passes < 20 * len(prompts)
 
 
-def test_overflow_is_a_clear_error():
+def test_overflow_is_a_clear_error(tiny_llama):
     from thrifty.errors import ConfigError
 
     fv = FastVerifier(tiny_llama(), ToyTokenizer(), max_len=8, graphs=False, eos_token_ids=())
@@ -93,7 +68,7 @@ def test_overflow_is_a_clear_error():
         SpeculativeDecoder(fv).generate([[1, 2, 3]], max_new_tokens=20)
 
 
-def test_decoding_builds_no_autograd_graph_and_frees_the_models():
+def test_decoding_builds_no_autograd_graph_and_frees_the_models(tiny_llama, tiny_draft):
     """A model's parameters require grad; decoding must not record autograd nodes, whose
     tensor <-> node cycles kept every cache and model alive after the decoder was dropped."""
     import gc

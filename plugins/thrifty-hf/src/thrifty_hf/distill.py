@@ -9,6 +9,11 @@ distributions, so this is the objective that matters, not perplexity.
 Corpus: Python standard-library source (the interpreter's own, so it is always there offline;
 files whose path hashes to 0 mod 10 are held out for evaluation and benchmarks) and the
 verifier's own sampled answers to built-in chat-style prompts (code and prose requests).
+
+A feature draft (``--features``) also learns the verifier's final hidden state: it is fed the
+verifier's features (shifted by one token, as at decoding time) and trained on KL plus a
+smooth-L1 loss between its predicted features and the verifier's. With ``--unroll 2`` a second
+pass feeds the draft its own predicted features, as it is fed from its second proposal on.
 """
 
 from __future__ import annotations
@@ -116,6 +121,48 @@ def kl_loss(teacher_logits, student_logits):
     return F.kl_div(s.flatten(0, -2), t.flatten(0, -2), log_target=True, reduction="batchmean")
 
 
+def teacher(verifier, ids, autocast):
+    """The verifier's final hidden states [B, T, E] and logits [B, T, V] (no gradients)."""
+    import torch
+
+    with torch.no_grad(), autocast:
+        feats = verifier.model(input_ids=ids, use_cache=False).last_hidden_state
+        return feats, verifier.lm_head(feats)
+
+
+def student(draft, ids, feats, autocast, unroll: int = 1):
+    """The draft's (predicted features, logits) per pass. A token-only draft has one pass; a
+    feature draft's first pass reads the verifier's features of the previous tokens, and each
+    later pass reads the draft's own predictions from the pass before (detached)."""
+    import torch
+
+    if draft.fc is None:
+        with autocast:
+            return [(None, draft(input_ids=ids).logits)]
+    passes, given = [], feats
+    for _ in range(unroll):
+        shifted = torch.cat([torch.zeros_like(given[:, :1]), given[:, :-1]], 1)
+        with autocast:
+            h, _ = draft.hidden(ids, shifted, use_cache=False)
+            passes.append((h, draft.lm_head(h)))
+        given = h.detach()
+    return passes
+
+
+def step_loss(draft, verifier, ids, autocast, unroll: int = 1):
+    """Mean over passes of KL(verifier || draft), plus smooth L1 to the verifier's features."""
+    import torch.nn.functional as F
+
+    feats, logits = teacher(verifier, ids, autocast)
+    passes = student(draft, ids, feats, autocast, unroll)
+    total = 0.0
+    for h, out in passes:
+        total = total + kl_loss(logits, out)
+        if h is not None:
+            total = total + F.smooth_l1_loss(h.float(), feats.float())
+    return total / len(passes)
+
+
 def select_layers(n_verifier: int, depth: int) -> list[int]:
     """``depth`` verifier layers spread evenly, first and last included."""
     if depth == 1:
@@ -124,7 +171,8 @@ def select_layers(n_verifier: int, depth: int) -> list[int]:
 
 
 def init_draft(verifier, *, depth: int, width: int, init: str, layers=None, seed: int = 0,
-               intermediate_size: int | None = None, kv_heads: int | None = None):
+               intermediate_size: int | None = None, kv_heads: int | None = None,
+               features: bool = False):
     """A draft of ``depth`` layers at ``width``: verifier layers copied (``init="select"``) or
     fresh ones whose projections start as an isometry, so the untrained draft already passes the
     embedding through to the verifier's final norm and head."""
@@ -134,7 +182,7 @@ def init_draft(verifier, *, depth: int, width: int, init: str, layers=None, seed
 
     vcfg = verifier.config
     cfg = draft_config(vcfg, width=width, depth=depth, intermediate_size=intermediate_size,
-                       num_kv_heads=kv_heads)
+                       num_kv_heads=kv_heads, features=features)
     torch.manual_seed(seed)
     draft = new_draft(cfg).float()
     g = verifier.model.norm.weight.detach().float().cpu()
@@ -155,12 +203,13 @@ def init_draft(verifier, *, depth: int, width: int, init: str, layers=None, seed
         elif init == "fresh":
             layers = []
             embed = vcfg.hidden_size
-            if width == embed:
+            if width == embed or features:
                 draft.model.norm.weight.copy_(g)
-            else:
+            if width != embed:
                 q, _ = torch.linalg.qr(torch.randn(max(width, embed), min(width, embed)))
                 iso = q if width > embed else q.T  # [width, embed]
-                draft.proj_in.weight.copy_(iso)
+                if draft.proj_in is not None:
+                    draft.proj_in.weight.copy_(iso)
                 draft.proj_out.weight.copy_(g[:, None] * iso.T)
                 draft.model.norm.weight.fill_(math.sqrt(embed / width) if width > embed else 1.0)
         else:
@@ -188,7 +237,7 @@ def distill(args) -> Path:
     draft, layers = init_draft(verifier, depth=args.depth, width=width, init=args.init,
                                layers=args.layers, seed=args.seed,
                                intermediate_size=args.intermediate_size or None,
-                               kv_heads=args.kv_heads or None)
+                               kv_heads=args.kv_heads or None, features=args.features)
     draft.to(device)
     params = [p for n, p in draft.named_parameters() if p.requires_grad]
     lr = args.lr or (3e-4 if args.init == "select" else 1e-3)
@@ -202,11 +251,7 @@ def distill(args) -> Path:
     for step in bar:
         idx = torch.randint(0, train.shape[0], (args.batch,), generator=gen)
         ids = train[idx].to(device, non_blocking=True)
-        with torch.no_grad(), autocast:
-            teacher = verifier(input_ids=ids).logits
-        with autocast:
-            student = draft(input_ids=ids).logits
-        loss = kl_loss(teacher, student)
+        loss = step_loss(draft, verifier, ids, autocast, args.unroll)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -215,8 +260,8 @@ def distill(args) -> Path:
                                         args.max_seconds, warm)
         opt.step()
         if step % 20 == 0:
-            losses.append(float(loss))
-            bar.set_postfix(kl=f"{losses[-1]:.3f}")
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
         if args.max_seconds and time.perf_counter() - begin > args.max_seconds:
             break
     seconds = time.perf_counter() - begin
@@ -224,7 +269,8 @@ def distill(args) -> Path:
     stats = evaluate(draft, verifier, held, device, autocast)
     training = {"steps": step + 1, "seconds": round(seconds, 1), "batch": args.batch,
                 "seq_len": args.seq_len, "tokens": (step + 1) * args.batch * args.seq_len,
-                "lr": lr, "final_kl": round(sum(losses[-5:]) / max(len(losses[-5:]), 1), 4),
+                "lr": lr, "unroll": args.unroll,
+                "final_loss": round(sum(losses[-5:]) / max(len(losses[-5:]), 1), 4),
                 "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                 "torch": torch.__version__, "corpus": corpus["describe"], **stats}
     vcfg = verifier.config
@@ -233,6 +279,7 @@ def distill(args) -> Path:
         verifier={"name": vname, "vocab_size": vcfg.vocab_size, "hidden_size": vcfg.hidden_size,
                   "num_hidden_layers": vcfg.num_hidden_layers},
         architecture={"depth": args.depth, "width": width, "init": args.init,
+                      "features": args.features,
                       "verifier_layers": layers, "embed_size": vcfg.hidden_size},
         command=args.command_line, training=training)
     print(f"saved {out}: {training['steps']} steps in {seconds:.0f} s, held-out KL "
@@ -251,19 +298,27 @@ def lr_scale(step: int, elapsed: float, steps: int, seconds: float, warm: int) -
 
 
 def evaluate(draft, verifier, held, device, autocast, batches: int = 8) -> dict:
-    """Held-out KL and top-1 agreement (the greedy acceptance proxy) with the verifier."""
+    """Held-out KL and top-1 agreement (the greedy acceptance proxy) with the verifier; for a
+    feature draft also the agreement when it reads its own predicted features
+    (``heldout_top1_own``: its second and later proposals)."""
     import torch
 
-    kls, agree, total = [], 0, 0
-    with torch.no_grad(), autocast:
+    unroll = 1 if draft.fc is None else 2
+    kls, agree, total = [], [0] * unroll, 0
+    with torch.no_grad():
         for ids in held[: batches * 8].split(8):
             ids = ids.to(device)
-            t, s = verifier(input_ids=ids).logits, draft(input_ids=ids).logits
-            kls.append(float(kl_loss(t, s)))
-            agree += int((t.argmax(-1) == s.argmax(-1)).sum())
+            feats, t = teacher(verifier, ids, autocast)
+            passes = student(draft, ids, feats, autocast, unroll)
+            kls.append(float(kl_loss(t, passes[0][1])))
+            for i, (_, s) in enumerate(passes):
+                agree[i] += int((t.argmax(-1) == s.argmax(-1)).sum())
             total += ids.numel()
-    return {"heldout_kl": round(sum(kls) / max(len(kls), 1), 4),
-            "heldout_top1": round(agree / max(total, 1), 4)}
+    out = {"heldout_kl": round(sum(kls) / max(len(kls), 1), 4),
+           "heldout_top1": round(agree[0] / max(total, 1), 4)}
+    if unroll > 1:
+        out["heldout_top1_own"] = round(agree[1] / max(total, 1), 4)
+    return out
 
 
 def build_corpus(args, verifier, tokenizer) -> dict:
@@ -316,6 +371,12 @@ def configure(p) -> None:
                    help="key/value heads (default: the verifier's grouping)")
     p.add_argument("--init", choices=["select", "fresh"], default="select",
                    help="copy verifier layers (select) or start from random ones (fresh)")
+    p.add_argument("--features", action="store_true",
+                   help="a feature draft: it also reads the verifier's final hidden states "
+                        "(EAGLE-style; runs with the hf-fast verifier and draft)")
+    p.add_argument("--unroll", type=int, default=1,
+                   help="feature drafts: training passes, each later one fed the draft's own "
+                        "predicted features (2 matches how it decodes from its 2nd proposal)")
     p.add_argument("--layers", type=lambda s: [int(x) for x in s.split(",")], default=None,
                    help="verifier layers to copy with --init select (default: evenly spread)")
     p.add_argument("--corpus", default="code,chat", help="'code', 'chat' or 'code,chat'")
@@ -342,6 +403,9 @@ def run(args) -> int:
         raise ConfigError("--depth must be >= 1")
     if args.steps < 1 or args.batch < 1 or args.seq_len < 2:
         raise ConfigError("--steps and --batch must be >= 1 and --seq-len >= 2")
+    if args.unroll < 1 or (args.unroll > 1 and not args.features):
+        raise ConfigError("--unroll must be >= 1, and above 1 only with --features (a token-only "
+                          "draft has no predicted features to feed back)")
     args.command_line = "thrifty distill " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
         if len(sys.argv) > 1 and sys.argv[1] == "distill" else getattr(args, "command_line", "")
     distill(args)

@@ -59,12 +59,10 @@ def model_parts(model) -> dict:
             gate_up=torch.cat([m.gate_proj.weight, m.up_proj.weight]).detach(),
             down=m.down_proj.weight.detach()))
     rotary = inner.rotary_emb
-    proj_in = getattr(model, "proj_in", None)
-    proj_out = getattr(model, "proj_out", None)
+    extra = {name: getattr(model, name, None) for name in ("proj_in", "proj_out", "fc")}
     return dict(
         embed=embed.detach(), head=model.get_output_embeddings().weight.detach(),
-        proj_in=None if proj_in is None else proj_in.weight.detach(),
-        proj_out=None if proj_out is None else proj_out.weight.detach(),
+        **{name: None if m is None else m.weight.detach() for name, m in extra.items()},
         norm=inner.norm.weight.detach(), layers=layers, eps=cfg.rms_norm_eps,
         heads=cfg.num_attention_heads, kv_heads=cfg.num_key_value_heads,
         head_dim=getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads,
@@ -75,6 +73,7 @@ class StaticLM:
     """A causal LM over a static KV cache of ``batch`` rows x ``max_len`` slots.
 
     ``forward(tokens, n)`` appends ``tokens`` [B, k] at slots ``n[b]..`` of each row and returns
+    the final hidden states [B, k, E] (the LM head's input, which feature drafts read) and
     float32 logits [B, k, V]; it is a pure function of its inputs and the cache, so it can be
     captured as a CUDA graph per shape. ``run`` replays the graph of the shape (on CUDA).
     """
@@ -120,8 +119,9 @@ class StaticLM:
         self.batch = batch
 
     # -- the forward ---------------------------------------------------------------------------
-    def forward(self, tokens, n, logits: bool = True):
-        """Append ``tokens`` [B, k] at slots ``n[b] + i`` and return float32 logits [B, k, V].
+    def forward(self, tokens, n, features=None, logits: bool = True):
+        """Append ``tokens`` [B, k] at slots ``n[b] + i``; return (hidden [B, k, E], float32
+        logits [B, k, V] or None). ``features`` [B, k, E]: a feature draft's second input.
 
         Runs without autograd: one weight that still required grad once turned every cache write
         into an autograd node, so each step's graph held the previous caches alive and the
@@ -129,9 +129,9 @@ class StaticLM:
         import torch
 
         with torch.no_grad():
-            return self._forward(tokens, n, logits)
+            return self._forward(tokens, n, features, logits)
 
-    def _forward(self, tokens, n, logits: bool):
+    def _forward(self, tokens, n, features, logits: bool):
         import torch
         import torch.nn.functional as F
 
@@ -146,7 +146,9 @@ class StaticLM:
         mask = mask.reshape(batch, 1, group * k, self.max_len)
         rows = torch.arange(batch, device=tokens.device)[:, None].expand(batch, k)
         h = F.embedding(tokens, p["embed"])
-        if p["proj_in"] is not None:
+        if p["fc"] is not None:
+            h = F.linear(torch.cat([h, features.to(h.dtype)], -1), p["fc"])
+        elif p["proj_in"] is not None:
             h = F.linear(h, p["proj_in"])
         for i, w in enumerate(p["layers"]):
             x = _rms(h, w["ln1"], p["eps"])
@@ -165,49 +167,49 @@ class StaticLM:
             x = _rms(h, w["ln2"], p["eps"])
             gate, up = F.linear(x, w["gate_up"]).chunk(2, -1)
             h = h + F.linear(F.silu(gate) * up, w["down"])
-        if not logits:
-            return None
         h = _rms(h, p["norm"], p["eps"])
         if p["proj_out"] is not None:
             h = F.linear(h, p["proj_out"])
-        return F.linear(h, p["head"]).float()
+        return h, F.linear(h, p["head"]).float() if logits else None
 
-    def run(self, tokens, n):
-        """``forward`` through the CUDA graph of this shape (captured on first use)."""
+    def run(self, tokens, n, features=None):
+        """``forward`` through the CUDA graph of this shape (captured on first use). The
+        outputs are the graph's own buffers: valid until the next replay of the same shape."""
         if not self.graphs_on:
-            return self.forward(tokens, n)
-        import torch
-
-        key = tuple(tokens.shape)
+            return self.forward(tokens, n, features)
+        inputs = (tokens, n) if features is None else (tokens, n, features)
+        key = tuple(tuple(t.shape) for t in inputs)
         entry = self._graphs.get(key)
         if entry is None:
-            entry = self._capture(tokens, n)
+            entry = self._capture(inputs)
             self._graphs[key] = entry
-        graph, static_tokens, static_n, out = entry
-        static_tokens.copy_(tokens)
-        static_n.copy_(n)
+        graph, static, out = entry
+        for dst, src in zip(static, inputs):
+            dst.copy_(src)
         graph.replay()
         return out
 
-    def _capture(self, tokens, n):
+    def _capture(self, inputs):
         import torch
 
-        static_tokens, static_n = tokens.clone(), n.clone()
+        static = tuple(t.clone() for t in inputs)
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             for _ in range(2):  # warm-up: writes the same slots the real step will rewrite
-                self.forward(static_tokens, static_n)
+                self.forward(*static)
         torch.cuda.current_stream(self.device).wait_stream(side)
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self._pool):
-            out = self.forward(static_tokens, static_n)
-        return graph, static_tokens, static_n, out
+            out = self.forward(*static)
+        return graph, static, out
 
-    def prefill(self, prompts: Sequence[Sequence[int]]):
-        """Reset to ``len(prompts)`` rows and cache each prompt; returns the counts ``n``."""
+    def prefill(self, prompts: Sequence[Sequence[int]], features=None):
+        """Reset to ``len(prompts)`` rows and cache each prompt (``features`` [B, L, E]: a
+        feature draft's, for the longest prompt's L). Returns the counts ``n`` and the final
+        hidden states [B, L, E] (row b's first ``len(prompts[b])`` are real)."""
         import torch
 
         self.reset(len(prompts))
@@ -218,8 +220,12 @@ class StaticLM:
             pad = torch.zeros(len(prompts), longest, dtype=torch.long, device=self.device)
             for b, p in enumerate(prompts):
                 pad[b, : len(p)] = torch.as_tensor(list(p), dtype=torch.long)
-            self.forward(pad, n, logits=False)
-        return torch.tensor([len(p) for p in prompts], dtype=torch.long, device=self.device)
+            hidden, _ = self.forward(pad, n, features, logits=False)
+        else:
+            hidden = torch.zeros(len(prompts), 0, self.p["head"].shape[1], device=self.device,
+                                 dtype=self.dtype)
+        return torch.tensor([len(p) for p in prompts], dtype=torch.long,
+                            device=self.device), hidden
 
     def check_room(self, needed: int) -> None:
         if needed > self.max_len:
@@ -257,16 +263,20 @@ class FastVerifier:
         self.eos_token_ids = frozenset(eos_token_ids if eos_token_ids is not None
                                        else _eos_ids(model))
         self.n = None
+        self.features = None
+        """Final hidden states of the last ``start`` or ``score`` ([B, k, E]), which a feature
+        draft reads; a graph buffer, valid until the next ``score``."""
 
     def start(self, prompts) -> None:
-        self.n = self.lm.prefill([list(p[:-1]) for p in prompts])
+        self.n, self.features = self.lm.prefill([list(p[:-1]) for p in prompts])
         self.room = _Room(self.lm, self.n)
 
     def score(self, tokens, lengths):
         k = tokens.shape[1]
         self.room.ensure(self.n, k)
         self._k = k
-        return self.lm.run(tokens, self.n).clone()
+        self.features, logits = self.lm.run(tokens, self.n)
+        return logits.clone()
 
     def keep(self, lengths) -> None:
         self.n = self.n + lengths.to(self.n.device)
@@ -290,7 +300,7 @@ class FastDraft:
     def start(self, prompts) -> None:
         import torch
 
-        self.n = self.lm.prefill([list(p[:-1]) for p in prompts])
+        self.n, _ = self.lm.prefill([list(p[:-1]) for p in prompts])
         batch = len(prompts)
         self.pending = torch.zeros(batch, 2, dtype=torch.long, device=self.lm.device)
         self.pending[:, 0] = torch.tensor([p[-1] for p in prompts], device=self.lm.device)
@@ -300,29 +310,19 @@ class FastDraft:
         self._proposed = None
 
     def propose(self, gamma: int, sampling, generator) -> Proposal:
-        import torch
-
-        from thrifty.speculative.sampling import sample, warp
-
         self.room.ensure(self.n, gamma + 2)
-        logits = self.lm.run(self.pending, self.n)
+        _, logits = self.lm.run(self.pending, self.n)
         last = logits[self.rows, self.plen - 1]
         cur = self.n + self.plen
-        tokens, qs = [], []
+        chooser = _Chooser(sampling, generator)
         for i in range(gamma):
             if i:
-                last = self.lm.run(tokens[-1][:, None], cur)[:, 0]
+                last = self.lm.run(chooser.tokens[-1][:, None], cur)[1][:, 0]
                 cur = cur + 1
-            if sampling.greedy:
-                tokens.append(last.argmax(-1))
-            else:
-                q = warp(last, sampling)
-                qs.append(q)
-                tokens.append(sample(q, generator))
-        self._proposed = torch.stack(tokens, 1)
+            chooser.choose(last)
+        self._proposed = chooser.proposal()
         self.room.grow(gamma + 2)
-        return Proposal(self._proposed, torch.full_like(self.n, gamma),
-                        torch.stack(qs, 1) if qs else None)
+        return Proposal(self._proposed, *chooser.rest(self.n, gamma))
 
     def commit(self, accepted, next_tokens) -> None:
         import torch
@@ -346,6 +346,134 @@ class FastDraft:
                                     torch.where(whole, next_tokens, 0)], 1)
         self.plen = 1 + whole.long()
         self._proposed = None
+
+
+class FastFeatureDraft:
+    """A feature draft (:mod:`thrifty_hf.drafts`; EAGLE-style) over :class:`StaticLM`.
+
+    Draft position j is fed (token x_j, verifier feature f_{j-1}) and predicts f_j, hence
+    x_{j+1}. A position can be cached for good only once the verifier has scored the token
+    before it, so after each verification the draft's *pending* positions are the kept tokens
+    and the correction, paired with the verifier's features of the tokens before them (all
+    known now); the next proposal feeds them in one ragged step, then γ - 1 single steps that
+    feed the draft's own predicted features. The engine hands over the verifier's features by
+    :meth:`observe` before :meth:`start` and before every :meth:`commit`.
+    """
+
+    def __init__(self, model, *, name: str = "hf-fast", max_len: int = 1024,
+                 graphs: bool | None = None) -> None:
+        self.lm = StaticLM(model, max_len=max_len, graphs=graphs)
+        if self.lm.p["fc"] is None:
+            raise ConfigError(f"{name} is not a feature draft (its config lacks "
+                              f"thrifty_features); load it with FastDraft")
+        self.name = name
+        self.vocab_size = int(self.lm.p["head"].shape[0])
+        self._seen = None
+
+    def observe(self, features) -> None:
+        """The verifier's final hidden states of its last ``start`` or ``score``."""
+        self._seen = features
+
+    def start(self, prompts) -> None:
+        import torch
+
+        seen = self._need_features()
+        dev, batch = self.lm.device, len(prompts)
+        self.rows = torch.arange(batch, device=dev)
+        # position j reads f_{j-1}; nothing precedes position 0
+        shifted = torch.cat([seen.new_zeros(batch, 1, seen.shape[-1]), seen], 1)
+        self.n, _ = self.lm.prefill([list(p[:-1]) for p in prompts],
+                                    shifted[:, : max(len(p) for p in prompts) - 1])
+        self.pend_tok = torch.tensor([[p[-1]] for p in prompts], device=dev)
+        self.pend_feat = shifted[self.rows, self.n][:, None]
+        self.plen = torch.ones(batch, dtype=torch.long, device=dev)
+        self.room = _Room(self.lm, self.n)
+        self._proposed = None
+
+    def propose(self, gamma: int, sampling, generator) -> Proposal:
+        width = self.pend_tok.shape[1]
+        self.room.ensure(self.n, width + gamma)
+        hidden, logits = self.lm.run(self.pend_tok, self.n, self.pend_feat)
+        at = self.plen - 1
+        feat, last = hidden[self.rows, at], logits[self.rows, at]
+        cur = self.n + self.plen
+        chooser = _Chooser(sampling, generator)
+        for i in range(gamma):
+            if i:
+                hidden, logits = self.lm.run(chooser.tokens[-1][:, None], cur, feat[:, None])
+                feat, last = hidden[:, 0], logits[:, 0]
+                cur = cur + 1
+            chooser.choose(last)
+        self._proposed = chooser.proposal()
+        self.room.grow(width)
+        return Proposal(self._proposed, *chooser.rest(self.n, gamma))
+
+    def commit(self, accepted, next_tokens) -> None:
+        import torch
+
+        seen = self._need_features()
+        accepted = accepted.to(self.n.device)
+        next_tokens = next_tokens.to(self.n.device)
+        if self._proposed is None:
+            # γ = 0 this step: the pending positions were never fed; feed them now
+            self.room.ensure(self.n, self.pend_tok.shape[1])
+            self.lm.run(self.pend_tok, self.n, self.pend_feat)
+            self.room.grow(self.pend_tok.shape[1])
+        self.n = self.n + self.plen
+        # scored: [pending, d_1 .. d_{k-1}] with features f of each; row b kept a_b proposals
+        # and appends its correction, so its new pending tokens are d_1..d_a, c
+        k = seen.shape[1]
+        proposed = self._proposed if self._proposed is not None else next_tokens[:, None][:, :0]
+        tokens = torch.cat([proposed[:, : k - 1], next_tokens[:, None]], 1)
+        col = torch.arange(k, device=self.n.device)
+        self.pend_tok = torch.where(col == accepted[:, None], next_tokens[:, None], tokens)
+        self.pend_feat = seen.clone()
+        self.plen = accepted + 1
+        self._proposed = None
+
+    def _need_features(self):
+        if self._seen is None:
+            raise ConfigError(f"{self.name} is a feature draft: it needs the verifier's hidden "
+                              f"states (SpeculativeDecoder passes them from an 'hf-fast' "
+                              f"verifier through observe())")
+        return self._seen
+
+
+def fast_draft(model, **options):
+    """The fast path for a draft module: :class:`FastFeatureDraft` for a feature draft,
+    :class:`FastDraft` otherwise (``options``: name, max_len, graphs)."""
+    kind = FastFeatureDraft if getattr(model, "fc", None) is not None else FastDraft
+    return kind(model, **options)
+
+
+class _Chooser:
+    """Picks each proposed token from the draft's logits (argmax, or a sample and its q)."""
+
+    def __init__(self, sampling, generator) -> None:
+        self.sampling, self.generator = sampling, generator
+        self.tokens: list = []
+        self.qs: list = []
+
+    def choose(self, logits) -> None:
+        from thrifty.speculative.sampling import sample, warp
+
+        if self.sampling.greedy:
+            self.tokens.append(logits.argmax(-1))
+        else:
+            q = warp(logits, self.sampling)
+            self.qs.append(q)
+            self.tokens.append(sample(q, self.generator))
+
+    def proposal(self):
+        import torch
+
+        return torch.stack(self.tokens, 1)
+
+    def rest(self, n, gamma: int):
+        """The Proposal's ``lengths`` and ``q``."""
+        import torch
+
+        return torch.full_like(n, gamma), torch.stack(self.qs, 1) if self.qs else None
 
 
 def _eos_ids(model) -> set[int]:

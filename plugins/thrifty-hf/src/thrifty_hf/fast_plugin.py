@@ -36,7 +36,7 @@ def make_fast_verifier(model="smollm2-135m", device="auto", dtype="auto", max_le
 def make_fast_draft(verifier, model, device="auto", dtype="auto", max_len=1024, graphs=True):
     from thrifty.errors import IncompatibleModelsError
 
-    from .fast import FastDraft
+    from .fast import fast_draft
     from .loading import load_draft_named
     from .models import resolve_device, resolve_dtype
 
@@ -49,8 +49,8 @@ def make_fast_draft(verifier, model, device="auto", dtype="auto", max_len=1024, 
     dev = emb.device if device == "auto" else resolve_device(device)
     dt = emb.dtype if dtype == "auto" else resolve_dtype(dtype, dev)
     draft = load_draft_named(model, base, device=dev, dtype=dt)
-    return FastDraft(draft, name=f"hf-fast:{model}", max_len=max_len,
-                     graphs=graphs and dev.type == "cuda")
+    return fast_draft(draft, name=f"hf-fast:{model}", max_len=max_len,
+                      graphs=graphs and dev.type == "cuda")
 
 
 @hookimpl

@@ -238,6 +238,11 @@ def make_draft(verifier: Any, model: str, device: str = "auto", dtype: str = "au
         from .drafts import load_draft
 
         net, tok = load_draft(where.path, vmodel, dev, dt), None
+        if net.fc is not None:
+            raise IncompatibleModelsError(
+                f"draft {model!r} is a feature draft: it reads the verifier's hidden states, "
+                f"which only the fast path passes on; use draft 'hf-fast' with verifier "
+                f"'hf-fast' (both run on the CPU too)")
     else:
         net, tok = load_hf(where.path, dev, dt)
     check_compatible(verifier, net, tok, model)

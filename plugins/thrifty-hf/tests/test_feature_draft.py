@@ -1,0 +1,185 @@
+"""Feature drafts (EAGLE-style: they read the verifier's final hidden states) on tiny random
+Llama models, CPU. The fast path runs eagerly here; the GPU replays the same forward."""
+
+import types
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from thrifty.errors import ConfigError, IncompatibleModelsError, ModelFormatError  # noqa: E402
+from thrifty.speculative import SpeculativeDecoder  # noqa: E402
+from thrifty.speculative.record import record, replay  # noqa: E402
+from thrifty.testing.toy import ToyTokenizer, ToyVerifier  # noqa: E402
+from thrifty_hf.distill import evaluate, step_loss  # noqa: E402
+from thrifty_hf.drafts import load_draft, save_draft  # noqa: E402
+from thrifty_hf.fast import FastFeatureDraft, FastVerifier, StaticLM  # noqa: E402
+
+PROMPTS = [[1, 5, 9, 2], [3, 3], [7, 1, 2, 3, 4, 5, 6], [8]]
+
+
+@pytest.fixture(scope="module")
+def verifier(tiny_llama):
+    return tiny_llama()
+
+
+@pytest.fixture(scope="module")
+def texts(verifier):
+    """Text the verifier itself writes (sampled), split 80/20 into training and held-out."""
+    torch.manual_seed(0)
+    starts = torch.randint(0, 40, (80, 2))
+    out = verifier.generate(starts, do_sample=True, max_new_tokens=30, min_new_tokens=30,
+                            temperature=0.7, pad_token_id=0)
+    return out[:64], out[64:]
+
+
+@pytest.fixture(scope="module")
+def trained(verifier, texts, tiny_draft):
+    """A one-layer feature draft after 150 short distillation steps (unroll 2)."""
+    train, held = texts
+    draft = tiny_draft(verifier, 32, features=True).train()
+    for p in draft.parameters():
+        p.data.div_(4.0)  # the default init: trains faster than the sharpened one
+    params = [p for p in draft.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-2)
+    off = torch.autocast("cpu", enabled=False)
+    before = evaluate(draft.eval(), verifier, held, "cpu", off, batches=2)
+    gen = torch.Generator().manual_seed(0)
+    draft.train()
+    for _ in range(150):
+        ids = train[torch.randint(0, len(train), (16,), generator=gen)]
+        loss = step_loss(draft, verifier, ids, off, unroll=2)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    draft.eval()
+    return draft, before, evaluate(draft, verifier, held, "cpu", off, batches=2)
+
+
+def fast(model, **kw):
+    return FastVerifier(model, ToyTokenizer(), max_len=128, graphs=False, eos_token_ids=(), **kw)
+
+
+def test_static_forward_with_features_matches_the_hf_forward(verifier, tiny_draft):
+    draft = tiny_draft(verifier, 32, depth=2, features=True)
+    lm = StaticLM(draft, max_len=32, graphs=False)
+    torch.manual_seed(3)
+    feats = torch.randn(2, 5, 32)
+    n, _ = lm.prefill([[3, 4, 5], [6]], feats[:, :3])
+    hidden, out = lm.forward(torch.tensor([[9, 10], [11, 12]]), n,
+                             torch.stack([feats[0, 3:5], feats[1, 1:3]]))
+    for b, (seq, f) in enumerate([([3, 4, 5, 9, 10], feats[0]),
+                                  ([6, 11, 12], feats[1, [0, 1, 2]])]):
+        ref_h, _ = draft.hidden(torch.tensor([seq]), f[None], use_cache=False)
+        ref = draft(input_ids=torch.tensor([seq]), features=f[None]).logits[0]
+        assert torch.allclose(out[b], ref[-2:], atol=1e-4)
+        assert torch.allclose(hidden[b], ref_h[0, -2:], atol=1e-4)
+
+
+def test_distillation_teaches_the_draft_to_agree_with_the_verifier(trained):
+    _, before, after = trained
+    assert after["heldout_top1"] > before["heldout_top1"] + 0.3
+    assert after["heldout_top1"] >= 0.6
+    # reading its own features is harder than reading the verifier's, but far from chance
+    assert 0.3 <= after["heldout_top1_own"] <= after["heldout_top1"] + 0.05
+
+
+@pytest.mark.parametrize("gamma", [1, 3, 5])
+def test_speculative_with_a_feature_draft_equals_greedy(verifier, trained, gamma):
+    draft = FastFeatureDraft(trained[0], max_len=128, graphs=False)
+    spec = SpeculativeDecoder(fast(verifier), draft, gamma).generate(PROMPTS, max_new_tokens=20)
+    for prompt, got in zip(PROMPTS, spec.token_ids):
+        ref = verifier.generate(torch.tensor([prompt]), max_new_tokens=20, do_sample=False,
+                                min_new_tokens=20)
+        assert got == ref[0, len(prompt):].tolist()
+    m = spec.metrics
+    assert m.target_passes < 20  # the draft was right often enough to save passes
+    assert sum(m.accepted_at) > 0
+
+
+class Cycle:
+    """A lookahead policy that walks a fixed list of γ, 0 included."""
+
+    def __init__(self, gammas):
+        self.gammas, self.i = gammas, 0
+
+    def gamma(self):
+        self.i += 1
+        return self.gammas[(self.i - 1) % len(self.gammas)]
+
+    def observe(self, proposed, accepted):
+        pass
+
+
+def test_changing_lookahead_and_skipped_drafting_keep_output_exact(verifier, trained):
+    draft = FastFeatureDraft(trained[0], max_len=128, graphs=False)
+    target = SpeculativeDecoder(fast(verifier)).generate(PROMPTS, max_new_tokens=24).token_ids
+    got = SpeculativeDecoder(fast(verifier), draft, Cycle([2, 0, 4, 1, 0, 0, 3])).generate(
+        PROMPTS, max_new_tokens=24).token_ids
+    assert got == target
+
+
+def test_replayed_acceptance_equals_live_acceptance(verifier, trained):
+    """Replay feeds the draft the verifier's features of the recorded text; the live engine
+    feeds them after each pass. Both must give the draft the same view, hence the same TAR."""
+    v = fast(verifier)
+    draft = FastFeatureDraft(trained[0], max_len=128, graphs=False)
+    rec = record(v, PROMPTS, max_new_tokens=16, horizon=4)
+    acc = replay(rec, draft, batch=4, verifier=v)
+    tars = []
+    for gamma in range(1, 5):
+        live = [SpeculativeDecoder(v, draft, gamma).generate([p], max_new_tokens=16).metrics
+                for p in PROMPTS]
+        live_tar = sum(m.emitted for m in live) / sum(m.row_steps for m in live)
+        assert acc.tar(gamma) == pytest.approx(live_tar, abs=1e-12)
+        tars.append(live_tar)
+    assert len(set(tars)) > 1
+    with pytest.raises(ConfigError, match="pass the verifier"):
+        replay(rec, draft, batch=4)
+
+
+def test_sampled_proposals_come_with_their_distribution(verifier, trained):
+    from thrifty.speculative import Sampling
+
+    draft = FastFeatureDraft(trained[0], max_len=128, graphs=False)
+    v = fast(verifier)
+    v.start(PROMPTS)
+    draft.observe(v.features)
+    draft.start(PROMPTS)
+    prop = draft.propose(3, Sampling(temperature=0.8), torch.Generator().manual_seed(0))
+    assert prop.q.shape == (4, 3, 40)
+    assert torch.allclose(prop.q.sum(-1), torch.ones(4, 3), atol=1e-5)
+    picked = prop.q.gather(-1, prop.tokens[..., None])
+    assert (picked > 0).all()
+
+
+def test_feature_draft_round_trips_through_the_draft_format(verifier, trained, tmp_path):
+    draft = trained[0]
+    save_draft(draft, tmp_path / "d", verifier={"name": "tiny"},
+               architecture={"features": True}, command="test", training={})
+    loaded = load_draft(tmp_path / "d", verifier, dtype=torch.float32)
+    assert loaded.fc is not None
+    ids, feats = torch.tensor([[1, 2, 3]]), torch.randn(1, 3, 32)
+    want = draft(input_ids=ids, features=feats).logits
+    assert torch.allclose(loaded(input_ids=ids, features=feats).logits, want, atol=5e-2)
+
+
+def test_misuse_is_a_clear_error(verifier, trained, tmp_path, tiny_draft):
+    draft = FastFeatureDraft(trained[0], max_len=128, graphs=False)
+    with pytest.raises(IncompatibleModelsError, match="hf-fast"):
+        SpeculativeDecoder(ToyVerifier(vocab=40), draft, 3)
+    with pytest.raises(ModelFormatError, match="hf-fast"):
+        trained[0](input_ids=torch.tensor([[1, 2]]))
+    with pytest.raises(ConfigError, match="not a feature draft"):
+        FastFeatureDraft(tiny_draft(verifier, 32), graphs=False)
+    with pytest.raises(ConfigError, match="observe"):
+        FastFeatureDraft(trained[0], graphs=False).start(PROMPTS)
+    from thrifty_hf.models import make_draft
+
+    save_draft(trained[0], tmp_path / "d", verifier={"name": "tiny"},
+               architecture={"features": True}, command="test", training={})
+    host = types.SimpleNamespace(model=verifier, device=torch.device("cpu"), name="tiny",
+                                 vocab_size=40, tokenizer=ToyTokenizer())
+    with pytest.raises(IncompatibleModelsError, match="hf-fast"):
+        make_draft(host, str(tmp_path / "d"))
