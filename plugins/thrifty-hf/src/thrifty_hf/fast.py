@@ -116,6 +116,8 @@ class StaticLM:
                  self.p["head_dim"])
         self.k_cache = torch.zeros(shape, device=self.device, dtype=self.dtype)
         self.v_cache = torch.zeros(shape, device=self.device, dtype=self.dtype)
+        # row indices live as long as the graphs that read them (a graph holds addresses)
+        self.rows = torch.arange(batch, device=self.device)
         self.batch = batch
 
     # -- the forward ---------------------------------------------------------------------------
@@ -173,15 +175,20 @@ class StaticLM:
         return h, F.linear(h, p["head"]).float() if logits else None
 
     def run(self, tokens, n, features=None):
-        """``forward`` through the CUDA graph of this shape (captured on first use). The
-        outputs are the graph's own buffers: valid until the next replay of the same shape."""
-        if not self.graphs_on:
-            return self.forward(tokens, n, features)
+        """``forward`` through the CUDA graph of this shape (captured on first use)."""
         inputs = (tokens, n) if features is None else (tokens, n, features)
-        key = tuple(tuple(t.shape) for t in inputs)
+        return self.replay(("step",) + tuple(tuple(t.shape) for t in inputs), self.forward,
+                           inputs)
+
+    def replay(self, key, fn, inputs):
+        """``fn(*inputs)``, a function of tensors that runs this model over its cache, as the
+        CUDA graph stored under ``key`` (captured on first use; eager without graphs). The
+        outputs are the graph's own buffers: valid until its next replay."""
+        if not self.graphs_on:
+            return fn(*inputs)
         entry = self._graphs.get(key)
         if entry is None:
-            entry = self._capture(inputs)
+            entry = self._capture(fn, inputs)
             self._graphs[key] = entry
         graph, static, out = entry
         for dst, src in zip(static, inputs):
@@ -189,7 +196,7 @@ class StaticLM:
         graph.replay()
         return out
 
-    def _capture(self, inputs):
+    def _capture(self, fn, inputs):
         import torch
 
         static = tuple(t.clone() for t in inputs)
@@ -197,13 +204,13 @@ class StaticLM:
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             for _ in range(2):  # warm-up: writes the same slots the real step will rewrite
-                self.forward(*static)
+                fn(*static)
         torch.cuda.current_stream(self.device).wait_stream(side)
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self._pool):
-            out = self.forward(*static)
+            out = fn(*static)
         return graph, static, out
 
     def prefill(self, prompts: Sequence[Sequence[int]], features=None):
@@ -283,8 +290,60 @@ class FastVerifier:
         self.room.grow(self._k)
 
 
-class FastDraft:
-    """The DraftModel protocol over :class:`StaticLM`: γ graph replays per proposal.
+class _Proposer:
+    """The proposal loop of both fast drafts.
+
+    Greedy proposals are one function of tensors (pending tokens, counts, features), so on
+    CUDA a whole proposal of γ tokens is one graph replay: a one-layer draft's step costs a few
+    microseconds of GPU time, and launching each step (and its argmax) from Python cost several
+    times more. Sampled proposals draw from a ``torch.Generator`` step by step.
+    """
+
+    def _propose(self, tokens, feats, gamma: int, sampling, generator) -> Proposal:
+        import torch
+
+        lengths = torch.full_like(self.n, gamma)
+        if sampling.greedy:
+            inputs = (tokens, self.n, self.plen) + (() if feats is None else (feats,))
+            key = ("greedy", gamma) + tuple(tuple(t.shape) for t in inputs)
+            chain = self.lm.replay(key, lambda *x: self._greedy(gamma, *x), inputs)
+            return Proposal(chain.clone(), lengths)
+        chooser = _Chooser(sampling, generator)
+        _walk(self.lm.run, self.lm.rows, tokens, self.n, self.plen, feats, gamma, chooser.choose)
+        return Proposal(torch.stack(chooser.tokens, 1), lengths, torch.stack(chooser.qs, 1))
+
+    def _greedy(self, gamma: int, tokens, n, plen, feats=None):
+        import torch
+
+        picked: list = []
+
+        def argmax(logits):
+            picked.append(logits.argmax(-1))
+            return picked[-1]
+
+        _walk(self.lm.forward, self.lm.rows, tokens, n, plen, feats, gamma, argmax)
+        return torch.stack(picked, 1)
+
+
+def _walk(step, rows, tokens, n, plen, feats, gamma: int, choose) -> None:
+    """γ draft steps: one ragged step over each row's ``plen`` pending tokens (at slots
+    ``n..``), then γ - 1 single steps on the token just chosen; a feature draft (``feats``
+    given) is fed back its own predicted feature. ``step(tokens, n, feats)`` returns
+    (hidden, logits); ``choose(logits)`` returns the tokens it picked."""
+    hidden, logits = step(tokens, n, feats)
+    at = plen - 1
+    feat, last = hidden[rows, at], logits[rows, at]
+    cur = n + plen
+    for i in range(gamma):
+        if i:
+            hidden, logits = step(token[:, None], cur, None if feats is None else feat[:, None])
+            feat, last = hidden[:, 0], logits[:, 0]
+            cur = cur + 1
+        token = choose(last)
+
+
+class FastDraft(_Proposer):
+    """The DraftModel protocol over :class:`StaticLM`.
 
     Row b's cache holds its committed tokens but its ``plen[b]`` pending ones (1, or 2 when the
     last proposal was accepted whole: its final token was never fed), which the first step of
@@ -305,24 +364,15 @@ class FastDraft:
         self.pending = torch.zeros(batch, 2, dtype=torch.long, device=self.lm.device)
         self.pending[:, 0] = torch.tensor([p[-1] for p in prompts], device=self.lm.device)
         self.plen = torch.ones(batch, dtype=torch.long, device=self.lm.device)
-        self.rows = torch.arange(batch, device=self.lm.device)
         self.room = _Room(self.lm, self.n)
         self._proposed = None
 
     def propose(self, gamma: int, sampling, generator) -> Proposal:
         self.room.ensure(self.n, gamma + 2)
-        _, logits = self.lm.run(self.pending, self.n)
-        last = logits[self.rows, self.plen - 1]
-        cur = self.n + self.plen
-        chooser = _Chooser(sampling, generator)
-        for i in range(gamma):
-            if i:
-                last = self.lm.run(chooser.tokens[-1][:, None], cur)[1][:, 0]
-                cur = cur + 1
-            chooser.choose(last)
-        self._proposed = chooser.proposal()
+        proposal = self._propose(self.pending, None, gamma, sampling, generator)
         self.room.grow(gamma + 2)
-        return Proposal(self._proposed, *chooser.rest(self.n, gamma))
+        self._proposed = proposal.tokens
+        return proposal
 
     def commit(self, accepted, next_tokens) -> None:
         import torch
@@ -348,7 +398,7 @@ class FastDraft:
         self._proposed = None
 
 
-class FastFeatureDraft:
+class FastFeatureDraft(_Proposer):
     """A feature draft (:mod:`thrifty_hf.drafts`; EAGLE-style) over :class:`StaticLM`.
 
     Draft position j is fed (token x_j, verifier feature f_{j-1}) and predicts f_j, hence
@@ -379,13 +429,12 @@ class FastFeatureDraft:
 
         seen = self._need_features()
         dev, batch = self.lm.device, len(prompts)
-        self.rows = torch.arange(batch, device=dev)
         # position j reads f_{j-1}; nothing precedes position 0
         shifted = torch.cat([seen.new_zeros(batch, 1, seen.shape[-1]), seen], 1)
         self.n, _ = self.lm.prefill([list(p[:-1]) for p in prompts],
                                     shifted[:, : max(len(p) for p in prompts) - 1])
         self.pend_tok = torch.tensor([[p[-1]] for p in prompts], device=dev)
-        self.pend_feat = shifted[self.rows, self.n][:, None]
+        self.pend_feat = shifted[self.lm.rows, self.n][:, None]
         self.plen = torch.ones(batch, dtype=torch.long, device=dev)
         self.room = _Room(self.lm, self.n)
         self._proposed = None
@@ -393,20 +442,10 @@ class FastFeatureDraft:
     def propose(self, gamma: int, sampling, generator) -> Proposal:
         width = self.pend_tok.shape[1]
         self.room.ensure(self.n, width + gamma)
-        hidden, logits = self.lm.run(self.pend_tok, self.n, self.pend_feat)
-        at = self.plen - 1
-        feat, last = hidden[self.rows, at], logits[self.rows, at]
-        cur = self.n + self.plen
-        chooser = _Chooser(sampling, generator)
-        for i in range(gamma):
-            if i:
-                hidden, logits = self.lm.run(chooser.tokens[-1][:, None], cur, feat[:, None])
-                feat, last = hidden[:, 0], logits[:, 0]
-                cur = cur + 1
-            chooser.choose(last)
-        self._proposed = chooser.proposal()
+        proposal = self._propose(self.pend_tok, self.pend_feat, gamma, sampling, generator)
         self.room.grow(width)
-        return Proposal(self._proposed, *chooser.rest(self.n, gamma))
+        self._proposed = proposal.tokens
+        return proposal
 
     def commit(self, accepted, next_tokens) -> None:
         import torch
@@ -447,33 +486,20 @@ def fast_draft(model, **options):
 
 
 class _Chooser:
-    """Picks each proposed token from the draft's logits (argmax, or a sample and its q)."""
+    """Samples each proposed token from the draft's warped logits and keeps its q."""
 
     def __init__(self, sampling, generator) -> None:
         self.sampling, self.generator = sampling, generator
         self.tokens: list = []
         self.qs: list = []
 
-    def choose(self, logits) -> None:
+    def choose(self, logits):
         from thrifty.speculative.sampling import sample, warp
 
-        if self.sampling.greedy:
-            self.tokens.append(logits.argmax(-1))
-        else:
-            q = warp(logits, self.sampling)
-            self.qs.append(q)
-            self.tokens.append(sample(q, self.generator))
-
-    def proposal(self):
-        import torch
-
-        return torch.stack(self.tokens, 1)
-
-    def rest(self, n, gamma: int):
-        """The Proposal's ``lengths`` and ``q``."""
-        import torch
-
-        return torch.full_like(n, gamma), torch.stack(self.qs, 1) if self.qs else None
+        q = warp(logits, self.sampling)
+        self.qs.append(q)
+        self.tokens.append(sample(q, self.generator))
+        return self.tokens[-1]
 
 
 def _eos_ids(model) -> set[int]:
