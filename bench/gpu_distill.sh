@@ -1,26 +1,37 @@
 #!/usr/bin/env bash
 # The commands that trained the shipped SmolLM2-135M drafts on one GPU (H100, 2026-11-26; see
 # docs/benchmarks/gpu_speed.md). A one-step run builds the corpus cache (standard-library code +
-# the verifier's own sampled answers to 2,400 built-in chat prompts); then every draft, the
-# deep-and-narrow comparison draft and the PairConnect draft train at once for the same wall
-# time (one small distillation does not fill an H100). The learning rate anneals by time.
-# Usage: bench/gpu_distill.sh OUT_DIR [SECONDS_PER_DRAFT]
+# the verifier's own sampled answers to 2,400 built-in chat prompts); then the drafts of one
+# round train at once for the same wall time (one small distillation does not fill an H100).
+# The learning rate anneals by time.
+#   round 1 (second session, 290 s each): l1, l2, wide, the 8x256 narrow comparison draft and
+#           the PairConnect draft;
+#   round 2 (third session, 419 s each): the feature draft, the 4-layer draft (fresh layers,
+#           MLP 768: it fits the 64 MB budget beside the feature draft) and narrow again.
+# Usage: bench/gpu_distill.sh OUT_DIR [SECONDS_PER_DRAFT] [ROUND]
 set -euo pipefail
 out=${1:?output folder}
 secs=${2:-290}
+round=${3:-1}
 thrifty distill --out "$out/scratch" --depth 1 --steps 1 --corpus-cache "$out/corpus.pt" \
     --code-tokens 6000000 --self-generate 2400 --gen-batch 400 --seq-len 512 --quiet
 common=(--verifier smollm2-135m --corpus-cache "$out/corpus.pt" --steps 20000
         --max-seconds "$secs" --batch 16 --seq-len 512 --quiet)
-thrifty distill --out "$out/smollm2-draft-l1" --depth 1 --init select "${common[@]}" &
-thrifty distill --out "$out/smollm2-draft-l2" --depth 2 --init select "${common[@]}" &
-thrifty distill --out "$out/smollm2-draft-l4" --depth 4 --init select "${common[@]}" &
-thrifty distill --out "$out/smollm2-draft-wide" --depth 1 --width 1152 --kv-heads 3 \
-    --intermediate-size 768 --init fresh "${common[@]}" &
 thrifty distill --out "$out/smollm2-draft-narrow" --depth 8 --width 256 --init fresh \
     "${common[@]}" &
-thrifty distill-pairconnect --verifier hf --model smollm2-135m --verifier-option device=cuda \
-    --verifier-option dtype=bfloat16 --device cuda --corpus shakespeare --corpus stdlib \
-    --steps 20000 --max-seconds "$secs" --batch 32 --seq-len 128 --lr 3e-3 \
-    --out "$out/pairconnect-smollm2.safetensors" &
+if [ "$round" = 1 ]; then
+  thrifty distill --out "$out/smollm2-draft-l1" --depth 1 --init select "${common[@]}" &
+  thrifty distill --out "$out/smollm2-draft-l2" --depth 2 --init select "${common[@]}" &
+  thrifty distill --out "$out/smollm2-draft-wide" --depth 1 --width 1152 --kv-heads 3 \
+      --intermediate-size 768 --init fresh "${common[@]}" &
+  thrifty distill-pairconnect --verifier hf --model smollm2-135m --verifier-option device=cuda \
+      --verifier-option dtype=bfloat16 --device cuda --corpus shakespeare --corpus stdlib \
+      --steps 20000 --max-seconds "$secs" --batch 32 --seq-len 128 --lr 3e-3 \
+      --out "$out/pairconnect-smollm2.safetensors" &
+else
+  thrifty distill --out "$out/smollm2-draft-feat" --depth 1 --init fresh --features \
+      "${common[@]}" &
+  thrifty distill --out "$out/smollm2-draft-l4" --depth 4 --init fresh --intermediate-size 768 \
+      "${common[@]}" &
+fi
 wait

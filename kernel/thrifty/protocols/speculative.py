@@ -109,3 +109,10 @@ class FeatureDraft(DraftModel, Protocol):
 
     def observe(self, features: Any) -> None:
         """The verifier's ``features`` of its last ``start`` or ``score``."""
+
+
+def reads_features(draft: Any) -> bool:
+    """Whether ``draft`` is a :class:`FeatureDraft`. Looked up as an attribute rather than by
+    ``isinstance``: since Python 3.12 protocol checks read attributes statically, so a proxy
+    that forwards attributes (a timing wrapper, say) would not pass for the draft it wraps."""
+    return callable(getattr(draft, "observe", None))

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import attrs
 
 from ..errors import ConfigError, IncompatibleModelsError
-from ..protocols import DraftModel, FeatureDraft, Verifier
+from ..protocols import DraftModel, Verifier, reads_features
 from .acceptance import accept
 from .metrics import Metrics
 from .policy import FixedLookahead, LookaheadPolicy
@@ -59,7 +59,7 @@ class SpeculativeDecoder:
                 f"{verifier.name!r} has {verifier.vocab_size}; a draft must share the verifier's "
                 f"tokenizer (distil one with `thrifty distill`)"
             )
-        self.feeds = isinstance(draft, FeatureDraft)
+        self.feeds = reads_features(draft)
         if self.feeds and not hasattr(verifier, "features"):
             raise IncompatibleModelsError(
                 f"draft {draft.name!r} reads the verifier's hidden states, but verifier "

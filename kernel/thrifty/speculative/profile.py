@@ -140,10 +140,10 @@ def draft_latency(draft, prompts: Sequence[Sequence[int]], batch: int, gammas: S
     (latency depends on shapes only)."""
     import torch
 
-    from ..protocols import FeatureDraft
+    from ..protocols import reads_features
 
     rows = _batch_rows(prompts, batch)
-    feeds = isinstance(draft, FeatureDraft)
+    feeds = reads_features(draft)
     if feeds:
         if verifier is None:
             raise ConfigError(f"{draft.name} reads the verifier's hidden states; pass the "

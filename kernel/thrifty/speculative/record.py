@@ -118,10 +118,10 @@ def replay(recording: Recording, draft, gamma_max: int | None = None,
     """
     import torch
 
-    from ..protocols import FeatureDraft
+    from ..protocols import reads_features
     from .sampling import Sampling
 
-    feeds = isinstance(draft, FeatureDraft)
+    feeds = reads_features(draft)
     if feeds and verifier is None:
         raise ConfigError(f"{draft.name} reads the verifier's hidden states; pass the verifier "
                           f"to replay so that it can compute them for the recorded text")

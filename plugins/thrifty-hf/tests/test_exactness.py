@@ -87,3 +87,28 @@ def test_speculative_greedy_equals_target_only(smollm2, prompt_ids, reference, d
     assert passes <= base
     if name == "ngram":
         assert passes < base
+
+
+@pytest.fixture(scope="session")
+def fast_smollm2(smollm2):
+    """The fast path's verifier (static cache, eager on the CPU) on the same weights."""
+    from thrifty_hf.fast import FastVerifier
+
+    return FastVerifier(smollm2.model, smollm2.tokenizer, max_len=256, graphs=False)
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_shipped_feature_draft_equals_target_only(smollm2, fast_smollm2, prompt_ids, reference,
+                                                   batch):
+    """The fast-path verifier reproduces the `hf` verifier's greedy output, and speculative
+    decoding with the shipped feature draft (which reads the verifier's hidden states)
+    reproduces it too, while saving target passes."""
+    from thrifty_hf.fast import FastFeatureDraft
+    from thrifty_hf.loading import load_draft_named
+
+    net = load_draft_named("smollm2-draft-feat", smollm2.model)
+    draft = FastFeatureDraft(net, max_len=256, graphs=False)
+    outputs, passes, accepted = _decode(fast_smollm2, draft, prompt_ids, batch)
+    assert outputs == reference
+    base = sum(max(map(len, chunk)) for chunk in _batches(reference, batch))
+    assert passes < base

@@ -183,3 +183,16 @@ def test_misuse_is_a_clear_error(verifier, trained, tmp_path, tiny_draft):
                                  vocab_size=40, tokenizer=ToyTokenizer())
     with pytest.raises(IncompatibleModelsError, match="hf-fast"):
         make_draft(host, str(tmp_path / "d"))
+
+
+def test_profiling_feeds_a_feature_draft_through_the_timing_proxy(verifier, trained):
+    """measure() wraps models in a proxy that forwards attributes; the engine must still see a
+    feature draft (Python 3.12 protocol checks do not look through such proxies)."""
+    from thrifty.speculative.profile import draft_latency, measure
+
+    v = fast(verifier)
+    draft = FastFeatureDraft(trained[0], max_len=128, graphs=False)
+    m = measure(v, draft, 2, 2, PROMPTS, max_new_tokens=8, repeats=1)
+    assert m.tar > 1.0
+    ms = draft_latency(draft, PROMPTS, 2, [1, 3], v.device, repeats=1, warmup=0, verifier=v)
+    assert set(ms) == {1, 3} and all(t > 0 for t in ms.values())
