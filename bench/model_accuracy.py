@@ -53,6 +53,9 @@ def main(argv=None) -> int:
     p.add_argument("--summarize", nargs="+", metavar="JSON",
                    help="only combine the cells of earlier --json files (e.g. one per batch size, "
                         "to keep each run short) and print the tables")
+    p.add_argument("--profiles", nargs="+", metavar="PROFILE",
+                   help="with --summarize: predict each file's cells again from its saved "
+                        "profile (one per file) with the current model")
     args = p.parse_args(argv)
     if args.threads:
         import torch
@@ -60,6 +63,11 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     if args.summarize:
         runs = [json.loads(Path(f).read_text()) for f in args.summarize]
+        if args.profiles:
+            if len(args.profiles) != len(runs):
+                p.error("--profiles takes one profile per --summarize file, in the same order")
+            for run, path in zip(runs, args.profiles):
+                _repredict(run["cells"], path)
         cells = [c for r in runs for c in r["cells"]]
         batches = sorted({c["batch"] for c in cells})
         drafts = sorted({c["draft"] for c in cells if c["draft"]})
@@ -112,6 +120,20 @@ def main(argv=None) -> int:
                   "meta": prof.meta | {"verifier": prof.verifier}}
         Path(args.json).write_text(json.dumps(record, indent=1))
     return 0
+
+
+def _repredict(cells, profile_path) -> None:
+    """Predict ``cells`` again from their saved profile with the current model (the
+    measurements stay as they were)."""
+    from thrifty.speculative.profile import Profile
+    from thrifty.speculative.throughput import ThroughputModel
+
+    model = ThroughputModel(Profile.load(profile_path))
+    for c in cells:
+        pred = model.predict(c["draft"], c["gamma"], c["batch"])
+        c.update(predicted=pred.throughput, tar_model=pred.tar,
+                 error=(pred.throughput - c["measured"]) / c["measured"],
+                 pred_ms=[pred.draft_ms, pred.verify_ms, pred.overhead_ms])
 
 
 def _cell(draft, gamma, batch, pred, m) -> dict:

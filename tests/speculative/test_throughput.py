@@ -43,13 +43,21 @@ def test_batch_tar_counts_the_slowest_row_of_each_batch():
 
 def test_verifier_cost_follows_the_widths_the_engine_scores():
     cost = {1: 10.0, 2: 12.0, 3: 14.0, 4: 16.0, 5: 18.0}.__getitem__
-    assert mean_verify_ms([[4] * 6], 3, 1, cost) == pytest.approx(cost(4))  # always full
-    assert mean_verify_ms([[0] * 6], 3, 1, cost) == pytest.approx(cost(1))  # never a match
+    def none(rows):  # nothing accepted: every position is visited
+        return [[0] * len(r) for r in rows]
+
+    def priced(proposed, gamma, batch, matches=None):
+        return mean_verify_ms(matches or none(proposed), proposed, gamma, batch, 100, cost)
+
+    assert priced([[4] * 6], 3, 1) == pytest.approx(cost(4))  # always full
+    assert priced([[0] * 6], 3, 1) == pytest.approx(cost(1))  # never a match
     # half the positions propose 2, half nothing: widths 3 and 1
-    assert mean_verify_ms([[2, 0] * 3], 4, 1, cost) == pytest.approx((14.0 + 10.0) / 2)
+    assert priced([[2, 0] * 3], 4, 1) == pytest.approx((14.0 + 10.0) / 2)
     # in a batch, each pass scores the longest proposal among its rows
-    assert mean_verify_ms([[2, 0, 0], [0, 0, 1]], 4, 2, cost) == pytest.approx(
-        (14.0 + 10.0 + 12.0) / 3)
+    assert priced([[2, 0, 0], [0, 0, 1]], 4, 2) == pytest.approx((14.0 + 10.0 + 12.0) / 3)
+    # accepted proposals skip positions: the first pass keeps 3 and jumps to position 4, so
+    # the long proposals at positions 1 and 2 are never scored (widths 3, 0, 0, not 3x3, 3x0)
+    assert priced([[4, 4, 4, 0, 0, 0]], 3, 1, [[3, 0, 0, 0, 0, 0]]) == pytest.approx(12.0)
     # without recorded proposal lengths (older profiles) a pass costs γ + 1 tokens
     model_full = ThroughputModel(_profile())
     assert model_full.predict("d", 2, 1).verify_ms == pytest.approx(model_full.verify_ms(3, 1))

@@ -122,20 +122,31 @@ def batch_tar(rows: Sequence[Sequence[int]], gamma: int, batch: int,
     return tokens / passes if passes else 0.0
 
 
-def mean_verify_ms(proposed: Sequence[Sequence[int]], gamma: int, batch: int,
+def mean_verify_ms(matches: Sequence[Sequence[int]], proposed: Sequence[Sequence[int]],
+                   gamma: int, batch: int, max_new_tokens: int,
                    cost: Callable[[int], float]) -> float:
     """Mean verifier cost per pass when the engine scores only the longest real proposal.
 
-    At each output position of a batch (see :func:`batched`) the verifier scores 1 + max over
-    its rows of min(proposed, γ) tokens; ``cost(k)`` is the latency of scoring k. A draft that
-    always proposes γ costs ``cost(γ + 1)``; a lookup draft that often finds nothing costs
-    less, which matters wherever a pass's cost grows with its width (CPUs)."""
-    rows = batched(proposed, batch)
+    Walks each batch (see :func:`batched`) as live decoding does: a row visits only the output
+    positions its accepted proposals lead to (``matches``, as in :func:`walk`), and each pass
+    scores 1 + max over its running rows of min(proposed, γ) tokens; ``cost(k)`` is the latency
+    of scoring k. A draft that always proposes γ costs ``cost(γ + 1)``; a lookup draft that often
+    finds nothing costs less, which matters wherever a pass's cost grows with its width (CPUs).
+    Averaging over every position instead would over-weight long proposals: inside a repeated
+    span a lookup draft proposes far, and live decoding skips most of those positions."""
+    rows = batched(list(zip(matches, proposed)), batch)
     widths: Counter[int] = Counter()
     for i in range(0, len(rows), batch):
         group = rows[i:i + batch]
-        for t in range(max(map(len, group), default=0)):
-            widths[max((min(r[t], gamma) for r in group if t < len(r)), default=0)] += 1
+        ends = [min(max_new_tokens, len(m)) for m, _ in group]
+        pos = [0] * len(group)
+        while True:
+            live = [b for b, (t, end) in enumerate(zip(pos, ends)) if t < end]
+            if not live:
+                break
+            widths[max(min(group[b][1][pos[b]], gamma) for b in live)] += 1
+            for b in live:
+                pos[b] += min(group[b][0][pos[b]], gamma) + 1
     passes = sum(widths.values())
     if not passes:
         return cost(gamma + 1)
@@ -352,7 +363,7 @@ class ThroughputModel:
         acc = None if draft is None or gamma == 0 or draft in self.hypotheticals \
             else self._draft(draft).acceptance
         if acc is not None and acc.proposed and gamma <= acc.gamma_max and not self.sampled:
-            return mean_verify_ms(acc.proposed, gamma, batch,
+            return mean_verify_ms(acc.rows, acc.proposed, gamma, batch, acc.max_new_tokens,
                                   lambda k: self.verify_ms(k, batch))
         return self.verify_ms(gamma + 1, batch)
 
