@@ -13,7 +13,9 @@ slots ``n[b] .. n[b]+k-1`` and every query sees only slots up to its own positio
 The same :class:`StaticLM` runs a verifier (``LlamaForCausalLM``) or a thrifty draft
 (:mod:`thrifty_hf.drafts`), reading the Hugging Face weights (fused copies only for q/k/v and
 gate/up, the rest shared). On the CPU, or with ``graphs=False``, it runs the same forward eagerly,
-which is what the CPU tests check against Hugging Face's own forward.
+which is what the CPU tests check against Hugging Face's own forward. Every forward also returns
+the final hidden states, which the verifier passes on to a feature draft
+(:class:`FastFeatureDraft`); a greedy proposal of γ tokens is captured as one graph.
 """
 
 from __future__ import annotations
