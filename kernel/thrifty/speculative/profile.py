@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping, Sequence
 import attrs
 
 from ..errors import ConfigError, DatasetFormatError
+from ..protocols import reads_features
 from .engine import SpeculativeDecoder
 from .record import Acceptance, record, replay
 from .sampling import Sampling
@@ -139,8 +140,6 @@ def draft_latency(draft, prompts: Sequence[Sequence[int]], batch: int, gammas: S
     feature draft gets its first features from ``verifier``'s prefill and zeros after that
     (latency depends on shapes only)."""
     import torch
-
-    from ..protocols import reads_features
 
     rows = _batch_rows(prompts, batch)
     feeds = reads_features(draft)

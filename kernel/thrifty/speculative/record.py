@@ -16,6 +16,7 @@ from typing import Sequence
 import attrs
 
 from ..errors import ConfigError, DatasetFormatError
+from ..protocols import reads_features
 
 
 @attrs.define
@@ -118,7 +119,6 @@ def replay(recording: Recording, draft, gamma_max: int | None = None,
     """
     import torch
 
-    from ..protocols import reads_features
     from .sampling import Sampling
 
     feeds = reads_features(draft)
