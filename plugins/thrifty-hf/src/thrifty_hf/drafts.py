@@ -22,7 +22,9 @@ verifier's final hidden state, the vector its LM head turns into logits::
 The verifier has already computed f for every token it scored, so the draft starts each
 proposal from the verifier's own view of the text instead of re-deriving it from tokens with a
 layer or two; after its first proposal it feeds its own predicted features back in. That is
-why one layer can agree with 30 far more often than a token-only draft of the same cost. The module is a Hugging Face ``PreTrainedModel`` with the usual causal-LM forward
+why one layer can agree with 30 far more often than a token-only draft of the same cost.
+
+The module is a Hugging Face ``PreTrainedModel`` with the usual causal-LM forward
 (``input_ids, attention_mask, position_ids, past_key_values, use_cache`` -> ``.logits``,
 ``.past_key_values``), so the HF adapter, ``generate`` and transformers' assisted generation can
 all drive it.
@@ -89,10 +91,10 @@ def _build_class():
             inner.vocab_size, inner.pad_token_id = 1, None
             self.model = LlamaModel(inner)
             self.model.embed_tokens = None
-            self.features = bool(getattr(config, "thrifty_features", False))
-            self.fc = nn.Linear(2 * embed, width, bias=False) if self.features else None
+            features = bool(getattr(config, "thrifty_features", False))
+            self.fc = nn.Linear(2 * embed, width, bias=False) if features else None
             self.proj_in = nn.Linear(embed, width, bias=False) \
-                if width != embed and not self.features else None
+                if width != embed and not features else None
             self.proj_out = nn.Linear(width, embed, bias=False) if width != embed else None
             self.embed_tokens = nn.Embedding(1, embed)
             self.lm_head = nn.Linear(embed, 1, bias=False)

@@ -293,13 +293,19 @@ class FastVerifier:
 
 
 class _Proposer:
-    """The proposal loop of both fast drafts.
+    """What both fast drafts share: the draft over a :class:`StaticLM` and its proposal loop.
 
     Greedy proposals are one function of tensors (pending tokens, counts, features), so on
     CUDA a whole proposal of γ tokens is one graph replay: a one-layer draft's step costs a few
     microseconds of GPU time, and launching each step (and its argmax) from Python cost several
     times more. Sampled proposals draw from a ``torch.Generator`` step by step.
     """
+
+    def __init__(self, model, *, name: str = "hf-fast", max_len: int = 1024,
+                 graphs: bool | None = None) -> None:
+        self.lm = StaticLM(model, max_len=max_len, graphs=graphs)
+        self.name = name
+        self.vocab_size = int(self.lm.p["head"].shape[0])
 
     def _propose(self, tokens, feats, gamma: int, sampling, generator) -> Proposal:
         import torch
@@ -351,12 +357,6 @@ class FastDraft(_Proposer):
     last proposal was accepted whole: its final token was never fed), which the first step of
     the next proposal feeds as a ragged 2-column step.
     """
-
-    def __init__(self, model, *, name: str = "hf-fast", max_len: int = 1024,
-                 graphs: bool | None = None) -> None:
-        self.lm = StaticLM(model, max_len=max_len, graphs=graphs)
-        self.name = name
-        self.vocab_size = int(self.lm.p["head"].shape[0])
 
     def start(self, prompts) -> None:
         import torch
@@ -412,14 +412,11 @@ class FastFeatureDraft(_Proposer):
     :meth:`observe` before :meth:`start` and before every :meth:`commit`.
     """
 
-    def __init__(self, model, *, name: str = "hf-fast", max_len: int = 1024,
-                 graphs: bool | None = None) -> None:
-        self.lm = StaticLM(model, max_len=max_len, graphs=graphs)
+    def __init__(self, model, **options) -> None:
+        super().__init__(model, **options)
         if self.lm.p["fc"] is None:
-            raise ConfigError(f"{name} is not a feature draft (its config lacks "
+            raise ConfigError(f"{self.name} is not a feature draft (its config lacks "
                               f"thrifty_features); load it with FastDraft")
-        self.name = name
-        self.vocab_size = int(self.lm.p["head"].shape[0])
         self._seen = None
 
     def observe(self, features) -> None:
