@@ -10,7 +10,9 @@ Subclass in a plugin's tests and override the fixtures::
             return lambda verifier: MyDraft(verifier)
 
 ``verifier`` defaults to :class:`thrifty.testing.toy.ToyVerifier`; override it to run the suite
-against a real model. ``prompts`` gives the token-id prompts (ragged on purpose).
+against a real model (a feature draft, which reads the verifier's hidden states, needs a verifier
+with ``features``: the suite feeds them as the engine does). ``prompts`` gives the token-id
+prompts (ragged on purpose).
 
 The suites check the protocol's shapes and also its meaning: rollback must leave a model in the
 same state as a fresh one that saw only the committed tokens, and speculative greedy output must
@@ -22,7 +24,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ..protocols import DraftModel, Proposal, Verifier
+from ..protocols import DraftModel, Proposal, Verifier, reads_features
 from ..speculative import Sampling, SpeculativeDecoder
 from .toy import ToyVerifier
 
@@ -113,6 +115,27 @@ class DraftModelSuite(_Common):
     def draft(self, make_draft, verifier):
         return make_draft(verifier)
 
+    @staticmethod
+    def _start(draft, verifier, prompts) -> None:
+        """Start ``draft`` as the engine does: a feature draft first sees the prefill's
+        features."""
+        if reads_features(draft):
+            verifier.start(prompts)
+            draft.observe(verifier.features)
+        draft.start(prompts)
+
+    @staticmethod
+    def _commit(draft, verifier, prompts, prop, accepted, nxt) -> None:
+        """Commit as the engine does: a feature draft first sees the verifier's features of
+        each row's pending token and proposals."""
+        if reads_features(draft):
+            pending = torch.tensor([[p[-1]] for p in prompts])
+            width = int(prop.lengths.max())
+            verifier.score(torch.cat([pending, prop.tokens[:, :width]], 1), prop.lengths + 1)
+            draft.observe(verifier.features)
+            verifier.keep(accepted + 1)
+        draft.commit(accepted, nxt)
+
     def test_protocol(self, draft, verifier):
         assert isinstance(draft, DraftModel)
         assert draft.vocab_size in (None, verifier.vocab_size)
@@ -138,14 +161,14 @@ class DraftModelSuite(_Common):
     @pytest.mark.parametrize("sampling", [Sampling(), Sampling(temperature=0.8, top_k=5)],
                              ids=["greedy", "sampled"])
     def test_proposal_shapes(self, draft, verifier, prompts, sampling):
-        draft.start(prompts)
+        self._start(draft, verifier, prompts)
         gen = torch.Generator().manual_seed(0)
         self._check_proposal(draft.propose(self.gamma, sampling, gen), len(prompts), verifier)
 
     def test_greedy_is_deterministic(self, make_draft, verifier, prompts):
         a, b = make_draft(verifier), make_draft(verifier)
-        a.start(prompts)
-        b.start(prompts)
+        self._start(a, verifier, prompts)
+        self._start(b, verifier, prompts)
         pa = a.propose(self.gamma, Sampling(), torch.Generator().manual_seed(0))
         pb = b.propose(self.gamma, Sampling(), torch.Generator().manual_seed(1))
         assert torch.equal(pa.lengths, pb.lengths)
@@ -158,16 +181,16 @@ class DraftModelSuite(_Common):
         tokens proposes: its rollback is exact."""
         gen = torch.Generator().manual_seed(0)
         draft = make_draft(verifier)
-        draft.start(prompts)
+        self._start(draft, verifier, prompts)
         prop = draft.propose(self.gamma, Sampling(), gen)
         accepted = torch.minimum(prop.lengths, torch.tensor([2, 0, 1, 3])[: len(prompts)])
         nxt = torch.tensor([4, 2, 6, 1])[: len(prompts)] % verifier.vocab_size
-        draft.commit(accepted, nxt)
+        self._commit(draft, verifier, prompts, prop, accepted, nxt)
         after = draft.propose(self.gamma, Sampling(), gen)
         committed = [p + prop.tokens[b, : int(accepted[b])].tolist() + [int(nxt[b])]
                      for b, p in enumerate(prompts)]
         fresh = make_draft(verifier)
-        fresh.start(committed)
+        self._start(fresh, verifier, committed)
         ref = fresh.propose(self.gamma, Sampling(), gen)
         assert torch.equal(after.lengths, ref.lengths)
         for b in range(len(prompts)):

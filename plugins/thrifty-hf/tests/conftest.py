@@ -49,6 +49,14 @@ def smollm2():
 
 
 @pytest.fixture(scope="session")
+def fast_smollm2(smollm2):
+    """The fast path's verifier (static cache, eager on the CPU) on the same weights."""
+    from thrifty_hf.fast import FastVerifier
+
+    return FastVerifier(smollm2.model, smollm2.tokenizer, max_len=256, graphs=False)
+
+
+@pytest.fixture(scope="session")
 def prompt_ids(smollm2):
     """The 21 test prompts as token ids (ragged)."""
     return [smollm2.tokenizer.encode(p) for p in PROMPTS]

@@ -89,14 +89,6 @@ def test_speculative_greedy_equals_target_only(smollm2, prompt_ids, reference, d
         assert passes < base
 
 
-@pytest.fixture(scope="session")
-def fast_smollm2(smollm2):
-    """The fast path's verifier (static cache, eager on the CPU) on the same weights."""
-    from thrifty_hf.fast import FastVerifier
-
-    return FastVerifier(smollm2.model, smollm2.tokenizer, max_len=256, graphs=False)
-
-
 @pytest.mark.parametrize("batch", [1, 4])
 def test_shipped_feature_draft_equals_target_only(smollm2, fast_smollm2, prompt_ids, reference,
                                                    batch):

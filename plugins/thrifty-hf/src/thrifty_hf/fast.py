@@ -265,6 +265,7 @@ class FastVerifier:
     def __init__(self, model, tokenizer, *, name: str = "hf-fast", max_len: int = 1024,
                  graphs: bool | None = None, eos_token_ids=None) -> None:
         self.lm = StaticLM(model, max_len=max_len, graphs=graphs)
+        self.model = model  # the HF model, whose embedding a thrifty draft shares
         self.name = name
         self.vocab_size = int(self.lm.p["head"].shape[0])
         self.tokenizer = tokenizer

@@ -27,10 +27,8 @@ def make_fast_verifier(model="smollm2-135m", device="auto", dtype="auto", max_le
 
     dev = resolve_device(device)
     lm, tokenizer = load_verifier(model, dev, resolve_dtype(dtype, dev))
-    v = FastVerifier(lm, tokenizer, name=f"hf-fast:{model}", max_len=max_len,
-                     graphs=graphs and dev.type == "cuda")
-    v.model = lm
-    return v
+    return FastVerifier(lm, tokenizer, name=f"hf-fast:{model}", max_len=max_len,
+                        graphs=graphs and dev.type == "cuda")
 
 
 def make_fast_draft(verifier, model, device="auto", dtype="auto", max_len=1024, graphs=True):
