@@ -80,11 +80,11 @@ def peak_mib() -> float:
     return round(torch.cuda.max_memory_allocated() / 2**20, 1) if _cuda() else 0.0
 
 
-def thrifty_run(verifier, draft, gamma, prompts, batch, max_new, repeats):
+def thrifty_run(verifier, draft, gamma, prompts, batch, max_new, repeats, overlap=None):
     """(tok/s, TAR, outputs) of thrifty decoding; warm-up (graph capture) excluded."""
     from thrifty.speculative import SpeculativeDecoder
 
-    dec = SpeculativeDecoder(verifier, draft, gamma if draft is not None else 0)
+    dec = SpeculativeDecoder(verifier, draft, gamma if draft is not None else 0, overlap=overlap)
     dec.generate(prompts[:batch], max_new_tokens=8)
     rates, tars, outs = [], [], {}
     for _ in range(repeats):

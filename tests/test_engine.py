@@ -121,3 +121,36 @@ def test_merged_metrics_are_rates_over_all_runs():
     assert m.tar == sum(r.emitted for r in runs) / sum(r.row_steps for r in runs)
     assert m.total_ms == sum(r.total_ms for r in runs)
     assert m.proposed_at == [a + b for a, b in zip(runs[0].proposed_at, runs[1].proposed_at)]
+
+
+def _run(overlap, gamma, eos=None, **kwargs):
+    v = ToyVerifier(vocab=6, eos=eos)
+    streamed: dict[int, list[int]] = {}
+    out = SpeculativeDecoder(v, ToyDraft(vocab=6) if gamma else None, gamma,
+                             overlap=overlap).generate(
+        [[1, 2, 3, 4, 5], [2], [5, 5]], max_new_tokens=15,
+        stream=lambda row, new, text: streamed.setdefault(row, []).extend(new), **kwargs)
+    return out, streamed, v.passes
+
+
+@pytest.mark.parametrize("gamma", [0, 3])
+@pytest.mark.parametrize("case", ["length", "eos", "stop", "sampled"])
+def test_overlapped_commits_give_the_same_generation(gamma, case):
+    from thrifty.speculative import Sampling
+
+    base_out, _, _ = _run(False, gamma)
+    kwargs = {"eos": base_out.token_ids[1][4]} if case == "eos" else {}
+    if case == "stop":
+        kwargs["stop"] = [base_out.texts[0][5:7]]
+    if case == "sampled":
+        kwargs["sampling"] = Sampling(temperature=1.0)
+    (plain, plain_seen, plain_passes), (over, over_seen, over_passes) = (
+        _run(False, gamma, **kwargs), _run(True, gamma, **kwargs))
+    assert over.token_ids == plain.token_ids and over.texts == plain.texts
+    assert over.finish_reasons == plain.finish_reasons
+    assert over_seen == plain_seen
+    assert over.metrics.target_passes == plain.metrics.target_passes
+    assert over.metrics.acceptance == plain.metrics.acceptance
+    # a step launched before the host saw that every row had ended is the only extra work,
+    # and none is launched when the length limit can end every row
+    assert over_passes == plain_passes + (case in ("eos", "stop"))

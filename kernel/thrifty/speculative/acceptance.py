@@ -50,10 +50,10 @@ def accept(p, tokens, lengths, q=None, generator=None, greedy=False):
     at = p[rows, accepted]  # [B, V]: the rejection position, or the bonus position
     if greedy:
         return accepted, at.argmax(-1)
-    rejected = accepted < lengths
-    residual = at.clone()
-    if rejected.any():
-        idx = accepted.clamp(max=max(gamma - 1, 0))
+    residual = at
+    if gamma:  # computed for every row and then selected: asking "any rejected?" would wait
+        rejected = accepted < lengths
+        idx = accepted.clamp(max=gamma - 1)
         if q is None:
             q_at = torch.zeros_like(at)
             q_at[rows, tokens[rows, idx]] = 1.0

@@ -6,12 +6,18 @@ scores the row's pending token plus the proposals in one pass; :func:`accept` ke
 row and adds one token; both models roll their caches back to what was kept. The pending token
 (the last one committed) is never in the verifier's cache: it is fed at the next step, which is
 what makes the bonus token free.
+
+On a GPU the host never waits for a step it has just launched: it queues step t + 1 (whose inputs
+are step t's results, still on the device) and only then reads step t's tokens to append them,
+stream them and check the stop rules. The host's bookkeeping thus overlaps the device's work
+instead of leaving it idle between passes; the price is that a row's end (EOS, a stop string) is
+seen one step late, so one more step may run for nothing.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import attrs
 
@@ -48,11 +54,14 @@ class _Row:
 class SpeculativeDecoder:
     """Draft-then-verify generation whose output is distributed exactly as the verifier's.
 
-    ``draft=None`` gives plain target-only decoding through the same loop.
+    ``draft=None`` gives plain target-only decoding through the same loop. ``overlap``: commit
+    each step on the host while the device runs the next (default: on when the verifier runs
+    on CUDA; on a CPU the host *is* the device, so there is nothing to overlap).
     """
 
     def __init__(self, verifier: Verifier, draft: DraftModel | None = None,
-                 policy: LookaheadPolicy | int | None = None) -> None:
+                 policy: LookaheadPolicy | int | None = None,
+                 overlap: bool | None = None) -> None:
         if draft is not None and draft.vocab_size not in (None, verifier.vocab_size):
             raise IncompatibleModelsError(
                 f"draft {draft.name!r} has a vocabulary of {draft.vocab_size} tokens but verifier "
@@ -70,6 +79,8 @@ class SpeculativeDecoder:
         if policy is None or isinstance(policy, int):
             policy = FixedLookahead(4 if policy is None else policy)
         self.policy = policy
+        self.overlap = (getattr(verifier.device, "type", str(verifier.device)) == "cuda"
+                        if overlap is None else bool(overlap))
 
     # -- public API ------------------------------------------------------------------------------
     def generate(self, prompts: Sequence[str] | Sequence[Sequence[int]], *,
@@ -94,40 +105,20 @@ class SpeculativeDecoder:
                 self.draft.observe(self.verifier.features)
             self.draft.start(ids)
         pending = torch.tensor([p[-1] for p in ids], device=device)
+        inflight: _Step | None = None
+        commit = lambda step: self._commit(rows, step, metrics, max_new_tokens, stop,  # noqa: E731
+                                           stream)
         while not all(r.done for r in rows):
-            gamma = self.policy.gamma() if self.draft is not None else 0
-            t0 = clock.mark()
-            proposal = self.draft.propose(gamma, sampling, generator) if gamma else None
-            t1 = clock.mark()
-            if proposal is None:
-                drafted = pending.new_zeros(len(rows), 0)
-                lengths = pending.new_zeros(len(rows))
-                q = None
-            else:
-                # score only as many columns as the longest proposal: rows that found nothing
-                # to propose (an n-gram miss) must not make the verifier score padding
-                lengths = proposal.lengths.to(device)
-                width = int(lengths.max())
-                drafted = proposal.tokens[:, :width].to(device)
-                q = None if proposal.q is None else proposal.q[:, :width]
-            logits = self.verifier.score(torch.cat([pending[:, None], drafted], 1), lengths + 1)
-            if self.feeds:
-                self.draft.observe(self.verifier.features)
-            t2 = clock.mark()
-            # greedy acceptance needs only the argmax, which the raw logits already give
-            p = logits if sampling.greedy else warp(logits, sampling)
-            accepted, nxt = accept(p, drafted, lengths, q=q, generator=generator,
-                                   greedy=sampling.greedy)
-            self.verifier.keep(accepted + 1)
-            if gamma:
-                self.policy.observe(lengths, accepted)
-            if self.draft is not None:
-                self.draft.commit(accepted, nxt)
-            pending = nxt
-            self._commit(rows, drafted, lengths, accepted, nxt, metrics, max_new_tokens, stop,
-                         stream)
-            clock.add("draft", t0, t1)
-            clock.add("verify", t1, t2)
+            if inflight is not None and (not self.overlap
+                                         or _may_end_all(rows, inflight, max_new_tokens)):
+                commit(inflight)
+                inflight = None
+                continue
+            step = self._launch(pending, sampling, generator, clock)
+            pending = step.next
+            if inflight is not None:
+                commit(inflight)  # on the host while the GPU runs the step just launched
+            inflight = step
         metrics.total_ms, phases = clock.finish()
         metrics.draft_ms, metrics.verify_ms = phases.get("draft", 0.0), phases.get("verify", 0.0)
         metrics.new_tokens = sum(len(r.tokens) for r in rows)
@@ -153,10 +144,48 @@ class SpeculativeDecoder:
             out.append(ids)
         return out
 
-    def _commit(self, rows, drafted, lengths, accepted, nxt, metrics, limit, stop, stream) -> None:
+    def _launch(self, pending, sampling: Sampling, generator, clock: "_PhaseClock") -> "_Step":
+        """Queue one draft-verify-accept step on the device; nothing here waits for it."""
+        import torch
+
+        gamma = self.policy.gamma() if self.draft is not None else 0
+        t0 = clock.mark()
+        proposal = self.draft.propose(gamma, sampling, generator) if gamma else None
+        t1 = clock.mark()
+        if proposal is None:
+            drafted = pending.new_zeros(len(pending), 0)
+            lengths = pending.new_zeros(len(pending))
+            q = None
+        else:
+            # score only as many columns as the longest proposal, so that rows that found
+            # nothing (an n-gram miss) do not make the verifier score padding; lengths that
+            # live on the device are not read (that would wait for the draft), all columns are
+            # scored instead
+            on_host = proposal.lengths.device.type == "cpu"
+            width = int(proposal.lengths.max()) if on_host else proposal.tokens.shape[1]
+            lengths = proposal.lengths.to(pending.device)
+            drafted = proposal.tokens[:, :width].to(pending.device)
+            q = None if proposal.q is None else proposal.q[:, :width]
+        logits = self.verifier.score(torch.cat([pending[:, None], drafted], 1), lengths + 1)
+        if self.feeds:
+            self.draft.observe(self.verifier.features)
+        t2 = clock.mark()
+        # greedy acceptance needs only the argmax, which the raw logits already give
+        p = logits if sampling.greedy else warp(logits, sampling)
+        accepted, nxt = accept(p, drafted, lengths, q=q, generator=generator,
+                               greedy=sampling.greedy)
+        self.verifier.keep(accepted + 1)
+        if self.draft is not None:
+            self.draft.commit(accepted, nxt)
+        clock.add("draft", t0, t1)
+        clock.add("verify", t1, t2)
+        return _Step.copy(drafted, lengths, accepted, nxt, gamma)
+
+    def _commit(self, rows, step: "_Step", metrics, limit, stop, stream) -> None:
         """Append each running row's accepted tokens and next token; apply the stop rules."""
-        acc, nxt_l, lens = accepted.tolist(), nxt.tolist(), lengths.tolist()
-        drafted_l = drafted.tolist()
+        drafted_l, lens, acc, nxt_l = step.lists()
+        if step.gamma:
+            self.policy.observe(step.host[:, -3], step.host[:, -2])
         eos = self.verifier.eos_token_ids
         proposed, kept, emitted = [], [], []
         for b, row in enumerate(rows):
@@ -187,6 +216,52 @@ class SpeculativeDecoder:
             row.tokens = _tokens_for(row.tokens, hit, self.verifier.tokenizer)
         if stream is not None:
             stream(b, new, row.text[len(before):] if row.text.startswith(before) else row.text)
+
+
+@attrs.define
+class _Step:
+    """A launched step: the next pending tokens (on the device) and a copy of what the host
+    needs (proposals, lengths, accepted counts, next tokens) that is read only when committed.
+
+    On CUDA the copy goes to pinned memory without waiting, and :meth:`lists` waits for it (an
+    event), so the host can commit one step while the device runs the next.
+    """
+
+    next: Any
+    host: Any  # long [B, width + 3]: proposals, then lengths, accepted, next
+    ready: Any  # a CUDA event, or None when the copy is already done
+    gamma: int
+
+    @classmethod
+    def copy(cls, drafted, lengths, accepted, nxt, gamma: int) -> "_Step":
+        import torch
+
+        both = torch.cat([drafted.long(), lengths.long()[:, None], accepted[:, None],
+                          nxt[:, None]], 1)
+        ready = None
+        if both.device.type == "cuda":
+            both = both.to("cpu", non_blocking=True)
+            ready = torch.cuda.Event()
+            ready.record()
+        return cls(nxt, both, ready, gamma)
+
+    @property
+    def width(self) -> int:
+        return self.host.shape[1] - 3
+
+    def lists(self) -> tuple[list[list[int]], list[int], list[int], list[int]]:
+        """Host lists (proposals, lengths, accepted, next), once the device has written them."""
+        if self.ready is not None:
+            self.ready.synchronize()
+        host = self.host.tolist()
+        return ([r[: self.width] for r in host], [r[-3] for r in host], [r[-2] for r in host],
+                [r[-1] for r in host])
+
+
+def _may_end_all(rows: Sequence[_Row], step: _Step, limit: int) -> bool:
+    """Whether ``step`` can bring every running row to ``limit`` tokens: then the engine commits
+    it before launching another, which would otherwise run for nothing."""
+    return all(len(r.tokens) + step.width + 1 >= limit for r in rows if not r.done)
 
 
 def _first_stop(text: str, stop: Sequence[str], since: int) -> int | None:
