@@ -233,14 +233,25 @@ def distill(args) -> Path:
     verifier.requires_grad_(False)
     corpus = build_corpus(args, verifier, tokenizer)
     train, held = corpus["train"], corpus["heldout"]
-    width = args.width or verifier.config.hidden_size
-    draft, layers = init_draft(verifier, depth=args.depth, width=width, init=args.init,
-                               layers=args.layers, seed=args.seed,
-                               intermediate_size=args.intermediate_size or None,
-                               kv_heads=args.kv_heads or None, features=args.features)
+    if args.resume:
+        draft, before = resume_draft(args.resume, verifier)
+        architecture = before["architecture"]
+        if args.unroll > 1 and draft.fc is None:
+            raise ConfigError(f"--unroll above 1 needs a feature draft; {args.resume!r} reads "
+                              f"tokens only")
+    else:
+        width = args.width or verifier.config.hidden_size
+        draft, layers = init_draft(verifier, depth=args.depth, width=width, init=args.init,
+                                   layers=args.layers, seed=args.seed,
+                                   intermediate_size=args.intermediate_size or None,
+                                   kv_heads=args.kv_heads or None, features=args.features)
+        architecture = {"depth": args.depth, "width": width, "init": args.init,
+                        "features": args.features, "verifier_layers": layers,
+                        "embed_size": verifier.config.hidden_size}
+        before = None
     draft.to(device)
     params = [p for n, p in draft.named_parameters() if p.requires_grad]
-    lr = args.lr or (3e-4 if args.init == "select" else 1e-3)
+    lr = args.lr or (3e-4 if args.init == "select" or args.resume else 1e-3)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, betas=(0.9, 0.95))
     warm = max(1, min(100, args.steps // 20))
     gen = torch.Generator().manual_seed(args.seed)
@@ -273,18 +284,36 @@ def distill(args) -> Path:
                 "final_loss": round(sum(losses[-5:]) / max(len(losses[-5:]), 1), 4),
                 "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                 "torch": torch.__version__, "corpus": corpus["describe"], **stats}
+    if before is not None:
+        training["resumed_from"] = {"draft": args.resume, "command": before["command"],
+                                    "training": before["training"]}
     vcfg = verifier.config
     out = save_draft(
         draft, args.out,
         verifier={"name": vname, "vocab_size": vcfg.vocab_size, "hidden_size": vcfg.hidden_size,
                   "num_hidden_layers": vcfg.num_hidden_layers},
-        architecture={"depth": args.depth, "width": width, "init": args.init,
-                      "features": args.features,
-                      "verifier_layers": layers, "embed_size": vcfg.hidden_size},
-        command=args.command_line, training=training)
+        architecture=architecture, command=args.command_line, training=training)
     print(f"saved {out}: {training['steps']} steps in {seconds:.0f} s, held-out KL "
           f"{stats['heldout_kl']:.3f}, top-1 agreement {stats['heldout_top1']:.3f}")
     return out
+
+
+def resume_draft(name: str, verifier):
+    """A shipped or saved draft (zoo name or folder) to train further, in float32, with its
+    manifest: its architecture is kept, and its training is recorded under the new one's."""
+    import torch
+
+    from .drafts import SHARED_KEYS, load_draft
+    from .zoo import resolve
+
+    where = resolve(name)
+    if where.kind != "draft":
+        raise ConfigError(f"--resume takes a thrifty draft (a zoo draft name or a folder "
+                          f"`thrifty distill` wrote); {name!r} is a full Hugging Face model")
+    draft = load_draft(where.path, verifier, device="cpu", dtype=torch.float32)
+    for key, param in draft.named_parameters():
+        param.requires_grad_(key not in SHARED_KEYS)
+    return draft, draft.thrifty_manifest
 
 
 def lr_scale(step: int, elapsed: float, steps: int, seconds: float, warm: int) -> float:
@@ -340,15 +369,18 @@ def build_corpus(args, verifier, tokenizer) -> dict:
         held += code_tokens(tokenizer, "heldout", 16 * args.seq_len)
         describe["code_tokens"] = len(train)
     if "chat" in kinds and args.self_generate:
-        prompts = chat_prompts()
-        prompts = (prompts * math.ceil(args.self_generate / len(prompts)))[: args.self_generate]
+        base = chat_prompts()
+        prompts = (base * math.ceil(args.self_generate / len(base)))[: args.self_generate]
         seqs = self_generated(verifier, tokenizer, prompts, new_tokens=args.gen_tokens,
                               batch=args.gen_batch, temperature=args.gen_temperature,
                               seed=args.seed, progress=not args.quiet)
-        cut = max(1, len(seqs) // 10)
-        chat_train = [t for s in seqs[cut:] for t in s]
+        # hold out a tenth of the prompts with every answer sampled for them (more answers
+        # than prompts repeat the prompts, and a held-out prompt must not be trained on)
+        cut = max(1, min(len(seqs), len(base)) // 10)
+        heldout = [i % len(base) < cut for i in range(len(seqs))]
+        chat_train = [t for s, h in zip(seqs, heldout) if not h for t in s]
         train += chat_train
-        held += [t for s in seqs[:cut] for t in s]
+        held += [t for s, h in zip(seqs, heldout) if h for t in s]
         describe["chat_tokens"] = len(chat_train)
         describe["chat_sequences"] = len(seqs)
     data = {"seq_len": args.seq_len, "describe": describe,
@@ -379,6 +411,10 @@ def configure(p) -> None:
                         "predicted features (2 matches how it decodes from its 2nd proposal)")
     p.add_argument("--layers", type=lambda s: [int(x) for x in s.split(",")], default=None,
                    help="verifier layers to copy with --init select (default: evenly spread)")
+    p.add_argument("--resume", default=None, metavar="DRAFT",
+                   help="train an existing draft further (zoo name or folder); its architecture "
+                        "is kept, so --depth, --width, --init, --features and their kin must "
+                        "stay unset")
     p.add_argument("--corpus", default="code,chat", help="'code', 'chat' or 'code,chat'")
     p.add_argument("--code-tokens", type=int, default=2_000_000)
     p.add_argument("--self-generate", type=int, default=800,
@@ -403,7 +439,12 @@ def run(args) -> int:
         raise ConfigError("--depth must be >= 1")
     if args.steps < 1 or args.batch < 1 or args.seq_len < 2:
         raise ConfigError("--steps and --batch must be >= 1 and --seq-len >= 2")
-    if args.unroll < 1 or (args.unroll > 1 and not args.features):
+    shape = {"depth": 2, "width": 0, "intermediate_size": 0, "kv_heads": 0, "init": "select",
+             "features": False, "layers": None}
+    if args.resume and any(getattr(args, k) != v for k, v in shape.items()):
+        raise ConfigError("--resume keeps the draft's own architecture; drop --depth, --width, "
+                          "--intermediate-size, --kv-heads, --init, --features and --layers")
+    if args.unroll < 1 or (args.unroll > 1 and not (args.features or args.resume)):
         raise ConfigError("--unroll must be >= 1, and above 1 only with --features (a token-only "
                           "draft has no predicted features to feed back)")
     args.command_line = "thrifty distill " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
