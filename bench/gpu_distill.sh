@@ -8,13 +8,21 @@
 #           the PairConnect draft;
 #   round 2 (third session, 419 s each): the feature draft, the 4-layer draft (fresh layers,
 #           MLP 768: it fits the 64 MB budget beside the feature draft) and narrow again.
+#   round 3 (fourth session, 461 s): the shipped feature draft (then round 2's) trained further, alone on the
+#           GPU, batch 32, on a corpus with 4,800 self-generated answers (the shipped one).
 # Usage: bench/gpu_distill.sh OUT_DIR [SECONDS_PER_DRAFT] [ROUND]
 set -euo pipefail
 out=${1:?output folder}
 secs=${2:-290}
 round=${3:-1}
+chat=2400; [ "$round" = 3 ] && chat=4800
 thrifty distill --out "$out/scratch" --depth 1 --steps 1 --corpus-cache "$out/corpus.pt" \
-    --code-tokens 6000000 --self-generate 2400 --gen-batch 400 --seq-len 512 --quiet
+    --code-tokens 6000000 --self-generate "$chat" --gen-batch 400 --seq-len 512 --quiet
+if [ "$round" = 3 ]; then
+  exec thrifty distill --out "$out/smollm2-draft-feat" --resume smollm2-draft-feat \
+      --verifier smollm2-135m --corpus-cache "$out/corpus.pt" --steps 40000 \
+      --max-seconds "$secs" --batch 32 --seq-len 512 --quiet
+fi
 common=(--verifier smollm2-135m --corpus-cache "$out/corpus.pt" --steps 20000
         --max-seconds "$secs" --batch 16 --seq-len 512 --quiet)
 thrifty distill --out "$out/smollm2-draft-narrow" --depth 8 --width 256 --init fresh \

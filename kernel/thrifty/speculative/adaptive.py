@@ -6,7 +6,9 @@ exponential forgetting, so the estimate follows the text as it changes (code, th
 a list...). Before each step the policy picks the γ that maximises the throughput model's
 expected tokens per unit time, B · TAR(γ) / step_ms(γ, B), with TAR from the current c_j.
 Forgetting pulls unobserved positions back towards the prior, so a γ that looked too long is
-tried again once the draft has been doing well for a while.
+tried again once the draft has been doing well for a while. On a GPU the engine reports each
+step one step late (it queues the next step before reading the last one back), so γ is chosen
+from every step but the one still running.
 """
 
 from __future__ import annotations
