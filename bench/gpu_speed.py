@@ -281,6 +281,11 @@ def main() -> None:
             assist = load_draft_named(drafts[labels.index(best["draft"])], model)
             if getattr(assist, "fc", None) is None:
                 break
+        else:
+            row(workload=wl, config="transformers assisted",
+                skipped="no token-only draft among --drafts")
+            del model
+            continue
         try:
             rate, out = hf_run(model, prompts[: args.hf_prompts], args.max_new_tokens, eos,
                                assistant=assist, gamma=best["gamma"])
