@@ -392,16 +392,24 @@ def build_corpus(args, verifier, tokenizer) -> dict:
     return data
 
 
+ARCHITECTURE = {"depth": 2, "width": 0, "intermediate_size": 0, "kv_heads": 0, "init": "select",
+                "features": False, "layers": None}
+"""The options that shape a new draft, with their defaults; ``--resume`` keeps the resumed
+draft's shape instead, so it refuses any of them set."""
+
+
 def configure(p) -> None:
     p.add_argument("--verifier", default="smollm2-135m", help="verifier zoo name or HF folder")
     p.add_argument("--out", required=True, help="folder to write the draft to")
-    p.add_argument("--depth", type=int, default=2, help="number of draft layers")
-    p.add_argument("--width", type=int, default=0, help="draft width (default: the verifier's)")
-    p.add_argument("--intermediate-size", type=int, default=0,
+    p.add_argument("--depth", type=int, default=ARCHITECTURE["depth"],
+                   help="number of draft layers")
+    p.add_argument("--width", type=int, default=ARCHITECTURE["width"],
+                   help="draft width (default: the verifier's)")
+    p.add_argument("--intermediate-size", type=int, default=ARCHITECTURE["intermediate_size"],
                    help="MLP size (default: the verifier's ratio to width)")
-    p.add_argument("--kv-heads", type=int, default=0,
+    p.add_argument("--kv-heads", type=int, default=ARCHITECTURE["kv_heads"],
                    help="key/value heads (default: the verifier's grouping)")
-    p.add_argument("--init", choices=["select", "fresh"], default="select",
+    p.add_argument("--init", choices=["select", "fresh"], default=ARCHITECTURE["init"],
                    help="copy verifier layers (select) or start from random ones (fresh)")
     p.add_argument("--features", action="store_true",
                    help="a feature draft: it also reads the verifier's final hidden states "
@@ -439,9 +447,7 @@ def run(args) -> int:
         raise ConfigError("--depth must be >= 1")
     if args.steps < 1 or args.batch < 1 or args.seq_len < 2:
         raise ConfigError("--steps and --batch must be >= 1 and --seq-len >= 2")
-    shape = {"depth": 2, "width": 0, "intermediate_size": 0, "kv_heads": 0, "init": "select",
-             "features": False, "layers": None}
-    if args.resume and any(getattr(args, k) != v for k, v in shape.items()):
+    if args.resume and any(getattr(args, k) != v for k, v in ARCHITECTURE.items()):
         raise ConfigError("--resume keeps the draft's own architecture; drop --depth, --width, "
                           "--intermediate-size, --kv-heads, --init, --features and --layers")
     if args.unroll < 1 or (args.unroll > 1 and not (args.features or args.resume)):
