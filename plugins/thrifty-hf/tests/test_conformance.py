@@ -27,10 +27,16 @@ class TestHFDraft(DraftModelSuite):
         return lambda verifier: make_draft(verifier, model=str(small_draft_dir))
 
 
-class TestFastVerifier(VerifierSuite):
+class _OnFastVerifier:
+    """The suites' verifier is the fast path's (eager on the CPU)."""
+
     @pytest.fixture
     def verifier(self, fast_smollm2):
         return fast_smollm2
+
+
+class TestFastVerifier(_OnFastVerifier, VerifierSuite):
+    pass
 
 
 def _fast(name):
@@ -42,21 +48,13 @@ def _fast(name):
                                        graphs=False)
 
 
-class TestFastDraft(DraftModelSuite):
-    @pytest.fixture
-    def verifier(self, fast_smollm2):
-        return fast_smollm2
-
+class TestFastDraft(_OnFastVerifier, DraftModelSuite):
     @pytest.fixture
     def make_draft(self, small_draft_dir):
         return _fast(str(small_draft_dir))
 
 
-class TestFastFeatureDraft(DraftModelSuite):
-    @pytest.fixture
-    def verifier(self, fast_smollm2):
-        return fast_smollm2
-
+class TestFastFeatureDraft(_OnFastVerifier, DraftModelSuite):
     @pytest.fixture
     def make_draft(self):
         return _fast("smollm2-draft-feat")
