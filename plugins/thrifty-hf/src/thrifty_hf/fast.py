@@ -382,7 +382,7 @@ class FastDraft(_Proposer):
 
         accepted = accepted.to(self.n.device)
         next_tokens = next_tokens.to(self.n.device)
-        if self._proposed is None or self._proposed.shape[1] == 0:
+        if self._proposed is None:
             # γ = 0 this step: feed the pending tokens so that only the new one is pending
             self.room.ensure(self.n, 2)
             self.lm.run(self.pending, self.n)
