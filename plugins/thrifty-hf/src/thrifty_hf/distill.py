@@ -435,7 +435,9 @@ def configure(p) -> None:
     p.add_argument("--max-seconds", type=float, default=0.0, help="stop early after this long")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seq-len", type=int, default=512)
-    p.add_argument("--lr", type=float, default=0.0, help="peak learning rate (default by --init)")
+    p.add_argument("--lr", type=float, default=0.0,
+                   help="peak learning rate (default: 3e-4 with --init select or --resume, "
+                        "1e-3 for fresh layers)")
     p.add_argument("--teacher-dtype", choices=["bfloat16", "float32"], default="bfloat16")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present)")
     p.add_argument("--seed", type=int, default=0)
