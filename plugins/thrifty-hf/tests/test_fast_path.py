@@ -80,9 +80,8 @@ def test_decoding_builds_no_autograd_graph_and_frees_the_models(tiny_llama, tiny
     fd = FastDraft(tiny_draft(verifier, 64), max_len=64, graphs=False)
     SpeculativeDecoder(fv, fd, 3).generate([[1, 5, 9, 2], [3, 3]], max_new_tokens=8)
     for lm in (fv.lm, fd.lm):
-        assert not lm.k_cache.requires_grad and lm.k_cache.grad_fn is None
-        assert not lm.v_cache.requires_grad
-    cache = weakref.ref(fv.lm.k_cache)
+        assert not lm.cache.requires_grad and lm.cache.grad_fn is None
+    cache = weakref.ref(fv.lm.cache)
     del fv, fd, verifier
     gc.collect()
     assert cache() is None

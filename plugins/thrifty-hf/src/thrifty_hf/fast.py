@@ -35,12 +35,33 @@ def _rms(x, weight, eps):
     return weight * xf.to(x.dtype)
 
 
-def _rotate(x, cos, sin):
+def rope_tables(inv_freq, scale: float, max_len: int, heads: int, kv_heads: int, dtype):
+    """Rotary tables per position and fused q|k|v head, [max_len, heads + 2 kv_heads, head_dim].
+
+    They let one contiguous pass, ``x * cos + swap_halves(x) * sin``, rotate the q and k heads
+    of a fused projection and leave its v heads as they are (cos 1, sin 0; exact). The sign of
+    transformers' ``rotate_half`` (``cat(-x2, x1)``) lives in ``sin`` (``-sin`` on the first
+    half), which gives the same numbers: ``(-a) * b == a * (-b)``."""
+    import torch
+
+    freqs = torch.outer(torch.arange(max_len, device=inv_freq.device, dtype=torch.float32),
+                        inv_freq.float())
+    cos = (torch.cat((freqs, freqs), -1).cos() * scale).to(dtype)
+    sin = (torch.cat((freqs, freqs), -1).sin() * scale).to(dtype)
+    sin = torch.cat((-sin[:, : sin.shape[1] // 2], sin[:, sin.shape[1] // 2:]), -1)
+    rotated, kept = heads + kv_heads, kv_heads
+    cos = torch.cat((cos[:, None].expand(-1, rotated, -1),
+                     cos.new_ones(max_len, kept, cos.shape[-1])), 1)
+    sin = torch.cat((sin[:, None].expand(-1, rotated, -1),
+                     sin.new_zeros(max_len, kept, sin.shape[-1])), 1)
+    return cos.contiguous(), sin.contiguous()
+
+
+def _swap_halves(x):
     half = x.shape[-1] // 2
     import torch
 
-    rot = torch.cat((-x[..., half:], x[..., :half]), -1)
-    return x * cos + rot * sin
+    return torch.cat((x[..., half:], x[..., :half]), -1)
 
 
 def model_parts(model) -> dict:
@@ -91,14 +112,12 @@ class StaticLM:
         if self.graphs_on and self.device.type != "cuda":
             raise ConfigError("CUDA graphs need a CUDA device; pass graphs=False on the CPU")
         dev = self.device
-        freqs = torch.outer(torch.arange(self.max_len, device=dev, dtype=torch.float32),
-                            self.p["inv_freq"].to(dev))
-        emb = torch.cat((freqs, freqs), -1)
-        self.cos = (emb.cos() * self.p["rope_scale"]).to(self.dtype)
-        self.sin = (emb.sin() * self.p["rope_scale"]).to(self.dtype)
+        self.cos, self.sin = rope_tables(self.p["inv_freq"].to(dev), self.p["rope_scale"],
+                                         self.max_len, self.p["heads"], self.p["kv_heads"],
+                                         self.dtype)
         self.slots = torch.arange(self.max_len, device=dev)
         self.batch = 0
-        self.k_cache = self.v_cache = None
+        self.cache = None
         self._graphs: dict = {}
         self._pool = None
 
@@ -113,11 +132,12 @@ class StaticLM:
         # the graphs were the pool's only users: PyTorch frees a private pool with its last
         # graph, and capturing into the stale handle fails, so the next capture opens a new one
         self._pool = None
-        self.k_cache = self.v_cache = None
-        shape = (len(self.p["layers"]), batch, self.p["kv_heads"], self.max_len,
-                 self.p["head_dim"])
-        self.k_cache = torch.zeros(shape, device=self.device, dtype=self.dtype)
-        self.v_cache = torch.zeros(shape, device=self.device, dtype=self.dtype)
+        self.cache = None
+        # [layer, key | value, row, kv head, slot, head dim]: one write per layer stores a
+        # step's keys and values, and each layer's keys (values) are one contiguous block
+        self.cache = torch.zeros((len(self.p["layers"]), 2, batch, self.p["kv_heads"],
+                                  self.max_len, self.p["head_dim"]),
+                                 device=self.device, dtype=self.dtype)
         # row indices live as long as the graphs that read them (a graph holds addresses)
         self.rows = torch.arange(batch, device=self.device)
         self.batch = batch
@@ -144,7 +164,7 @@ class StaticLM:
         heads, kv, hd = p["heads"], p["kv_heads"], p["head_dim"]
         group = heads // kv
         pos = n[:, None] + self.slots[:k]  # [B, k]
-        cos, sin = self.cos[pos][:, :, None], self.sin[pos][:, :, None]
+        cos, sin = self.cos[pos], self.sin[pos]  # [B, k, q|k|v heads, hd]
         mask = self.slots[None, None, :] <= pos[:, :, None]  # [B, k, S]
         mask = mask[:, None, None].expand(batch, 1, group, k, self.max_len)
         mask = mask.reshape(batch, 1, group * k, self.max_len)
@@ -156,15 +176,16 @@ class StaticLM:
             h = F.linear(h, p["proj_in"])
         for i, w in enumerate(p["layers"]):
             x = _rms(h, w["ln1"], p["eps"])
-            q, kk, v = F.linear(x, w["qkv"]).split([heads * hd, kv * hd, kv * hd], -1)
-            q = _rotate(q.view(batch, k, heads, hd), cos, sin)
-            kk = _rotate(kk.view(batch, k, kv, hd), cos, sin)
-            self.k_cache[i][rows, :, pos] = kk
-            self.v_cache[i][rows, :, pos] = v.view(batch, k, kv, hd)
+            # every operand below is contiguous whatever k is: a pass over several tokens
+            # costs the same kernels as a pass over one (strided views of a split projection
+            # made each multi-token pass slower per layer)
+            t = F.linear(x, w["qkv"]).view(batch, k, heads + 2 * kv, hd)
+            t = t * cos + _swap_halves(t) * sin
+            self.cache[i][:, rows, :, pos] = t[:, :, heads:].view(batch, k, 2, kv, hd)
             # grouped-query attention without copying K/V: each KV head's group of query heads
             # becomes extra query rows
-            q = q.permute(0, 2, 1, 3).reshape(batch, kv, group * k, hd)
-            o = F.scaled_dot_product_attention(q, self.k_cache[i], self.v_cache[i],
+            q = t[:, :, :heads].transpose(1, 2).reshape(batch, kv, group * k, hd)
+            o = F.scaled_dot_product_attention(q, self.cache[i, 0], self.cache[i, 1],
                                                attn_mask=mask)
             o = o.reshape(batch, heads, k, hd).transpose(1, 2).reshape(batch, k, heads * hd)
             h = h + F.linear(o, w["o"])
