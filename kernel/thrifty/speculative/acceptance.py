@@ -33,13 +33,10 @@ def accept(p, tokens, lengths, q=None, generator=None, greedy=False):
     pos = torch.arange(gamma, device=device)
     real = pos[None, :] < lengths[:, None]
     rows = torch.arange(batch, device=device)
-    if gamma:
-        p_tok = p[:, :gamma].gather(-1, tokens[..., None]).squeeze(-1)
-    else:
-        p_tok = p.new_zeros(batch, 0)
     if greedy:
         ok = tokens == p[:, :gamma].argmax(-1)
     else:
+        p_tok = p[:, :gamma].gather(-1, tokens[..., None]).squeeze(-1)
         q_tok = torch.ones_like(p_tok) if q is None else q.gather(-1, tokens[..., None]).squeeze(-1)
         u = torch.rand(p_tok.shape, generator=generator, device=device)
         # accept with probability min(1, p/q); q_tok > 0 because the draft sampled the token
