@@ -60,6 +60,26 @@ def test_speculative_with_fast_models_equals_hf_greedy(tiny_llama, tiny_draft):
     assert spec.metrics.target_passes < 20 * len(prompts)
 
 
+@pytest.mark.parametrize("bucket", [4, 16])
+def test_padded_prefill_changes_nothing_but_the_shape(bucket, tiny_llama, tiny_draft):
+    """On CUDA prefills are padded to a bucket of lengths (so that a few graphs serve every
+    prompt); the padding's cache slots must never be read: same features, same generation."""
+    verifier = tiny_llama()
+    draft = tiny_draft(verifier, 32)
+    prompts = [[1, 5, 9, 2, 7], [3, 3], [7, 1, 2]]
+    runs = []
+    for b in (1, bucket):
+        fv = FastVerifier(verifier, ToyTokenizer(), max_len=64, graphs=False, eos_token_ids=())
+        fd = FastDraft(draft, max_len=64, graphs=False)
+        fv.lm.prefill_bucket = fd.lm.prefill_bucket = b
+        fv.start(prompts)
+        features = fv.features.clone()
+        runs.append((features, SpeculativeDecoder(fv, fd, 3).generate(prompts, max_new_tokens=12).token_ids))
+    assert runs[0][0].shape == runs[1][0].shape == (3, 4, 32)
+    assert torch.allclose(runs[0][0], runs[1][0], atol=1e-5)
+    assert runs[0][1] == runs[1][1]
+
+
 def test_overflow_is_a_clear_error(tiny_llama):
     from thrifty.errors import ConfigError
 
