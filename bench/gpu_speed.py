@@ -136,6 +136,24 @@ def hf_run(model, prompts, max_new, eos, assistant=None, gamma=4):
     return statistics.median(per), outs
 
 
+def fast_models(model: str, drafts: str):
+    """(tokenizer, hf-fast verifier, {name: fast draft}) in bf16 on the GPU, for the benchmarks
+    that time thrifty alone (``drafts``: comma-separated zoo names or folders)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from thrifty_hf.fast import FastVerifier, fast_draft
+    from thrifty_hf.loading import load_draft_named
+    from thrifty_hf.zoo import resolve
+
+    path = resolve(model).path
+    tok = AutoTokenizer.from_pretrained(path)
+    hf = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).cuda().eval()
+    return tok, FastVerifier(hf, tok, max_len=1024), {
+        name: fast_draft(load_draft_named(name, hf), max_len=1024)
+        for name in drafts.split(",") if name}
+
+
 def agreeing(outs, reference) -> str:
     """``"k/n"``: how many of the n outputs equal their reference token for token."""
     return f"{sum(a == b for a, b in zip(outs, reference))}/{len(outs)}"

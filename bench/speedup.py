@@ -16,7 +16,7 @@ import json
 import statistics
 from pathlib import Path
 
-from gpu_speed import fresh, thrifty_run, workloads
+from gpu_speed import fast_models, fresh, thrifty_run, workloads
 
 
 def main() -> None:
@@ -33,18 +33,8 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from thrifty_hf.fast import FastVerifier, fast_draft
-    from thrifty_hf.loading import load_draft_named
-    from thrifty_hf.zoo import resolve
-
-    path = resolve(args.model).path
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).cuda().eval()
-    ver = FastVerifier(model, tok, max_len=1024)
-    drafts = {name: fast_draft(load_draft_named(name, model), max_len=1024)
-              for name in args.drafts.split(",") if name}
+    tok, ver, drafts = fast_models(args.model, args.drafts)
     gammas = {1: [int(g) for g in args.gammas.split(",")],
               8: [int(g) for g in args.gammas_b8.split(",")]}
     loads = {k: v for k, v in workloads(tok, args.prompts).items()

@@ -4,7 +4,8 @@ Why: SmolLM2-135M is so small that an eager Hugging Face forward on a GPU is not
 launches (about 21 ms a pass on an H200, flat from 1 to 17 tokens), so per-pass overhead, not
 arithmetic, decides the speed of speculative decoding. A static cache (fixed slots per row, a
 per-row count of valid slots) makes every step the same shapes with no allocation and no host
-synchronisation, so each (batch, tokens) shape is captured once as a CUDA graph and replayed.
+synchronisation, so each (batch, tokens) shape is captured once as a CUDA graph and replayed;
+prefills too, padded to a few bucket lengths.
 
 Rollback is free: row b's cache is valid in slots ``[0, n[b])``; a step writes its k tokens at
 slots ``n[b] .. n[b]+k-1`` and every query sees only slots up to its own position, so slots past
