@@ -1,8 +1,9 @@
 """The fast path's pass time against an earlier revision of it, on the same GPU in one process.
 
 Loads an earlier ``plugins/thrifty-hf/src/thrifty_hf/fast.py`` (``--old``, a copy written with
-``git show REV:plugins/thrifty-hf/src/thrifty_hf/fast.py``) next to this checkout's, builds both over one random-weight model of SmolLM2-135M's shape (30 layers,
-width 576, 9 query and 3 KV heads, vocabulary 49,152; no weights needed) and, for batch 1 and 8
+``git show REV:plugins/thrifty-hf/src/thrifty_hf/fast.py``) next to this checkout's, builds both
+over one random-weight model of SmolLM2-135M's shape (30 layers, width 576, 9 query and 3 KV
+heads, vocabulary 49,152; no weights needed) and, for batch 1 and 8
 and k = 1, 4, 6 scored tokens after a 200-token prefill, prints the median ms of a graph-replayed
 pass (rounds alternate the two), the ratio, and the largest logit difference between them. Then
 the median time of a 150-token prefill with each.
@@ -17,7 +18,6 @@ import argparse
 import importlib.util
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -87,4 +87,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -74,7 +74,8 @@ def test_padded_prefill_changes_nothing_but_the_shape(bucket, tiny_llama, tiny_d
         fv.lm.prefill_bucket = fd.lm.prefill_bucket = b
         fv.start(prompts)
         features = fv.features.clone()
-        runs.append((features, SpeculativeDecoder(fv, fd, 3).generate(prompts, max_new_tokens=12).token_ids))
+        out = SpeculativeDecoder(fv, fd, 3).generate(prompts, max_new_tokens=12)
+        runs.append((features, out.token_ids))
     assert runs[0][0].shape == runs[1][0].shape == (3, 4, 32)
     assert torch.allclose(runs[0][0], runs[1][0], atol=1e-5)
     assert runs[0][1] == runs[1][1]

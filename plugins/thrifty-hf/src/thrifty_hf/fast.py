@@ -47,8 +47,8 @@ def rope_tables(inv_freq, scale: float, max_len: int, heads: int, kv_heads: int,
 
     freqs = torch.outer(torch.arange(max_len, device=inv_freq.device, dtype=torch.float32),
                         inv_freq.float())
-    cos = (torch.cat((freqs, freqs), -1).cos() * scale).to(dtype)
-    sin = (torch.cat((freqs, freqs), -1).sin() * scale).to(dtype)
+    emb = torch.cat((freqs, freqs), -1)
+    cos, sin = ((f(emb) * scale).to(dtype) for f in (torch.cos, torch.sin))
     sin = torch.cat((-sin[:, : sin.shape[1] // 2], sin[:, sin.shape[1] // 2:]), -1)
     rotated, kept = heads + kv_heads, kv_heads
     cos = torch.cat((cos[:, None].expand(-1, rotated, -1),
