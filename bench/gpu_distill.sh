@@ -9,16 +9,18 @@
 #   round 2 (third session, 419 s each): the feature draft, the 4-layer draft (fresh layers,
 #           MLP 768: it fits the 64 MB budget beside the feature draft) and narrow again.
 #   round 3 (fourth session, 461 s): the shipped feature draft (then round 2's) trained further, alone on the
-#           GPU, batch 32, on a corpus with 4,800 self-generated answers (the shipped one).
+#           GPU, batch 32, on a corpus with 4,800 self-generated answers;
+#   round 4 (sixth session, 358 s on an H200: what one 10-minute call left after building the
+#           corpus): round 3's feature draft trained further the same way (the shipped one).
 # Usage: bench/gpu_distill.sh OUT_DIR [SECONDS_PER_DRAFT] [ROUND]
 set -euo pipefail
 out=${1:?output folder}
 secs=${2:-290}
 round=${3:-1}
-chat=2400; [ "$round" = 3 ] && chat=4800
+chat=2400; [ "$round" -ge 3 ] && chat=4800
 thrifty distill --out "$out/scratch" --depth 1 --steps 1 --corpus-cache "$out/corpus.pt" \
     --code-tokens 6000000 --self-generate "$chat" --gen-batch 400 --seq-len 512 --quiet
-if [ "$round" = 3 ]; then
+if [ "$round" -ge 3 ]; then
   exec thrifty distill --out "$out/smollm2-draft-feat" --resume smollm2-draft-feat \
       --verifier smollm2-135m --corpus-cache "$out/corpus.pt" --steps 40000 \
       --max-seconds "$secs" --batch 32 --seq-len 512 --quiet

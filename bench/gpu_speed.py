@@ -80,12 +80,15 @@ def peak_mib() -> float:
     return round(torch.cuda.max_memory_allocated() / 2**20, 1) if _cuda() else 0.0
 
 
-def thrifty_run(verifier, draft, gamma, prompts, batch, max_new, repeats, overlap=None):
-    """(tok/s, TAR, outputs) of thrifty decoding; warm-up (graph capture) excluded."""
+def thrifty_run(verifier, draft, gamma, prompts, batch, max_new, repeats, overlap=None,
+                refill=False):
+    """(tok/s, TAR, outputs) of thrifty decoding; warm-up (graph capture) excluded. ``refill``:
+    all prompts through ``batch`` rows, each refilled as its output ends (continuous batching),
+    instead of static batches of ``batch`` prompts."""
     from thrifty.speculative import SpeculativeDecoder
 
     dec = SpeculativeDecoder(verifier, draft, gamma if draft is not None else 0, overlap=overlap)
-    dec.generate(prompts[:batch], max_new_tokens=8)
+    dec.generate(prompts if refill else prompts[:batch], max_new_tokens=8, batch_size=batch)
     rates, tars, outs = [], [], {}
     for _ in range(repeats):
         if batch == 1:
@@ -100,10 +103,11 @@ def thrifty_run(verifier, draft, gamma, prompts, batch, max_new, repeats, overla
                 outs[i] = g.token_ids[0]
             rates.append(statistics.median(per))
         else:
-            for s in range(0, len(prompts), batch):
+            for s in range(0, len(prompts), len(prompts) if refill else batch):
                 sync()
                 t = time.perf_counter()
-                g = dec.generate(prompts[s: s + batch], max_new_tokens=max_new)
+                g = dec.generate(prompts[s: s + batch] if not refill else prompts,
+                                 max_new_tokens=max_new, batch_size=batch)
                 sync()
                 rates.append(g.metrics.new_tokens / (time.perf_counter() - t))
                 tars.append(g.metrics.tar)

@@ -154,3 +154,50 @@ def test_overlapped_commits_give_the_same_generation(gamma, case):
     # a step launched before the host saw that every row had ended is the only extra work,
     # and none is launched when the length limit can end every row
     assert over_passes == plain_passes + (case in ("eos", "stop"))
+
+
+class _StaticDraft(ToyDraft):
+    """A draft that cannot take a new prompt mid-batch."""
+
+    admit = None
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+@pytest.mark.parametrize("gamma, eos", [(0, None), (0, 4), (3, None), (3, 4)])
+def test_continuous_batch_matches_prompts_decoded_alone(overlap, gamma, eos):
+    v = ToyVerifier(vocab=6, eos=eos)
+    g = torch.Generator().manual_seed(3)
+    prompts = [torch.randint(0, 4, (n,), generator=g).tolist() for n in (5, 1, 3, 7, 2, 4, 6)]
+    alone = [target_only(v, [p], 15) for p in prompts]
+    streamed: dict[int, list[int]] = {}
+    out = SpeculativeDecoder(v, ToyDraft(vocab=6) if gamma else None, gamma,
+                             overlap=overlap).generate(
+        prompts, max_new_tokens=15, batch_size=3,
+        stream=lambda row, new, text: streamed.setdefault(row, []).extend(new))
+    assert out.token_ids == [a.token_ids[0] for a in alone]
+    assert out.finish_reasons == [a.finish_reasons[0] for a in alone]
+    assert [streamed[i] for i in range(len(prompts))] == out.token_ids
+    assert out.metrics.batch_size == 3 and len(v.lens) == 3  # three rows served every prompt
+
+
+def test_refilled_rows_take_fewer_passes_than_static_batches():
+    """Rows whose draft accepts more finish early; refilled at once, they do not wait for the
+    slowest row of their batch (a model without ``admit`` falls back to static batches)."""
+    v = ToyVerifier(vocab=6, seed=2)
+    g = torch.Generator().manual_seed(5)
+    prompts = [torch.randint(0, 6, (4,), generator=g).tolist() for _ in range(12)]
+    draft = ToyDraft(vocab=6, table=v.table.clone())
+    draft.table[:, :2] = -draft.table[:, :2]  # wrong after tokens 0 and 1: rows differ
+    static_draft = _StaticDraft(vocab=6, table=draft.table)
+    cont = SpeculativeDecoder(v, draft, 3).generate(prompts, max_new_tokens=24, batch_size=4)
+    static = SpeculativeDecoder(v, static_draft, 3).generate(prompts, max_new_tokens=24,
+                                                             batch_size=4)
+    assert not SpeculativeDecoder(v, static_draft, 3).refills
+    assert cont.token_ids == static.token_ids
+    assert cont.metrics.target_passes < static.metrics.target_passes
+
+
+@pytest.mark.parametrize("batch_size", [0, -2, 1.5, "4"])
+def test_bad_batch_size_is_refused(batch_size):
+    with pytest.raises(ConfigError, match="batch_size"):
+        SpeculativeDecoder(ToyVerifier(vocab=5)).generate([[1]], batch_size=batch_size)

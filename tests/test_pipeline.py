@@ -126,6 +126,20 @@ def test_cli_generate_from_config(parts, tmp_path, capsys):
     assert len(out["texts"][0]) == 6 and out["metrics"]["target_passes"] >= 2
 
 
+def test_cli_generate_batch_size(parts, capsys):
+    """``--batch-size`` runs the prompts through that many rows, and a bad one is refused."""
+    import json
+
+    from thrifty.cli import main
+
+    assert main(["generate", "--verifier", "toy", "--draft", "toy-draft", "--batch-size", "2",
+                 "--max-new-tokens", "5", "--json", "ab", "ba", "abc"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["texts"]) == 3 and out["metrics"]["batch_size"] == 2
+    assert main(["generate", "--verifier", "toy", "--batch-size", "0", "ab"]) == 2
+    assert "batch_size must be an int >= 1" in capsys.readouterr().err
+
+
 def test_cli_reports_errors_without_traceback(parts, capsys):
     from thrifty.cli import main
 

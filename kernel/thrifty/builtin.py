@@ -44,6 +44,9 @@ def _configure_generate(p) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="rows decoded at once; each takes the next prompt as soon as its output "
+                        "is done (default: all prompts in one batch)")
     p.add_argument("--no-draft", action="store_true", help="target-only decoding")
     p.add_argument("--json", action="store_true", help="print texts and metrics as JSON")
 
@@ -91,7 +94,8 @@ def _run_generate(args) -> int:
     out = decoder.generate(prompts, max_new_tokens=gen_cfg.get("max_new_tokens",
                                                                args.max_new_tokens),
                            sampling=sampling, stop=gen_cfg.get("stop", args.stop),
-                           seed=args.seed)
+                           seed=args.seed,
+                           batch_size=gen_cfg.get("batch_size", args.batch_size))
     if args.json:
         print(json.dumps({"texts": out.texts, "finish_reasons": out.finish_reasons,
                           "metrics": out.metrics.as_dict()}, indent=2))

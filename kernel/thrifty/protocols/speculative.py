@@ -55,7 +55,11 @@ class Verifier(Protocol):
 
     # Optional: a verifier that can feed a FeatureDraft also has ``features``, the final hidden
     # states (its LM head's input) of the last ``start`` ([B, P, E] for the cached prompt
-    # prefixes) or ``score`` ([B, k, E]); valid until the next call.
+    # prefixes), ``admit`` ([1, P, E]) or ``score`` ([B, k, E]); valid until the next call.
+    #
+    # Optional, for continuous batching: ``admit(row, prompt)`` resets row ``row`` alone to a
+    # new prompt (caches ``prompt[:-1]`` there, as ``start`` does for every row) and leaves the
+    # other rows as they are. The engine calls it between steps, once the row's output is done.
 
 
 @attrs.frozen
@@ -97,13 +101,17 @@ class DraftModel(Protocol):
         """Row b accepted its first ``accepted[b]`` proposals, then ``next_tokens[b]`` (the
         verifier's correction or bonus token) was appended. Roll caches back accordingly."""
 
+    # Optional, for continuous batching: ``admit(row, prompt)`` resets row ``row`` alone to a
+    # new prompt (whole prompt, as ``start``); a feature draft is first ``observe``d the
+    # verifier's features of that row's prefill.
+
 
 @runtime_checkable
 class FeatureDraft(DraftModel, Protocol):
     """A draft that also reads the verifier's final hidden states (EAGLE-style).
 
-    The engine calls ``observe(verifier.features)`` after the verifier's ``start`` (before the
-    draft's ``start``) and after every ``score`` (before the draft's ``commit``), so the draft
+    The engine calls ``observe(verifier.features)`` after the verifier's ``start`` or ``admit``
+    (before the draft's) and after every ``score`` (before the draft's ``commit``), so the draft
     sees the verifier's feature of every token the verifier has processed.
     """
 

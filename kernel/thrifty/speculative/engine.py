@@ -12,11 +12,19 @@ are step t's results, still on the device) and only then reads step t's tokens t
 stream them and check the stop rules. The host's bookkeeping thus overlaps the device's work
 instead of leaving it idle between passes; the price is that a row's end (EOS, a stop string) is
 seen one step late, so one more step may run for nothing.
+
+With ``batch_size`` smaller than the number of prompts the batch is *continuous*: a row whose
+output is done takes the next waiting prompt at once (its models' ``admit``), so the batch stays
+full. In a static batch, rows whose draft accepts more finish early and sit idle until the
+slowest row is done; that idle share grows with acceptance spread and costs speculative decoding
+much of its gain at larger batches (a quarter of the row slots on code at batch 8). Models
+without ``admit`` run the prompts in static batches of ``batch_size``, one after another.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Any, Callable, Sequence
 
 import attrs
@@ -86,35 +94,73 @@ class SpeculativeDecoder:
     def generate(self, prompts: Sequence[str] | Sequence[Sequence[int]], *,
                  max_new_tokens: int = 64, sampling: Sampling | None = None,
                  stop: Sequence[str] = (), seed: int = 0,
-                 stream: StreamCallback | None = None) -> Generation:
-        """Generate for a batch of prompts (strings, or token-id lists)."""
-        import torch
-
+                 stream: StreamCallback | None = None,
+                 batch_size: int | None = None) -> Generation:
+        """Generate for prompts (strings, or token-id lists): all in one batch, or through
+        ``batch_size`` rows, each refilled with the next prompt as soon as its output is done
+        (continuous batching; static batches one after another where a model cannot
+        :attr:`refills`). Outputs come back in the order of ``prompts``."""
         sampling = sampling or Sampling()
         ids = self._encode(prompts)
         if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be an int >= 1; got {max_new_tokens!r}")
+        if batch_size is None:
+            batch_size = len(ids)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be an int >= 1 (rows decoded at once); got "
+                              f"{batch_size!r}")
+        run = lambda part, offset: self._run(  # noqa: E731
+            part, min(batch_size, len(part)), max_new_tokens, sampling, stop, seed,
+            stream if stream is None or not offset else
+            (lambda b, new, text: stream(b + offset, new, text)))
+        if batch_size >= len(ids) or self.refills:
+            return run(ids, 0)
+        parts = [run(ids[s: s + batch_size], s) for s in range(0, len(ids), batch_size)]
+        return Generation([t for g in parts for t in g.token_ids],
+                          [t for g in parts for t in g.texts],
+                          [r for g in parts for r in g.finish_reasons],
+                          Metrics.merged([g.metrics for g in parts]))
+
+    @property
+    def refills(self) -> bool:
+        """Whether a row can take a new prompt mid-batch: the verifier and the draft (if any)
+        both have ``admit``."""
+        return all(callable(getattr(m, "admit", None))
+                   for m in (self.verifier, self.draft) if m is not None)
+
+    def _run(self, ids: list[list[int]], slots: int, max_new_tokens: int, sampling: Sampling,
+             stop: Sequence[str], seed: int, stream: StreamCallback | None) -> Generation:
+        """Decode ``ids`` through ``slots`` rows; ``owners[s]`` is the prompt row s serves."""
+        import torch
+
         device = self.verifier.device
         generator = torch.Generator(device=device).manual_seed(seed)
         rows = [_Row() for _ in ids]
-        metrics = Metrics(batch_size=len(ids))
+        owners = list(range(slots))
+        waiting = deque(range(slots, len(ids)))
+        metrics = Metrics(batch_size=slots)
         clock = _PhaseClock(device)
-        self.verifier.start(ids)
+        self.verifier.start(ids[:slots])
         if self.draft is not None:
             if self.feeds:
                 self.draft.observe(self.verifier.features)
-            self.draft.start(ids)
-        pending = torch.tensor([p[-1] for p in ids], device=device)
+            self.draft.start(ids[:slots])
+        pending = torch.tensor([p[-1] for p in ids[:slots]], device=device)
         inflight: _Step | None = None
         commit = lambda step: self._commit(rows, step, metrics, max_new_tokens, stop,  # noqa: E731
                                            stream)
-        while not all(r.done for r in rows):
+        while True:
+            if waiting:
+                pending = self._refill(ids, rows, owners, waiting, pending)
+            live = [rows[i] for i in owners]
+            if all(r.done for r in live):
+                break
             if inflight is not None and (not self.overlap
-                                         or _may_end_all(rows, inflight, max_new_tokens)):
+                                         or _may_end_all(live, inflight, max_new_tokens)):
                 commit(inflight)
                 inflight = None
                 continue
-            step = self._launch(pending, sampling, generator, clock)
+            step = self._launch(pending, sampling, generator, clock, tuple(owners))
             pending = step.next
             if inflight is not None:
                 commit(inflight)  # on the host while the GPU runs the step just launched
@@ -127,6 +173,24 @@ class SpeculativeDecoder:
                  for r in rows]
         return Generation([r.tokens for r in rows], texts,
                           [r.done or "length" for r in rows], metrics)
+
+    def _refill(self, ids, rows, owners: list[int], waiting: deque, pending):
+        """Give each row whose output is done the next waiting prompt; returns the new pending
+        tokens. Queued after any step in flight, which still reads the row's old state: its
+        results for that row are dropped, as they belong to the finished prompt."""
+        for s, i in enumerate(owners):
+            if not waiting:
+                break
+            if rows[i].done:
+                owners[s] = nxt = waiting.popleft()
+                self.verifier.admit(s, ids[nxt])
+                if self.draft is not None:
+                    if self.feeds:
+                        self.draft.observe(self.verifier.features)
+                    self.draft.admit(s, ids[nxt])
+                pending = pending.clone()
+                pending[s] = ids[nxt][-1]
+        return pending
 
     # -- steps ---------------------------------------------------------------------------------
     def _encode(self, prompts) -> list[list[int]]:
@@ -144,8 +208,10 @@ class SpeculativeDecoder:
             out.append(ids)
         return out
 
-    def _launch(self, pending, sampling: Sampling, generator, clock: "_PhaseClock") -> "_Step":
-        """Queue one draft-verify-accept step on the device; nothing here waits for it."""
+    def _launch(self, pending, sampling: Sampling, generator, clock: "_PhaseClock",
+                owners: tuple[int, ...]) -> "_Step":
+        """Queue one draft-verify-accept step on the device; nothing here waits for it.
+        ``owners``: the prompt each row serves now, so that the step commits to them."""
         import torch
 
         gamma = self.policy.gamma() if self.draft is not None else 0
@@ -179,16 +245,18 @@ class SpeculativeDecoder:
             self.draft.commit(accepted, nxt)
         clock.add("draft", t0, t1)
         clock.add("verify", t1, t2)
-        return _Step.copy(drafted, lengths, accepted, nxt, gamma)
+        return _Step.copy(drafted, lengths, accepted, nxt, gamma, owners)
 
     def _commit(self, rows, step: "_Step", metrics, limit, stop, stream) -> None:
-        """Append each running row's accepted tokens and next token; apply the stop rules."""
+        """Append each running row's accepted tokens and next token to the prompt the row
+        served when the step was launched; apply the stop rules."""
         drafted_l, lens, acc, nxt_l = step.lists()
         if step.gamma:
             self.policy.observe(step.host[:, -3], step.host[:, -2])
         eos = self.verifier.eos_token_ids
         proposed, kept, emitted = [], [], []
-        for b, row in enumerate(rows):
+        for b, owner in enumerate(step.owners):
+            row = rows[owner]
             if row.done:
                 continue
             new = drafted_l[b][: acc[b]] + [nxt_l[b]]
@@ -204,7 +272,7 @@ class SpeculativeDecoder:
                     break
             row.tokens.extend(new)
             if stop or stream is not None:  # text is only needed to find stops or to stream
-                self._update_text(b, row, new, stop, stream)
+                self._update_text(owner, row, new, stop, stream)
         metrics.record_step(proposed, kept, emitted)
 
     def _update_text(self, b: int, row: _Row, new: list[int], stop, stream) -> None:
@@ -231,9 +299,11 @@ class _Step:
     host: Any  # long [B, width + 3]: proposals, then lengths, accepted, next
     ready: Any  # a CUDA event, or None when the copy is already done
     gamma: int
+    owners: tuple[int, ...]  # the prompt each row served at launch
 
     @classmethod
-    def copy(cls, drafted, lengths, accepted, nxt, gamma: int) -> "_Step":
+    def copy(cls, drafted, lengths, accepted, nxt, gamma: int,
+             owners: tuple[int, ...]) -> "_Step":
         import torch
 
         both = torch.cat([drafted.long(), lengths.long()[:, None], accepted[:, None],
@@ -243,7 +313,7 @@ class _Step:
             both = both.to("cpu", non_blocking=True)
             ready = torch.cuda.Event()
             ready.record()
-        return cls(nxt, both, ready, gamma)
+        return cls(nxt, both, ready, gamma, owners)
 
     @property
     def width(self) -> int:

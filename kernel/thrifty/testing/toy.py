@@ -59,6 +59,16 @@ class _History:
             self.tokens[rows[live], self.lens[live] + i] = new[live, i]
         self.lens = self.lens + counts
 
+    def place(self, row: int, tokens: Sequence[int]) -> None:
+        """Replace row ``row``'s history with ``tokens`` (a new prompt mid-batch)."""
+        if len(tokens) > self.tokens.shape[1]:
+            grown = torch.zeros(len(self.lens), 2 * len(tokens), dtype=torch.long)
+            grown[:, : self.tokens.shape[1]] = self.tokens
+            self.tokens = grown
+        self.tokens[row, : len(tokens)] = torch.tensor(list(tokens), dtype=torch.long)
+        self.lens = self.lens.clone()
+        self.lens[row] = len(tokens)
+
     def last(self, offset: int = 1) -> torch.Tensor:
         """Token ``offset`` places from the end of each row (0 before the start)."""
         idx = self.lens - offset
@@ -88,6 +98,9 @@ class ToyVerifier(_History):
     def start(self, prompts) -> None:
         self.reset([p[:-1] for p in prompts])
 
+    def admit(self, row: int, prompt) -> None:
+        self.place(row, prompt[:-1])
+
     def score(self, tokens, lengths):
         self.passes += 1
         self._before = self.lens.clone()
@@ -116,6 +129,9 @@ class ToyDraft(_History):
     def start(self, prompts) -> None:
         self.reset(prompts)
         self._last = torch.zeros(len(prompts), 0, dtype=torch.long)
+
+    def admit(self, row: int, prompt) -> None:
+        self.place(row, prompt)
 
     def propose(self, gamma: int, sampling: Sampling, generator) -> Proposal:
         batch = len(self.lens)

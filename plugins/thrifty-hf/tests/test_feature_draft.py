@@ -98,11 +98,14 @@ def test_speculative_with_a_feature_draft_equals_greedy(verifier, trained, gamma
     assert sum(m.accepted_at) > 0
 
 
-def test_padded_prefills_keep_a_feature_draft_exact(verifier, trained):
-    """Prefills padded to a bucket (as on CUDA) feed a feature draft the same features."""
+@pytest.mark.parametrize("batch_size", [None, 2], ids=["one-batch", "two-rows-refilled"])
+def test_padded_prefills_keep_a_feature_draft_exact(verifier, trained, batch_size):
+    """Prefills padded to a bucket (as on CUDA) feed a feature draft the same features, also
+    when a row takes the next prompt mid-batch (continuous batching)."""
     ver, draft = fast(verifier), FastFeatureDraft(trained[0], max_len=128, graphs=False)
     ver.lm.prefill_bucket = draft.lm.prefill_bucket = 8
-    spec = SpeculativeDecoder(ver, draft, 3).generate(PROMPTS, max_new_tokens=20)
+    spec = SpeculativeDecoder(ver, draft, 3).generate(PROMPTS, max_new_tokens=20,
+                                                      batch_size=batch_size)
     for prompt, got in zip(PROMPTS, spec.token_ids):
         ref = verifier.generate(torch.tensor([prompt]), max_new_tokens=20, do_sample=False,
                                 min_new_tokens=20)

@@ -62,6 +62,9 @@ class NgramDraft:
         self.rows = [_RowIndex(p, self.sizes) for p in prompts]
         self._last = torch.zeros(len(prompts), 0, dtype=torch.long)
 
+    def admit(self, row: int, prompt) -> None:
+        self.rows[row] = _RowIndex(prompt, self.sizes)
+
     def propose(self, gamma: int, sampling, generator) -> Proposal:
         found = [row.lookup(gamma) for row in self.rows]
         tokens = torch.zeros(len(found), gamma, dtype=torch.long)

@@ -149,9 +149,10 @@ class StaticLM:
         self.batch = batch
 
     # -- the forward ---------------------------------------------------------------------------
-    def forward(self, tokens, n, features=None, logits: bool = True):
+    def forward(self, tokens, n, features=None, logits: bool = True, at=None):
         """Append ``tokens`` [B, k] at slots ``n[b] + i``; return (hidden [B, k, E], float32
         logits [B, k, V] or None). ``features`` [B, k, E]: a feature draft's second input.
+        ``at`` (LongTensor [B]): the cache rows to use, when not all of them (an admission).
 
         Runs without autograd: one weight that still required grad once turned every cache write
         into an autograd node, so each step's graph held the previous caches alive and the
@@ -159,9 +160,9 @@ class StaticLM:
         import torch
 
         with torch.no_grad():
-            return self._forward(tokens, n, features, logits)
+            return self._forward(tokens, n, features, logits, at)
 
-    def _forward(self, tokens, n, features, logits: bool):
+    def _forward(self, tokens, n, features, logits: bool, at):
         import torch
         import torch.nn.functional as F
 
@@ -174,7 +175,8 @@ class StaticLM:
         mask = self.slots[None, None, :] <= pos[:, :, None]  # [B, k, S]
         mask = mask[:, None, None].expand(batch, 1, group, k, self.max_len)
         mask = mask.reshape(batch, 1, group * k, self.max_len)
-        rows = torch.arange(batch, device=tokens.device)[:, None].expand(batch, k)
+        rows = (torch.arange(batch, device=tokens.device) if at is None else at)[:, None]
+        rows = rows.expand(batch, k)
         h = F.embedding(tokens, p["embed"])
         if p["fc"] is not None:
             h = F.linear(torch.cat([h, features.to(h.dtype)], -1), p["fc"])
@@ -191,8 +193,9 @@ class StaticLM:
             # grouped-query attention without copying K/V: each KV head's group of query heads
             # becomes extra query rows
             q = t[:, :, :heads].transpose(1, 2).reshape(batch, kv, group * k, hd)
-            o = F.scaled_dot_product_attention(q, self.cache[i, 0], self.cache[i, 1],
-                                               attn_mask=mask)
+            keys, values = (self.cache[i, 0], self.cache[i, 1]) if at is None else \
+                (self.cache[i, 0, at], self.cache[i, 1, at])
+            o = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
             o = o.reshape(batch, heads, k, hd).transpose(1, 2).reshape(batch, k, heads * hd)
             h = h + F.linear(o, w["o"])
             x = _rms(h, w["ln2"], p["eps"])
@@ -242,14 +245,19 @@ class StaticLM:
             out = fn(*static)
         return graph, static, out
 
-    def prefill(self, prompts: Sequence[Sequence[int]], features=None):
+    def prefill(self, prompts: Sequence[Sequence[int]], features=None, row: int | None = None):
         """Reset to ``len(prompts)`` rows and cache each prompt (``features`` [B, L, E]: a
         feature draft's, for the longest prompt's L). Returns the counts ``n`` and the final
         hidden states [B, L, E] (row b's first ``len(prompts[b])`` are real; on CUDA a graph
-        buffer, valid until the next prefill)."""
+        buffer, valid until the next prefill). With ``row``, cache the one prompt in that row
+        alone and leave the others as they are (continuous batching)."""
         import torch
 
-        self.reset(len(prompts))
+        if row is None:
+            self.reset(len(prompts))
+        elif len(prompts) != 1 or not 0 <= row < self.batch:
+            raise ConfigError(f"admit one prompt into a row 0..{self.batch - 1} of the running "
+                              f"batch; got {len(prompts)} prompts for row {row!r}")
         longest = max(len(p) for p in prompts)
         self.check_room(longest)
         n = torch.zeros(len(prompts), dtype=torch.long, device=self.device)
@@ -263,8 +271,13 @@ class StaticLM:
             inputs = (pad, n)
             if features is not None:
                 inputs += (torch.nn.functional.pad(features, (0, 0, 0, width - longest)),)
-            key = ("prefill",) + tuple(tuple(t.shape) for t in inputs)
-            hidden, _ = self.replay(key, lambda *x: self.forward(*x, logits=False), inputs)
+            if row is None:
+                fn = lambda *x: self.forward(*x, logits=False)  # noqa: E731
+            else:
+                inputs += (torch.tensor([row], device=self.device),)
+                fn = lambda *x: self.forward(*x[:-1], logits=False, at=x[-1])  # noqa: E731
+            key = ("prefill", row is None) + tuple(tuple(t.shape) for t in inputs)
+            hidden, _ = self.replay(key, fn, inputs)
             hidden = hidden[:, :longest]
         else:
             hidden = torch.zeros(len(prompts), 0, self.p["head"].shape[1], device=self.device,
@@ -293,6 +306,18 @@ class _Room:
 
     def grow(self, k: int) -> None:
         self.bound += k
+
+    def cover(self, n: int) -> None:
+        """A row now holds ``n`` tokens (an admitted prompt)."""
+        self.bound = max(self.bound, n)
+
+
+def _set_row(t, row: int, value):
+    """``t`` with row ``row`` set to ``value``, as a new tensor: the old one may still be read
+    by a step in flight."""
+    t = t.clone()
+    t[row] = value
+    return t
 
 
 class FastVerifier:
@@ -327,6 +352,11 @@ class FastVerifier:
     def keep(self, lengths) -> None:
         self.n = self.n + lengths.to(self.n.device)
         self.room.grow(self._k)
+
+    def admit(self, row: int, prompt) -> None:
+        _, self.features = self.lm.prefill([list(prompt[:-1])], row=row)
+        self.n = _set_row(self.n, row, len(prompt) - 1)
+        self.room.cover(len(prompt) - 1)
 
 
 class _Proposer:
@@ -406,6 +436,14 @@ class FastDraft(_Proposer):
         self.room = _Room(self.lm, self.n)
         self._proposed = None
 
+    def admit(self, row: int, prompt) -> None:
+        self.lm.prefill([list(prompt[:-1])], row=row)
+        self.n = _set_row(self.n, row, len(prompt) - 1)
+        self.pending = _set_row(self.pending, row, 0)
+        self.pending[row, 0] = prompt[-1]
+        self.plen = _set_row(self.plen, row, 1)
+        self.room.cover(len(prompt) - 1)
+
     def propose(self, gamma: int, sampling, generator) -> Proposal:
         self.room.ensure(self.n, gamma + 2)
         proposal = self._propose(self.pending, None, gamma, sampling, generator)
@@ -465,8 +503,7 @@ class FastFeatureDraft(_Proposer):
 
         seen = self._need_features()
         dev, batch = self.lm.device, len(prompts)
-        # position j reads f_{j-1}; nothing precedes position 0
-        shifted = torch.cat([seen.new_zeros(batch, 1, seen.shape[-1]), seen], 1)
+        shifted = _shifted(seen)
         self.n, _ = self.lm.prefill([list(p[:-1]) for p in prompts],
                                     shifted[:, : max(len(p) for p in prompts) - 1])
         self.pend_tok = torch.tensor([[p[-1]] for p in prompts], device=dev)
@@ -474,6 +511,19 @@ class FastFeatureDraft(_Proposer):
         self.plen = torch.ones(batch, dtype=torch.long, device=dev)
         self.room = _Room(self.lm, self.n)
         self._proposed = None
+
+    def admit(self, row: int, prompt) -> None:
+        seen = self._need_features()  # [1, P - 1, E]: the verifier's prefill of this row
+        shifted = _shifted(seen)
+        cached = len(prompt) - 1
+        self.lm.prefill([list(prompt[:-1])], shifted[:, :cached], row=row)
+        self.n = _set_row(self.n, row, cached)
+        self.pend_tok = _set_row(self.pend_tok, row, 0)
+        self.pend_tok[row, 0] = prompt[-1]
+        self.pend_feat = _set_row(self.pend_feat, row, 0)
+        self.pend_feat[row, 0] = shifted[0, cached]
+        self.plen = _set_row(self.plen, row, 1)
+        self.room.cover(cached)
 
     def propose(self, gamma: int, sampling, generator) -> Proposal:
         width = self.pend_tok.shape[1]
@@ -512,6 +562,13 @@ class FastFeatureDraft(_Proposer):
                               f"states (SpeculativeDecoder passes them from an 'hf-fast' "
                               f"verifier through observe())")
         return self._seen
+
+
+def _shifted(features):
+    """Features one position later: draft position j reads f_{j-1}; nothing precedes 0."""
+    import torch
+
+    return torch.cat([features.new_zeros(features.shape[0], 1, features.shape[-1]), features], 1)
 
 
 def fast_draft(model, **options):
