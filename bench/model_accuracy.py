@@ -45,6 +45,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--refill", action="store_true",
+                   help="continuous batching: all prompts through each batch size's rows")
     p.add_argument("--profile", help="reuse this saved profile if it exists, else save it here")
     p.add_argument("--profile-batches", type=_range, default=None,
                    help="batch sizes to profile (default: --batches); profile all of them once "
@@ -67,7 +69,7 @@ def main(argv=None) -> int:
             if len(args.profiles) != len(runs):
                 p.error("--profiles takes one profile per --summarize file, in the same order")
             for run, path in zip(runs, args.profiles):
-                _repredict(run["cells"], path)
+                _repredict(run["cells"], path, run["args"].get("refill", False))
         cells = [c for r in runs for c in r["cells"]]
         batches = sorted({c["batch"] for c in cells})
         drafts = sorted({c["draft"] for c in cells if c["draft"]})
@@ -98,19 +100,25 @@ def main(argv=None) -> int:
         if args.profile:
             prof.save(args.profile)
     profile_s = time.time() - t0
-    model = ThroughputModel(prof)
+    model = ThroughputModel(prof, refill=args.refill)
     cells = []
+    configs = [(None, None, 0)] + [(label, draft, g) for label, (draft, _) in drafts.items()
+                                   for g in args.gammas]
     for b in args.batches:
         rows = batched(ids, b)
-        base = measure(verifier, None, 0, b, rows, args.max_new_tokens, args.repeats)
-        cells.append(_cell(None, 0, b, model.predict(None, 0, b), base))
-        for label, (draft, _) in drafts.items():
-            for g in args.gammas:
-                m = measure(verifier, draft, g, b, rows, args.max_new_tokens, args.repeats)
-                cells.append(_cell(label, g, b, model.predict(label, g, b), m))
-                print(f"  batch {b:>2} {label:>28} γ={g}: predicted {cells[-1]['predicted']:8.1f}"
-                      f" measured {m.throughput:8.1f} tok/s ({100 * cells[-1]['error']:+.1f}%)",
-                      file=sys.stderr)
+        # in rounds over every cell: a slow spell of a shared machine then lands on all cells
+        # alike, instead of deciding which cell of a batch size measures best
+        runs: dict = {(label, g): [] for label, _, g in configs}
+        for _ in range(args.repeats):
+            for label, draft, g in configs:
+                runs[label, g].append(measure(verifier, draft, g, b, rows, args.max_new_tokens, 1,
+                                              refill=args.refill))
+        for (label, g), ms in runs.items():
+            m = sorted(ms, key=lambda r: r.throughput)[len(ms) // 2]
+            cells.append(_cell(label, g, b, model.predict(label, g, b), m))
+            print(f"  batch {b:>2} {label or 'target-only':>28} γ={g}: predicted "
+                  f"{cells[-1]['predicted']:8.1f} measured {m.throughput:8.1f} tok/s "
+                  f"({100 * cells[-1]['error']:+.1f}%)", file=sys.stderr)
     measure_s = time.time() - t0 - profile_s
     summary = _summary(cells, args.batches, list(drafts))
     _print(vars(args), prof.meta | {"verifier": prof.verifier}, cells, summary, profile_s,
@@ -122,13 +130,13 @@ def main(argv=None) -> int:
     return 0
 
 
-def _repredict(cells, profile_path) -> None:
+def _repredict(cells, profile_path, refill: bool) -> None:
     """Predict ``cells`` again from their saved profile with the current model (the
     measurements stay as they were)."""
     from thrifty.speculative.profile import Profile
     from thrifty.speculative.throughput import ThroughputModel
 
-    model = ThroughputModel(Profile.load(profile_path))
+    model = ThroughputModel(Profile.load(profile_path), refill=refill)
     for c in cells:
         pred = model.predict(c["draft"], c["gamma"], c["batch"])
         c.update(predicted=pred.throughput, tar_model=pred.tar,

@@ -86,6 +86,17 @@ def test_profile_then_select_with_measurement_plot_and_json(cli, tmp_path, capsy
         assert all(r["measured"] > 0 for r in ranking)
         assert entry["recommended"]["throughput"] == max(r["throughput"] for r in ranking)
     assert png.read_bytes()[:4] == b"\x89PNG"
+    # ranked for continuous batching, and measured that way: the TAR a pass realises is the
+    # replay's for rows refilled from the queue
+    assert cli(["select", "--profile", str(tmp_path / "p.json"), "--measure", "--json",
+                "--refill", "--plot", ""]) == 0
+    refill = json.loads(capsys.readouterr().out)
+    assert all(r["measured"] > 0 for b in refill["batches"] for r in b["ranking"])
+    tar = {(b["batch"], r["draft"], r["gamma"]): r["tar"] for b in refill["batches"]
+           for r in b["ranking"]}
+    static = {(b["batch"], r["draft"], r["gamma"]): r["tar"] for b in out["batches"]
+              for r in b["ranking"]}
+    assert all(tar[k] >= static[k] for k in tar.keys() & static.keys())
 
 
 def test_select_reports_bad_input_as_a_thrifty_error(cli, tmp_path, capsys):

@@ -40,3 +40,25 @@ def test_replay_rejects_lookahead_beyond_the_recording(toys, toy_prompts):
         replay(rec, draft, gamma_max=3)
     with pytest.raises(ConfigError, match="gamma_max"):
         replay(rec, draft, gamma_max=2).tar(3)
+
+
+@pytest.mark.parametrize("refill", [False, True], ids=["static", "continuous"])
+def test_effective_tar_equals_the_live_batch_for_greedy(toys, toy_prompts, refill):
+    """The TAR a batch realises (tokens per row slot per pass, idle rows included) is what the
+    replayed walks predict: static batches wait for their slowest row, continuous ones only
+    drain."""
+    from thrifty.speculative.throughput import batch_tar, refill_tar
+
+    verifier, draft = toys
+    rec = record(verifier, toy_prompts, max_new_tokens=20, horizon=6)
+    acc = replay(rec, draft, batch=4)
+    effective = refill_tar if refill else batch_tar
+    tars = set()
+    for gamma in (1, 3, 6):
+        decoder = SpeculativeDecoder(verifier, draft, gamma)
+        parts = [toy_prompts] if refill else [toy_prompts[i:i + 2] for i in range(0, 6, 2)]
+        runs = [decoder.generate(p, max_new_tokens=20, batch_size=2).metrics for p in parts]
+        live = sum(m.new_tokens for m in runs) / (2 * sum(m.target_passes for m in runs))
+        assert effective(acc.rows, gamma, 2, 20) == pytest.approx(live, abs=1e-12)
+        tars.add(live)
+    assert len(tars) == 3

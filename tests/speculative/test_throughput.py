@@ -5,8 +5,8 @@ from thrifty.speculative.profile import DraftProfile, Profile
 from thrifty.speculative.record import Acceptance
 from thrifty.speculative.throughput import (
     Hypothetical, ShapeModel, ThroughputModel, batch_tar, conditional_from_cumulative,
-    conditional_from_matches, iid_alpha, interp, mean_verify_ms, tar_iid, tar_positional, throughput,
-    walk)
+    conditional_from_matches, iid_alpha, interp, mean_verify_ms, refill_tar, tar_iid,
+    tar_positional, throughput, walk)
 
 
 def test_positional_tar_reduces_to_the_iid_closed_form():
@@ -39,6 +39,24 @@ def test_batch_tar_counts_the_slowest_row_of_each_batch():
     assert batch_tar([fast, slow], 3, 1, 12) == pytest.approx(24 / 15)
     # together, both rows run 12 passes: 24 tokens over 2 x 12 row-passes
     assert batch_tar([fast, slow], 3, 2, 12) == pytest.approx(1.0)
+
+
+def test_refill_tar_idles_rows_only_while_the_queue_drains():
+    fast, slow = [9] * 12, [0] * 12  # 3 passes at γ3, and 12
+    rows = [slow, fast, fast, fast]
+    # static: [slow, fast] run 12 passes, [fast, fast] 3: 48 tokens over 2 x 15 row-passes
+    assert batch_tar(rows, 3, 2, 12) == pytest.approx(48 / 30)
+    # continuous: the second row serves the three fast prompts (9 passes) while the first
+    # serves the slow one (12): 48 tokens over 2 x 12
+    assert refill_tar(rows, 3, 2, 12) == pytest.approx(48 / 24)
+    assert refill_tar(rows, 3, 4, 12) == pytest.approx(batch_tar(rows, 3, 4, 12))
+    # the model predicts either batching from the same replayed rows
+    prof = _profile()
+    recorded = prof.drafts["d"].acceptance.rows
+    recorded[:] = [[0] * 8, [4] * 8, [4] * 8, [4] * 8]
+    static, refill = ThroughputModel(prof), ThroughputModel(prof, refill=True)
+    assert static.tar("d", 2, 2) == pytest.approx(32 / 22)  # passes: 2 x 8, then 2 x 3
+    assert refill.tar("d", 2, 2) == pytest.approx(32 / 18)  # 8 beside 3 + 3 + 3
 
 
 def test_verifier_cost_follows_the_widths_the_engine_scores():

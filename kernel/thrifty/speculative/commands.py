@@ -156,6 +156,10 @@ def _configure_select(p) -> None:
                         "wide=2x1152@0.55 (needs a profile with --shape points)")
     p.add_argument("--sampled", action="store_true",
                    help="rank with the acceptance measured under sampling (--temperature)")
+    p.add_argument("--refill", action="store_true",
+                   help="rank for continuous batching (each row takes the next prompt as soon "
+                        "as it is done, as `generate --batch-size` does) instead of static "
+                        "batches that wait for their slowest row")
     p.add_argument("--plot", default="thrifty-select.png",
                    help="PNG of throughput vs TAR and throughput vs γ ('' to skip)")
     p.add_argument("--json", action="store_true", help="print the ranking as JSON")
@@ -185,7 +189,7 @@ def _run_select(args) -> int:
         prof = Profile.load(args.profile)
     else:
         prof, verifier, drafts, work = _profile_from_args(args, say)
-    model = ThroughputModel(prof, sampled=args.sampled)
+    model = ThroughputModel(prof, sampled=args.sampled, refill=args.refill)
     for h in args.hypothetical:
         model.add_hypothetical(_hypothetical(h))
     batches = args.batch or prof.batches
@@ -214,7 +218,7 @@ def _run_select(args) -> int:
                 say(f"measuring {p.draft or 'target-only'} γ={p.gamma} batch {b}")
                 d = drafts[p.draft][0] if p.draft else None
                 m = measure(verifier, d, p.gamma, b, batched(ids, b), max_new,
-                            repeats=min(args.repeats, 3))
+                            repeats=min(args.repeats, 3), refill=args.refill)
                 row["measured"] = round(m.throughput, 3)
                 row["error"] = round((p.throughput - m.throughput) / m.throughput, 4)
             rows.append(row)

@@ -210,9 +210,10 @@ class Measurement:
 
 def measure(verifier, draft, gamma, batch: int, prompts: Sequence[Sequence[int]],
             max_new_tokens: int = 64, repeats: int = 3, sampling: Sampling | None = None,
-            seed: int = 0) -> Measurement:
-    """Run the engine over ``prompts`` in consecutive batches of ``batch`` and report the median
-    (over ``repeats``) decode throughput: tokens / (total − prefill) time.
+            seed: int = 0, refill: bool = False) -> Measurement:
+    """Run the engine over ``prompts`` in consecutive batches of ``batch`` (``refill``: all of
+    them through ``batch`` continuously refilled rows) and report the median (over
+    ``repeats``) decode throughput: tokens / (total − prefill) time.
 
     ``gamma`` is a fixed lookahead or a :class:`LookaheadPolicy`; ``draft=None`` or ``gamma=0``
     decodes target-only."""
@@ -228,9 +229,11 @@ def measure(verifier, draft, gamma, batch: int, prompts: Sequence[Sequence[int]]
         total = draft_ms = verify_ms = 0.0
         proposed_at: list[int] = []
         accepted_at: list[int] = []
-        for i in range(0, len(prompts), batch):
-            m = decoder.generate(prompts[i:i + batch], max_new_tokens=max_new_tokens,
-                                 sampling=sampling, seed=seed).metrics
+        parts = [prompts] if refill else [prompts[i:i + batch]
+                                          for i in range(0, len(prompts), batch)]
+        for part in parts:
+            m = decoder.generate(part, max_new_tokens=max_new_tokens, sampling=sampling,
+                                 seed=seed, batch_size=batch).metrics
             tokens += m.new_tokens
             passes += m.target_passes
             rows += m.row_steps

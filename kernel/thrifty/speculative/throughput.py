@@ -13,7 +13,7 @@ rule, cache roll-back, detokenisation). Everything here is a pure function of nu
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, deque
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import attrs
@@ -120,6 +120,26 @@ def batch_tar(rows: Sequence[Sequence[int]], gamma: int, batch: int,
         tokens += sum(min(max_new_tokens, len(r)) for r in group)
         passes += batch * max(steps)
     return tokens / passes if passes else 0.0
+
+
+def refill_tar(rows: Sequence[Sequence[int]], gamma: int, batch: int,
+               max_new_tokens: int) -> float:
+    """Effective tokens per row per pass when ``rows`` (see :func:`batched`) run through
+    ``batch`` rows that each take the next waiting prompt as soon as theirs is done (continuous
+    batching): no row idles until the queue is empty, so only its drain costs idle passes.
+    TAR_eff = Σ tokens / (B · passes until the last row is done)."""
+    rows = batched(rows, batch)
+    waiting = deque(walk(r, gamma, max_new_tokens)[0] for r in rows)
+    running = [waiting.popleft() for _ in range(batch)]
+    passes = 0
+    while running:
+        step = min(running)  # passes until the next row is done
+        passes += step
+        running = [left - step for left in running]
+        running = [left if left else waiting.popleft() for left in running
+                   if left or waiting]
+    tokens = sum(min(max_new_tokens, len(r)) for r in rows)
+    return tokens / (batch * passes) if passes else 0.0
 
 
 def mean_verify_ms(matches: Sequence[Sequence[int]], proposed: Sequence[Sequence[int]],
@@ -291,11 +311,15 @@ class ThroughputModel:
     """Predictions from one :class:`thrifty.speculative.profile.Profile`.
 
     ``sampled=True`` uses the acceptance measured under sampling instead of greedy replay.
+    ``refill=True`` predicts continuous batching (``generate(..., batch_size=B)`` over more
+    prompts than rows: a row takes the next prompt as soon as it is done) instead of static
+    batches, which wait for their slowest row.
     """
 
-    def __init__(self, profile, sampled: bool = False) -> None:
+    def __init__(self, profile, sampled: bool = False, refill: bool = False) -> None:
         self.profile = profile
         self.sampled = sampled
+        self.refill = refill
         self._shape = ShapeModel.fit(profile.shapes) if profile.shapes else None
         self.hypotheticals: dict[str, Hypothetical] = {}
 
@@ -326,8 +350,9 @@ class ThroughputModel:
         return interp_table(self._draft(draft).overhead_ms, batch, gamma)
 
     def tar(self, draft: str | None, gamma: int, batch: int = 1) -> float:
-        """TAR at (γ, B): replayed per-row walks when recorded (greedy; accounts for the slowest
-        row of each batch), else the per-position conditional acceptance, else i.i.d. α."""
+        """TAR at (γ, B): replayed per-row walks when recorded (greedy; accounts for the rows
+        that idle: until the slowest row of a static batch is done, or while a continuous
+        batch drains), else the per-position conditional acceptance, else i.i.d. α."""
         if draft is None or gamma == 0:
             return 1.0
         if draft in self.hypotheticals:
@@ -345,7 +370,8 @@ class ThroughputModel:
                                   f"`thrifty profile --temperature T`")
             return tar_positional(conditional_from_cumulative(acc.sampled["cumulative"]), gamma)
         if acc.rows and gamma <= acc.gamma_max:
-            return batch_tar(acc.rows, gamma, batch, acc.max_new_tokens)
+            effective = refill_tar if self.refill else batch_tar
+            return effective(acc.rows, gamma, batch, acc.max_new_tokens)
         return tar_positional(conditional_from_matches(acc.match_hist), gamma)
 
     # -- questions -----------------------------------------------------------------------------
