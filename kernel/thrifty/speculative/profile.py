@@ -176,20 +176,25 @@ def draft_latency(draft, prompts: Sequence[Sequence[int]], batch: int, gammas: S
                           device, repeats, warmup, after=settle)
 
 
-class _TimedStart:
-    """A model seen through a proxy that times ``start`` (the prefill), so decode-only time is
-    total − prefill; everything else passes through."""
+class _TimedPrefill:
+    """A model seen through a proxy that times its prefills (``start``, and ``admit`` when it
+    has one), so decode-only time is total − prefill; everything else passes through."""
 
     def __init__(self, inner, device) -> None:
-        self._inner, self._device, self.start_ms = inner, device, 0.0
+        self._inner, self._device, self.prefill_ms = inner, device, 0.0
+        if callable(getattr(inner, "admit", None)):  # the proxy refills only if the model can
+            self.admit = self._timed(inner.admit)
+        self.start = self._timed(inner.start)
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
-    def start(self, prompts) -> None:
-        t0 = _clock(self._device)
-        self._inner.start(prompts)
-        self.start_ms += 1000 * (_clock(self._device) - t0)
+    def _timed(self, fn):
+        def timed(*args) -> None:
+            t0 = _clock(self._device)
+            fn(*args)
+            self.prefill_ms += 1000 * (_clock(self._device) - t0)
+        return timed
 
 
 @attrs.frozen
@@ -222,8 +227,8 @@ def measure(verifier, draft, gamma, batch: int, prompts: Sequence[Sequence[int]]
     device = verifier.device
     runs = []
     for _ in range(repeats):
-        v = _TimedStart(verifier, device)
-        d = _TimedStart(draft, device) if draft is not None and gamma else None
+        v = _TimedPrefill(verifier, device)
+        d = _TimedPrefill(draft, device) if draft is not None and gamma else None
         decoder = SpeculativeDecoder(v, d, gamma if d is not None else 0)
         tokens = passes = rows = emitted = 0
         total = draft_ms = verify_ms = 0.0
@@ -247,7 +252,7 @@ def measure(verifier, draft, gamma, batch: int, prompts: Sequence[Sequence[int]]
                     accepted_at.append(0)
                 proposed_at[j] += p
                 accepted_at[j] += a
-        decode = total - v.start_ms - (d.start_ms if d is not None else 0.0)
+        decode = total - v.prefill_ms - (d.prefill_ms if d is not None else 0.0)
         runs.append(Measurement(1000 * tokens / decode, emitted / rows, draft_ms / passes,
                                 verify_ms / passes, (decode - draft_ms - verify_ms) / passes,
                                 [a / p if p else 0.0 for a, p in zip(accepted_at, proposed_at)]))
