@@ -204,26 +204,35 @@ class DraftModelSuite(_Common):
             n = int(pa.lengths[r])
             assert torch.equal(pa.tokens[r, :n], pb.tokens[r, :n])
 
-    def test_commit_equals_fresh_start(self, make_draft, verifier, prompts):
-        """After a ragged commit, the draft proposes what a fresh draft on the committed
-        tokens proposes: its rollback is exact."""
-        gen = torch.Generator().manual_seed(0)
-        draft = make_draft(verifier)
+    def _ragged_commit(self, draft, verifier, prompts, gen) -> list[list[int]]:
+        """Start, propose and commit a ragged step (rows keep 2, 0, 1, 3 proposals); returns
+        each row's committed tokens."""
         self._start(draft, verifier, prompts)
         prop = draft.propose(self.gamma, Sampling(), gen)
         accepted = torch.minimum(prop.lengths, torch.tensor([2, 0, 1, 3])[: len(prompts)])
         nxt = torch.tensor([4, 2, 6, 1])[: len(prompts)] % verifier.vocab_size
         self._commit(draft, verifier, prompts, prop, accepted, nxt)
+        return [p + prop.tokens[b, : int(accepted[b])].tolist() + [int(nxt[b])]
+                for b, p in enumerate(prompts)]
+
+    def _proposes_as_fresh(self, draft, make_draft, verifier, rows, gen) -> None:
+        """``draft`` proposes what a fresh draft started on ``rows`` proposes."""
         after = draft.propose(self.gamma, Sampling(), gen)
-        committed = [p + prop.tokens[b, : int(accepted[b])].tolist() + [int(nxt[b])]
-                     for b, p in enumerate(prompts)]
         fresh = make_draft(verifier)
-        self._start(fresh, verifier, committed)
+        self._start(fresh, verifier, rows)
         ref = fresh.propose(self.gamma, Sampling(), gen)
         assert torch.equal(after.lengths, ref.lengths)
-        for b in range(len(prompts)):
+        for b in range(len(rows)):
             n = int(ref.lengths[b])
             assert after.tokens[b, :n].tolist() == ref.tokens[b, :n].tolist()
+
+    def test_commit_equals_fresh_start(self, make_draft, verifier, prompts):
+        """After a ragged commit, the draft proposes what a fresh draft on the committed
+        tokens proposes: its rollback is exact."""
+        gen = torch.Generator().manual_seed(0)
+        draft = make_draft(verifier)
+        rows = self._ragged_commit(draft, verifier, prompts, gen)
+        self._proposes_as_fresh(draft, make_draft, verifier, rows, gen)
 
     def test_admit_equals_fresh_start(self, make_draft, verifier, prompts):
         """``admit`` (optional: continuous batching) gives one row a new prompt mid-batch: that
@@ -234,24 +243,10 @@ class DraftModelSuite(_Common):
             assert not SpeculativeDecoder(verifier, draft).refills
             return
         gen = torch.Generator().manual_seed(0)
-        self._start(draft, verifier, prompts)
-        prop = draft.propose(self.gamma, Sampling(), gen)
-        accepted = torch.minimum(prop.lengths, torch.tensor([2, 0, 1, 3])[: len(prompts)])
-        nxt = torch.tensor([4, 2, 6, 1])[: len(prompts)] % verifier.vocab_size
-        self._commit(draft, verifier, prompts, prop, accepted, nxt)
-        new = [(3 * i + 1) % verifier.vocab_size for i in range(7)]
-        self._admit(draft, verifier, 1, new)
-        after = draft.propose(self.gamma, Sampling(), gen)
-        rows = [p + prop.tokens[b, : int(accepted[b])].tolist() + [int(nxt[b])]
-                for b, p in enumerate(prompts)]
-        rows[1] = new
-        fresh = make_draft(verifier)
-        self._start(fresh, verifier, rows)
-        ref = fresh.propose(self.gamma, Sampling(), gen)
-        assert torch.equal(after.lengths, ref.lengths)
-        for b in range(len(prompts)):
-            n = int(ref.lengths[b])
-            assert after.tokens[b, :n].tolist() == ref.tokens[b, :n].tolist()
+        rows = self._ragged_commit(draft, verifier, prompts, gen)
+        rows[1] = [(3 * i + 1) % verifier.vocab_size for i in range(7)]
+        self._admit(draft, verifier, 1, rows[1])
+        self._proposes_as_fresh(draft, make_draft, verifier, rows, gen)
 
     @pytest.mark.parametrize("gamma, batch_size", [(1, None), (3, None), (3, 2)],
                              ids=["gamma1", "gamma3", "gamma3-two-rows"])
