@@ -45,6 +45,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--confirm", type=int, default=0, metavar="ROUNDS",
+                   help="where the selector's choice measures more than 5%% below the best, "
+                        "time both cells this many more rounds (a noisy machine's verdict)")
     p.add_argument("--refill", action="store_true",
                    help="continuous batching: all prompts through each batch size's rows")
     p.add_argument("--profile", help="reuse this saved profile if it exists, else save it here")
@@ -106,19 +109,32 @@ def main(argv=None) -> int:
                                    for g in args.gammas]
     for b in args.batches:
         rows = batched(ids, b)
-        # in rounds over every cell: a slow spell of a shared machine then lands on all cells
-        # alike, instead of deciding which cell of a batch size measures best
-        runs: dict = {(label, g): [] for label, _, g in configs}
-        for _ in range(args.repeats):
-            for label, draft, g in configs:
-                runs[label, g].append(measure(verifier, draft, g, b, rows, args.max_new_tokens, 1,
-                                              refill=args.refill))
-        for (label, g), ms in runs.items():
-            m = sorted(ms, key=lambda r: r.throughput)[len(ms) // 2]
-            cells.append(_cell(label, g, b, model.predict(label, g, b), m))
-            print(f"  batch {b:>2} {label or 'target-only':>28} γ={g}: predicted "
-                  f"{cells[-1]['predicted']:8.1f} measured {m.throughput:8.1f} tok/s "
-                  f"({100 * cells[-1]['error']:+.1f}%)", file=sys.stderr)
+        drafted = {(label, g): draft for label, draft, g in configs}
+        runs: dict = {key: [] for key in drafted}
+
+        def timed(keys, rounds):
+            # in rounds over the cells: a slow spell of a shared machine then lands on all of
+            # them alike, instead of deciding which cell of a batch size measures best
+            for _ in range(rounds):
+                for label, g in keys:
+                    runs[label, g].append(measure(verifier, drafted[label, g], g, b, rows,
+                                                  args.max_new_tokens, 1, refill=args.refill))
+
+        def group():
+            return [_cell(label, g, b, model.predict(label, g, b), _median(ms), len(ms))
+                    for (label, g), ms in runs.items()]
+
+        timed(list(runs), args.repeats)
+        if args.confirm:
+            verdicts = _summary(group(), [b], list(drafts))
+            contested = {tuple(c[k]) for c in verdicts["per_batch"] + verdicts["per_draft_batch"]
+                         if not c["within_5pct"] for k in ("chosen", "measured_best")}
+            timed(sorted(contested, key=str), args.confirm)
+        cells += group()
+        for c in cells[-len(runs):]:
+            print(f"  batch {b:>2} {c['draft'] or 'target-only':>28} γ={c['gamma']}: predicted "
+                  f"{c['predicted']:8.1f} measured {c['measured']:8.1f} tok/s "
+                  f"({100 * c['error']:+.1f}%, {c['repeats']} runs)", file=sys.stderr)
     measure_s = time.time() - t0 - profile_s
     summary = _summary(cells, args.batches, list(drafts))
     _print(vars(args), prof.meta | {"verifier": prof.verifier}, cells, summary, profile_s,
@@ -144,8 +160,14 @@ def _repredict(cells, profile_path, refill: bool) -> None:
                  pred_ms=[pred.draft_ms, pred.verify_ms, pred.overhead_ms])
 
 
-def _cell(draft, gamma, batch, pred, m) -> dict:
-    return {"draft": draft, "gamma": gamma, "batch": batch, "predicted": pred.throughput,
+def _median(runs):
+    """The run of median throughput (the higher middle one of an even count)."""
+    return sorted(runs, key=lambda r: r.throughput)[len(runs) // 2]
+
+
+def _cell(draft, gamma, batch, pred, m, repeats: int) -> dict:
+    return {"draft": draft, "gamma": gamma, "batch": batch, "repeats": repeats,
+            "predicted": pred.throughput,
             "measured": m.throughput, "error": (pred.throughput - m.throughput) / m.throughput,
             "tar_model": pred.tar, "tar_live": m.tar,
             "pred_ms": [pred.draft_ms, pred.verify_ms, pred.overhead_ms],
