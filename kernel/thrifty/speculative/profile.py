@@ -98,26 +98,16 @@ def _clock(device) -> float:
 def median_ms(fn: Callable[[], Any], device, repeats: int, warmup: int,
               after: Callable[[Any], None] | None = None) -> float:
     """Median wall time of ``fn()`` in ms; ``after(result)`` runs untimed after each call."""
-    return interleaved_ms({0: fn}, device, repeats, warmup, after)[0]
-
-
-def interleaved_ms(fns: Mapping[Any, Callable[[], Any]], device, repeats: int, warmup: int,
-                   after: Callable[[Any], None] | None = None) -> dict[Any, float]:
-    """Median wall time in ms of each ``fns[key]()``, timed in rounds that call every function
-    once: on a shared machine a slow spell then lands on every key alike instead of on the
-    keys timed during it (timed one key after another, a 2-core CPU priced a 3-token pass
-    above a 4-token one). ``after(result)`` runs untimed after each call."""
-    times: dict[Any, list[float]] = {key: [] for key in fns}
+    times = []
     for i in range(warmup + repeats):
-        for key, fn in fns.items():
-            t0 = _clock(device)
-            out = fn()
-            t1 = _clock(device)
-            if after is not None:
-                after(out)
-            if i >= warmup:
-                times[key].append(1000 * (t1 - t0))
-    return {key: statistics.median(ts) for key, ts in times.items()}
+        t0 = _clock(device)
+        out = fn()
+        t1 = _clock(device)
+        if after is not None:
+            after(out)
+        if i >= warmup:
+            times.append(1000 * (t1 - t0))
+    return statistics.median(times)
 
 
 def _batch_rows(prompts: Sequence[Sequence[int]], batch: int) -> list[list[int]]:
@@ -135,12 +125,12 @@ def verifier_latency(verifier, prompts: Sequence[Sequence[int]], batch: int, max
     tokens = torch.tensor([(row * max_tokens)[:max_tokens] for row in _batch_rows(prompts, batch)],
                           device=device)
     keep = torch.ones(batch, dtype=torch.long, device=device)
-    lengths = {k: torch.full((batch,), k, dtype=torch.long, device=device)
-               for k in range(1, max_tokens + 1)}
-    ms = interleaved_ms({k: (lambda k=k: verifier.score(tokens[:, :k], lengths[k]))
-                         for k in lengths}, device, repeats, warmup,
-                        after=lambda _: verifier.keep(keep))
-    return [ms[k] for k in lengths]
+    out = []
+    for k in range(1, max_tokens + 1):
+        lengths = torch.full((batch,), k, dtype=torch.long, device=device)
+        out.append(median_ms(lambda: verifier.score(tokens[:, :k], lengths), device, repeats,
+                             warmup, after=lambda _: verifier.keep(keep)))
+    return out
 
 
 def draft_latency(draft, prompts: Sequence[Sequence[int]], batch: int, gammas: Sequence[int],
@@ -172,8 +162,8 @@ def draft_latency(draft, prompts: Sequence[Sequence[int]], batch: int, gammas: S
                                                       width))
         draft.commit((proposal.lengths // 2).to(dev), nxt)
 
-    return interleaved_ms({g: (lambda g=g: draft.propose(g, greedy, gen)) for g in gammas},
-                          device, repeats, warmup, after=settle)
+    return {g: median_ms(lambda: draft.propose(g, greedy, gen), device, repeats, warmup,
+                         after=settle) for g in gammas}
 
 
 class _TimedPrefill:
