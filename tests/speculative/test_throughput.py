@@ -5,8 +5,8 @@ from thrifty.speculative.profile import DraftProfile, Profile
 from thrifty.speculative.record import Acceptance
 from thrifty.speculative.throughput import (
     Hypothetical, ShapeModel, ThroughputModel, batch_tar, conditional_from_cumulative,
-    conditional_from_matches, iid_alpha, interp, mean_verify_ms, refill_tar, tar_iid,
-    tar_positional, throughput, walk)
+    conditional_from_matches, iid_alpha, interp, mean_verify_ms, nondecreasing, refill_tar,
+    tar_iid, tar_positional, throughput, walk)
 
 
 def test_positional_tar_reduces_to_the_iid_closed_form():
@@ -39,6 +39,17 @@ def test_batch_tar_counts_the_slowest_row_of_each_batch():
     assert batch_tar([fast, slow], 3, 1, 12) == pytest.approx(24 / 15)
     # together, both rows run 12 passes: 24 tokens over 2 x 12 row-passes
     assert batch_tar([fast, slow], 3, 2, 12) == pytest.approx(1.0)
+
+
+def test_verifier_latency_never_falls_with_more_tokens():
+    pooled = (167 + 113 + 139) / 3  # 167 > 113 pool to 140, which 139 then joins
+    assert nondecreasing([92, 98, 167, 113, 139]) == pytest.approx([92, 98] + [pooled] * 3)
+    assert nondecreasing([1.0, 2.0, 3.0]) == [1.0, 2.0, 3.0]
+    assert nondecreasing([3.0, 2.0, 1.0]) == [2.0, 2.0, 2.0]
+    prof = _profile()
+    prof.verify_ms[1] = [10.0, 14.0, 12.0, 13.0, 15.0]  # a noisy timing of 2 tokens
+    model = ThroughputModel(prof)
+    assert [model.verify_ms(k, 1) for k in range(1, 6)] == pytest.approx([10, 13, 13, 13, 15])
 
 
 def test_refill_tar_idles_rows_only_while_the_queue_drains():
