@@ -46,13 +46,16 @@ class _History:
         for b, r in enumerate(rows):
             self.tokens[b, : len(r)] = torch.tensor(list(r), dtype=torch.long)
 
-    def append(self, new: torch.Tensor, counts: torch.Tensor) -> None:
-        """Append the first ``counts[b]`` tokens of ``new[b]`` to row b."""
-        need = int((self.lens + counts).max()) if len(self.lens) else 0
+    def _room(self, need: int) -> None:
+        """Make every row hold at least ``need`` tokens."""
         if need > self.tokens.shape[1]:
             grown = torch.zeros(len(self.lens), 2 * need, dtype=torch.long)
             grown[:, : self.tokens.shape[1]] = self.tokens
             self.tokens = grown
+
+    def append(self, new: torch.Tensor, counts: torch.Tensor) -> None:
+        """Append the first ``counts[b]`` tokens of ``new[b]`` to row b."""
+        self._room(int((self.lens + counts).max()) if len(self.lens) else 0)
         rows = torch.arange(len(self.lens))
         for i in range(new.shape[1]):
             live = counts > i
@@ -61,10 +64,7 @@ class _History:
 
     def place(self, row: int, tokens: Sequence[int]) -> None:
         """Replace row ``row``'s history with ``tokens`` (a new prompt mid-batch)."""
-        if len(tokens) > self.tokens.shape[1]:
-            grown = torch.zeros(len(self.lens), 2 * len(tokens), dtype=torch.long)
-            grown[:, : self.tokens.shape[1]] = self.tokens
-            self.tokens = grown
+        self._room(len(tokens))
         self.tokens[row, : len(tokens)] = torch.tensor(list(tokens), dtype=torch.long)
         self.lens = self.lens.clone()
         self.lens[row] = len(tokens)
