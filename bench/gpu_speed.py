@@ -103,11 +103,11 @@ def thrifty_run(verifier, draft, gamma, prompts, batch, max_new, repeats, overla
                 outs[i] = g.token_ids[0]
             rates.append(statistics.median(per))
         else:
-            for s in range(0, len(prompts), len(prompts) if refill else batch):
+            step = len(prompts) if refill else batch  # one refilled run, or static batches
+            for s in range(0, len(prompts), step):
                 sync()
                 t = time.perf_counter()
-                g = dec.generate(prompts[s: s + batch] if not refill else prompts,
-                                 max_new_tokens=max_new, batch_size=batch)
+                g = dec.generate(prompts[s: s + step], max_new_tokens=max_new, batch_size=batch)
                 sync()
                 rates.append(g.metrics.new_tokens / (time.perf_counter() - t))
                 tars.append(g.metrics.tar)

@@ -81,7 +81,7 @@ def main(argv=None) -> int:
         return 0
 
     from thrifty.speculative.commands import build_models
-    from thrifty.speculative.profile import Profile, measure, profile
+    from thrifty.speculative.profile import Profile, measure, median_run, profile
     from thrifty.speculative.throughput import ThroughputModel, batched
     from thrifty.speculative.workloads import workload
 
@@ -105,11 +105,10 @@ def main(argv=None) -> int:
     profile_s = time.time() - t0
     model = ThroughputModel(prof, refill=args.refill)
     cells = []
-    configs = [(None, None, 0)] + [(label, draft, g) for label, (draft, _) in drafts.items()
-                                   for g in args.gammas]
+    drafted = {(None, 0): None} | {(label, g): draft for label, (draft, _) in drafts.items()
+                                   for g in args.gammas}
     for b in args.batches:
         rows = batched(ids, b)
-        drafted = {(label, g): draft for label, draft, g in configs}
         runs: dict = {key: [] for key in drafted}
 
         def timed(keys, rounds):
@@ -121,7 +120,7 @@ def main(argv=None) -> int:
                                                   args.max_new_tokens, 1, refill=args.refill))
 
         def group():
-            return [_cell(label, g, b, model.predict(label, g, b), _median(ms), len(ms))
+            return [_cell(label, g, b, model.predict(label, g, b), median_run(ms), len(ms))
                     for (label, g), ms in runs.items()]
 
         timed(list(runs), args.repeats)
@@ -158,11 +157,6 @@ def _repredict(cells, profile_path, refill: bool) -> None:
         c.update(predicted=pred.throughput, tar_model=pred.tar,
                  error=(pred.throughput - c["measured"]) / c["measured"],
                  pred_ms=[pred.draft_ms, pred.verify_ms, pred.overhead_ms])
-
-
-def _median(runs):
-    """The run of median throughput (the higher middle one of an even count)."""
-    return sorted(runs, key=lambda r: r.throughput)[len(runs) // 2]
 
 
 def _cell(draft, gamma, batch, pred, m, repeats: int) -> dict:

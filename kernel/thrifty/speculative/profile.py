@@ -246,8 +246,12 @@ def measure(verifier, draft, gamma, batch: int, prompts: Sequence[Sequence[int]]
         runs.append(Measurement(1000 * tokens / decode, emitted / rows, draft_ms / passes,
                                 verify_ms / passes, (decode - draft_ms - verify_ms) / passes,
                                 [a / p if p else 0.0 for a, p in zip(accepted_at, proposed_at)]))
-    runs.sort(key=lambda r: r.throughput)
-    return runs[len(runs) // 2]
+    return median_run(runs)
+
+
+def median_run(runs: Sequence[Measurement]) -> Measurement:
+    """The run of median throughput (the higher middle one of an even count)."""
+    return sorted(runs, key=lambda r: r.throughput)[len(runs) // 2]
 
 
 # -- latency from shape alone -------------------------------------------------------------------

@@ -335,14 +335,15 @@ class ThroughputModel:
         self.profile = profile
         self.sampled = sampled
         self.refill = refill
+        # made non-decreasing once here, not on every lookup
+        self._verify = {b: {k + 1: ms for k, ms in enumerate(nondecreasing(row))}
+                        for b, row in profile.verify_ms.items()}
         self._shape = ShapeModel.fit(profile.shapes) if profile.shapes else None
         self.hypotheticals: dict[str, Hypothetical] = {}
 
     # -- the three terms ---------------------------------------------------------------------
     def verify_ms(self, tokens: int, batch: int) -> float:
-        table = {b: {k + 1: ms for k, ms in enumerate(nondecreasing(row))}
-                 for b, row in self.profile.verify_ms.items()}
-        return interp_table(table, batch, tokens)
+        return interp_table(self._verify, batch, tokens)
 
     def draft_ms(self, draft: str, gamma: int, batch: int) -> float:
         if gamma == 0:
