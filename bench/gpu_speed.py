@@ -26,7 +26,23 @@ CHAT = ["How do I reverse a list in Python?", "Write a haiku about autumn leaves
         "What is the difference between a process and a thread?",
         "Tell me a short story about a lost cat finding its way home.",
         "Explain what a hash table is.", "Write a Python function that checks for palindromes.",
-        "Why is the sky blue?", "Give me three tips for a job interview."]
+        "Why is the sky blue?", "Give me three tips for a job interview.",
+        # 24 more for continuous batching (none of them a distillation topic)
+        "How do I read a CSV file in Python?", "Write a limerick about a sleepy owl.",
+        "What causes the seasons on Earth?", "Describe a busy market in the morning.",
+        "What is the difference between a list and a tuple in Python?",
+        "Give me a recipe for a simple tomato soup.", "Explain how a bicycle stays upright.",
+        "Write a Python function that counts the vowels in a string.",
+        "What are the benefits of learning a second language?",
+        "Tell me a short story about a lighthouse keeper's dog.",
+        "How does a refrigerator keep food cold?", "Write a thank-you note to a teacher.",
+        "What is an API, in simple terms?", "Suggest a weekend plan for a rainy city.",
+        "Explain the rules of chess in a few sentences.",
+        "Write a SQL query that finds the five most recent orders.",
+        "Why do cats purr?", "Describe the taste of a ripe mango.",
+        "How do vaccines train the immune system?", "Write a short speech for a friend's wedding.",
+        "What is the Pythagorean theorem used for?", "Give me tips for growing basil indoors.",
+        "Explain what Git branches are for.", "Write a two-line poem about the sea."]
 
 
 def code_prompts(n: int) -> list[str]:
