@@ -265,16 +265,16 @@ class StaticLM:
             # slots past a row's prompt are never read before they are overwritten, so padding
             # to the bucket changes nothing but the shape
             width = min(-(-longest // self.prefill_bucket) * self.prefill_bucket, self.max_len)
-            pad = torch.zeros(len(prompts), width, dtype=torch.long, device=self.device)
+            pad = torch.zeros(len(prompts), width, dtype=torch.long)
             for b, p in enumerate(prompts):
                 pad[b, : len(p)] = torch.as_tensor(list(p), dtype=torch.long)
-            inputs = (pad, n)
+            inputs = (_upload(pad, self.device), n)
             if features is not None:
                 inputs += (torch.nn.functional.pad(features, (0, 0, 0, width - longest)),)
             if row is None:
                 fn = lambda *x: self.forward(*x, logits=False)  # noqa: E731
             else:
-                inputs += (torch.tensor([row], device=self.device),)
+                inputs += (_upload([row], self.device),)
                 fn = lambda *x: self.forward(*x[:-1], logits=False, at=x[-1])  # noqa: E731
             key = ("prefill", row is None) + tuple(tuple(t.shape) for t in inputs)
             hidden, _ = self.replay(key, fn, inputs)
@@ -282,8 +282,7 @@ class StaticLM:
         else:
             hidden = torch.zeros(len(prompts), 0, self.p["head"].shape[1], device=self.device,
                                  dtype=self.dtype)
-        return torch.tensor([len(p) for p in prompts], dtype=torch.long,
-                            device=self.device), hidden
+        return _upload([len(p) for p in prompts], self.device), hidden
 
     def check_room(self, needed: int) -> None:
         if needed > self.max_len:
@@ -310,6 +309,19 @@ class _Room:
     def cover(self, n: int) -> None:
         """A row now holds ``n`` tokens (an admitted prompt)."""
         self.bound = max(self.bound, n)
+
+
+def _upload(values, device):
+    """``values`` as a long tensor on ``device``, copied without waiting for queued GPU work:
+    a copy from pageable host memory synchronises the stream, which would end the overlap of
+    the step in flight whenever continuous batching admits a prompt (pinned memory is cached
+    by torch and held until its copy is done)."""
+    import torch
+
+    t = torch.as_tensor(values, dtype=torch.long)
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def _set_row(t, row: int, value):
