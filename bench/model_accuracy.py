@@ -47,7 +47,8 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--confirm", type=int, default=0, metavar="ROUNDS",
                    help="where the selector's choice measures more than 5%% below the best, "
-                        "time both cells this many more rounds (a noisy machine's verdict)")
+                        "time both cells this many more rounds, again while a verdict rests on "
+                        "a cell not yet re-timed (a noisy machine's verdict)")
     p.add_argument("--refill", action="store_true",
                    help="continuous batching: all prompts through each batch size's rows")
     p.add_argument("--profile", help="reuse this saved profile if it exists, else save it here")
@@ -124,11 +125,15 @@ def main(argv=None) -> int:
                     for (label, g), ms in runs.items()]
 
         timed(list(runs), args.repeats)
-        if args.confirm:
+        confirmed: set = set()
+        while args.confirm:  # until every verdict rests on confirmed cells
             verdicts = _summary(group(), [b], list(drafts))
             contested = {tuple(c[k]) for c in verdicts["per_batch"] + verdicts["per_draft_batch"]
                          if not c["within_5pct"] for k in ("chosen", "measured_best")}
+            if contested <= confirmed:
+                break
             timed(sorted(contested, key=str), args.confirm)
+            confirmed |= contested
         cells += group()
         for c in cells[-len(runs):]:
             print(f"  batch {b:>2} {c['draft'] or 'target-only':>28} γ={c['gamma']}: predicted "

@@ -10,7 +10,8 @@ import importlib
 from thrifty.cli import main
 from thrifty.speculative import commands
 from thrifty.speculative.commands import export_config
-from thrifty.speculative.profile import Profile, measure, profile, shape_latency
+from thrifty.speculative import profile as profiling
+from thrifty.speculative.profile import Profile, measure, profile, shape_latency, verifier_latency
 from thrifty.speculative.throughput import ThroughputModel
 from thrifty.testing import fresh_registry
 from thrifty.testing.toy import ToyVerifier
@@ -33,6 +34,28 @@ def test_profile_measures_every_term_and_round_trips(toys, toy_prompts, tmp_path
     model = ThroughputModel(again)
     assert model.predict("toy", 2, 2).throughput > 0
     assert ThroughputModel(again, sampled=True).tar("toy", 3) >= 1.0
+
+
+def test_verifier_latency_spreads_a_slow_spell_over_sweeps(toys, toy_prompts, monkeypatch):
+    """A pass over k tokens takes 10·k ms on a clock the verifier advances; a slow spell adds
+    100 ms to the three passes of k = 2 in the first sweep. One sweep prices k = 2 with the
+    spell; three sweeps price every width as it is."""
+    verifier, _ = toys
+    now, spell = [0.0], {"from": 0, "calls": 0}
+    score = verifier.score
+
+    def timed_score(tokens, lengths):
+        spell["calls"] += 1
+        slow = spell["from"] <= spell["calls"] < spell["from"] + 3
+        now[0] += (10 * tokens.shape[1] + 100 * slow) / 1000
+        return score(tokens, lengths)
+
+    monkeypatch.setattr(verifier, "score", timed_score)
+    monkeypatch.setattr(profiling, "_clock", lambda device: now[0])
+    for sweeps, expected in ((1, [10, 120, 30, 40]), (3, [10, 20, 30, 40])):
+        spell.update({"from": 4, "calls": 0})  # calls 1-3: k = 1 (1 warm-up, 2 timed)
+        ms = verifier_latency(verifier, toy_prompts, 2, 4, repeats=2, warmup=1, sweeps=sweeps)
+        assert ms == pytest.approx(expected)
 
 
 def test_measure_reports_decode_throughput_and_the_live_tar(toys, toy_prompts):

@@ -5,7 +5,7 @@ from thrifty.speculative.profile import DraftProfile, Profile
 from thrifty.speculative.record import Acceptance
 from thrifty.speculative.throughput import (
     Hypothetical, ShapeModel, ThroughputModel, batch_tar, conditional_from_cumulative,
-    conditional_from_matches, iid_alpha, interp, mean_verify_ms, nondecreasing, refill_tar,
+    conditional_from_matches, iid_alpha, interp, mean_verify_ms, refill_tar,
     tar_iid, tar_positional, throughput, walk)
 
 
@@ -41,15 +41,14 @@ def test_batch_tar_counts_the_slowest_row_of_each_batch():
     assert batch_tar([fast, slow], 3, 2, 12) == pytest.approx(1.0)
 
 
-def test_verifier_latency_never_falls_with_more_tokens():
-    pooled = (167 + 113 + 139) / 3  # 167 > 113 pool to 140, which 139 then joins
-    assert nondecreasing([92, 98, 167, 113, 139]) == pytest.approx([92, 98] + [pooled] * 3)
-    assert nondecreasing([1.0, 2.0, 3.0]) == [1.0, 2.0, 3.0]
-    assert nondecreasing([3.0, 2.0, 1.0]) == [2.0, 2.0, 2.0]
+def test_verifier_latency_keeps_the_bends_it_was_profiled_with():
+    # on a CPU at batch 1, scoring 3 tokens measured slower than 5 in every profile and in
+    # live passes alike (small-matrix kernels): the model prices each width as profiled
     prof = _profile()
-    prof.verify_ms[1] = [10.0, 14.0, 12.0, 13.0, 15.0]  # a noisy timing of 2 tokens
+    prof.verify_ms[1] = [65.0, 95.0, 122.0, 86.0, 75.0]
     model = ThroughputModel(prof)
-    assert [model.verify_ms(k, 1) for k in range(1, 6)] == pytest.approx([10, 13, 13, 13, 15])
+    assert [model.verify_ms(k, 1) for k in range(1, 6)] == pytest.approx(prof.verify_ms[1])
+    assert model.verify_ms(3, 1) > model.verify_ms(5, 1)
 
 
 def test_refill_tar_idles_rows_only_while_the_queue_drains():

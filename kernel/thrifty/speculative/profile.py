@@ -116,8 +116,14 @@ def _batch_rows(prompts: Sequence[Sequence[int]], batch: int) -> list[list[int]]
 
 
 def verifier_latency(verifier, prompts: Sequence[Sequence[int]], batch: int, max_tokens: int,
-                     repeats: int = 5, warmup: int = 2) -> list[float]:
-    """Median ms of one ``score`` call with k = 1 … ``max_tokens`` tokens per row."""
+                     repeats: int = 5, warmup: int = 2, sweeps: int = 3) -> list[float]:
+    """Median ms of one ``score`` call with k = 1 … ``max_tokens`` tokens per row.
+
+    Each k is timed ``repeats`` times in a row, in ``sweeps`` sweeps over every k, and its
+    latency is the median over the sweeps. A shared machine's slow spells last seconds, so one
+    sweep lands a spell on one or two widths and bends the curve, which on a CPU has real bends
+    of its own that must survive (small-matrix kernels: at batch 1, 3 tokens cost more than 5);
+    sweeps spread a spell over every width instead."""
     import torch
 
     verifier.start(_batch_rows(prompts, batch))
@@ -125,12 +131,14 @@ def verifier_latency(verifier, prompts: Sequence[Sequence[int]], batch: int, max
     tokens = torch.tensor([(row * max_tokens)[:max_tokens] for row in _batch_rows(prompts, batch)],
                           device=device)
     keep = torch.ones(batch, dtype=torch.long, device=device)
-    out = []
-    for k in range(1, max_tokens + 1):
+
+    def one(k: int) -> float:
         lengths = torch.full((batch,), k, dtype=torch.long, device=device)
-        out.append(median_ms(lambda: verifier.score(tokens[:, :k], lengths), device, repeats,
-                             warmup, after=lambda _: verifier.keep(keep)))
-    return out
+        return median_ms(lambda: verifier.score(tokens[:, :k], lengths), device, repeats, warmup,
+                         after=lambda _: verifier.keep(keep))
+
+    timed = [[one(k) for k in range(1, max_tokens + 1)] for _ in range(max(1, sweeps))]
+    return [statistics.median(ms) for ms in zip(*timed)]
 
 
 def draft_latency(draft, prompts: Sequence[Sequence[int]], batch: int, gammas: Sequence[int],
@@ -300,11 +308,13 @@ def profile(verifier, drafts: Mapping[str, tuple[Any, dict]], prompts: Sequence[
             workload: str = "", batches: Sequence[int] = (1, 4, 16), gamma_max: int = 8,
             max_new_tokens: int = 64, repeats: int = 5, warmup: int = 2,
             temperature: float | None = None, shapes: Sequence[tuple[int, int]] = (),
-            dtype: str = "float32", progress: Progress | None = None) -> Profile:
+            dtype: str = "float32", sweeps: int = 3,
+            progress: Progress | None = None) -> Profile:
     """Profile ``verifier`` and ``drafts`` (label -> (draft, config)) on ``prompts``.
 
-    Latencies use ``repeats`` medians; the engine overhead per step is read from short live runs
-    at γ = 1 and γmax (its only live measurement); acceptance comes from record and replay.
+    Latencies use ``repeats`` medians (the verifier's, over ``sweeps`` sweeps of every width);
+    the engine overhead per step is read from short live runs at γ = 1 and γmax (its only live
+    measurement); acceptance comes from record and replay.
     """
     say = progress or (lambda _: None)
     if gamma_max < 1 or not batches or min(batches) < 1:
@@ -312,11 +322,12 @@ def profile(verifier, drafts: Mapping[str, tuple[Any, dict]], prompts: Sequence[
     device = verifier.device
     ids = [verifier.tokenizer.encode(p) if isinstance(p, str) else list(p) for p in prompts]
     result = Profile(verifier.name, str(device), workload, gamma_max, sorted(batches),
-                     meta=_meta(repeats, warmup, max_new_tokens, len(ids)))
+                     meta=_meta(repeats, warmup, max_new_tokens, len(ids)) | {"sweeps": sweeps})
     draft_gammas = sorted({1, 2, 4, gamma_max} & set(range(1, gamma_max + 1)))
     for b in result.batches:
         say(f"verifier latency, batch {b}")
-        result.verify_ms[b] = verifier_latency(verifier, ids, b, gamma_max + 1, repeats, warmup)
+        result.verify_ms[b] = verifier_latency(verifier, ids, b, gamma_max + 1, repeats, warmup,
+                                               sweeps)
         rows = _batch_rows(ids, b)
         result.target_overhead_ms[b] = measure(verifier, None, 0, b, rows, max_new_tokens,
                                                repeats=min(repeats, 3)).overhead_ms

@@ -191,21 +191,6 @@ def interp(x: float, xs: Sequence[float], ys: Sequence[float]) -> float:
     return max(0.0, float(y0 + (y1 - y0) * (x - x0) / (x1 - x0)))
 
 
-def nondecreasing(ys: Sequence[float]) -> list[float]:
-    """The closest non-decreasing sequence to ``ys`` in least squares (pool adjacent
-    violators): where a pass over more tokens timed faster than one over fewer, both get their
-    mean. Scoring more tokens never costs less; on a shared CPU single timings say otherwise
-    (167 ms for 3 tokens between 98 ms for 2 and 113 ms for 4, at batch 4)."""
-    blocks: list[list[float]] = []  # [sum, count]
-    for y in ys:
-        blocks.append([float(y), 1])
-        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
-            total, count = blocks.pop()
-            blocks[-1][0] += total
-            blocks[-1][1] += count
-    return [total / count for total, count in blocks for _ in range(int(count))]
-
-
 def interp_table(table: Mapping[int, Mapping[int, float]], batch: int, x: int) -> float:
     """Look up ``table[batch][x]`` interpolating in x within each batch, then across batches."""
     batches = sorted(table)
@@ -335,8 +320,7 @@ class ThroughputModel:
         self.profile = profile
         self.sampled = sampled
         self.refill = refill
-        # made non-decreasing once here, not on every lookup
-        self._verify = {b: {k + 1: ms for k, ms in enumerate(nondecreasing(row))}
+        self._verify = {b: {k + 1: ms for k, ms in enumerate(row)}
                         for b, row in profile.verify_ms.items()}
         self._shape = ShapeModel.fit(profile.shapes) if profile.shapes else None
         self.hypotheticals: dict[str, Hypothetical] = {}
