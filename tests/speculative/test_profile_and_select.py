@@ -95,9 +95,10 @@ def test_profile_then_select_with_measurement_plot_and_json(cli, tmp_path, capsy
     prompts.write_text("abcabd\nfedcba\nabcdef\naabbcc\n")
     flags = ["--verifier", "toy", "--draft", "toy-draft", "--workload", str(prompts),
              "--batch", "1,2", "--gamma-max", "3", "--max-new-tokens", "8", "--repeats", "2",
-             "--warmup", "1"]
+             "--warmup", "1", "--sweeps", "2"]
     assert cli(["profile", *flags, "-o", str(tmp_path / "p.json")]) == 0
     capsys.readouterr()
+    assert json.loads((tmp_path / "p.json").read_text())["meta"]["sweeps"] == 2
     png = tmp_path / "select.png"
     assert cli(["select", "--profile", str(tmp_path / "p.json"), "--measure", "--json",
                 "--top", "2", "--plot", str(png)]) == 0
@@ -126,6 +127,9 @@ def test_select_reports_bad_input_as_a_thrifty_error(cli, tmp_path, capsys):
     assert cli(["select", "--profile", str(tmp_path / "missing.json"), "--plot", ""]) == 2
     assert "cannot read profile" in capsys.readouterr().err
     assert cli(["profile", "--verifier", "toy", "--batch", "0"]) == 2
+    capsys.readouterr()
+    assert cli(["profile", "--verifier", "toy", "--batch", "1", "--sweeps", "0"]) == 2
+    assert "sweeps >= 1" in capsys.readouterr().err
 
 
 def test_exported_configs_for_vllm_transformers_and_thrifty():

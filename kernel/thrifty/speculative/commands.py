@@ -55,6 +55,9 @@ def _configure_models(p) -> None:
                    help="tokens generated per prompt (default: 32)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per latency (median)")
     p.add_argument("--warmup", type=int, default=2, help="untimed warm-up runs per latency")
+    p.add_argument("--sweeps", type=int, default=3,
+                   help="sweeps over every width when timing the verifier (median over sweeps; "
+                        "default: 3)")
     p.add_argument("--temperature", type=float, default=None,
                    help="also measure acceptance when sampling at this temperature")
     p.add_argument("--shape", action="append", type=_shape, default=[],
@@ -117,7 +120,7 @@ def _profile_from_args(args, say):
                    batches=args.batch or [1, 4, 16], gamma_max=args.gamma_max,
                    max_new_tokens=args.max_new_tokens, repeats=args.repeats, warmup=args.warmup,
                    temperature=args.temperature, shapes=args.shape,
-                   dtype=args.dtype or "float32", progress=say)
+                   dtype=args.dtype or "float32", sweeps=args.sweeps, progress=say)
     prof.meta["verifier_config"] = {"name": args.verifier, "model": args.model,
                                     "device": args.device, "dtype": args.dtype}
     return prof, verifier, drafts, work

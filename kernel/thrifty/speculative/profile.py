@@ -137,7 +137,7 @@ def verifier_latency(verifier, prompts: Sequence[Sequence[int]], batch: int, max
         return median_ms(lambda: verifier.score(tokens[:, :k], lengths), device, repeats, warmup,
                          after=lambda _: verifier.keep(keep))
 
-    timed = [[one(k) for k in range(1, max_tokens + 1)] for _ in range(max(1, sweeps))]
+    timed = [[one(k) for k in range(1, max_tokens + 1)] for _ in range(sweeps)]
     return [statistics.median(ms) for ms in zip(*timed)]
 
 
@@ -317,8 +317,8 @@ def profile(verifier, drafts: Mapping[str, tuple[Any, dict]], prompts: Sequence[
     measurement); acceptance comes from record and replay.
     """
     say = progress or (lambda _: None)
-    if gamma_max < 1 or not batches or min(batches) < 1:
-        raise ConfigError("profile needs gamma_max >= 1 and batch sizes >= 1")
+    if gamma_max < 1 or not batches or min(batches) < 1 or sweeps < 1:
+        raise ConfigError("profile needs gamma_max >= 1, batch sizes >= 1 and sweeps >= 1")
     device = verifier.device
     ids = [verifier.tokenizer.encode(p) if isinstance(p, str) else list(p) for p in prompts]
     result = Profile(verifier.name, str(device), workload, gamma_max, sorted(batches),
