@@ -16,6 +16,7 @@ alternated N times in one process, and the median ratio.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import warnings
 
@@ -57,17 +58,17 @@ def main() -> None:
     run = lambda: dec.generate(prompts, max_new_tokens=args.max_new_tokens,  # noqa: E731
                                batch_size=args.batch)
     run()  # warm-up: every graph captured
-    from thrifty_hf import fast
-
-    pinned, out = fast._upload, {"draft": args.draft, "gamma": args.gamma, "batch": args.batch,
-                                 "prompts": len(prompts)}
-    for name, upload in (("pageable", pageable), ("pinned", pinned)):
-        fast._upload = upload
-        out[f"syncs_{name}"] = counted(ver, draft, run)
-    fast._upload = pinned
+    out = {"draft": args.draft, "gamma": args.gamma, "batch": args.batch,
+           "prompts": len(prompts)}
+    for name in UPLOADS:
+        with uploading(name):
+            out[f"syncs_{name}"] = counted(ver, draft, run)
     if args.rounds:
         out |= timed(ver, draft, args, prompts)
     print(json.dumps(out))
+
+
+UPLOADS = ("pageable", "pinned")
 
 
 def pageable(values, device):
@@ -75,6 +76,19 @@ def pageable(values, device):
     import torch
 
     return torch.as_tensor(values, dtype=torch.long).to(device)
+
+
+@contextlib.contextmanager
+def uploading(name: str):
+    """Inside, the fast path uploads admitted prompts the ``name`` way (``pinned``: its own)."""
+    from thrifty_hf import fast
+
+    pinned = fast._upload
+    fast._upload = pinned if name == "pinned" else pageable
+    try:
+        yield
+    finally:
+        fast._upload = pinned
 
 
 def counted(ver, draft, run) -> dict:
@@ -97,16 +111,12 @@ def timed(ver, draft, args, prompts) -> dict:
     """tok/s of the refilled run with pinned and with pageable uploads, alternated."""
     import statistics
 
-    from thrifty_hf import fast
-
-    pinned = fast._upload
-    rates: dict[str, list[float]] = {"pinned": [], "pageable": []}
+    rates: dict[str, list[float]] = {name: [] for name in UPLOADS}
     for _ in range(args.rounds):
-        for name, upload in (("pageable", pageable), ("pinned", pinned)):
-            fast._upload = upload
-            rates[name].append(thrifty_run(ver, draft, args.gamma, prompts, args.batch,
-                                           args.max_new_tokens, 1, refill=True)[0])
-    fast._upload = pinned
+        for name in UPLOADS:
+            with uploading(name):
+                rates[name].append(thrifty_run(ver, draft, args.gamma, prompts, args.batch,
+                                               args.max_new_tokens, 1, refill=True)[0])
     ratios = [a / b for a, b in zip(rates["pinned"], rates["pageable"])]
     return {"tok_s_pinned": round(statistics.median(rates["pinned"]), 1),
             "tok_s_pageable": round(statistics.median(rates["pageable"]), 1),

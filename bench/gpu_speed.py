@@ -156,9 +156,9 @@ def hf_run(model, prompts, max_new, eos, assistant=None, gamma=4):
     return statistics.median(per), outs
 
 
-def fast_models(model: str, drafts: str):
-    """(tokenizer, hf-fast verifier, {name: fast draft}) in bf16 on the GPU, for the benchmarks
-    that time thrifty alone (``drafts``: comma-separated zoo names or folders)."""
+def fast_models(model: str, drafts: str, device: str = "cuda", dtype: str = "bfloat16"):
+    """(tokenizer, hf-fast verifier, {name: fast draft}), by default in bf16 on the GPU, for the
+    benchmarks that time thrifty alone (``drafts``: comma-separated zoo names or folders)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -168,7 +168,7 @@ def fast_models(model: str, drafts: str):
 
     path = resolve(model).path
     tok = AutoTokenizer.from_pretrained(path)
-    hf = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).cuda().eval()
+    hf = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
     return tok, FastVerifier(hf, tok, max_len=1024), {
         name: fast_draft(load_draft_named(name, hf), max_len=1024)
         for name in drafts.split(",") if name}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from gpu_speed import workloads
+from gpu_speed import fast_models, workloads
 
 
 def main() -> None:
@@ -28,19 +28,12 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from thrifty.speculative import SpeculativeDecoder
-    from thrifty_hf.fast import FastVerifier, fast_draft
-    from thrifty_hf.loading import load_draft_named
-    from thrifty_hf.zoo import resolve
 
     torch.set_num_threads(args.threads)
-    path = resolve(args.model).path
-    tok = AutoTokenizer.from_pretrained(path)
-    hf = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-    verifier = FastVerifier(hf, tok, max_len=1024)
-    draft = fast_draft(load_draft_named(args.draft, hf), max_len=1024)
+    tok, verifier, drafts = fast_models(args.model, args.draft, "cpu", "float32")
+    draft = drafts[args.draft]
     print("| workload | γ | passes | TAR (running rows) | tokens per pass per row slot | idle |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name, prompts in workloads(tok, args.batch).items():

@@ -141,4 +141,3 @@ def test_exported_configs_for_vllm_transformers_and_thrifty():
     ngram = export_config({"name": "ngram", "options": {"max_ngram": 4}}, 5)
     assert '"method": "ngram", "num_speculative_tokens": 5' in ngram["vllm"]
     assert "prompt_lookup_num_tokens=5" in ngram["transformers"]
-
