@@ -25,8 +25,8 @@ layer or two; after its first proposal it feeds its own predicted features back 
 why one layer can agree with 30 far more often than a token-only draft of the same cost.
 
 The module is a Hugging Face ``PreTrainedModel`` with the usual causal-LM forward
-(``input_ids, attention_mask, position_ids, past_key_values, use_cache`` -> ``.logits``,
-``.past_key_values``), so the HF adapter, ``generate`` and transformers' assisted generation can
+(``input_ids, attention_mask, position_ids``, the KV cache, ``use_cache`` -> ``.logits`` and the
+cache, under the name of :func:`~thrifty_hf.cached.cache_name`), so the HF adapter, ``generate`` and transformers' assisted generation can
 all drive it.
 
 A draft directory holds:
@@ -75,6 +75,8 @@ def _build_class():
     from transformers import GenerationMixin
     from transformers.modeling_outputs import CausalLMOutputWithPast
     from transformers.models.llama.modeling_llama import LlamaModel, LlamaPreTrainedModel
+
+    from .cached import cache_name
 
     class ThriftyDraftForCausalLM(LlamaPreTrainedModel, GenerationMixin):
         """A few Llama layers of width W around a verifier's embedding of width E.
@@ -127,19 +129,19 @@ def _build_class():
             h = out.last_hidden_state
             if self.proj_out is not None:
                 h = self.proj_out(h)
-            return h, out.past_key_values
+            return h, getattr(out, cache_name())
 
         def forward(self, input_ids=None, attention_mask=None, position_ids=None,
-                    past_key_values=None, use_cache=None, logits_to_keep=0, labels=None,
-                    features=None, **kwargs):
+                    use_cache=None, logits_to_keep=0, labels=None, features=None, **kwargs):
+            """The causal-LM forward; the KV cache passes through ``kwargs`` to the layers
+            under whichever name this transformers uses (:func:`cache_name`)."""
             kwargs.pop("inputs_embeds", None)
             h, cache = self.hidden(input_ids, features, attention_mask=attention_mask,
-                                   position_ids=position_ids, past_key_values=past_key_values,
-                                   use_cache=use_cache, **kwargs)
+                                   position_ids=position_ids, use_cache=use_cache, **kwargs)
             keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) \
                 else logits_to_keep
             logits = self.lm_head(h[:, keep, :])
-            return CausalLMOutputWithPast(logits=logits, past_key_values=cache)
+            return CausalLMOutputWithPast(logits=logits, **{cache_name(): cache})
 
     ThriftyDraftForCausalLM.__module__ = __name__
     return ThriftyDraftForCausalLM
