@@ -82,7 +82,7 @@ class CachedLM:
     def _check_window(self, counts: torch.Tensor) -> None:
         """Refuse rows of more tokens than the smallest sliding window (see the module
         docstring): full attention would differ from the model's from there on."""
-        if self.window and int(counts.max(initial=0)) > self.window:
+        if self.window and counts.numel() and int(counts.max()) > self.window:
             raise ConfigError(
                 f"{type(self.model).__name__} has sliding-window layers (window "
                 f"{self.window} tokens) and a row would hold {int(counts.max())} tokens: the 'hf' "
