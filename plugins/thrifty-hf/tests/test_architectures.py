@@ -97,6 +97,16 @@ class Matrix:
         return self.registry.get("draft_models", path).build(verifier, model=str(folder))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: these models are too small to split, and a second thread that
+    spins while the machine is busy costs far more CPU time than it saves."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def matrix(tiny_family, tiny_family_draft, family_tokenizer):
     return Matrix(tiny_family, tiny_family_draft, family_tokenizer)
@@ -199,3 +209,77 @@ def test_architecture_families_are_what_they_claim(tiny_family):
     assert config(tiny_family("llama3-rope"))["rope_parameters"]["rope_type"] == "llama3"
     assert config(tiny_family("llama-bias"))["attention_bias"]
     assert list(families.WINDOWS) == ["mistral-window", "gemma2", "gemma3"]
+
+
+# -- what the paths refuse ---------------------------------------------------------------------
+def _save_with_tokenizer(model, folder, family_tokenizer):
+    model.save_pretrained(folder)
+    for f in family_tokenizer.iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    return folder
+
+
+@pytest.fixture(scope="module")
+def unsupported(tmp_path_factory, family_tokenizer):
+    """Folders of architectures no path runs: two encoder-decoders and a state-space model."""
+    import transformers
+
+    torch.manual_seed(0)
+    small = dict(vocab_size=families.VOCAB)
+    made = {
+        "t5": transformers.T5ForConditionalGeneration(transformers.T5Config(
+            d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4, decoder_start_token_id=0,
+            **small)),
+        "bart": transformers.BartForConditionalGeneration(transformers.BartConfig(
+            d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
+            decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
+            max_position_embeddings=64, **small)),
+        "mamba": transformers.MambaForCausalLM(transformers.MambaConfig(
+            hidden_size=32, num_hidden_layers=1, state_size=4, **small)),
+    }
+    return {name: _save_with_tokenizer(model, tmp_path_factory.mktemp(name), family_tokenizer)
+            for name, model in made.items()}
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("name", ["t5", "bart", "mamba"])
+def test_architecture_unsupported_is_refused_at_load(matrix, unsupported, name, path):
+    """Never a raw AttributeError or a decoder loaded without its encoder: a ThriftyError at
+    load that names the architecture."""
+    from thrifty.errors import ThriftyError
+
+    with pytest.raises(ThriftyError, match="(?i)encoder-decoder" if name != "mamba"
+                       else "Mamba"):
+        matrix.registry.get("verifiers", path).build(model=str(unsupported[name]),
+                                                     device="cpu", dtype="float32")
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_architecture_draft_check_compares_vocabularies_not_classes(matrix, tmp_path, path):
+    """A Qwen2 folder loads another tokenizer class than a Llama folder over the same files,
+    one that splits text differently; the draft is still accepted, since a draft only sees
+    the verifier's ids. The same files with two ids swapped are refused."""
+    import json
+
+    from thrifty.errors import IncompatibleModelsError
+    from thrifty_hf.models import PROBE
+
+    verifier = matrix.verifier("llama", path)
+    qwen2 = matrix.verifier("qwen2", "hf").tokenizer
+    assert type(qwen2) is not type(verifier.tokenizer)
+    assert qwen2.encode(PROBE) != verifier.tokenizer.encode(PROBE)
+    draft = matrix.draft("cross-family", "llama", path, verifier)
+    assert SpeculativeDecoder(verifier, draft, GAMMA).generate(matrix.prompts[:1],
+                                                               max_new_tokens=4).token_ids
+
+    swapped = tmp_path / "swapped"
+    swapped.mkdir()
+    for f in matrix.folder("qwen2").iterdir():
+        (swapped / f.name).write_bytes(f.read_bytes())
+    spec = json.loads((swapped / "tokenizer.json").read_text())
+    vocab = spec["model"]["vocab"]
+    a, b = sorted(vocab, key=vocab.get)[300:302]
+    vocab[a], vocab[b] = vocab[b], vocab[a]
+    (swapped / "tokenizer.json").write_text(json.dumps(spec))
+    with pytest.raises(IncompatibleModelsError, match="vocabulary"):
+        matrix.registry.get("draft_models", path).build(verifier, model=str(swapped))

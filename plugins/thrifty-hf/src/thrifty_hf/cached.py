@@ -36,7 +36,7 @@ from typing import Any, Sequence
 
 import torch
 
-from thrifty.errors import ConfigError
+from thrifty.errors import ConfigError, ModelFormatError
 
 
 class CachedLM:
@@ -52,7 +52,7 @@ class CachedLM:
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
         self._trim_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
-        self.window = sliding_window(model.config)
+        self.window = sliding_window(model)
         self.reset(0)
 
     # -- state -----------------------------------------------------------------------------------
@@ -161,13 +161,31 @@ class CachedLM:
             self._valid = self._valid[:, :length]
 
 
-def sliding_window(config: Any) -> int | None:
-    """The smallest sliding window of the model's layers (None: no sliding-window layer), as
-    transformers' own cache for ``config`` lays the layers out."""
-    from transformers import DynamicCache
+def sliding_window(model: Any) -> int | None:
+    """The smallest sliding window of ``model``'s layers (None: no sliding-window layer), as
+    transformers' own cache lays the layers out.
 
+    Raises :class:`ModelFormatError` for a model the adapter cannot run exactly: an
+    encoder-decoder, or layers whose cache is not one key/value slot per token (recurrent or
+    linear-attention state, as in Mamba, Jamba or Qwen3-Next), which cannot be rolled back per
+    row or masked by slot."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+    config, name = model.config, type(model).__name__
+    if getattr(config, "is_encoder_decoder", False):
+        raise ModelFormatError(f"{name} is an encoder-decoder model; thrifty decodes with "
+                               f"decoder-only causal LMs (docs/models.md lists the families)")
     layers = DynamicCache(config=config).layers
-    windows = [int(layer.sliding_window) for layer in layers if getattr(layer, "is_sliding", False)]
+    other = sorted({type(layer).__name__ for layer in layers}
+                   - {DynamicLayer.__name__, DynamicSlidingWindowLayer.__name__})
+    if other:
+        raise ModelFormatError(
+            f"{name} has layers whose cache is not a key/value slot per token ({', '.join(other)}"
+            f"): the 'hf' path rolls rows back and masks holes slot by slot, which such state "
+            f"does not allow. Use a transformer decoder (docs/models.md lists the families)")
+    windows = [int(layer.sliding_window) for layer in layers
+               if isinstance(layer, DynamicSlidingWindowLayer)]
     return min(windows, default=None)
 
 

@@ -151,15 +151,33 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def load_hf(path: Path, device: torch.device, dtype: torch.dtype, tokenizer: bool = True):
-    """An HF causal LM folder -> (model in eval mode on ``device``, tokenizer or None)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """An HF causal LM folder -> (model in eval mode on ``device``, tokenizer or None).
+
+    Refused with :class:`ModelFormatError`: an encoder-decoder model (transformers would load
+    its decoder alone, as ``BartForCausalLM``, with the encoder's weights dropped) and a
+    checkpoint that lacks weights of the class it loads into (they would be random)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        config = AutoConfig.from_pretrained(path)
+        if getattr(config, "is_encoder_decoder", False):
+            raise ModelFormatError(
+                f"{path} holds {config.model_type!r}, an encoder-decoder model: thrifty decodes "
+                f"with decoder-only causal LMs (docs/models.md lists the families)")
+        model, info = AutoModelForCausalLM.from_pretrained(path, dtype=dtype,
+                                                           output_loading_info=True)
     except (OSError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFormatError(
-            f"cannot load {path} as a Hugging Face causal LM: {exc}. Point model at a folder "
-            f"written by save_pretrained (config.json plus weights)") from exc
+            f"cannot load {path} as a Hugging Face causal LM: {first}. Point model at a folder "
+            f"written by save_pretrained (config.json plus weights) of a decoder-only model") \
+            from exc
+    missing = sorted(info.get("missing_keys", ()))
+    if missing:
+        raise ModelFormatError(
+            f"{path} lacks {len(missing)} weight(s) of {type(model).__name__} "
+            f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}), which would be "
+            f"random: save the whole model with save_pretrained")
     model.to(device).eval().requires_grad_(False)
     tok = None
     if tokenizer and _has_tokenizer(path):
