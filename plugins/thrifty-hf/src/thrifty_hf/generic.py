@@ -55,7 +55,7 @@ def generic_refusal(model) -> str | None:
     config = model.config
     if getattr(config, "is_encoder_decoder", False):
         return f"{type(model).__name__} is an encoder-decoder model"
-    if not type(model).__name__.endswith("ForCausalLM"):
+    if type(model).__name__ not in _causal_lms():
         return f"{type(model).__name__} is not a causal language model"
     inner = decoder_config(model)
     if inner.model_type not in FAMILIES:
@@ -65,6 +65,16 @@ def generic_refusal(model) -> str | None:
         return (f"its rotary type {rope_type(inner)!r} changes with the longest position in the "
                 f"batch")
     return None
+
+
+def _causal_lms() -> set[str]:
+    """The class names transformers lists as causal LMs, and thrifty's drafts."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    names = {"ThriftyDraftForCausalLM"}
+    for value in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values():
+        names.update((value,) if isinstance(value, str) else value)
+    return names
 
 
 def decoder_config(model):
