@@ -1,4 +1,4 @@
-"""GPU fast path: a compact Llama forward over a static KV cache, replayed as CUDA graphs.
+"""GPU fast path: a causal LM's forward over a per-row static KV cache, replayed as CUDA graphs.
 
 Why: SmolLM2-135M is so small that an eager Hugging Face forward on a GPU is nothing but kernel
 launches (about 21 ms a pass on an H200, flat from 1 to 17 tokens), so per-pass overhead, not
@@ -11,12 +11,15 @@ Rollback is free: row b's cache is valid in slots ``[0, n[b])``; a step writes i
 slots ``n[b] .. n[b]+k-1`` and every query sees only slots up to its own position, so slots past
 ``n[b]`` are never read until overwritten. Keeping ``m`` of the k tokens is ``n[b] += m``.
 
-The same :class:`StaticLM` runs a verifier (``LlamaForCausalLM``) or a thrifty draft
-(:mod:`thrifty_hf.drafts`), reading the Hugging Face weights (fused copies only for q/k/v and
-gate/up, the rest shared). On the CPU, or with ``graphs=False``, it runs the same forward eagerly,
-which is what the CPU tests check against Hugging Face's own forward. Every forward also returns
-the final hidden states, which the verifier passes on to a feature draft
-(:class:`FastFeatureDraft`); a greedy proposal of γ tokens is captured as one graph.
+The same :class:`StaticLM` runs a verifier or a thrifty draft (:mod:`thrifty_hf.drafts`) with
+one of two bodies over the same cache (:func:`make_body`): the fused Llama forward of
+:mod:`.fused` (fused copies of q/k/v and gate/up, the rest shared; half the kernel launches) for
+the models its allow-list admits, and the model's own transformers modules (:mod:`.generic`)
+for every other tested family; the rest are refused at load. On the CPU, or with
+``graphs=False``, it runs the same forward eagerly, which is what the CPU tests check against
+transformers' own forward, family by family. Every forward also returns the final hidden states,
+which the verifier passes on to a feature draft (:class:`FastFeatureDraft`); a greedy proposal
+of γ tokens is captured as one graph.
 """
 
 from __future__ import annotations
@@ -244,8 +247,8 @@ class FastVerifier:
     """The Verifier protocol over :class:`StaticLM` (CUDA graphs on CUDA)."""
 
     def __init__(self, model, tokenizer, *, name: str = "hf-fast", max_len: int = 1024,
-                 graphs: bool | None = None, eos_token_ids=None) -> None:
-        self.lm = StaticLM(model, max_len=max_len, graphs=graphs)
+                 graphs: bool | None = None, eos_token_ids=None, body: str = "auto") -> None:
+        self.lm = StaticLM(model, max_len=max_len, graphs=graphs, body=body)
         self.model = model  # the HF model, whose embedding a thrifty draft shares
         self.name = name
         self.vocab_size = self.lm.vocab_size
@@ -289,8 +292,8 @@ class _Proposer:
     """
 
     def __init__(self, model, *, name: str = "hf-fast", max_len: int = 1024,
-                 graphs: bool | None = None) -> None:
-        self.lm = StaticLM(model, max_len=max_len, graphs=graphs)
+                 graphs: bool | None = None, body: str = "auto") -> None:
+        self.lm = StaticLM(model, max_len=max_len, graphs=graphs, body=body)
         self.name = name
         self.vocab_size = self.lm.vocab_size
 
@@ -493,7 +496,7 @@ def _shifted(features):
 
 def fast_draft(model, **options):
     """The fast path for a draft module: :class:`FastFeatureDraft` for a feature draft,
-    :class:`FastDraft` otherwise (``options``: name, max_len, graphs)."""
+    :class:`FastDraft` otherwise (``options``: name, max_len, graphs, body)."""
     kind = FastFeatureDraft if getattr(model, "fc", None) is not None else FastDraft
     return kind(model, **options)
 
