@@ -150,7 +150,6 @@ class FusedBody:
         self.dtype = p["layers"][0]["qkv"].dtype
         self.vocab_size, self.width = p["head"].shape
         self.reads_features = p["fc"] is not None
-        self.graph_safe = True
         self.cos, self.sin = rope_tables(p["inv_freq"].to(p["embed"].device), p["rope_scale"],
                                          max_len, p["heads"], p["kv_heads"], self.dtype)
 
