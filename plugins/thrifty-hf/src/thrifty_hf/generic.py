@@ -119,12 +119,12 @@ def attend(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
     if step is None:
         raise ModelFormatError("the thrifty-static attention runs only inside the fast path's "
                                "forward; load the model with another attn_implementation")
-    if isinstance(step, dict):  # measuring: the layer's key/value shape sizes the cache
-        step[module.layer_idx] = (key.shape[1], key.shape[-1], value.shape[-1])
-        return query.new_zeros(query.transpose(1, 2).shape), None
     if kwargs.get("s_aux") is not None:
         raise ModelFormatError("attention sinks (s_aux) are not supported by the fast path; "
                                "use the 'hf' verifier")
+    if isinstance(step, dict):  # measuring: the layer's key/value shape sizes the cache
+        step[module.layer_idx] = (key.shape[1], key.shape[-1], value.shape[-1])
+        return query.new_zeros(query.transpose(1, 2).shape), None
     cache = step.cache[module.layer_idx]  # [key | value, row, kv head, slot, head dim]
     batch, heads, k, hd = query.shape
     kv = key.shape[1]
