@@ -59,11 +59,16 @@ class StaticLM:
     """
 
     def __init__(self, model, *, max_len: int = 1024, graphs: bool | None = None,
-                 body: str = "auto") -> None:
+                 body: str = "auto", compile: bool = False) -> None:
         import torch
 
         self.max_len = int(max_len)
         self.body = make_body(model, self.max_len, body)
+        if compile:
+            # one compilation per step shape (batch, tokens; prefill buckets): more than
+            # dynamo's default of 8, after which it would quietly run the shape uncompiled
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+            self.body.compile()
         self.device = model.get_output_embeddings().weight.device
         self.dtype = self.body.dtype
         self.vocab_size, self.width = int(self.body.vocab_size), int(self.body.width)
@@ -247,8 +252,9 @@ class FastVerifier:
     """The Verifier protocol over :class:`StaticLM` (CUDA graphs on CUDA)."""
 
     def __init__(self, model, tokenizer, *, name: str = "hf-fast", max_len: int = 1024,
-                 graphs: bool | None = None, eos_token_ids=None, body: str = "auto") -> None:
-        self.lm = StaticLM(model, max_len=max_len, graphs=graphs, body=body)
+                 graphs: bool | None = None, eos_token_ids=None, body: str = "auto",
+                 compile: bool = False) -> None:
+        self.lm = StaticLM(model, max_len=max_len, graphs=graphs, body=body, compile=compile)
         self.model = model  # the HF model, whose embedding a thrifty draft shares
         self.name = name
         self.vocab_size = self.lm.vocab_size
@@ -292,8 +298,8 @@ class _Proposer:
     """
 
     def __init__(self, model, *, name: str = "hf-fast", max_len: int = 1024,
-                 graphs: bool | None = None, body: str = "auto") -> None:
-        self.lm = StaticLM(model, max_len=max_len, graphs=graphs, body=body)
+                 graphs: bool | None = None, body: str = "auto", compile: bool = False) -> None:
+        self.lm = StaticLM(model, max_len=max_len, graphs=graphs, body=body, compile=compile)
         self.name = name
         self.vocab_size = self.lm.vocab_size
 
@@ -496,7 +502,7 @@ def _shifted(features):
 
 def fast_draft(model, **options):
     """The fast path for a draft module: :class:`FastFeatureDraft` for a feature draft,
-    :class:`FastDraft` otherwise (``options``: name, max_len, graphs, body)."""
+    :class:`FastDraft` otherwise (``options``: name, max_len, graphs, body, compile)."""
     kind = FastFeatureDraft if getattr(model, "fc", None) is not None else FastDraft
     return kind(model, **options)
 

@@ -153,6 +153,12 @@ class FusedBody:
         self.cos, self.sin = rope_tables(p["inv_freq"].to(p["embed"].device), p["rope_scale"],
                                          max_len, p["heads"], p["kv_heads"], self.dtype)
 
+    def compile(self) -> None:
+        """Compile ``forward`` with ``torch.compile``; CUDA graphs then capture its kernels."""
+        import torch
+
+        self.forward = torch.compile(self.forward, dynamic=False)
+
     def forward(self, cache, slots, tokens, n, features, logits: bool, at):
         import torch
         import torch.nn.functional as F

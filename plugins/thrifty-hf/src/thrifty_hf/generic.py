@@ -183,6 +183,7 @@ class GenericBody:
         self.configs = _configs(model)
         experts = {getattr(c, "_experts_implementation", None) for c in self.configs} - {None}
         self.experts = "grouped_mm" if "eager" in experts else None
+        self._caught: list = []  # the decoder's output, from a hook during ``run``
         self.layers, self.kv_heads, self.head_dim = self._measure()
 
     def _measure(self) -> tuple[int, int, int]:
@@ -218,27 +219,36 @@ class GenericBody:
         return self._call(step, tokens, features, args, logits)
 
     def _call(self, step, tokens, features, args, logits: bool):
+        """``run`` with ``step`` in flight, thrifty's attention selected and the decoder's
+        output caught (all host-side set-up, outside what ``torch.compile`` may compile)."""
         global _step
         _step = step
+        hook = None if self.draft else self.model.base_model.register_forward_hook(
+            lambda module, inputs, out: self._caught.append(out[0]))
         try:
             with _implementations(self.configs, self.experts):
-                if self.draft:
-                    h, _ = self.model.hidden(tokens, features, **args)
-                    return h, self.model.lm_head(h).float() if logits else None
-                return self._hf_forward(tokens, args, logits)
+                return self.run(tokens, features, args, logits)
         finally:
             _step = None
+            if hook is not None:
+                hook.remove()
 
-    def _hf_forward(self, tokens, args, logits: bool):
-        caught = []
-        hook = self.model.base_model.register_forward_hook(
-            lambda module, inputs, out: caught.append(out[0]))
-        try:
-            embeds = self.model.get_input_embeddings()(tokens)
-            out = self.model(inputs_embeds=embeds, logits_to_keep=0 if logits else 1, **args)
-        finally:
-            hook.remove()
-        return caught[-1], out.logits.float() if logits else None
+    def compile(self) -> None:
+        """Compile ``run`` with ``torch.compile`` (fused elementwise work, fewer kernels); CUDA
+        graphs then capture the compiled kernels."""
+        import torch
+
+        self.run = torch.compile(self.run, dynamic=False)
+
+    def run(self, tokens, features, args, logits: bool):
+        """(hidden states, float32 logits or None) by the model's own forward: tensor work only,
+        which is what ``StaticLM(compile=True)`` compiles."""
+        if self.draft:
+            h, _ = self.model.hidden(tokens, features, **args)
+            return h, self.model.lm_head(h).float() if logits else None
+        embeds = self.model.get_input_embeddings()(tokens)
+        out = self.model(inputs_embeds=embeds, logits_to_keep=0 if logits else 1, **args)
+        return self._caught.pop(), out.logits.float() if logits else None
 
 
 def _configs(model) -> list:
