@@ -126,22 +126,25 @@ def timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def family_runs(model, prompts, max_new: int, max_len: int, body: str):
+def family_runs(model, prompts, max_new: int, max_len: int, body: str, compile: bool):
     """{config: zero-argument function that generates ``max_new`` tokens for every prompt and
-    returns the new tokens}, and the hf-fast verifier."""
+    returns the new tokens}, and the hf-fast verifier (``compile``: also ``hf-fast+compile``,
+    the static forward compiled by ``torch.compile`` before graph capture)."""
     import torch
 
     from thrifty.speculative import SpeculativeDecoder
     from thrifty.testing.toy import ToyTokenizer  # decodes nothing here; ids are the output
     from thrifty_hf.fast import FastVerifier
 
-    fv = FastVerifier(model, ToyTokenizer(), max_len=max_len, eos_token_ids=(), body=body)
-    dec = SpeculativeDecoder(fv)
+    def fast_run(**options):
+        fv = FastVerifier(model, ToyTokenizer(), max_len=max_len, eos_token_ids=(), body=body,
+                          **options)
+        dec = SpeculativeDecoder(fv)
+        return fv, lambda: dec.generate(prompts, max_new_tokens=max_new).token_ids
+
+    fv, fast = fast_run()
     ids = torch.tensor(prompts, device=model.device)
     kw = dict(max_new_tokens=max_new, min_new_tokens=max_new, do_sample=False)
-
-    def fast():
-        return dec.generate(prompts, max_new_tokens=max_new).token_ids
 
     def static():
         return model.generate(ids, cache_implementation="static", **kw)[:, ids.shape[1]:].tolist()
@@ -149,7 +152,10 @@ def family_runs(model, prompts, max_new: int, max_len: int, body: str):
     def eager():
         return model.generate(ids, **kw)[:, ids.shape[1]:].tolist()
 
-    return {"hf-fast": fast, "static": static, "eager": eager}, fv
+    runs = {"hf-fast": fast, "static": static, "eager": eager}
+    if compile:
+        runs["hf-fast+compile"] = fast_run(compile=True)[1]
+    return runs, fv
 
 
 def measure(name: str, args) -> list[dict]:
@@ -164,7 +170,8 @@ def measure(name: str, args) -> list[dict]:
         prompts = torch.randint(1, model.config.vocab_size, (batch, args.prompt_len),
                                 generator=gen).tolist()
         runs, fv = family_runs(model, prompts, args.max_new_tokens,
-                               args.prompt_len + args.max_new_tokens + 8, args.body)
+                               args.prompt_len + args.max_new_tokens + 8, args.body,
+                               args.compile)
         outs = {}
         for cfg, fn in runs.items():  # warm-up: graph capture, compilation
             outs[cfg] = fn()
@@ -180,6 +187,9 @@ def measure(name: str, args) -> list[dict]:
                    body=fv.lm.body.kind, compiled=hasattr(model, "_compiled_call"),
                    tok_s={k: round(v, 1) for k, v in rate.items()},
                    fast_vs_static=round(rate["hf-fast"] / rate["static"], 3),
+                   **({"compiled_fast_vs_static": round(rate["hf-fast+compile"]
+                                                        / rate["static"], 3)}
+                      if args.compile else {}),
                    fast_vs_eager=round(rate["hf-fast"] / rate["eager"], 3),
                    same_tokens_as_static=sum(a == b for a, b in zip(outs["hf-fast"],
                                                                     outs["static"])),
@@ -188,7 +198,9 @@ def measure(name: str, args) -> list[dict]:
         print(f"{name:>18} b{batch}  {row['body']:>7}  hf-fast {rate['hf-fast']:9.1f}  "
               f"static {rate['static']:9.1f}{'' if row['compiled'] else ' (not compiled)'}  "
               f"eager {rate['eager']:8.1f} tok/s  hf-fast/static {row['fast_vs_static']:.2f}x  "
-              f"same as static {row['same_tokens_as_static']}/{batch}", flush=True)
+              f"same as static {row['same_tokens_as_static']}/{batch}"
+              + (f"  hf-fast+compile/static {row['compiled_fast_vs_static']:.2f}x"
+                 if args.compile else ""), flush=True)
         del runs, fv
         fresh()
     del model
@@ -208,6 +220,8 @@ def main() -> int:
     ap.add_argument("--eager-repeats", type=int, default=2, help="of the slow eager reference")
     ap.add_argument("--body", default="auto", choices=["auto", "fused", "generic"],
                     help="hf-fast body (auto: fused Llama where its allow-list holds)")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time hf-fast with its static forward torch.compile'd")
     ap.add_argument("--json", default="", help="write the results to this file")
     ap.add_argument("--smoke", action="store_true",
                     help="tiny configs on the CPU, 4 tokens: checks the script, times nothing")

@@ -169,7 +169,7 @@ def _classifier():
 
 @pytest.mark.parametrize("make, what", [
     (_t5, "encoder-decoder"), (_gpt2, "not one of the families"),
-    (_llama_dynamic, "'dynamic' changes with the longest position"),
+    (_llama_dynamic, "dynamic changes with the longest position"),
     (_classifier, "not a causal language model")])
 def test_what_neither_body_runs_is_refused_at_load_naming_the_hf_path(make, what):
     with pytest.raises(ModelFormatError, match=what) as caught:

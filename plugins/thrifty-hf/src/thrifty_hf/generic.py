@@ -33,7 +33,7 @@ from contextlib import contextmanager
 
 from thrifty.errors import ModelFormatError
 
-from .fused import rope_type
+from .fused import rope_types
 
 ATTENTION = "thrifty-static"
 """The name of thrifty's attention function in transformers' ``AttentionInterface``."""
@@ -61,9 +61,10 @@ def generic_refusal(model) -> str | None:
     if inner.model_type not in FAMILIES:
         return (f"model_type {inner.model_type!r} is not one of the families the fast path is "
                 f"tested on ({', '.join(FAMILIES)})")
-    if rope_type(inner) in SHIFTING_ROPE:
-        return (f"its rotary type {rope_type(inner)!r} changes with the longest position in the "
-                f"batch")
+    shifting = rope_types(inner) & set(SHIFTING_ROPE)
+    if shifting:
+        return (f"its rotary type {'/'.join(sorted(shifting))} changes with the longest "
+                f"position in the batch")
     return None
 
 
