@@ -33,8 +33,20 @@ def mixtral():
     return families.perturb(model, 7).eval()
 
 
+def qwen2_moe_window():
+    """A perturbed tiny Qwen2-MoE with one layer of a 16-token window: its attention passes
+    no ``sliding_window``, so the window must come from the layer itself."""
+    torch.manual_seed(8)
+    kwargs = {**families.COMMON, **families.FAMILIES["qwen2-moe"][1], "use_sliding_window": True,
+              "sliding_window": 16, "max_window_layers": 1}
+    cfg = transformers.Qwen2MoeConfig(**{k: v for k, v in kwargs.items() if v is not None})
+    assert sorted(cfg.layer_types) == ["full_attention", "sliding_attention"]
+    model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    return families.perturb(model, 8).eval()
+
+
 MODELS = {**{name: (lambda name=name: families.make_model(name)) for name in families.FAMILIES},
-          "mixtral": mixtral}
+          "mixtral": mixtral, "qwen2-moe-window": qwen2_moe_window}
 
 
 def _close(got, want, what):

@@ -140,7 +140,11 @@ def attend(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
     # grouped-query attention without copying K/V: each KV head's group of query heads becomes
     # extra query rows (query head h reads KV head h // group, as transformers' repeat_kv)
     q = query.reshape(batch, kv, group * k, hd)
-    mask = step.mask(group, sliding_window)
+    # the window: what the layer passes, or (Qwen2-MoE passes none) the layer's own attribute,
+    # which transformers sets exactly on the layers it gives a sliding-window mask
+    window = sliding_window if sliding_window is not None else getattr(module, "sliding_window",
+                                                                       None)
+    mask = step.mask(group, window)
     scale = hd ** -0.5 if scaling is None else scaling
     if softcap is None:
         o = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scale)
