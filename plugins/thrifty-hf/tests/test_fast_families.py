@@ -237,3 +237,57 @@ def test_compiled_generic_body_is_one_graph_per_shape_and_equals_the_eager_one()
     counters = torch._dynamo.utils.counters
     assert not counters["graph_break"]
     assert counters["stats"]["unique_graphs"] == 2  # the prefill and the step
+
+
+SYNCING = {"_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique",
+           "_unique2", "unique_consecutive", "unique_dim", "equal", "is_nonzero", "bincount",
+           "repeat_interleave"}
+"""aten operators whose result size or value the host must read: on CUDA each waits for the
+GPU, which a CUDA graph capture refuses (``repeat_interleave`` only with tensor repeats and no
+``output_size``, which its Tensor overload is)."""
+
+
+def _host_reads(fn) -> list[str]:
+    """The syncing operators ``fn`` dispatches (CPU tensors dispatch the same ones)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen = []
+
+    class Watch(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func._schema.name.split("::")[-1]
+            if name in SYNCING and not (name == "repeat_interleave"
+                                        and func._overloadname != "Tensor"):
+                seen.append(name)
+            return func(*args, **(kwargs or {}))
+
+    with Watch():
+        fn()
+    return seen
+
+
+@pytest.mark.parametrize("family", sorted(MODELS))
+def test_the_static_forward_never_reads_a_tensor_on_the_host(family):
+    """What lets every family capture as a CUDA graph, checked on the CPU: a prefill and a
+    multi-token step (and an admission) dispatch no operator that reads a tensor on the host."""
+    model = MODELS[family]()
+    lm = StaticLM(model, max_len=32, graphs=False)
+    n, _ = lm.prefill([[1, 2, 3], [4, 5]])
+    assert _host_reads(lambda: lm.prefill([[1, 2, 3], [4, 5]])) == []
+    assert _host_reads(lambda: lm.forward(torch.tensor([[6, 7], [8, 9]]), n)) == []
+    assert _host_reads(lambda: lm.prefill([[7, 8, 9]], row=1)) == []
+
+
+def test_the_eager_experts_loop_reads_the_host_so_the_fast_path_swaps_it():
+    """transformers' ``eager`` experts loop finds the experts hit with ``nonzero`` (a host
+    read); a model configured with it runs ``grouped_mm`` on the fast path, same logits."""
+    model = families.make_model("qwen2-moe")
+    model.set_experts_implementation("eager")
+    ids = torch.tensor([[1, 2, 3, 4]])
+    assert "nonzero" in _host_reads(lambda: model(ids))
+    lm = StaticLM(model, max_len=16, graphs=False)
+    assert lm.body.experts == "grouped_mm"
+    n, _ = lm.prefill([[1, 2]])
+    assert _host_reads(lambda: lm.forward(torch.tensor([[3, 4]]), n)) == []
+    _close(lm.forward(torch.tensor([[3, 4]]), n)[1][0], model(ids).logits[0, 2:], "logits")
+    assert model.config._experts_implementation == "eager"  # restored after each forward
