@@ -194,25 +194,16 @@ def test_speculative_on_the_generic_body_equals_transformers_greedy():
     """Verifier and draft both on the generic body (the draft: the verifier's first layer), over
     a ragged batch whose rows outgrow the window: the verifier's and the draft's rollbacks and
     the draft's pending tokens all go through transformers' modules."""
-    from thrifty.speculative import SpeculativeDecoder
-    from thrifty.testing.toy import ToyTokenizer
-    from thrifty_hf.fast import FastDraft
+    from test_fast_path import speculative_equals_hf_greedy
 
     family = "gemma2"  # soft-capped attention and logits, local and global layers
     verifier = families.make_model(family)
     draft = families.make_model(family, layers=1)
     draft.load_state_dict({k: v for k, v in verifier.state_dict().items()
                            if k in draft.state_dict()})
-    fv = FastVerifier(verifier, ToyTokenizer(), max_len=96, graphs=False, eos_token_ids=())
-    fd = FastDraft(draft, max_len=96, graphs=False)
-    assert fv.lm.body.kind == fd.lm.body.kind == "generic"
     prompts = [[5, 9, 2, 7, 30, 31, 32, 40] * 3, [3, 3], [7, 1, 2, 3, 4]]
-    spec = SpeculativeDecoder(fv, fd, 3).generate(prompts, max_new_tokens=24)
-    for prompt, got in zip(prompts, spec.token_ids):
-        ref = verifier.generate(torch.tensor([prompt]), max_new_tokens=24, do_sample=False,
-                                min_new_tokens=24)
-        assert got == ref[0, len(prompt):].tolist()
-    assert spec.metrics.target_passes < 24 * len(prompts)
+    fv, fd = speculative_equals_hf_greedy(verifier, draft, prompts, 24)
+    assert fv.lm.body.kind == fd.lm.body.kind == "generic"
 
 
 def test_compiled_generic_body_is_one_graph_per_shape_and_equals_the_eager_one():
