@@ -283,3 +283,16 @@ def test_architecture_draft_check_compares_vocabularies_not_classes(matrix, tmp_
     (swapped / "tokenizer.json").write_text(json.dumps(spec))
     with pytest.raises(IncompatibleModelsError, match="vocabulary"):
         matrix.registry.get("draft_models", path).build(verifier, model=str(swapped))
+
+
+def test_architecture_hf_passes_the_current_cache_keyword(matrix):
+    """transformers deprecates ``past_key_values`` (gone in 5.40): the adapters use the keyword
+    the installed release has, so a run prints no FutureWarning."""
+    import warnings
+
+    verifier = matrix.verifier("qwen2", "hf")
+    draft = matrix.draft("same-family", "qwen2", "hf", verifier)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        SpeculativeDecoder(verifier, draft, GAMMA).generate(matrix.prompts, max_new_tokens=4)
+    assert not [w for w in caught if issubclass(w.category, FutureWarning)]
