@@ -25,14 +25,17 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "plugins" / "thrifty-hf" / "tests")]
 
 import families  # noqa: E402
-from architectures import machine  # noqa: E402
+from architectures import REAL, build, machine  # noqa: E402
 
 
-def models() -> dict:
-    """Family name -> maker of its tiny perturbed float32 model (on the CPU)."""
+def models(real: list[str]) -> dict:
+    """Family name -> maker of its tiny perturbed float32 model, and for each name in ``real``
+    a perturbed float32 model of that published shape (bench/architectures.py); all made on
+    the CPU (the perturbation draws there)."""
     from test_fast_families import MODELS
 
-    return MODELS
+    return {**MODELS, **{name: (lambda name=name: families.perturb(
+        build(name, "cpu", "float32", smoke=False), seed=0)) for name in real}}
 
 
 def reference(model, prompts, max_new: int) -> list[list[int]]:
@@ -60,7 +63,7 @@ def check_family(name: str, make, prompts, args) -> list[dict]:
     ref = reference(model, prompts, args.max_new_tokens)
     longest = max(map(len, prompts)) + args.max_new_tokens + args.gamma + 2
     fv = FastVerifier(model, ToyTokenizer(), max_len=longest, eos_token_ids=(),
-                      graphs=args.device == "cuda")
+                      graphs=args.device == "cuda", body=args.body, compile=args.compile)
     rows = []
     for mode, draft, gamma in (("target-only", None, 0), ("ngram", NgramDraft(), args.gamma)):
         dec = SpeculativeDecoder(fv, draft, gamma)
@@ -90,20 +93,27 @@ def check_family(name: str, make, prompts, args) -> list[dict]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--families", default="", help="comma-separated (default: all)")
+    ap.add_argument("--families", default="", help="comma-separated (default: all tiny ones)")
+    ap.add_argument("--real", default="", help="also these published shapes, float32, random "
+                    "perturbed weights: comma-separated, of " + ", ".join(REAL))
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--max-new-tokens", type=int, default=48,
                     help="long enough to outgrow every window")
     ap.add_argument("--gamma", type=int, default=4)
     ap.add_argument("--tol", type=float, default=0.5, help="largest logit gap called a near-tie")
+    ap.add_argument("--body", default="auto", choices=["auto", "generic"],
+                    help="hf-fast body (auto: fused Llama where its allow-list holds)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the static forward")
     ap.add_argument("--json", default="", help="write the results to this file")
     ap.add_argument("--smoke", action="store_true",
                     help="CPU, no graphs, two families, few tokens: checks the script")
     args = ap.parse_args()
-    makers = models()
-    names = args.families.split(",") if args.families else sorted(makers)
     if args.smoke:
-        args.device, args.max_new_tokens, names = "cpu", 20, ["gemma2", "qwen2-moe"]
+        args.device, args.max_new_tokens, args.families = "cpu", 20, "gemma2,qwen2-moe"
+    real = [r for r in args.real.split(",") if r]
+    makers = models(real)
+    names = (args.families.split(",") if args.families else
+             sorted(set(makers) - set(real))) + real
     print(" | ".join(f"{k} {v}" for k, v in machine(args.device).items()), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         tok = families.build_tokenizer(Path(tmp) / "tokenizer")

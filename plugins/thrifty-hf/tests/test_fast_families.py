@@ -282,3 +282,10 @@ def test_the_eager_experts_loop_reads_the_host_so_the_fast_path_swaps_it():
     assert _host_reads(lambda: lm.forward(torch.tensor([[3, 4]]), n)) == []
     _close(lm.forward(torch.tensor([[3, 4]]), n)[1][0], model(ids).logits[0, 2:], "logits")
     assert model.config._experts_implementation == "eager"  # restored after each forward
+
+
+def test_a_draft_whose_layers_are_not_llama_leaves_the_fused_body(tiny_llama, tiny_draft):
+    draft = tiny_draft(tiny_llama(), 32)
+    assert fused_refusal(draft, 64) is None
+    draft.model = transformers.Qwen2Model(families.make_config("qwen2"))
+    assert "Qwen2Model" in fused_refusal(draft, 64)

@@ -24,7 +24,7 @@ of γ tokens is captured as one graph.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 from thrifty.errors import ConfigError
 from thrifty.protocols import Proposal

@@ -235,6 +235,7 @@ class GenericBody:
                 return self.run(tokens, features, args, logits)
         finally:
             _step = None
+            self._caught.clear()  # nothing of a failed forward reaches the next one
             if hook is not None:
                 hook.remove()
 
