@@ -254,8 +254,13 @@ def test_architecture_unsupported_is_refused_at_load(matrix, unsupported, name, 
                                                      device="cpu", dtype="float32")
 
 
-@pytest.mark.parametrize("path", PATHS)
-def test_architecture_draft_check_compares_vocabularies_not_classes(matrix, tmp_path, path):
+PAIRS = [("hf", "hf"), ("hf-fast", "hf-fast"), ("hf", "hf-fast")]
+"""(verifier, draft) plugins; an hf-fast draft beside the hf verifier is checked like any."""
+
+
+@pytest.mark.parametrize("path,draft_path", PAIRS)
+def test_architecture_draft_check_compares_vocabularies_not_classes(matrix, tmp_path, path,
+                                                                    draft_path):
     """A Qwen2 folder loads another tokenizer class than a Llama folder over the same files,
     one that splits text differently; the draft is still accepted, since a draft only sees
     the verifier's ids. The same files with two ids swapped are refused."""
@@ -268,7 +273,7 @@ def test_architecture_draft_check_compares_vocabularies_not_classes(matrix, tmp_
     qwen2 = matrix.verifier("qwen2", "hf").tokenizer
     assert type(qwen2) is not type(verifier.tokenizer)
     assert qwen2.encode(PROBE) != verifier.tokenizer.encode(PROBE)
-    draft = matrix.draft("cross-family", "llama", path, verifier)
+    draft = matrix.draft("cross-family", "llama", draft_path, verifier)
     assert SpeculativeDecoder(verifier, draft, GAMMA).generate(matrix.prompts[:1],
                                                                max_new_tokens=4).token_ids
 
@@ -282,7 +287,22 @@ def test_architecture_draft_check_compares_vocabularies_not_classes(matrix, tmp_
     vocab[a], vocab[b] = vocab[b], vocab[a]
     (swapped / "tokenizer.json").write_text(json.dumps(spec))
     with pytest.raises(IncompatibleModelsError, match="vocabulary"):
-        matrix.registry.get("draft_models", path).build(verifier, model=str(swapped))
+        matrix.registry.get("draft_models", draft_path).build(verifier, model=str(swapped))
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma3"])
+def test_architecture_fast_draft_beside_the_hf_verifier_keeps_its_acceptance(matrix, family):
+    """An hf-fast draft proposes what the same draft proposes on 'hf': acceptance, not just
+    output, is the same (it collapsed to TAR 1 while the fast forward ignored what it could
+    not compute), and nothing is reported as collapsed."""
+    verifier = matrix.verifier(family, "hf")
+    prompts, new = matrix.workload(family, "hf")
+    runs = [SpeculativeDecoder(verifier, matrix.draft("same-family", family, kind, verifier),
+                               GAMMA).generate(prompts, max_new_tokens=new)
+            for kind in PATHS]
+    assert runs[0].token_ids == runs[1].token_ids
+    assert runs[0].metrics.accepted_at == runs[1].metrics.accepted_at
+    assert sum(runs[1].metrics.accepted_at) > 0 and not runs[1].metrics.collapsed
 
 
 def test_architecture_hf_passes_the_current_cache_keyword(matrix):
