@@ -57,7 +57,8 @@ class Metrics:
         return steps >= COLLAPSE_MIN_STEPS and sum(self.accepted_at) < COLLAPSE_ACCEPTED * steps
 
     def collapse_warning(self, draft: str) -> str | None:
-        """One line saying that ``draft``'s acceptance collapsed, or None (see :attr:`collapsed`)."""
+        """One line saying that ``draft``'s acceptance collapsed, or None (see
+        :attr:`collapsed`)."""
         if not self.collapsed:
             return None
         return (f"warning: draft {draft!r} had {sum(self.accepted_at)} of "

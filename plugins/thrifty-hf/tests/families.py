@@ -27,7 +27,8 @@ VOCAB = 384
 EOS = 0  # "<|endoftext|>", the first special token the trainer adds
 
 CORPUS = [
-    "def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)\n",
+    "def fibonacci(n):\n    if n < 2:\n        return n\n"
+    "    return fibonacci(n - 1) + fibonacci(n - 2)\n",
     "import numpy as np\n\ndef softmax(x):\n    \"\"\"Numerically stable softmax.\"\"\"\n"
     "    e = np.exp(x - x.max())\n    return e / e.sum()\n",
     "class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, item):\n"

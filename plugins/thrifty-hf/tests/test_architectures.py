@@ -1,4 +1,6 @@
-"""The exactness matrix: every model family, both HF paths, every kind of draft (``-k architecture``).
+"""The exactness matrix: every model family, both HF paths, every kind of draft.
+
+Selected with ``pytest -k architecture``.
 
 For each family of :mod:`families` (tiny perturbed random models, float32, CPU), greedy decoding
 through thrifty must reproduce transformers' own ``generate(do_sample=False)`` token for token:

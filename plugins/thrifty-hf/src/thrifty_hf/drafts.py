@@ -26,8 +26,8 @@ why one layer can agree with 30 far more often than a token-only draft of the sa
 
 The module is a Hugging Face ``PreTrainedModel`` with the usual causal-LM forward
 (``input_ids, attention_mask, position_ids``, the KV cache, ``use_cache`` -> ``.logits`` and the
-cache, under the name of :func:`~thrifty_hf.cached.cache_name`), so the HF adapter, ``generate`` and transformers' assisted generation can
-all drive it.
+cache, under the name of :func:`~thrifty_hf.cached.cache_name`), so the HF adapter, ``generate``
+and transformers' assisted generation can all drive it.
 
 A draft directory holds:
 
