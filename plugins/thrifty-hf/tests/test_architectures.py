@@ -318,3 +318,21 @@ def test_architecture_hf_passes_the_current_cache_keyword(matrix):
         warnings.simplefilter("always")
         SpeculativeDecoder(verifier, draft, GAMMA).generate(matrix.prompts, max_new_tokens=4)
     assert not [w for w in caught if issubclass(w.category, FutureWarning)]
+
+
+def test_architecture_both_paths_stop_at_the_same_tokens(tiny_family, family_tokenizer):
+    """One rule for the ids that end generation on both paths: the generation config, the
+    model config, and the tokenizer only when neither names one."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from thrifty_hf.fast import FastVerifier
+    from thrifty_hf.models import HFVerifier
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_family("qwen3")).eval()
+    tokenizer = AutoTokenizer.from_pretrained(family_tokenizer)
+    model.config.eos_token_id = model.generation_config.eos_token_id = None
+    paths = [HFVerifier(model, tokenizer, "hf"), FastVerifier(model, tokenizer, max_len=32)]
+    assert [v.eos_token_ids for v in paths] == [frozenset({families.EOS})] * 2
+    model.generation_config.eos_token_id = [5, 7]
+    paths = [HFVerifier(model, tokenizer, "hf"), FastVerifier(model, tokenizer, max_len=32)]
+    assert [v.eos_token_ids for v in paths] == [frozenset({5, 7})] * 2
