@@ -76,8 +76,9 @@ class CachedLM:
     def _new_cache(self):
         from transformers import DynamicCache
 
-        # without the config every layer is a full layer (see the module docstring)
-        return DynamicCache() if self.window else DynamicCache(config=self.model.config)
+        # without the config every layer is a full layer, sliding ones included (see the module
+        # docstring); sliding_window has refused layers that are not key/value layers
+        return DynamicCache()
 
     def _check_window(self, counts: torch.Tensor) -> None:
         """Refuse rows of more tokens than the smallest sliding window (see the module
