@@ -82,17 +82,16 @@ def load(path: str | Path) -> dict:
         blob = path.read_bytes()
     except OSError as exc:
         raise ModelFormatError(f"cannot read checkpoint {path}: {exc}") from None
-    if blob[:1] == b"\x80" or blob[:4] == b"PK\x03\x04":
-        raise ModelFormatError(
-            f"{path} is a pickle (torch.save) file; thrifty never unpickles a checkpoint, "
-            f"since unpickling can run code. Start a new run (--overwrite) or point "
-            f"--checkpoint elsewhere")
     try:
         return _parse(blob)
     except Exception as exc:  # noqa: BLE001 - any failure to parse untrusted bytes is a refusal
-        raise ModelFormatError(
-            f"{path} is not an intact thrifty checkpoint ({exc}); it may be truncated or "
-            f"corrupt: delete it, or start a new run with --overwrite") from None
+        if blob[:1] == b"\x80" or blob[:4] == b"PK\x03\x04":
+            why = ("a pickle (torch.save) file; thrifty never unpickles a checkpoint, since "
+                   "unpickling can run code")
+        else:
+            why = f"not an intact thrifty checkpoint ({exc}); it may be truncated or corrupt"
+        raise ModelFormatError(f"{path} is {why}: delete it, or start a new run with "
+                               f"--overwrite") from None
 
 
 def _parse(blob: bytes) -> dict:
