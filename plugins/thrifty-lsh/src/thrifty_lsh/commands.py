@@ -24,7 +24,7 @@ def _checked(name: str, parse: type):
     that ``--eval-every 0`` or ``--lr nan`` fail before anything loads."""
     import argparse
 
-    from .train import RULES
+    from .config import RULES
 
     def convert(text: str):
         value = parse(text)
@@ -68,7 +68,7 @@ def config_from_args(args):
 
     from thrifty.errors import ConfigError
 
-    from .train import TrainConfig
+    from .config import TrainConfig
 
     raw = load_config(args.config).get("train", {}) if args.config else {}
     if not isinstance(raw, dict) or not isinstance(raw.get("slide", {}), dict):

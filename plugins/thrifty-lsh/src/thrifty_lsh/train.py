@@ -1,4 +1,5 @@
-"""Training an extreme classifier: configuration, the loop, evaluation, checkpoints, resume.
+"""Training an extreme classifier: data, the loop, evaluation, checkpoints, resume (the
+configuration, :class:`TrainConfig`, lives in :mod:`thrifty_lsh.config`).
 
 The position in training is (epoch, batch); the batch order of an epoch depends only on the seed
 and the epoch, so a run resumed from a checkpoint sees exactly the batches it had not seen - no
@@ -11,101 +12,17 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-import attrs
 import numpy as np
 import torch
 
 from thrifty.errors import ConfigError, DatasetFormatError, ModelFormatError
 
 from . import checkpoint, resume
-
+from .config import TrainConfig
 from .data import XCData
 from .model import XCNet, build_net, make_optimizers
-
-
-def _at_least(minimum: int, optional: bool = False) -> Callable[[Any], str | None]:
-    def rule(value: Any) -> str | None:
-        if optional and value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            return f"must be an integer >= {minimum}"
-        return None
-    return rule
-
-
-def _learning_rate(value: Any) -> str | None:
-    """No larger rate means anything to Adam, and one near 1e38 overflows its float32 step."""
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or not 0 < value <= 1e6):
-        return "must be a finite number > 0 and at most 1e6"
-    return None
-
-
-def _of_type(kind: type, optional: bool = False) -> Callable[[Any], str | None]:
-    def rule(value: Any) -> str | None:
-        if (optional and value is None) or isinstance(value, kind):
-            return None
-        return f"must be a {kind.__name__}"
-    return rule
-
-
-RULES: dict[str, Callable[[Any], str | None]] = {
-    "train": _of_type(str), "test": _of_type(str, True), "n_train": _at_least(1, True),
-    "n_test": _at_least(1, True), "layer": _of_type(str), "hidden": _at_least(1),
-    "epochs": _at_least(1), "batch_size": _at_least(1), "lr": _learning_rate,
-    "seed": _at_least(0), "eval_every": _at_least(1), "eval_points": _at_least(1),
-    "checkpoint": _of_type(str, True), "checkpoint_every": _at_least(1), "slide": _of_type(dict),
-}
-"""What each :class:`TrainConfig` field accepts: a function returning the problem or None.
-``thrifty train``'s flags check their values with the same rules."""
-
-
-@attrs.define
-class TrainConfig:
-    """Everything a run needs; ``thrifty train`` fills it from a TOML file and flags. Every
-    value is checked on construction (a zero, negative or non-finite value would crash the
-    loop, train nothing or make the loss NaN)."""
-
-    train: str = "synthetic:amazon-670k"
-    """an Extreme Classification Repository file, ``synthetic:<preset>`` or
-    ``synthetic:<features>x<labels>`` (a small synthetic task of that shape)"""
-    test: str | None = None
-    n_train: int | None = 20_000
-    """points to use (synthetic: to generate) - None for all"""
-    n_test: int | None = 2_000
-    layer: str = "slide"
-    """the output layer: a sparse layer registered through ``thrifty_sparse_layers``
-    (``slide``, ``dense`` - the full-softmax baseline - or a third party's)"""
-    hidden: int = 128
-    epochs: int = 1
-    batch_size: int = 256
-    lr: float = 1e-3
-    seed: int = 0
-    eval_every: int = 50
-    """steps between evaluations (P@1, P@5 on up to ``eval_points`` test points)"""
-    eval_points: int = 1000
-    checkpoint: str | None = None
-    """directory for checkpoints; resumes from it when it holds one"""
-    checkpoint_every: int = 100
-    slide: dict = attrs.field(factory=dict)
-    """options of the output layer (for SLIDE: family, k, l, bucket_size, budget, inference,
-    rebuild, ...), checked against the layer's declaration"""
-
-    def __attrs_post_init__(self) -> None:
-        for name, rule in RULES.items():
-            problem = rule(getattr(self, name))
-            if problem:
-                raise ConfigError(f"[train] {name} = {getattr(self, name)!r}: {name} {problem}")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in attrs.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown [train] key(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
 
 
 def load_data(cfg: TrainConfig) -> tuple[XCData, XCData]:
