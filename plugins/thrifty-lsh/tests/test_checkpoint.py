@@ -204,3 +204,9 @@ def test_ranks_agree_on_the_newest_step_all_hold_intact():
     assert agree([[4, 6], [2, 6]]) == 6
     assert agree([[6], [4]]) == -1  # no common step: start over
     assert agree([[], [2]]) == -1
+
+
+def test_a_state_that_cannot_be_stored_is_refused_before_training():
+    with pytest.raises(ConfigError, match=r"cannot store set at '.slide.ids' in a checkpoint; "
+                                          r"train without --checkpoint"):
+        checkpoint.check_storable({"slide": {"ids": {1, 2}}})

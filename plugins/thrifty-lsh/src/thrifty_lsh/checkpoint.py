@@ -54,6 +54,18 @@ def unpack(data: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return data
 
 
+def check_storable(state: dict) -> None:
+    """Refuse, before training, a state that :func:`save` could not write (e.g. a third-party
+    sampler whose ``state()`` holds other objects than tensors and plain values)."""
+    from thrifty.errors import ConfigError
+
+    try:
+        pack(state, {})
+    except TypeError as exc:
+        raise ConfigError(f"this run cannot be checkpointed: {exc}; train without "
+                          f"--checkpoint") from None
+
+
 def _digest(meta: str, tensors: dict[str, torch.Tensor]) -> str:
     h = hashlib.blake2b(meta.encode("utf-8"), digest_size=16)
     for key in sorted(tensors):

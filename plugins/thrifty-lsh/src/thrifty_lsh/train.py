@@ -204,7 +204,7 @@ class Trainer:
         next steps compute."""
         folder = Path(directory)
         resume.prepare_folder(folder)
-        self.state()  # a layer whose state cannot be saved is refused before training
+        checkpoint.check_storable(self.state())  # refused before training, not at a save
         if overwrite:
             resume.clear(folder)
             return False

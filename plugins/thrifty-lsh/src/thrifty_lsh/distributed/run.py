@@ -91,7 +91,7 @@ class DistributedTrainer:
         shard is corrupt or missing makes all ranks take an older common one), after the same
         checks as a single-process run (:meth:`thrifty_lsh.train.Trainer.load`)."""
         folder = Path(self.cfg.checkpoint)
-        self.net.output.sampler.state()  # a sampler that cannot save is refused before training
+        checkpoint.check_storable(self.net.output.sampler.state())  # before training
         if overwrite:
             if self.rank == 0:
                 resume.clear(folder)
