@@ -210,3 +210,9 @@ def test_a_state_that_cannot_be_stored_is_refused_before_training():
     with pytest.raises(ConfigError, match=r"cannot store set at '.slide.ids' in a checkpoint; "
                                           r"train without --checkpoint"):
         checkpoint.check_storable({"slide": {"ids": {1, 2}}})
+
+
+def test_resume_flags_need_a_checkpoint_folder(capsys):
+    for flags in (["--overwrite"], ["--allow-change", "lr"]):
+        code, out, err = _train(capsys, *flags)
+        assert code == 2 and out == "" and "add --checkpoint DIR" in err

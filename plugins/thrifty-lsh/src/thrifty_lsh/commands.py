@@ -105,11 +105,16 @@ def link_from_args(args):
 def run(args) -> int:
     from pathlib import Path
 
+    from thrifty.errors import ConfigError
+
     from .resume import parse_allow, prepare_folder
 
     cfg = config_from_args(args)
     link = link_from_args(args)
     allow = parse_allow(args.allow_change)
+    if (allow or args.overwrite) and not cfg.checkpoint:
+        raise ConfigError("--allow-change and --overwrite act on the run in a --checkpoint "
+                          "folder; add --checkpoint DIR")
     if cfg.checkpoint:
         prepare_folder(Path(cfg.checkpoint))  # before the data loads, not at the first save
     if args.distributed:

@@ -93,5 +93,5 @@ def thrifty_sparse_layers():
 def thrifty_commands(cli) -> None:
     from . import commands
 
-    cli.add("train", "train a sparse extreme classifier (SLIDE or dense output layer)",
-            commands.configure, commands.run)
+    cli.add("train", "train a sparse extreme classifier (SLIDE, dense or a plugin's output "
+            "layer)", commands.configure, commands.run)
