@@ -106,3 +106,17 @@ def test_a_header_claiming_a_huge_model_is_refused_before_allocating(tmp_path, c
     err = capsys.readouterr().err
     assert "train.txt: 1000000000 features and 5 labels with hidden 128 make a network of" in err
     assert "check the data file's header" in err
+
+
+def test_fewer_labels_than_p_at_5_needs_trains_and_evaluates(tmp_path, capsys):
+    import json
+
+    from thrifty.cli import main
+
+    cfg = _files(tmp_path, "1 10 3\n2 3:1\n")
+    Path(cfg.train).write_text("2 10 3\n0 1:1\n1,2 9:2\n")
+    for layer in ("dense", "slide"):
+        assert main(["train", "--train", cfg.train, "--test", cfg.test, "--layer", layer,
+                     "--hidden", "4", "--json"]) == 0
+        history = json.loads(capsys.readouterr().out)
+        assert len(history) == 1 and 0 <= history[0]["p5"] <= 1

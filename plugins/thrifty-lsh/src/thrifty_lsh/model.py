@@ -119,9 +119,10 @@ class XCNet(nn.Module):
 
     @torch.no_grad()
     def predict(self, batch: Batch, k: int = 5) -> torch.Tensor:
-        """Ids ``[batch, k]`` of the top-k labels (a layer without ``topk`` ranks its eval
-        output)."""
+        """Ids ``[batch, k]`` of the top-k labels (fewer when there are fewer labels; a layer
+        without ``topk`` ranks its eval output)."""
         h = self.hidden(batch)
+        k = min(k, self.output.out_features)
         if hasattr(self.output, "topk"):
             return self.output.topk(h, k)[1]
         return self.output(h).topk(k, dim=1).indices
