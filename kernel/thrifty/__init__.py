@@ -11,6 +11,7 @@ from .hookspecs import hookimpl
 from .pipeline import pipeline
 from .records import (
     REQUIRED,
+    CommandSpec,
     DraftModelSpec,
     EnergyMeterSpec,
     HardwareKnobSpec,
@@ -26,7 +27,7 @@ __version__ = "0.1.0"
 
 
 __all__ = [
-    "REQUIRED", "DraftModelSpec", "EnergyMeterSpec", "HardwareKnobSpec", "Option",
+    "REQUIRED", "CommandSpec", "DraftModelSpec", "EnergyMeterSpec", "HardwareKnobSpec", "Option",
     "OptimizerSpec", "SamplerSpec", "SparseLayerSpec", "ThriftyError", "VerifierSpec",
     "hookimpl", "pipeline", "registry",
 ]

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from .hookspecs import hookimpl
+from .records import CommandSpec
 
 
 def _configure_plugins(p) -> None:
@@ -122,10 +123,13 @@ def _run_demo(args) -> int:
 
 
 @hookimpl
-def thrifty_commands(cli) -> None:
-    cli.add("plugins", "list installed plugins and what each provides", _configure_plugins,
-            _run_plugins)
-    cli.add("generate", "generate text with (speculative) decoding", _configure_generate,
-            _run_generate)
-    cli.add("demo", "speculative decoding of SmolLM2-135M with the n-gram draft vs target-only",
-            _configure_demo, _run_demo)
+def thrifty_commands():
+    return [
+        CommandSpec(name="plugins", configure=_configure_plugins, run=_run_plugins,
+                    description="list installed plugins and what each provides"),
+        CommandSpec(name="generate", configure=_configure_generate, run=_run_generate,
+                    description="generate text with (speculative) decoding"),
+        CommandSpec(name="demo", configure=_configure_demo, run=_run_demo,
+                    description="speculative decoding of SmolLM2-135M with the n-gram draft vs "
+                                "target-only"),
+    ]

@@ -6,6 +6,7 @@ import time
 
 from ..errors import ConfigError, ThriftyError
 from ..hookspecs import hookimpl
+from ..records import CommandSpec
 
 
 def _parse_options(pairs: list[str], sysfs_root: str | None) -> dict[str, str]:
@@ -130,8 +131,9 @@ def _restore(args) -> int:
 
 
 @hookimpl
-def thrifty_commands(cli) -> None:
-    cli.add("hw", "hardware knobs and energy meters: list, read, restore after a crash",
-            _configure, _run)
+def thrifty_commands():
+    return [CommandSpec(name="hw", configure=_configure, run=_run,
+                        description="hardware knobs and energy meters: list, read, restore after "
+                                    "a crash")]
 
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ..hookspecs import hookimpl
+from ..records import CommandSpec
 
 
 # -- shared flags ---------------------------------------------------------------------------------
@@ -331,8 +332,12 @@ def plot(model, batches, path: str | Path, report=None) -> None:
 
 
 @hookimpl
-def thrifty_commands(cli) -> None:
-    cli.add("profile", "measure a verifier, drafts and a workload for the throughput model",
-            _configure_profile, _run_profile)
-    cli.add("select", "rank (draft, γ) per batch size with the throughput model; recommend one",
-            _configure_select, _run_select)
+def thrifty_commands():
+    return [
+        CommandSpec(name="profile", configure=_configure_profile, run=_run_profile,
+                    description="measure a verifier, drafts and a workload for the throughput "
+                                "model"),
+        CommandSpec(name="select", configure=_configure_select, run=_run_select,
+                    description="rank (draft, γ) per batch size with the throughput model; "
+                                "recommend one"),
+    ]

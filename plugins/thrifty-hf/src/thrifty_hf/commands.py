@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from thrifty import hookimpl
+from thrifty import CommandSpec, hookimpl
 
 
 def _configure_distill(p) -> None:
@@ -30,8 +30,12 @@ def _run_audit(args) -> int:
 
 
 @hookimpl
-def thrifty_commands(cli) -> None:
-    cli.add("distill", "distil a draft model for a verifier (KL on the verifier's soft targets)",
-            _configure_distill, _run_distill)
-    cli.add("audit", "check that every bf16 divergence from target-only greedy output is a "
-            "near-tie in the verifier's logits", _configure_audit, _run_audit)
+def thrifty_commands():
+    return [
+        CommandSpec(name="distill", configure=_configure_distill, run=_run_distill,
+                    description="distil a draft model for a verifier (KL on the verifier's "
+                                "soft targets)"),
+        CommandSpec(name="audit", configure=_configure_audit, run=_run_audit,
+                    description="check that every bf16 divergence from target-only greedy "
+                                "output is a near-tie in the verifier's logits"),
+    ]
