@@ -1,5 +1,5 @@
 """Built-in commands, registered through the same entry-point path as any plugin:
-``plugins``, ``generate`` and ``demo``."""
+``plugins`` and ``generate``."""
 
 from __future__ import annotations
 
@@ -110,18 +110,6 @@ def _run_generate(args) -> int:
     return 0
 
 
-def _configure_demo(p) -> None:
-    p.add_argument("--max-new-tokens", type=int, default=48)
-    p.add_argument("--lookahead", type=int, default=3)
-    p.add_argument("--json", action="store_true")
-
-
-def _run_demo(args) -> int:
-    from .demo import run_demo
-
-    return run_demo(args)
-
-
 @hookimpl
 def thrifty_commands():
     return [
@@ -129,7 +117,4 @@ def thrifty_commands():
                     description="list installed plugins and what each provides"),
         CommandSpec(name="generate", configure=_configure_generate, run=_run_generate,
                     description="generate text with (speculative) decoding"),
-        CommandSpec(name="demo", configure=_configure_demo, run=_run_demo,
-                    description="speculative decoding of SmolLM2-135M with the n-gram draft vs "
-                                "target-only"),
     ]

@@ -1,4 +1,5 @@
-"""Registers the ``thrifty distill`` and ``thrifty audit`` commands (heavy imports deferred)."""
+"""Registers the ``thrifty distill``, ``thrifty audit`` and ``thrifty demo`` commands (heavy
+imports deferred)."""
 
 from __future__ import annotations
 
@@ -29,9 +30,24 @@ def _run_audit(args) -> int:
     return run(args)
 
 
+def _configure_demo(p) -> None:
+    from .demo import configure
+
+    configure(p)
+
+
+def _run_demo(args) -> int:
+    from .demo import run
+
+    return run(args)
+
+
 @hookimpl
 def thrifty_commands():
     return [
+        CommandSpec(name="demo", configure=_configure_demo, run=_run_demo,
+                    description="speculative decoding of SmolLM2-135M with the n-gram draft vs "
+                                "target-only, measured interleaved"),
         CommandSpec(name="distill", configure=_configure_distill, run=_run_distill,
                     description="distil a draft model for a verifier (KL on the verifier's "
                                 "soft targets)"),
