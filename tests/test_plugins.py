@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from importlib import metadata
+from pathlib import Path
 
 import pytest
 
@@ -311,3 +313,17 @@ def test_register_plugin_fixture_did_not_leak():
     import thrifty
 
     assert "scoped" not in thrifty.registry().names("draft_models")
+
+
+def test_kernel_names_no_plugin_distribution():
+    """The core picks parts by registered name and record fields, never by naming a plugin:
+    no installed plugin's distribution or import package appears in the kernel's source."""
+    root = Path(__file__).resolve().parents[1]
+    names = {name for ep in metadata.entry_points(group="thrifty")
+             if ep.dist.metadata["Name"] != "thrifty"
+             for name in (ep.dist.metadata["Name"], ep.value.split(".")[0])}
+    assert {"thrifty-cbo", "thrifty_hf", "thrifty_ngram"} <= names
+    found = [f"{path.relative_to(root)}: {name}"
+             for path in (root / "kernel" / "thrifty").rglob("*.py")
+             for name in names if name in path.read_text()]
+    assert not found, found
