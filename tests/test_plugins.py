@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from thrifty import CommandSpec, DraftModelSpec, hookimpl
-from thrifty.errors import PluginConflictError, PluginError, PluginWarning
+from thrifty.errors import ConfigError, PluginConflictError, PluginError, PluginWarning
 from thrifty.plugins import PluginManager
 from thrifty.registry import Registry
 
@@ -327,3 +327,52 @@ def test_kernel_names_no_plugin_distribution():
              for path in (root / "kernel" / "thrifty").rglob("*.py")
              for name in names if name in path.read_text()]
     assert not found, found
+
+
+def test_option_parse_reads_text_by_the_declared_type():
+    from thrifty import Option
+
+    assert Option((list, tuple, str), ()).parse("o", "values", "1,4,16") == "1,4,16"
+    assert Option(list, []).parse("o", "values", "a, b") == ["a", "b"]
+    assert Option(bool, False).parse("o", "safe", "yes") is True
+    assert Option((int, type(None)), None).parse("o", "default", "none") is None
+    assert Option((int, type(None)), None).parse("o", "default", "4") == 4
+    assert Option(float, 1.0).parse("o", "beta", "0.5") == 0.5
+    with pytest.raises(ConfigError, match="'beta' must be float"):
+        Option(float, 1.0).parse("o", "beta", "half")
+
+
+def test_draft_options_on_the_command_line(register_plugin):
+    from thrifty import Option
+    from thrifty.refs import draft_ref
+
+    class Weighted:
+        @hookimpl
+        def thrifty_draft_models(self):
+            return [DraftModelSpec(name="weighted", factory=lambda verifier, **o: None, options={
+                "weights": Option(str, help="file"), "depth": Option(int, 2),
+                "greedy": Option(bool, False)})]
+
+    reg = register_plugin(Weighted(), name="weighted", entry_points=True)
+    assert draft_ref("ngram,max_ngram=5,min_ngram=1", reg) == (
+        "ngram", {"max_ngram": 5, "min_ngram": 1})
+    assert draft_ref("weighted:w.safetensors,depth=3,greedy=true", reg) == (
+        "weighted", {"weights": "w.safetensors", "depth": 3, "greedy": True})
+    with pytest.raises(ConfigError, match="Did you mean 'max_ngram'.*accepts: max_ngram, "
+                                          "min_ngram"):
+        draft_ref("ngram,max_ngrams=5", reg)
+    with pytest.raises(ConfigError, match="no required option to take 'x'"):
+        draft_ref("ngram:x", reg)
+    with pytest.raises(ConfigError, match="'depth' must be int"):
+        draft_ref("weighted:w,depth=deep", reg)
+
+
+def test_generate_takes_draft_options(fake_site):
+    fake_site.add("thrifty-toy", {"toy": "toy_plugin"}, {"toy_plugin": TOY_PLUGIN})
+    args = ["generate", "--verifier", "toy", "--json", "--max-new-tokens", "8", "abcabcab"]
+    plain = fake_site.thrifty(*args, "--no-draft")
+    drafted = fake_site.thrifty(*args, "--draft", "ngram,max_ngram=2,min_ngram=1")
+    assert plain.returncode == drafted.returncode == 0, drafted.stderr
+    assert json.loads(drafted.stdout)["texts"] == json.loads(plain.stdout)["texts"]
+    bad = fake_site.thrifty(*args, "--draft", "ngram,max_ngram=two")
+    assert bad.returncode == 2 and "'max_ngram' must be int" in bad.stderr

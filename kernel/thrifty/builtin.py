@@ -35,8 +35,10 @@ def _configure_generate(p) -> None:
     p.add_argument("--config", help="TOML pipeline file with a [speculative] table")
     p.add_argument("--verifier", default="hf", help="verifier name (default: hf)")
     p.add_argument("--model", default="smollm2-135m", help="verifier model (default: smollm2-135m)")
-    p.add_argument("--draft", action="append", default=[],
-                   help="draft name, optionally name:model (repeatable; first is used)")
+    p.add_argument("--draft", action="append", default=[], metavar="NAME[:VALUE][,KEY=VALUE]",
+                   help="draft by registered name; VALUE is its first required option (the "
+                        "model of hf, the weights of pairconnect), KEY=VALUE sets any option it "
+                        "declares, e.g. ngram,max_ngram=4 (repeatable; the first is used)")
     p.add_argument("--prompts-file", help="file with one prompt per line")
     p.add_argument("--lookahead", type=int, default=None, help="tokens drafted per step (γ)")
     p.add_argument("--max-new-tokens", type=int, default=64)
@@ -52,21 +54,19 @@ def _configure_generate(p) -> None:
     p.add_argument("--json", action="store_true", help="print texts and metrics as JSON")
 
 
-def _draft_ref(text: str):
-    name, _, model = text.partition(":")
-    return (name, {"model": model}) if model else (name, {})
-
-
 def pipeline_from_args(args):
     """The pipeline that ``generate``-style flags (or ``--config``) describe."""
     from .errors import ConfigError
     from .pipeline import from_config, load_config, pipeline
+    from .refs import draft_ref
+    from .registry import registry
 
     if args.config:
         config = load_config(args.config)
         pipe = from_config(config)
         return pipe, config.get("generate", {}), config.get("sampling", {})
-    pipe = pipeline((args.verifier, {"model": args.model}), [_draft_ref(d) for d in args.draft],
+    drafts = [draft_ref(d, registry()) for d in args.draft]
+    pipe = pipeline((args.verifier, {"model": args.model}), drafts,
                     lookahead=4 if args.lookahead is None else args.lookahead)
     if args.lookahead is not None and args.lookahead < 0:
         raise ConfigError("--lookahead must be >= 0")

@@ -65,6 +65,36 @@ class Option:
             )
         return value
 
+    def parse(self, owner: str, key: str, text: str) -> Any:
+        """The value that command-line ``text`` means for this option, by its declared type:
+        a bool (true/false, yes/no, on/off, 1/0), an int, a float, None (``none``), the text
+        itself where ``str`` is declared, else comma-separated items for a list or tuple.
+        A number is preferred where both a number and ``str`` are declared; the result still
+        goes through :meth:`check` when the part is built."""
+        types = self.type if isinstance(self.type, tuple) else (self.type,)
+        lowered = text.strip().lower()
+        if bool in types and lowered in _BOOLS:
+            return _BOOLS[lowered]
+        for kind in (int, float):
+            if kind in types:
+                try:
+                    return kind(text)
+                except ValueError:
+                    pass
+        if type(None) in types and lowered in ("none", "null"):
+            return None
+        if str in types:
+            return text
+        for kind in (list, tuple):
+            if kind in types:
+                return kind(v.strip() for v in text.split(",") if v.strip())
+        wanted = " or ".join(t.__name__ for t in types)
+        raise ConfigError(f"{owner}: option {key!r} must be {wanted}; cannot read {text!r} as one")
+
+
+_BOOLS = {"true": True, "yes": True, "on": True, "1": True,
+          "false": False, "no": False, "off": False, "0": False}
+
 
 def check_options(owner: str, declared: Mapping[str, Option], given: Mapping[str, Any]) -> dict:
     """Validate user options against a declaration; return them with defaults filled in."""
