@@ -8,7 +8,7 @@ torch; algorithms that need torch import it when they run.
 
 from .errors import ThriftyError
 from .hookspecs import hookimpl
-from .pipeline import pipeline
+from . import pipeline  # the module, callable as the function of the same name
 from .records import (
     REQUIRED,
     CommandSpec,
