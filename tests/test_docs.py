@@ -79,3 +79,29 @@ def test_every_family_has_a_conformance_suite(family):
     module, cls = SUITES[family].split(":")
     suite = getattr(importlib.import_module(module), cls)
     assert [n for n in dir(suite) if n.startswith("test_")], f"{cls} has no tests"
+
+
+def test_template_in_writing_plugins_matches_the_ngram_plugin():
+    """The hook module shown in writing-plugins.md is the contrib n-gram plugin's: same option
+    names and defaults."""
+    from thrifty.registry import registry
+
+    page = (DOCS / "writing-plugins.md").read_text()
+    shown = dict(re.findall(r'"(\w+)": Option\(\w+, ([^,]+),', page))
+    declared = registry().draft_model("ngram").options
+    assert shown == {k: repr(o.default) for k, o in declared.items()}
+
+
+@pytest.mark.parametrize("page", ["tuning.md"])
+def test_replay_examples_find_a_configuration(page, tmp_path):
+    """Every `thrifty tune --table ...` example of the page meets its SLO on its table."""
+    from thrifty.cli import main
+
+    root = DOCS.parent
+    text = (DOCS / page).read_text()
+    examples = re.findall(r"thrifty tune --table (\S+) --slo '([^']+)'", text)
+    assert examples
+    for table, slo in examples:
+        argv = ["tune", "--table", str(root / table), "--slo", slo, "--optimizer", "grid",
+                "--trials", "1000", "--quiet", "--json"]
+        assert main(argv) == 0, f"{page}: no row of {table} meets {slo}"

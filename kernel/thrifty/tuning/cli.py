@@ -3,8 +3,8 @@ start and a Pareto-front PNG.
 
 Examples::
 
-    thrifty tune --table data/surfaces/h100-smollm2.csv --slo 'latency<=8ms' --plot front.png
-    thrifty tune --backend measure --knob nvml-gpu-locked-clocks --knob 'batch-size:values=1,4,16' \\
+    thrifty tune --table data/surfaces/h100-smollm2-135m.csv --slo 'latency<=22ms' --plot front.png
+    thrifty tune --backend measure --knob nvml.gpu-locked-clocks --knob 'batch-size:values=1,4,16' \\
         --meter nvml --workload 'python serve.py --batch {batch-size}' --slo 'latency<=50ms'
 """
 
