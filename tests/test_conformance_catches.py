@@ -35,10 +35,10 @@ def test_draft_suite_catches_a_draft_that_never_rolls_back():
     suite = DraftModelSuite()
     verifier, prompts = _fixtures(suite)
     good = lambda v: ToyDraft(vocab=v.vocab_size, seed=3)  # noqa: E731
-    suite.test_rollback_over_several_steps(good, verifier, prompts)  # the honest draft passes
+    suite.test_commit_equals_fresh_start(good, verifier, prompts)  # the honest draft passes
     broken = lambda v: NoRollbackDraft(vocab=v.vocab_size, seed=3)  # noqa: E731
     with pytest.raises(AssertionError, match="rollback"):
-        suite.test_rollback_over_several_steps(broken, verifier, prompts)
+        suite.test_commit_equals_fresh_start(broken, verifier, prompts)
 
 
 def test_draft_suite_catches_an_ngram_draft_that_never_rolls_back():
@@ -52,9 +52,9 @@ def test_draft_suite_catches_an_ngram_draft_that_never_rolls_back():
 
     suite = DraftModelSuite()
     verifier, prompts = _fixtures(suite)
-    suite.test_rollback_over_several_steps(lambda v: NgramDraft(), verifier, prompts)
+    suite.test_commit_equals_fresh_start(lambda v: NgramDraft(), verifier, prompts)
     with pytest.raises(AssertionError, match="rollback"):
-        suite.test_rollback_over_several_steps(lambda v: NoRollbackNgram(), verifier, prompts)
+        suite.test_commit_equals_fresh_start(lambda v: NoRollbackNgram(), verifier, prompts)
 
 
 def test_verifier_suite_catches_a_tokenizer_that_loses_text():

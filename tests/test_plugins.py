@@ -154,6 +154,9 @@ def test_duplicate_parts_outside_strict_refuse_the_later_and_every_command_runs(
     assert len(command) == 1 and command[0].startswith("thrifty: warning:")
     assert "plugin core" in command[0] and "dist-second" in command[0]
     assert "THRIFTY_DISABLE_PLUGINS=x-second" in command[0]
+    table = fake_site.thrifty("plugins").stdout.splitlines()
+    row = next(line for line in table if line.startswith("x-second "))
+    assert "draft_models: only-in-x-second" in row and "command 'generate'" in row
     helped = fake_site.thrifty("--help")
     assert helped.returncode == 0 and "generate" in helped.stdout
     gen = fake_site.thrifty("generate", "--help")

@@ -24,8 +24,8 @@ def _run_plugins(args) -> int:
         return 0
     rows = [{"name": i.name, "distribution": i.distribution, "version": i.version,
              "status": i.status,
-             "provides": "; ".join(f"{f}: {', '.join(n)}" for f, n in i.provides.items())
-             or (i.error or "")} for i in infos]
+             "provides": "; ".join([*(f"{f}: {', '.join(n)}" for f, n in i.provides.items()),
+                                    *([i.error] if i.error else [])])} for i in infos]
     print_table(rows, ["name", "distribution", "version", "status", "provides"], False)
     return 0
 
