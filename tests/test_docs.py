@@ -81,6 +81,51 @@ def test_every_family_has_a_conformance_suite(family):
     assert [n for n in dir(suite) if n.startswith("test_")], f"{cls} has no tests"
 
 
+ROOT = DOCS.parent
+PAGES = sorted(DOCS.rglob("*.md")) + [ROOT / "README.md"]
+# Phrases that tell how a figure came about instead of what the project is: the docs describe
+# the project as it is, each figure with its machine, versions, date and command (git keeps the
+# history).
+NARRATIVE = re.compile(r"\bsessions?\b|\(new\)|\bno longer\b|\bused to\b|\bre-?runs?\b|"
+                       r"\bre-?measured\b|\bsuperseded\b|\bthis time\b|\bpreviously\b|"
+                       r"\b(?:before|after) the fix\b|\bfixed after\b", re.I)
+# Artifacts named by when they were made (`speedup-s5.json`, `epyc6-cpu-b1.json`).
+DATED_NAME = re.compile(r"[-_]s\d+[a-z]?[-_.]|(?:epyc|xeon)\d", re.I)
+
+
+def narrative(text: str) -> list[str]:
+    return [f"{n}: {line.strip()[:100]}" for n, line in enumerate(text.splitlines(), 1)
+            if NARRATIVE.search(line)]
+
+
+def test_narrative_finder_catches_history_and_spares_description():
+    assert narrative("thrifty-cbo now (new)\nthe sixth session's run\nre-measured on an H100")
+    assert narrative("Re-run on a quiet machine") and narrative("superseded by the table above")
+    assert not narrative("the value in force now\nInferenceSession\nRe-running resumes it")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_docs_narrate_no_history(page):
+    hits = narrative(page.read_text())
+    assert not hits, f"{page.relative_to(ROOT)} narrates history: {hits}"
+
+
+def test_benchmark_artifacts_are_named_for_what_they_hold():
+    assert DATED_NAME.search("gpu/speedup-s5.json") and DATED_NAME.search("cpu/epyc6-cpu-b1.json")
+    assert not DATED_NAME.search("gpu/speedup-code-h100.json")
+    dated = [str(p.relative_to(DOCS)) for p in (DOCS / "benchmarks").rglob("*")
+             if DATED_NAME.search(p.name)]
+    assert not dated, f"rename these for what they hold: {dated}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_resolve(page):
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text())
+    missing = [link for link in links if "://" not in link
+               and not (page.parent / link).exists()]
+    assert not missing, f"{page.relative_to(ROOT)} links to missing files: {missing}"
+
+
 def test_template_in_writing_plugins_matches_the_ngram_plugin():
     """The hook module shown in writing-plugins.md is the contrib n-gram plugin's: same option
     names and defaults."""

@@ -3,9 +3,11 @@ start and a Pareto-front PNG.
 
 Examples::
 
-    thrifty tune --table data/surfaces/h100-smollm2-135m.csv --slo 'latency<=22ms' --plot front.png
-    thrifty tune --backend measure --knob nvml.gpu-locked-clocks --knob 'batch-size:values=1,4,16' \\
-        --meter nvml --workload 'python serve.py --batch {batch-size}' --slo 'latency<=50ms'
+    thrifty tune --table data/surfaces/h100-smollm2-135m-fast.csv --slo 'latency<=4.5ms' \\
+        --plot front.png
+    thrifty tune --backend measure --knob nvml.gpu-locked-clocks:device=0 \\
+        --knob 'batch-size:values=1,4,16' --meter nvml:device=0 \\
+        --workload 'python serve.py --batch {batch-size}' --slo 'latency<=50ms'
 """
 
 from __future__ import annotations
