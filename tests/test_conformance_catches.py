@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from thrifty.testing.commands import CommandSuite
 from thrifty.testing.drafts import DraftModelSuite, VerifierSuite
 from thrifty.testing.toy import ToyDraft, ToyTokenizer, ToyVerifier
 
@@ -64,3 +65,12 @@ def test_verifier_suite_catches_a_tokenizer_that_loses_text():
     verifier.tokenizer = LossyTokenizer()
     with pytest.raises(AssertionError, match="round trip"):
         suite.test_protocol(verifier)
+
+
+def test_command_suite_catches_a_command_without_help():
+    from thrifty.records import CommandSpec
+
+    silent = CommandSpec(name="silent", configure=lambda p: None, run=lambda a: 0,
+                         plugin="p", distribution="d")
+    with pytest.raises(AssertionError, match="description"):
+        CommandSuite().test_record(silent)
