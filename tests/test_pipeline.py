@@ -146,3 +146,23 @@ def test_cli_reports_errors_without_traceback(parts, capsys):
     assert main(["generate", "--verifier", "nope", "x"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("thrifty: error:") and "Traceback" not in err
+
+
+def test_pipeline_is_the_module_and_the_function(register_plugin):
+    import importlib
+
+    import thrifty
+    import thrifty.pipeline
+
+    module = importlib.import_module("thrifty.pipeline")
+    assert thrifty.pipeline is module
+    assert callable(thrifty.pipeline.from_config) and callable(thrifty.pipeline.load_config)
+    text = ('[speculative]\nverifier = { plugin = "toy", model = "m" }\n'
+            'drafts = [ { plugin = "toy-draft", seed = 2 } ]\n')
+    register_plugin(ToyParts(), name="toy-parts")
+    by_config = thrifty.pipeline.from_config(thrifty.pipeline.load_config(text))
+    by_call = thrifty.pipeline(("toy", {"model": "m"}), [("toy-draft", {"seed": 2})])
+    for pipe in (by_config, by_call):
+        assert pipe.verifier_part.options == {"model": "m", "vocab": 5}
+        assert [(p.spec.name, p.options) for p in pipe.draft_parts] == [("toy-draft",
+                                                                          {"seed": 2})]

@@ -6,7 +6,7 @@ Nothing heavy is imported here: torch loads when a factory is called.
 from __future__ import annotations
 
 from thrifty import hookimpl
-from thrifty.records import Option, SamplerSpec, SparseLayerSpec
+from thrifty.records import CommandSpec, Option, SamplerSpec, SparseLayerSpec
 
 _TABLE_OPTIONS = {
     "k": Option(int, 6, "hashes per table (bucket id = K concatenated codes)"),
@@ -90,8 +90,9 @@ def thrifty_sparse_layers():
 
 
 @hookimpl
-def thrifty_commands(cli) -> None:
+def thrifty_commands():
     from . import commands
 
-    cli.add("train", "train a sparse extreme classifier (SLIDE, dense or a plugin's output "
-            "layer)", commands.configure, commands.run)
+    return [CommandSpec(name="train", configure=commands.configure, run=commands.run,
+                        description="train a sparse extreme classifier (SLIDE, dense or a "
+                                    "plugin's output layer)")]
