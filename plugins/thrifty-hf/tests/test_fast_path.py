@@ -46,18 +46,25 @@ def test_fast_draft_module_matches_its_hf_forward(width, tiny_llama, tiny_draft)
         assert torch.allclose(out[b], ref[-2:], atol=1e-4)
 
 
-def test_speculative_with_fast_models_equals_hf_greedy(tiny_llama, tiny_draft):
-    verifier = tiny_llama()
-    draft = tiny_draft(verifier, 64)
+def speculative_equals_hf_greedy(verifier, draft, prompts, new: int):
+    """Greedy speculative decoding with ``verifier`` and ``draft`` on the fast path (eager)
+    equals the verifier's own ``generate``, in fewer passes than tokens; returns the fast
+    verifier and draft."""
     fv = FastVerifier(verifier, ToyTokenizer(), max_len=128, graphs=False, eos_token_ids=())
     fd = FastDraft(draft, max_len=128, graphs=False)
-    prompts = [[1, 5, 9, 2], [3, 3], [7, 1, 2, 3, 4, 5, 6]]
-    spec = SpeculativeDecoder(fv, fd, 3).generate(prompts, max_new_tokens=20)
+    spec = SpeculativeDecoder(fv, fd, 3).generate(prompts, max_new_tokens=new)
     for prompt, got in zip(prompts, spec.token_ids):
-        ref = verifier.generate(torch.tensor([prompt]), max_new_tokens=20, do_sample=False,
-                                min_new_tokens=20)
+        ref = verifier.generate(torch.tensor([prompt]), max_new_tokens=new, do_sample=False,
+                                min_new_tokens=new)
         assert got == ref[0, len(prompt):].tolist()
-    assert spec.metrics.target_passes < 20 * len(prompts)
+    assert spec.metrics.target_passes < new * len(prompts)
+    return fv, fd
+
+
+def test_speculative_with_fast_models_equals_hf_greedy(tiny_llama, tiny_draft):
+    verifier = tiny_llama()
+    speculative_equals_hf_greedy(verifier, tiny_draft(verifier, 64),
+                                 [[1, 5, 9, 2], [3, 3], [7, 1, 2, 3, 4, 5, 6]], 20)
 
 
 @pytest.mark.parametrize("bucket", [4, 16])
