@@ -138,8 +138,6 @@ def student(draft, ids, feats, autocast, unroll: int = 1):
     later pass reads the draft's own predictions from the pass before (detached)."""
     import torch
 
-    from .drafts import soft_cap
-
     if draft.fc is None:
         with autocast:
             return [(None, draft(input_ids=ids).logits)]
@@ -148,7 +146,7 @@ def student(draft, ids, feats, autocast, unroll: int = 1):
         shifted = torch.cat([torch.zeros_like(given[:, :1]), given[:, :-1]], 1)
         with autocast:
             h, _ = draft.hidden(ids, shifted, use_cache=False)
-            passes.append((h, soft_cap(draft.config, draft.lm_head(h))))
+            passes.append((h, draft.lm_head(h)))
         given = h.detach()
     return passes
 

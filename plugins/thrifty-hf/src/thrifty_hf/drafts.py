@@ -65,8 +65,8 @@ MANIFEST = "thrifty.json"
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 
-FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3",
-            "gpt_neox", "qwen2_moe", "mixtral", "olmoe")
+FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3", "gpt_neox",
+            "qwen2_moe")
 """Verifier families a draft is built from (``model_type``), each checked by the tests: a draft
 of all the verifier's layers, copied, computes the verifier's own logits. A family outside the
 list may keep its logits in a place the draft does not know of (a scale in its LM-head class,
@@ -108,6 +108,15 @@ def soft_cap(config, logits):
 
     cap = getattr(config, "final_logit_softcapping", None)
     return logits if cap is None else torch.tanh(logits / cap) * cap
+
+
+def _unchosen(config) -> None:
+    """Clear the attention and experts implementations a model class chose for ``config``
+    (the verifier's, or this draft class's): the family's base model then chooses its own, as
+    from a fresh config (Gemma 2 takes no SDPA; this class's generic choice would fail it)."""
+    for key in ("_attn_implementation_internal", "_experts_implementation_internal"):
+        if hasattr(config, key):
+            setattr(config, key, None)
 
 
 def layer_list(base) -> tuple[str, Any]:
@@ -156,6 +165,7 @@ def _build_class():
             inner = copy.deepcopy(config)
             inner.vocab_size, inner.pad_token_id = 1, None
             inner.architectures = None
+            _unchosen(inner)
             self.model = AutoModel.from_config(inner)
             features = bool(getattr(config, "thrifty_features", False))
             self.fc = nn.Linear(2 * embed, width, bias=False) if features else None
@@ -210,7 +220,7 @@ def _build_class():
                                    use_cache=use_cache, **kwargs)
             keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) \
                 else logits_to_keep
-            logits = soft_cap(self.config, self.lm_head(h[:, keep, :]))
+            logits = self.lm_head(h[:, keep, :])
             return CausalLMOutputWithPast(logits=logits, **{outer_cache: cache})
 
     ThriftyDraftForCausalLM.__module__ = __name__
@@ -234,6 +244,7 @@ def draft_config(verifier_config, *, width: int, depth: int, intermediate_size: 
     layers = list(layers) if layers is not None else select_layers(n, depth)
     cfg = copy.deepcopy(v)
     cfg.num_hidden_layers = depth
+    _unchosen(cfg)
     for key, value in v.to_dict().items():  # per-layer lists follow the layers they stand for
         if isinstance(value, list) and len(value) == n and key != "mlp_only_layers":
             setattr(cfg, key, [value[i] for i in layers])
@@ -326,6 +337,10 @@ def attach_embedding(draft, verifier_model) -> None:
         head.weight = embed.weight
     else:
         head = _shared_copy(head_module, ref)
+    if getattr(draft.config, "final_logit_softcapping", None) is not None:
+        # the family's head is the matrix *and* the cap: on the module itself, every caller of
+        # the draft's head (its forward, distill, the fast path) gets the family's logits
+        head.register_forward_hook(lambda module, args, out: soft_cap(draft.config, out))
     draft.set_input_embeddings(embed)
     draft.lm_head = head
 
