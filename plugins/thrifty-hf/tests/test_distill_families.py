@@ -106,33 +106,74 @@ def test_distill_saves_a_draft_that_loads_and_caches(family, features, tiny_fami
 
 # -- end to end: greedy speculative == target-only == transformers ----------------------------
 NEW = 12
+TEXTS = ("def fibonacci(n):", "The capital of France is Paris, and", "for i in range(10):")
 
 
-def _decode(verifier, draft, prompts):
-    decoder = SpeculativeDecoder(verifier, draft, 3)
-    return [decoder.generate([p], max_new_tokens=NEW).token_ids[0] for p in prompts]
+@pytest.fixture(scope="module")
+def distilled(tiny_family, tmp_path_factory):
+    """``distilled(family) -> (verifier folder, token draft, feature draft)``, made once."""
+    made = {}
+
+    def get(family):
+        if family not in made:
+            folder, root = tiny_family(family), tmp_path_factory.mktemp(f"distilled-{family}")
+            _distill("--verifier", str(folder), "--out", str(root / "token"), "--depth", "1",
+                     *SMOKE)
+            _distill("--verifier", str(folder), "--out", str(root / "feature"), "--depth", "1",
+                     "--init", "fresh", "--features", "--unroll", "2", *SMOKE)
+            made[family] = folder, root / "token", root / "feature"
+        return made[family]
+
+    return get
 
 
-@pytest.mark.parametrize("family", ["qwen2", "gemma2"])
-def test_greedy_speculative_with_a_distilled_draft_is_target_only(family, tiny_family,
-                                                                  tmp_path):
+def _transformers_greedy(model, prompt):
+    out = model.generate(torch.tensor([prompt]), max_new_tokens=NEW, do_sample=False,
+                         pad_token_id=families.EOS)
+    return out[0, len(prompt):].tolist()
+
+
+def _check(verifier, drafts, model, prompts):
+    """Each draft's greedy speculative output, one ragged batch, equals target-only decoding
+    one prompt at a time, which equals transformers' ``generate`` (up to its end of text)."""
+    target = [SpeculativeDecoder(verifier, None, 3).generate([p], max_new_tokens=NEW)
+              .token_ids[0] for p in prompts]
+    for p, t in zip(prompts, target):
+        assert t == _transformers_greedy(model, p)[:len(t)]
+    for draft in drafts:
+        got = SpeculativeDecoder(verifier, draft, 3).generate(prompts, max_new_tokens=NEW)
+        assert got.token_ids == target
+
+
+def test_greedy_speculative_with_a_distilled_draft_on_hf_is_target_only(distilled):
     from thrifty.testing import fresh_registry
 
-    folder = tiny_family(family)
-    out = tmp_path / "draft"
-    _distill("--verifier", str(folder), "--out", str(out), "--depth", "1", *SMOKE)
+    folder, token, _ = distilled("qwen2")
     reg = fresh_registry()
     verifier = reg.get("verifiers", "hf").build(model=str(folder), device="cpu",
                                                 dtype="float32")
-    draft = reg.get("draft_models", "hf").build(verifier, model=str(out))
-    tok = verifier.tokenizer
-    prompts = [tok.encode(t) for t in ("def fibonacci(n):", "The capital of France is")]
-    target = _decode(verifier, None, prompts)
-    assert _decode(verifier, draft, prompts) == target
-    for p, t in zip(prompts, target):
-        ref = verifier.model.generate(torch.tensor([p]), max_new_tokens=NEW, do_sample=False,
-                                      pad_token_id=families.EOS)[0, len(p):].tolist()
-        assert t == ref[:len(t)]
+    draft = reg.get("draft_models", "hf").build(verifier, model=str(token))
+    prompts = [verifier.tokenizer.encode(t) for t in TEXTS]
+    _check(verifier, [draft], verifier.model, prompts)
+
+
+@pytest.mark.parametrize("family", ["qwen2", "gemma2"])
+def test_greedy_speculative_with_distilled_drafts_on_hf_fast_is_target_only(family,
+                                                                            distilled):
+    """Token and feature drafts of the verifier's family on the fast path (its generic body:
+    the family's own modules over the static cache), a ragged batch of three."""
+    from transformers import AutoTokenizer
+
+    from thrifty_hf.fast import FastVerifier, fast_draft
+
+    folder, token, feature = distilled(family)
+    model = _verifier(folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    verifier = FastVerifier(model, tok, max_len=64, graphs=False)
+    drafts = [fast_draft(load_draft(d, model), max_len=64, graphs=False)
+              for d in (token, feature)]
+    assert type(drafts[1]).__name__ == "FastFeatureDraft"
+    _check(verifier, drafts, model, [tok.encode(t) for t in TEXTS])
 
 
 # -- distill's errors ----------------------------------------------------------------------------
