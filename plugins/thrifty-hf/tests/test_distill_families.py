@@ -247,3 +247,33 @@ def test_damaged_draft_files_are_errors_naming_the_file(saved_draft, tmp_path, n
     target.write_bytes(data[: len(data) // 2] if content is None else content)  # None: truncated
     with pytest.raises(ModelFormatError, match=str(target)):
         load_draft(tmp_path, verifier)
+
+
+@pytest.mark.parametrize("family", ["qwen2", "gemma2", "gpt-neox"])
+def test_standalone_is_the_familys_own_checkpoint_with_the_drafts_logits(family, tmp_path):
+    """What ``export-draft`` writes: the family's ``*ForCausalLM`` with the verifier's embedding
+    and head inside, saved and loaded by transformers alone, computing the draft's logits."""
+    from transformers import AutoModelForCausalLM
+
+    from thrifty_hf.drafts import standalone
+
+    verifier = families.make_model(family)
+    draft, _ = init_draft(verifier, depth=1, width=64, init="select", layers=[1])
+    standalone(draft).save_pretrained(tmp_path)
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).eval()
+    assert type(plain).__name__ == type(verifier).__name__
+    ids = torch.tensor([[3, 14, 15, 92, 65, 35, 89]])
+    with torch.no_grad():
+        assert torch.allclose(plain(input_ids=ids).logits, draft(input_ids=ids).logits,
+                              atol=1e-5, rtol=0)
+
+
+def test_standalone_refuses_what_no_plain_checkpoint_holds():
+    from thrifty_hf.drafts import standalone
+
+    verifier = families.make_model("qwen2")
+    for options, why in ((dict(width=128), "width 128"), (dict(width=64, features=True),
+                                                          "feature draft")):
+        draft, _ = init_draft(verifier, depth=1, init="fresh", **options)
+        with pytest.raises(ModelFormatError, match=why):
+            standalone(draft)

@@ -511,15 +511,17 @@ def standalone(draft):
         delattr(cfg, key)
     cfg.architectures = None
     cfg.tie_word_embeddings = draft.lm_head.weight is draft.get_input_embeddings().weight
-    model = AutoModelForCausalLM.from_config(cfg)
-    state = {f"{model.base_model_prefix}.{k[len('model.'):]}" if k.startswith("model.") else k:
-             v.detach().to("cpu", torch.float32) for k, v in draft.state_dict().items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or [k for k in missing if k not in model.all_tied_weights_keys]:
-        raise ModelFormatError(f"the draft's weights do not fit {type(model).__name__}: "
-                               f"missing {missing[:4]}, unexpected {unexpected[:4]}")
-    if cfg.tie_word_embeddings:
-        model.tie_weights()
+    _unchosen(cfg)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    with torch.no_grad():
+        # the base model (embedding included) key for key, then the head, whatever the family
+        # names them (GPT-NeoX: gpt_neox, embed_out)
+        model.base_model.load_state_dict(
+            {k: v.detach().to("cpu", torch.float32) for k, v in draft.model.state_dict().items()})
+        if not cfg.tie_word_embeddings:
+            model.get_output_embeddings().load_state_dict(
+                {k: v.detach().to("cpu", torch.float32)
+                 for k, v in draft.lm_head.state_dict().items()})
     return model.eval()
 
 
