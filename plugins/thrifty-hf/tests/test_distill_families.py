@@ -89,6 +89,7 @@ def test_distill_saves_a_draft_that_loads_and_caches(family, features, tiny_fami
     assert config["model_type"] == families.manifest(folder)["model_type"]
     assert config["num_hidden_layers"] == 1 and config["thrifty_features"] == features
     assert manifest["training"]["steps"] == 2 and "expected_tar" in manifest["training"]
+    assert manifest["architecture"]["family"] == config["model_type"]
     verifier = _verifier(folder)
     draft = load_draft(out, verifier, dtype=torch.float32)
     assert draft.get_input_embeddings().weight is verifier.get_input_embeddings().weight

@@ -258,7 +258,8 @@ def distill(args) -> Path:
                                    layers=args.layers, seed=args.seed,
                                    intermediate_size=args.intermediate_size or None,
                                    kv_heads=args.kv_heads or None, features=args.features)
-        architecture = {"depth": args.depth, "width": width, "init": args.init,
+        architecture = {"family": verifier.config.model_type, "depth": args.depth,
+                        "width": width, "init": args.init,
                         "features": args.features, "verifier_layers": layers,
                         "embed_size": verifier.config.hidden_size}
         before = None
