@@ -69,12 +69,22 @@ def test_one_selected_layer_keeps_its_own_kind_and_weights(family):
     assert wide.proj_in.weight.shape == (128, 64)
 
 
-def test_refuses_a_family_outside_the_allow_list():
+def test_refuses_a_family_outside_the_allow_list_before_building_a_corpus(family_tokenizer,
+                                                                         tmp_path):
+    """GPT-2 is not an allowed family: the refusal names it and the way out, and comes before
+    the corpus (whose chat part would fail otherwise: the tokenizer has no chat template)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=32, n_layer=2, n_head=4))
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=families.VOCAB, n_embd=32, n_layer=2,
+                                      n_head=4))
     with pytest.raises(IncompatibleModelsError, match="'gpt2'.*draft 'hf'"):
         init_draft(gpt2, depth=1, width=32, init="select")
+    gpt2.save_pretrained(tmp_path / "gpt2")
+    for f in family_tokenizer.iterdir():
+        (tmp_path / "gpt2" / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(IncompatibleModelsError, match="'gpt2'"):
+        _distill("--verifier", str(tmp_path / "gpt2"), "--out", str(tmp_path / "d"),
+                 "--corpus", "code,chat", "--self-generate", "2", "--device", "cpu", "--quiet")
 
 
 @pytest.mark.parametrize("family,features", [

@@ -245,12 +245,13 @@ def distill(args) -> Path:
     import torch
     from tqdm.auto import tqdm
 
-    from .drafts import save_draft
+    from .drafts import check_family, save_draft
     from .models import load_verifier
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tdtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}[args.teacher_dtype]
     verifier, tokenizer = load_verifier(args.verifier, device, tdtype)
+    check_family(verifier.config)  # before the corpus, which can take minutes to build
     vname = args.verifier
     verifier.requires_grad_(False)
     corpus = build_corpus(args, verifier, tokenizer)
