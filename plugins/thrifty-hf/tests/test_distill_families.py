@@ -227,6 +227,7 @@ def test_collapsed_acceptance_is_reported():
     from thrifty_hf.distill import collapse_warning, expected_tar
 
     assert expected_tar(0.0) == 1.0 and expected_tar(0.5) == pytest.approx(1.9375)
+    assert expected_tar(0.5, later=0.0) == pytest.approx(1.5)  # a feature draft's own features
     warning = collapse_warning({"expected_tar": expected_tar(0.02), "heldout_top1": 0.02})
     assert "collapsed" in warning and "--steps" in warning
     assert collapse_warning({"expected_tar": expected_tar(0.6), "heldout_top1": 0.6}) is None

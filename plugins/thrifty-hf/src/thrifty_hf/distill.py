@@ -333,11 +333,13 @@ COLLAPSED_TAR = 1.1
 speculative decoding with it costs the draft's time and saves nothing."""
 
 
-def expected_tar(agreement: float, gamma: int = LOOKAHEAD) -> float:
+def expected_tar(agreement: float, gamma: int = LOOKAHEAD, later: float | None = None) -> float:
     """Tokens per verifier step of greedy speculative decoding with lookahead ``gamma`` when
-    each proposal is accepted with probability ``agreement`` (the held-out top-1 agreement):
-    1 + a + a^2 + ... + a^gamma."""
-    return sum(agreement ** i for i in range(gamma + 1))
+    the first proposal is accepted with probability ``agreement`` (the held-out top-1
+    agreement) and each later one with ``later`` (default: the same; a feature draft's later
+    proposals read its own predicted features): 1 + a + a b + ... + a b^(gamma - 1)."""
+    later = agreement if later is None else later
+    return 1 + sum(agreement * later ** i for i in range(gamma))
 
 
 def collapse_warning(stats: dict) -> str | None:
@@ -402,7 +404,8 @@ def evaluate(draft, verifier, held, device, autocast, batches: int = 8) -> dict:
            "heldout_top1": round(agree[0] / max(total, 1), 4)}
     if unroll > 1:
         out["heldout_top1_own"] = round(agree[1] / max(total, 1), 4)
-    out["expected_tar"] = round(expected_tar(agree[0] / max(total, 1)), 4)
+    out["expected_tar"] = round(expected_tar(agree[0] / max(total, 1),
+                                             later=out.get("heldout_top1_own")), 4)
     warning = collapse_warning(out)
     if warning:
         out["warning"] = warning
