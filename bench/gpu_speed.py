@@ -231,8 +231,9 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from thrifty_hf.audit import audit_divergences
-    from thrifty_hf.fast import FastVerifier, _eos_ids, fast_draft
+    from thrifty_hf.fast import FastVerifier, fast_draft
     from thrifty_hf.loading import load_draft_named
+    from thrifty_hf.models import eos_token_ids
     from thrifty_hf.zoo import resolve
 
     path = resolve(args.model).path
@@ -262,7 +263,7 @@ def main() -> None:
     for wl, prompts in loads.items():
         fresh()
         model = hf(torch.float32)
-        eos = _eos_ids(model) or {tok.eos_token_id}
+        eos = eos_token_ids(model, tok)
         sub = prompts[: args.hf_prompts]
         _, hf_out = hf_run(model, sub, 64, eos)
         ver = FastVerifier(model, tok, max_len=1024)
@@ -284,7 +285,7 @@ def main() -> None:
         # --- transformers generate, batch 1
         fresh()
         model = hf(bf16)
-        eos = _eos_ids(model) or {tok.eos_token_id}
+        eos = eos_token_ids(model, tok)
         rate, hf_out = hf_run(model, prompts[: args.hf_prompts], args.max_new_tokens, eos)
         row(workload=wl, config="transformers generate", batch=1, tok_s=round(rate, 1),
             peak_mib=peak_mib())

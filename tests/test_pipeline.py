@@ -25,6 +25,13 @@ def _draft(verifier, seed):
     return ToyDraft(vocab=verifier.vocab_size, seed=seed)
 
 
+def _never(verifier):
+    """A draft whose greedy proposal is never the verifier's (its table is shifted by one)."""
+    from thrifty.testing.toy import ToyDraft
+
+    return ToyDraft(vocab=verifier.vocab_size, table=verifier.table.roll(1, dims=-1))
+
+
 class ToyParts:
     @hookimpl
     def thrifty_verifiers(self):
@@ -34,7 +41,8 @@ class ToyParts:
     @hookimpl
     def thrifty_draft_models(self):
         return [DraftModelSpec(name="toy-draft", factory=_draft,
-                               options={"seed": Option(int, 1)})]
+                               options={"seed": Option(int, 1)}),
+                DraftModelSpec(name="toy-never", factory=_never)]
 
 
 @pytest.fixture
@@ -138,6 +146,24 @@ def test_cli_generate_batch_size(parts, capsys):
     assert len(out["texts"]) == 3 and out["metrics"]["batch_size"] == 2
     assert main(["generate", "--verifier", "toy", "--batch-size", "0", "ab"]) == 2
     assert "batch_size must be an int >= 1" in capsys.readouterr().err
+
+
+def test_cli_generate_warns_when_acceptance_collapses(parts, capsys):
+    import json
+
+    from thrifty.cli import main
+
+    args = ["generate", "--verifier", "toy", "--draft", "toy-never", "--max-new-tokens", "12",
+            "ab", "ba"]
+    assert main(args) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: draft") and "TAR 1.00" in err[0]
+    assert main(args + ["--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["metrics"]["acceptance_collapsed"] and out["warnings"] == [err[0]]
+    assert main(["generate", "--verifier", "toy", "--no-draft", "--max-new-tokens", "12",
+                 "ab"]) == 0
+    assert "warning" not in capsys.readouterr().err
 
 
 def test_cli_reports_errors_without_traceback(parts, capsys):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from .hookspecs import hookimpl
@@ -97,9 +98,11 @@ def _run_generate(args) -> int:
                            sampling=sampling, stop=gen_cfg.get("stop", args.stop),
                            seed=args.seed,
                            batch_size=gen_cfg.get("batch_size", args.batch_size))
+    warning = decoder.draft and out.metrics.collapse_warning(decoder.draft.name)
     if args.json:
         print(json.dumps({"texts": out.texts, "finish_reasons": out.finish_reasons,
-                          "metrics": out.metrics.as_dict()}, indent=2))
+                          "metrics": out.metrics.as_dict(),
+                          "warnings": [warning] if warning else []}, indent=2))
         return 0
     for prompt, text in zip(prompts, out.texts):
         print(f"--- {prompt!r}\n{text}")
@@ -107,6 +110,8 @@ def _run_generate(args) -> int:
     print(f"\n{m.new_tokens} tokens in {m.total_ms / 1000:.2f} s ({m.tokens_per_second:.1f} "
           f"tok/s), {m.target_passes} target passes, TAR {m.tar:.2f}; draft {m.draft_ms:.0f} ms, "
           f"verify {m.verify_ms:.0f} ms, other {m.other_ms:.0f} ms")
+    if warning:
+        print(warning, file=sys.stderr)
     return 0
 
 

@@ -42,8 +42,7 @@ def make_fast_draft(verifier, model, device="auto", dtype="auto", max_len=1024, 
     from thrifty.errors import IncompatibleModelsError
 
     from .fast import fast_draft
-    from .loading import load_draft_named
-    from .models import resolve_device, resolve_dtype
+    from .models import load_draft_for, resolve_device, resolve_dtype
 
     base = getattr(verifier, "model", None)
     if base is None or not hasattr(base, "get_input_embeddings"):
@@ -53,7 +52,7 @@ def make_fast_draft(verifier, model, device="auto", dtype="auto", max_len=1024, 
     emb = base.get_input_embeddings().weight
     dev = emb.device if device == "auto" else resolve_device(device)
     dt = emb.dtype if dtype == "auto" else resolve_dtype(dtype, dev)
-    draft = load_draft_named(model, base, device=dev, dtype=dt)
+    draft = load_draft_for(verifier, model, dev, dt)
     return fast_draft(draft, name=f"hf-fast:{model}", max_len=max_len,
                       graphs=graphs and dev.type == "cuda", body=body, compile=compile)
 
