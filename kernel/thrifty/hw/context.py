@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import attrs
 
 from ..errors import KnobDomainError, KnobError
+from ..files import atomic_write_json
 
 RECOVERY_VERSION = 1
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -33,22 +33,6 @@ def default_recovery_file() -> Path:
         return Path(os.environ["THRIFTY_STATE_DIR"]) / "hw-recovery.json"
     state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
     return Path(state) / "thrifty" / "hw-recovery.json"
-
-
-def _write_json_atomically(path: Path, data: Any) -> None:
-    """Write to a temporary file in the same directory, fsync, rename: a reader (or a crash)
-    sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _pid_alive(pid: int) -> bool:
@@ -183,7 +167,7 @@ class HardwareContext:
                         f"or give this run its own recovery file")
 
     def _save(self) -> None:
-        _write_json_atomically(self.recovery_file, {
+        atomic_write_json(self.recovery_file, {
             "version": RECOVERY_VERSION, "pid": os.getpid(), "saved": time.time(),
             "knobs": [t.as_json() for t in self._touched]})
 
@@ -263,7 +247,7 @@ def restore_from_file(path: str | Path, registry=None, force: bool = False) -> l
         except Exception as exc:
             failed.append((entry, exc))
     if failed:
-        _write_json_atomically(path, {**data, "knobs": [e for e, _ in reversed(failed)]})
+        atomic_write_json(path, {**data, "knobs": [e for e, _ in reversed(failed)]})
         detail = "; ".join(f"{e['knob']}: {exc}" for e, exc in failed)
         raise KnobError(f"restored {len(restored)} knob(s) but not {len(failed)}: {detail}. "
                         f"They stay in {path}; fix the cause and run `thrifty hw restore` again")

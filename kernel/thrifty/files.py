@@ -1,0 +1,198 @@
+"""Reading and writing the files a user hands thrifty, and the ones it leaves behind.
+
+Every read names the file (and the line where there is one) in a :class:`ConfigError`, so that
+a wrong encoding, a list where an object belongs or a folder where a file belongs never reaches
+the user as a traceback. Every write is atomic and durable: the data goes to a temporary file in
+the destination folder, is flushed and fsynced, renamed over the destination, and the folder is
+fsynced, so that a reader, a crash or a power cut sees the old file or the new one, never half of
+one and never neither.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import ConfigError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+
+# -- writing ---------------------------------------------------------------------------------
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` for a writer that wants a file name
+    (``torch.save``, ``safetensors.save_file``, ``onnx.save``, ``savefig``); when the block ends
+    without an exception the file is fsynced and renamed over ``path``, then the folder is
+    fsynced. On an exception the temporary file is removed and ``path`` is untouched.
+
+    ``suffix`` keeps an extension on the temporary name, for writers that pick a format by it.
+
+    >>> with atomic_path("out/model.safetensors") as tmp:             # doctest: +SKIP
+    ...     save_file(tensors, str(tmp))
+    """
+    path = Path(path)
+    folder = path.parent
+    ensure_folder(folder, "the output")
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=folder)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+        _fsync_folder(folder)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: str | Path, data: str | bytes) -> None:
+    """Write ``data`` (text as UTF-8) to ``path`` atomically and durably (see the module)."""
+    raw = data.encode() if isinstance(data, str) else data
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(raw)
+
+
+def atomic_write_json(path: str | Path, data: Any, indent: int | None = 2) -> None:
+    """``data`` as JSON to ``path``, atomically. Non-finite floats are refused (they are not
+    JSON, and a reader would choke on them)."""
+    try:
+        text = json.dumps(data, indent=indent, allow_nan=False)
+    except ValueError as exc:
+        raise ConfigError(f"cannot write {path}: {exc} (a value is NaN or infinite)") from None
+    atomic_write(path, text + "\n")
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable. Some file systems cannot open a folder for fsync; the
+    rename is then as durable as they allow."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def ensure_folder(folder: str | Path, what: str) -> Path:
+    """Create ``folder`` (and its parents) or say why not: a file in the way, no permission.
+    ``what`` names the folder's role in the message (``"THRIFTY_CACHE"``, ``"the --log file"``)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"{what}: {folder} (or a folder above it) is a file, not a folder; "
+                          f"move the file or choose another folder") from None
+    except NotADirectoryError:
+        raise ConfigError(f"{what}: a part of {folder} is a file, not a folder; move the file "
+                          f"or choose another folder") from None
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot create folder {folder} ({exc.strerror}); choose a "
+                          f"folder you can write to") from None
+    if not folder.is_dir():
+        raise ConfigError(f"{what}: {folder} is not a folder; choose another path")
+    return folder
+
+
+def check_writable(path: str | Path, what: str) -> Path:
+    """Check, before any work runs, that a file can later be written at ``path``: its folder
+    exists (it is not created: a typo in a folder name should fail, not grow a tree) and is
+    writable, and ``path`` is not a folder. Long runs call this first so that an output path
+    error never throws away the work."""
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a folder; give a file name")
+    if not folder.is_dir():
+        kind = "is not a folder" if folder.exists() else "does not exist"
+        raise ConfigError(f"{what} {path}: folder {folder} {kind}; create it first or choose "
+                          f"another path")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"{what} {path}: folder {folder} is not writable; choose another path")
+    return path
+
+
+# -- reading ---------------------------------------------------------------------------------
+def read_text(path: str | Path, what: str = "file") -> str:
+    """The UTF-8 text of ``path`` (a byte-order mark is dropped). A missing file, a folder or
+    another encoding is a ConfigError naming the file, the byte offset and the fix."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path} is a folder; give a file") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{what} {path}:{line} is not UTF-8 (byte {raw[exc.start]:#04x} at "
+                          f"offset {exc.start}); save it as UTF-8 (e.g. `iconv -t UTF-8`)") from None
+
+
+def read_json(path: str | Path, what: str = "JSON file", expect: type = dict) -> Any:
+    """The JSON value in ``path``; it must be an ``expect`` (dict or list). Syntax errors name
+    the line and column; NaN and Infinity (which JSON does not have) are refused."""
+    text = read_text(path, what)
+
+    def refuse(name: str) -> float:
+        raise ValueError(f"{name} is not a JSON number")
+
+    try:
+        data = json.loads(text, parse_constant=refuse)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{what} {path}:{exc.lineno}:{exc.colno} is not valid JSON "
+                          f"({exc.msg})") from None
+    except ValueError as exc:
+        raise ConfigError(f"{what} {path} is not valid JSON ({exc})") from None
+    if not isinstance(data, expect):
+        raise ConfigError(f"{what} {path} holds a JSON {json_type(data)}, expected a JSON "
+                          f"{json_type(expect())}")
+    return data
+
+
+def read_toml(path: str | Path, what: str = "TOML file") -> dict:
+    """The table in ``path``; syntax errors name the line."""
+    text = read_text(path, what)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from None
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a value's type, for messages."""
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "null" if value is None else type(value).__name__

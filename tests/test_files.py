@@ -1,0 +1,100 @@
+"""thrifty.files: atomic, durable writes and reads that name the file."""
+
+import json
+import os
+
+import pytest
+
+from thrifty.errors import ConfigError
+from thrifty.files import (atomic_path, atomic_write, atomic_write_json, check_writable,
+                           ensure_folder, read_json, read_text, read_toml)
+
+
+def test_atomic_write_replaces_whole_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "sub" / "out.json"
+    atomic_write(target, "old")
+    atomic_write_json(target, {"a": 1})
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert sorted(p.name for p in target.parent.iterdir()) == ["out.json"]
+
+
+def test_atomic_path_keeps_old_file_when_the_writer_fails(tmp_path):
+    target = tmp_path / "ck.bin"
+    target.write_bytes(b"previous")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("killed mid-write")
+    assert target.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.bin"]
+
+
+def test_atomic_path_fsyncs_file_and_folder(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+
+    def spy(fd):
+        synced.append(os.path.realpath(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    atomic_write(tmp_path / "x", b"data")
+    assert len(synced) == 2
+    assert synced[0].startswith(str(tmp_path / ".x."))  # the file, before its rename
+    assert synced[1] == str(tmp_path)                   # then the folder, after it
+
+
+def test_atomic_write_json_refuses_nan(tmp_path):
+    with pytest.raises(ConfigError, match="NaN or infinite"):
+        atomic_write_json(tmp_path / "x.json", {"v": float("nan")})
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_folder_that_is_a_file_is_named(tmp_path):
+    (tmp_path / "f").write_text("")
+    with pytest.raises(ConfigError, match=r"THRIFTY_CACHE: .*f.* is a file"):
+        ensure_folder(tmp_path / "f" / "models", "THRIFTY_CACHE")
+    with pytest.raises(ConfigError, match="is a file"):
+        atomic_write(tmp_path / "f" / "out", "x")
+
+
+def test_check_writable_refuses_missing_folder_and_folder_target(tmp_path):
+    with pytest.raises(ConfigError, match=r"--log .*nope.* does not exist"):
+        check_writable(tmp_path / "nope" / "log.jsonl", "--log")
+    with pytest.raises(ConfigError, match="is a folder"):
+        check_writable(tmp_path, "--plot")
+    assert check_writable(tmp_path / "ok.png", "--plot") == tmp_path / "ok.png"
+
+
+def test_read_text_names_file_line_and_encoding(tmp_path):
+    p = tmp_path / "prompts.txt"
+    p.write_bytes("ok\nsecond line caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"prompts.txt:2 is not UTF-8 \(byte 0xe9"):
+        read_text(p, "prompt file")
+    p.write_bytes(b"\xef\xbb\xbfwith bom")
+    assert read_text(p) == "with bom"
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_text(tmp_path / "missing")
+    with pytest.raises(ConfigError, match="is a folder"):
+        read_text(tmp_path)
+
+
+def test_read_json_checks_shape_syntax_and_nan(tmp_path):
+    p = tmp_path / "t.json"
+    p.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="holds a JSON list, expected a JSON object"):
+        read_json(p, "table")
+    assert read_json(p, expect=list) == [1, 2]
+    p.write_text('{\n "a": 1,\n}')
+    with pytest.raises(ConfigError, match=r"t.json:3:1 is not valid JSON"):
+        read_json(p)
+    p.write_text('{"a": NaN}')
+    with pytest.raises(ConfigError, match="NaN is not a JSON number"):
+        read_json(p)
+
+
+def test_read_toml_names_the_line(tmp_path):
+    p = tmp_path / "p.toml"
+    p.write_text("[a]\nx = = 1\n")
+    with pytest.raises(ConfigError, match=r"p.toml is not valid TOML: .*line 2"):
+        read_toml(p)
