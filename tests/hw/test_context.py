@@ -150,3 +150,37 @@ def test_cli_restore_list_and_read(tree, reg, tmp_path, capsys):
     assert main(["hw", "read", "test.level", "--sysfs-root", str(tree), "-o", "attr=other",
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["value"] == 0
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("[1, 2]", "holds a JSON list, expected a JSON object"),
+    ('{"version": 1, "pid": 1, "knobs": ["test.level"]}', "knob entry 0 is a string"),
+    ('{"version": 1, "knobs": [{"knob": "test.level", "state": 2}]}',
+     "knob entry 0 lacks spec, options"),
+    ('{"version": 1, "knobs": {"test.level": 2}}', "has knobs object, expected a list"),
+    ('{"version": 2, "knobs": []}', "has version 2"),
+    ('{"version": 1, "pid": 99999999999999999999, "knobs": []}', "not a process id"),
+    ('{"version": 1, "knobs": [', "is not valid JSON"),
+])
+def test_restore_keeps_a_recovery_file_it_cannot_interpret(reg, tmp_path, capsys, content,
+                                                            problem):
+    recovery = tmp_path / "r.json"
+    recovery.write_text(content)
+    assert main(["hw", "restore", "--recovery-file", str(recovery)]) != 0
+    err = capsys.readouterr().err
+    assert problem in err and str(recovery) in err and "the file is kept" in err
+    assert "Traceback" not in err
+    assert recovery.read_text() == content
+
+
+def test_restore_keeps_the_knobs_it_could_not_restore(tree, reg, tmp_path):
+    recovery = tmp_path / "r.json"
+    crashed = HardwareContext(recovery, reg)
+    crashed.apply(crashed.knob("test.level", sysfs_root=str(tree)), 2)
+    data = json.loads(recovery.read_text())
+    gone = {**data["knobs"][0], "spec": "test.unregistered", "knob": "gone"}
+    recovery.write_text(json.dumps({**data, "pid": None, "knobs": [gone, *data["knobs"]]}))
+    with pytest.raises(KnobError, match="restored 1 knob.* but not 1: gone"):
+        restore_from_file(recovery, reg)
+    assert value(tree) == 0
+    assert [k["knob"] for k in json.loads(recovery.read_text())["knobs"]] == ["gone"]
