@@ -146,3 +146,114 @@ def test_cli_reports_errors_without_traceback(parts, capsys):
     assert main(["generate", "--verifier", "nope", "x"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("thrifty: error:") and "Traceback" not in err
+
+
+# -- bad input to generate: every mistake is one line naming the file or option -------------------
+def _run(*argv):
+    from thrifty.cli import main
+
+    return main(list(argv))
+
+
+@pytest.mark.parametrize("tables, message", [
+    ("[generate]\nmax_new_token = 3\n", "unknown key(s) ['max_new_token']. Did you mean "
+                                        "'max_new_tokens'?"),
+    ('[generate]\nprompts = "abc"\n', "option 'prompts' must be list, got str 'abc'"),
+    ("[generate]\nprompts = [1, 2]\n", "prompts must be a list of strings"),
+    ('[generate]\nmax_new_tokens = "3"\n', "option 'max_new_tokens' must be int"),
+    ('[sampling]\ntemperature = "hot"\n', "option 'temperature' must be float"),
+    ("[sampling]\ntemperature = inf\n", "must be a finite number"),
+    ("[sampling]\ntop_p = 0.0\n", "[sampling]: sampling top_p must be a finite number > 0"),
+    ("sampling = 3\n", "[sampling] must be a table"),
+    ("[sampleing]\ntemperature = 1.0\n", "unknown table(s) ['sampleing']. Did you mean "
+                                         "'sampling'?"),
+])
+def test_generate_and_sampling_tables_are_checked(parts, tmp_path, capsys, tables, message):
+    path = tmp_path / "pipe.toml"
+    path.write_text(tables + TOML)
+    assert _run("generate", "--config", str(path), "ab") == 2
+    err = capsys.readouterr().err
+    assert message in err and str(path) in err and "Traceback" not in err
+    assert LOADED == []  # refused before any model loads
+
+
+def test_non_utf8_config_and_prompt_files_name_the_line(parts, tmp_path, capsys):
+    config = tmp_path / "pipe.toml"
+    config.write_bytes(TOML.encode() + '[generate]\nprompts = ["café"]\n'.encode("latin-1"))
+    assert _run("generate", "--config", str(config)) == 2
+    assert f"{config}:7 is not UTF-8 (byte 0xe9" in capsys.readouterr().err
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_bytes("ab\nba\xff\n".encode("latin-1"))
+    assert _run("generate", "--verifier", "toy", "--prompts-file", str(prompts)) == 2
+    assert f"--prompts-file {prompts}:2 is not UTF-8" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--temperature", "inf"], "sampling temperature must be a finite number >= 0; got inf"),
+    (["--temperature", "nan"], "got nan"),
+    (["--top-p", "1.5"], "sampling top_p must be a finite number > 0 and <= 1"),
+    (["--max-new-tokens", "1000000000"], "max_new_tokens must be an integer >= 1 and <= "),
+    (["--max-new-tokens", "0"], "max_new_tokens must be an integer >= 1"),
+])
+def test_generate_options_are_checked(parts, capsys, flags, message):
+    assert _run("generate", "--verifier", "toy", "--no-draft", *flags, "ab") == 2
+    assert message in capsys.readouterr().err
+
+
+def test_python_api_checks_sampling_and_lengths(parts):
+    from thrifty.speculative import Sampling
+
+    with pytest.raises(ConfigError, match="temperature must be a finite number"):
+        Sampling(temperature=float("inf"))
+    with pytest.raises(ConfigError, match="top_k must be an integer"):
+        Sampling(top_k=True)
+    decoder = thrifty.pipeline(verifier=("toy", {"model": "m"})).decoder(None)
+    with pytest.raises(ConfigError, match="max_new_tokens must be an integer"):
+        decoder.generate(["ab"], max_new_tokens=10**9)
+    with pytest.raises(ConfigError, match="sampling must be a thrifty.speculative.Sampling"):
+        decoder.generate(["ab"], sampling={"temperature": 1.0})
+
+
+def test_context_window_is_checked_before_decoding(parts):
+    pipe = thrifty.pipeline(verifier=("toy", {"model": "m"}), drafts=["toy-draft"], lookahead=3)
+    pipe.verifier.max_context = 10
+    decoder = pipe.decoder(0)
+    # 3 prompt tokens + 4 new + lookahead 3 = 10 fit; one more new token does not
+    assert len(decoder.generate(["abc"], max_new_tokens=4).token_ids[0]) == 4
+    passes = pipe.verifier.passes
+    with pytest.raises(ConfigError, match=r"3 tokens\) \+ max_new_tokens \(5\) \+ lookahead "
+                                          r"\(3\) = 11 tokens exceed the context window of "
+                                          r"verifier 'toy-verifier' \(10 tokens\)"):
+        decoder.generate(["abc"], max_new_tokens=5)
+    assert pipe.verifier.passes == passes  # refused before any pass
+    pipe.verifier.max_context = 8
+    assert len(pipe.decoder(None).generate(["abc"], max_new_tokens=5).token_ids[0]) == 5
+
+
+WEIGHTS: list[str] = []
+
+
+def _weighted(verifier, weights, seed):
+    from thrifty.testing.toy import ToyDraft
+
+    WEIGHTS.append(weights)
+    return ToyDraft(vocab=verifier.vocab_size, seed=seed)
+
+
+class WeightedParts(ToyParts):
+    """The toy parts and a draft whose first required option is its weights file, as
+    PairConnect's is."""
+
+    @hookimpl
+    def thrifty_draft_models(self):
+        return [*super().thrifty_draft_models(), DraftModelSpec(
+            name="weighted", factory=_weighted,
+            options={"weights": Option(str), "seed": Option(int, 1)})]
+
+
+def test_generate_takes_name_value_drafts_as_profile_does(register_plugin):
+    register_plugin(WeightedParts(), name="toy-parts")
+    WEIGHTS.clear()
+    assert _run("generate", "--verifier", "toy", "--draft", "weighted:w.safetensors",
+                "--max-new-tokens", "3", "ab") == 0
+    assert WEIGHTS == ["w.safetensors"]

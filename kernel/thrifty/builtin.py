@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from .hookspecs import hookimpl
 
@@ -51,38 +50,36 @@ def _configure_generate(p) -> None:
     p.add_argument("--json", action="store_true", help="print texts and metrics as JSON")
 
 
-def _draft_ref(text: str):
-    name, _, model = text.partition(":")
-    return (name, {"model": model}) if model else (name, {})
-
-
 def pipeline_from_args(args):
-    """The pipeline that ``generate``-style flags (or ``--config``) describe."""
+    """The pipeline that ``generate``-style flags (or ``--config``) describe, and the checked
+    ``[generate]`` and ``[sampling]`` tables of the config (empty without one)."""
     from .errors import ConfigError
-    from .pipeline import from_config, load_config, pipeline
+    from .pipeline import from_config, load_config, pipeline, run_settings
+    from .registry import registry
+    from .speculative.commands import draft_ref
 
     if args.config:
         config = load_config(args.config)
-        pipe = from_config(config)
-        return pipe, config.get("generate", {}), config.get("sampling", {})
-    pipe = pipeline((args.verifier, {"model": args.model}), [_draft_ref(d) for d in args.draft],
-                    lookahead=4 if args.lookahead is None else args.lookahead)
+        tables = run_settings(config, args.config)
+        return from_config(config), tables["generate"], tables["sampling"]
     if args.lookahead is not None and args.lookahead < 0:
-        raise ConfigError("--lookahead must be >= 0")
+        raise ConfigError(f"--lookahead must be >= 0; got {args.lookahead}")
+    pipe = pipeline((args.verifier, {"model": args.model}),
+                    [draft_ref(d, registry()) for d in args.draft],
+                    lookahead=4 if args.lookahead is None else args.lookahead)
     return pipe, {}, {}
 
 
 def _run_generate(args) -> int:
     from .errors import ConfigError
+    from .files import read_text
     from .speculative import Sampling
 
     pipe, gen_cfg, sampling_cfg = pipeline_from_args(args)
     prompts = list(args.prompt)
     if args.prompts_file:
-        try:
-            prompts += [ln for ln in Path(args.prompts_file).read_text().splitlines() if ln.strip()]
-        except OSError as exc:
-            raise ConfigError(f"cannot read --prompts-file {args.prompts_file}: {exc}") from exc
+        text = read_text(args.prompts_file, "--prompts-file")
+        prompts += [ln for ln in text.splitlines() if ln.strip()]
     prompts += gen_cfg.get("prompts", [])
     if not prompts:
         raise ConfigError("give at least one prompt (positional, --prompts-file or "

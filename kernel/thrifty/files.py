@@ -27,13 +27,14 @@ except ModuleNotFoundError:  # Python 3.10
 
 # -- writing ---------------------------------------------------------------------------------
 @contextlib.contextmanager
-def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
+def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path beside ``path`` for a writer that wants a file name
     (``torch.save``, ``safetensors.save_file``, ``onnx.save``, ``savefig``); when the block ends
     without an exception the file is fsynced and renamed over ``path``, then the folder is
     fsynced. On an exception the temporary file is removed and ``path`` is untouched.
 
-    ``suffix`` keeps an extension on the temporary name, for writers that pick a format by it.
+    ``suffix`` ends the temporary (hidden) name: pass the extension for writers that pick a
+    format by it (``savefig``).
 
     >>> with atomic_path("out/model.safetensors") as tmp:             # doctest: +SKIP
     ...     save_file(tensors, str(tmp))
@@ -41,7 +42,7 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     path = Path(path)
     folder = path.parent
     ensure_folder(folder, "the output")
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=folder)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=folder)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -114,6 +115,33 @@ def ensure_folder(folder: str | Path, what: str) -> Path:
     return folder
 
 
+def user_folder(env: str, default: Path) -> Path:
+    """The folder an environment variable names (``~`` expanded), else ``default``; refused
+    when it, or a folder above it, is a file. Not created here: readers only look in it."""
+    raw = os.environ.get(env)
+    folder = Path(raw).expanduser() if raw else default
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        source = f"{env}={raw}" if raw else f"the default folder for ${env}"
+        raise ConfigError(f"{source}: {existing} is a file, not a folder; set {env} to a "
+                          f"folder (or move the file)")
+    return folder
+
+
+def cache_dir() -> Path:
+    """Where thrifty keeps what it makes once and reuses (converted models, exported graphs):
+    ``$THRIFTY_CACHE``, default ``~/.cache/thrifty``."""
+    return user_folder("THRIFTY_CACHE", Path.home() / ".cache" / "thrifty")
+
+
+def state_dir() -> Path:
+    """Where thrifty keeps state that must survive a crash (hardware recovery files):
+    ``$THRIFTY_STATE_DIR``, default ``$XDG_STATE_HOME/thrifty`` or ``~/.local/state/thrifty``."""
+    xdg = os.environ.get("XDG_STATE_HOME")
+    default = Path(xdg) / "thrifty" if xdg else Path.home() / ".local" / "state" / "thrifty"
+    return user_folder("THRIFTY_STATE_DIR", default)
+
+
 def check_writable(path: str | Path, what: str) -> Path:
     """Check, before any work runs, that a file can later be written at ``path``: its folder
     exists (it is not created: a typo in a folder name should fail, not grow a tree) and is
@@ -140,7 +168,7 @@ def read_text(path: str | Path, what: str = "file") -> str:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"{what} {path} does not exist") from None
+        raise ConfigError(f"cannot read {what} {path}: it does not exist") from None
     except IsADirectoryError:
         raise ConfigError(f"{what} {path} is a folder; give a file") from None
     except OSError as exc:
@@ -176,11 +204,15 @@ def read_json(path: str | Path, what: str = "JSON file", expect: type = dict) ->
 
 def read_toml(path: str | Path, what: str = "TOML file") -> dict:
     """The table in ``path``; syntax errors name the line."""
-    text = read_text(path, what)
+    return parse_toml(read_text(path, what), f"{what} {path}")
+
+
+def parse_toml(text: str, where: str = "TOML text") -> dict:
+    """The table in TOML ``text``; a syntax error names ``where`` and the line."""
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from None
+        raise ConfigError(f"{where} is not valid TOML: {exc}") from None
 
 
 def json_type(value: Any) -> str:

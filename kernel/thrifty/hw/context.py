@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 
 from ..errors import ConfigError, KnobDomainError, KnobError
-from ..files import atomic_write_json, json_type, read_json
+from ..files import atomic_write_json, json_type, read_json, state_dir
 
 RECOVERY_VERSION = 1
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -28,10 +28,7 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 def default_recovery_file() -> Path:
     """``$THRIFTY_STATE_DIR/hw-recovery.json``, else under ``$XDG_STATE_HOME/thrifty`` or
     ``~/.local/state/thrifty``: a per-user place that survives the process."""
-    if os.environ.get("THRIFTY_STATE_DIR"):
-        return Path(os.environ["THRIFTY_STATE_DIR"]) / "hw-recovery.json"
-    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    return Path(state) / "thrifty" / "hw-recovery.json"
+    return state_dir() / "hw-recovery.json"
 
 
 def _pid_alive(pid: int) -> bool:

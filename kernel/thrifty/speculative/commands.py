@@ -83,6 +83,14 @@ def _primary(spec, value: str) -> dict:
     return {required[0]: value}
 
 
+def draft_ref(text: str, reg, common: dict | None = None) -> tuple[str, dict]:
+    """``NAME`` or ``NAME:VALUE`` (the ``--draft`` of generate, profile and select) as a
+    pipeline reference; ``common`` options (device, dtype) go to drafts that declare them."""
+    name, _, value = text.partition(":")
+    spec = reg.get("draft_models", name)
+    return name, {**_options(spec, common or {}), **_primary(spec, value)}
+
+
 def build_models(verifier: str, model: str | None, drafts: list[str], device=None, dtype=None):
     """Verifier and drafts by name through the registry: ``(verifier, {label: (draft, config)})``.
     ``config`` records how to build the draft again and, when it has one, its weights' path."""
@@ -92,12 +100,8 @@ def build_models(verifier: str, model: str | None, drafts: list[str], device=Non
     reg = registry()
     common = {"device": device, "dtype": dtype}
     vspec = reg.get("verifiers", verifier)
-    drafts_ref = []
-    for text in drafts:
-        name, _, value = text.partition(":")
-        spec = reg.get("draft_models", name)
-        drafts_ref.append((name, {**_options(spec, common), **_primary(spec, value)}))
-    pipe = pipeline((verifier, _options(vspec, {**common, "model": model})), drafts_ref)
+    pipe = pipeline((verifier, _options(vspec, {**common, "model": model})),
+                    [draft_ref(d, reg, common) for d in drafts])
     out = {}
     for i, part in enumerate(pipe.draft_parts):
         draft = pipe.draft(i)
@@ -139,6 +143,9 @@ def _configure_profile(p) -> None:
 
 
 def _run_profile(args) -> int:
+    from ..files import check_writable
+
+    check_writable(args.output, "-o/--output")  # before the measurements, not after them
     prof, *_ = _profile_from_args(args, _say(args))
     prof.save(args.output)
     print(f"profile of {prof.verifier} with {len(prof.drafts)} draft(s) on {prof.workload} "
@@ -183,10 +190,13 @@ def _hypothetical(text: str):
 
 
 def _run_select(args) -> int:
+    from ..files import check_writable
     from .profile import Profile, measure
     from .throughput import ThroughputModel, batched
 
     say = _say(args)
+    if args.plot:
+        check_writable(args.plot, "--plot")  # before the measurements, not after them
     verifier = drafts = work = None
     if args.profile:
         prof = Profile.load(args.profile)
@@ -295,6 +305,8 @@ def plot(model, batches, path: str | Path, report=None) -> None:
     """Per batch size: throughput vs TAR per draft (one point per γ), and throughput vs γ."""
     import matplotlib
 
+    from ..files import atomic_path
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -326,7 +338,8 @@ def plot(model, batches, path: str | Path, report=None) -> None:
     fig.suptitle(f"{model.profile.verifier} on {model.profile.device}, "
                  f"workload {model.profile.workload}")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    with atomic_path(path, suffix=Path(path).suffix) as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
 
 

@@ -35,7 +35,7 @@ class Recording:
     continuations: list[list[int]]
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(attrs.asdict(self)))
+        atomic_write_json(path, attrs.asdict(self), indent=None)
 
     @classmethod
     def load(cls, path: str | Path) -> "Recording":

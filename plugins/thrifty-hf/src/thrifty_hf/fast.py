@@ -109,6 +109,9 @@ class StaticLM:
         self.device = self.p["embed"].device
         self.dtype = self.p["layers"][0]["qkv"].dtype
         self.max_len = int(max_len)
+        limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+        self.max_context = min(self.max_len, limit) if limit else self.max_len
+        """Tokens a row may hold: the static cache, and no more positions than the model has."""
         self.graphs_on = (self.device.type == "cuda") if graphs is None else bool(graphs)
         if self.graphs_on and self.device.type != "cuda":
             raise ConfigError("CUDA graphs need a CUDA device; pass graphs=False on the CPU")
@@ -338,6 +341,7 @@ class FastVerifier:
     def __init__(self, model, tokenizer, *, name: str = "hf-fast", max_len: int = 1024,
                  graphs: bool | None = None, eos_token_ids=None) -> None:
         self.lm = StaticLM(model, max_len=max_len, graphs=graphs)
+        self.max_context = self.lm.max_context
         self.model = model  # the HF model, whose embedding a thrifty draft shares
         self.name = name
         self.vocab_size = int(self.lm.p["head"].shape[0])
@@ -383,6 +387,7 @@ class _Proposer:
     def __init__(self, model, *, name: str = "hf-fast", max_len: int = 1024,
                  graphs: bool | None = None) -> None:
         self.lm = StaticLM(model, max_len=max_len, graphs=graphs)
+        self.max_context = self.lm.max_context
         self.name = name
         self.vocab_size = int(self.lm.p["head"].shape[0])
 

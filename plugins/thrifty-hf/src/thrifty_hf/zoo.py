@@ -31,6 +31,7 @@ from pathlib import Path
 import attrs
 
 from thrifty.errors import ModelFormatError, ModelNotFoundError, OfflineError
+from thrifty.files import cache_dir
 
 MARKER = "thrifty-zoo.json"
 """Written last into a converted folder: its presence means the conversion completed."""
@@ -78,11 +79,6 @@ ZOO: dict[str, WheelModel] = {
         ),
     ]
 }
-
-
-def cache_dir() -> Path:
-    """``$THRIFTY_CACHE`` or ``~/.cache/thrifty``."""
-    return Path(os.environ.get("THRIFTY_CACHE") or Path.home() / ".cache" / "thrifty").expanduser()
 
 
 def shipped_drafts() -> dict[str, Path]:
