@@ -6,8 +6,9 @@ import os
 import pytest
 
 from thrifty.errors import ConfigError
-from thrifty.files import (atomic_path, atomic_write, atomic_write_json, check_writable,
-                           ensure_folder, read_json, read_text, read_toml)
+from thrifty.files import (atomic_path, atomic_write, atomic_write_json, cache_dir,
+                           check_writable, ensure_folder, read_json, read_text, read_toml,
+                           state_dir)
 
 
 def test_atomic_write_replaces_whole_file_and_leaves_no_temporary(tmp_path):
@@ -73,7 +74,7 @@ def test_read_text_names_file_line_and_encoding(tmp_path):
         read_text(p, "prompt file")
     p.write_bytes(b"\xef\xbb\xbfwith bom")
     assert read_text(p) == "with bom"
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match="cannot read file .*missing: it does not exist"):
         read_text(tmp_path / "missing")
     with pytest.raises(ConfigError, match="is a folder"):
         read_text(tmp_path)
@@ -98,3 +99,25 @@ def test_read_toml_names_the_line(tmp_path):
     p.write_text("[a]\nx = = 1\n")
     with pytest.raises(ConfigError, match=r"p.toml is not valid TOML: .*line 2"):
         read_toml(p)
+
+
+@pytest.mark.parametrize("env, folder", [("THRIFTY_CACHE", cache_dir),
+                                         ("THRIFTY_STATE_DIR", state_dir)])
+def test_env_folder_that_is_a_file_is_refused_by_name(tmp_path, monkeypatch, env, folder):
+    monkeypatch.setenv(env, str(tmp_path))
+    assert folder() == tmp_path
+    (tmp_path / "f").write_text("")
+    monkeypatch.setenv(env, str(tmp_path / "f" / "sub"))
+    with pytest.raises(ConfigError, match=rf"{env}=.*f/sub: .*f is a file, not a folder; set "
+                                          rf"{env} to a folder"):
+        folder()
+
+
+def test_hw_restore_names_a_state_dir_that_is_a_file(tmp_path, monkeypatch, capsys):
+    from thrifty.cli import main
+
+    (tmp_path / "state").write_text("")
+    monkeypatch.setenv("THRIFTY_STATE_DIR", str(tmp_path / "state"))
+    assert main(["hw", "restore"]) == 2
+    err = capsys.readouterr().err
+    assert "THRIFTY_STATE_DIR=" in err and "is a file, not a folder" in err

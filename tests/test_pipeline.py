@@ -257,3 +257,85 @@ def test_generate_takes_name_value_drafts_as_profile_does(register_plugin):
     assert _run("generate", "--verifier", "toy", "--draft", "weighted:w.safetensors",
                 "--max-new-tokens", "3", "ab") == 0
     assert WEIGHTS == ["w.safetensors"]
+
+
+# -- fuzz: random and mutated pipeline files ------------------------------------------------------
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_fuzz = settings(max_examples=120, deadline=None,
+                 suppress_health_check=[HealthCheck.function_scoped_fixture])
+_scalar = (st.booleans() | st.integers(-10, 10) | st.integers() | st.floats() | st.text(max_size=4)
+           | st.sampled_from([0.0, 1.0, 0.5, 2, 6, "ab", "toy", "toy-draft"]))
+_value = st.recursive(_scalar, lambda inner: st.lists(inner, max_size=3)
+                      | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=6)
+_keys = {"speculative": ["verifier", "drafts", "lookahead"],
+         "generate": ["prompts", "max_new_tokens", "stop", "batch_size"],
+         "sampling": ["temperature", "top_k", "top_p"]}
+_table = st.dictionaries(st.sampled_from(sum(_keys.values(), [])) | st.text(max_size=6), _value,
+                         max_size=4)
+_config = st.dictionaries(st.sampled_from(list(_keys)) | st.text(max_size=6), _table | _value,
+                          max_size=4)
+
+
+class BoundedParts(ToyParts):
+    """The toy parts, with a verifier whose context window is 40 tokens: any accepted run ends."""
+
+    @hookimpl
+    def thrifty_verifiers(self):
+        def bounded(model, vocab):
+            verifier = _verifier(model, vocab)
+            verifier.max_context = 40
+            return verifier
+
+        return [VerifierSpec(name="toy", factory=bounded, options={
+            "model": Option(str, "m"), "vocab": Option(int, 5)})]
+
+
+@_fuzz
+@given(config=_config)
+def test_fuzz_random_tables_give_settings_or_a_config_error(parts, config):
+    from thrifty.pipeline import run_settings
+    from thrifty.speculative import Sampling
+
+    try:
+        tables = run_settings(config, "fuzz.toml")
+        from_config(config)
+    except ConfigError as exc:
+        assert str(exc)
+        return
+    Sampling(**tables["sampling"])
+    assert all(isinstance(p, str) for p in tables["generate"].get("prompts", []))
+    assert set(tables["generate"]) <= set(_keys["generate"])
+
+
+VALID = TOML + '[generate]\nmax_new_tokens = 6\nprompts = ["ab", "ba"]\nstop = ["c"]\n' \
+    '[sampling]\ntemperature = 0.8\ntop_k = 3\ntop_p = 0.9\n'
+
+
+@_fuzz
+@given(edits=st.lists(st.tuples(st.integers(0, len(VALID)), st.sampled_from(
+    ["", "0", "9", "-", ".", "e", "\"", "[", "]", "=", "\n", "x", "inf", "nan", "\xe9"])),
+    min_size=1, max_size=3))
+def test_fuzz_mutated_pipeline_files_generate_or_fail_cleanly(register_plugin, tmp_path, capsys,
+                                                              edits):
+    import json
+
+    register_plugin(BoundedParts(), name="toy-parts")
+    text = VALID
+    for at, insert in edits:
+        text = text[:at] + insert + text[at + 1:]
+    path = tmp_path / "fuzz.toml"
+    path.write_text(text)
+    rc = _run("generate", "--config", str(path), "--json")
+    out, err = capsys.readouterr()
+    assert rc in (0, 2), err  # 1 is an internal error: a bug, not a user's mistake
+    if rc == 2:
+        assert err.startswith("thrifty: error: ") and "Traceback" not in err
+        return
+
+    def no_nan(name):
+        raise AssertionError(f"{name} in the output")
+
+    result = json.loads(out, parse_constant=no_nan)
+    assert len(result["texts"]) == len(result["finish_reasons"]) >= 1

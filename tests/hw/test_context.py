@@ -184,3 +184,69 @@ def test_restore_keeps_the_knobs_it_could_not_restore(tree, reg, tmp_path):
         restore_from_file(recovery, reg)
     assert value(tree) == 0
     assert [k["knob"] for k in json.loads(recovery.read_text())["knobs"]] == ["gone"]
+
+
+# -- fuzz: random and mutated recovery files ------------------------------------------------------
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+                     | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=4)
+                     | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+_entry = st.fixed_dictionaries({}, optional={
+    "knob": st.sampled_from(["test.level"]) | _json, "spec": st.sampled_from(["test.level", None])
+    | _json, "options": st.just("TREE") | _json, "state": st.sampled_from(["0\n", "1\n"]) | _json})
+_file = st.fixed_dictionaries({}, optional={
+    "version": st.just(1) | _json, "pid": st.none() | st.integers() | _json,
+    "knobs": st.lists(_entry, max_size=3) | _json})
+_fuzz = settings(max_examples=150, deadline=None,
+                 suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _check_restore(recovery, reg, tree) -> None:
+    """A recovery file gives a restore of every knob (and is removed), or a KnobError and stays
+    exactly as it was, or as the knobs that could not be restored."""
+    before = recovery.read_bytes()
+    level = tree / "dev" / "level"
+    level.write_text("untouched-sentinel\n")
+    try:
+        restored = restore_from_file(recovery, reg, force=True)
+    except KnobError as exc:
+        assert str(recovery) in str(exc)
+        assert recovery.exists()
+        if "but not" not in str(exc):
+            assert recovery.read_bytes() == before
+        return
+    assert not recovery.exists()
+    # written back exactly when it says so
+    assert (level.read_text() != "untouched-sentinel\n") == bool(restored)
+    assert sorted(p.name for p in (tree / "dev").iterdir()) == ["level", "other"]
+
+
+@_fuzz
+@given(data=_file)
+def test_fuzz_random_recovery_files_restore_or_stay(tree, reg, tmp_path, data):
+    recovery = tmp_path / "fuzz.json"
+    for entry in data.get("knobs", []) if isinstance(data.get("knobs"), list) else []:
+        if isinstance(entry, dict) and entry.get("options") == "TREE":
+            entry["options"] = {"sysfs_root": str(tree)}
+    recovery.write_text(json.dumps(data))
+    _check_restore(recovery, reg, tree)
+
+
+@_fuzz
+@given(cut=st.integers(0, 400), flips=st.lists(st.tuples(st.integers(0, 400),
+                                                         st.integers(0, 255)), max_size=3))
+def test_fuzz_mutated_recovery_files_restore_or_stay(tree, reg, tmp_path, cut, flips):
+    recovery = tmp_path / "fuzz.json"
+    recovery.unlink(missing_ok=True)
+    crashed = HardwareContext(recovery, reg)
+    crashed.apply(crashed.knob("test.level", sysfs_root=str(tree)), 2)
+    crashed._touched.clear()  # as after SIGKILL: the file alone knows the snapshot
+    crashed._put_back_handlers()
+    raw = bytearray(recovery.read_bytes())
+    for at, byte in flips:
+        raw[at % len(raw)] = byte
+    recovery.write_bytes(bytes(raw[:cut] if cut < len(raw) else raw))
+    _check_restore(recovery, reg, tree)
