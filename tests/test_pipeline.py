@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import thrifty
 from thrifty import DraftModelSpec, Option, VerifierSpec, hookimpl
@@ -260,9 +261,6 @@ def test_generate_takes_name_value_drafts_as_profile_does(register_plugin):
 
 
 # -- fuzz: random and mutated pipeline files ------------------------------------------------------
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
-
 _fuzz = settings(max_examples=120, deadline=None,
                  suppress_health_check=[HealthCheck.function_scoped_fixture])
 _scalar = (st.booleans() | st.integers(-10, 10) | st.integers() | st.floats() | st.text(max_size=4)

@@ -41,12 +41,11 @@ def check_number(where: str, value: Any, *, low: float | None = None,
                  integer: bool = False) -> Any:
     """``value`` if it is a finite number (an int where ``integer``) in [low, high] (``low``
     excluded where ``low_open``); else a ConfigError that states the rule."""
-    kind = "an integer" if integer else "a finite number"
-    rule = kind
+    rule = "an integer" if integer else "a finite number"
     if low is not None:
-        rule += f" {'>' if low_open else '>='} {low:g}"
+        rule += f" {'>' if low_open else '>='} {low}"
     if high is not None:
-        rule += f"{' and' if low is not None else ''} <= {high:g}"
+        rule += f"{' and' if low is not None else ''} <= {high}"
     ok = isinstance(value, int) if integer else is_number(value) and math.isfinite(value)
     if ok and not isinstance(value, bool):
         ok = ((low is None or (value > low if low_open else value >= low))

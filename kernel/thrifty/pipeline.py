@@ -56,6 +56,8 @@ def _part(reg: Registry, family: str, ref: Any) -> Part:
             f"cannot read {family} entry {ref!r}: use \"name\", (\"name\", {{options}}) or "
             f"{{ plugin = \"name\", ... }}"
         )
+    if not isinstance(name, str):
+        raise ConfigError(f"a {family} entry names its plugin with a string; got {name!r}")
     spec = reg.get(family, name)
     return Part(spec, check_options(f"{family} {name!r}", spec.options, options))
 
@@ -122,6 +124,8 @@ def pipeline(verifier: Any, drafts: Sequence[Any] = (), lookahead: Any = 4,
         raise ConfigError(f"lookahead must be >= 0; got {lookahead}")
     if isinstance(drafts, (str, Mapping)):
         drafts = [drafts]
+    if not isinstance(drafts, (list, tuple)):
+        raise ConfigError(f"drafts must be a list of draft entries; got {drafts!r}")
     return Pipeline(_part(reg, "verifiers", verifier),
                     [_part(reg, "draft_models", d) for d in drafts], lookahead)
 

@@ -7,6 +7,7 @@ import os
 import signal
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 from thrifty import HardwareKnobSpec, Option, hookimpl
 from thrifty.cli import main
 from thrifty.errors import KnobDomainError, KnobError
@@ -187,9 +188,6 @@ def test_restore_keeps_the_knobs_it_could_not_restore(tree, reg, tmp_path):
 
 
 # -- fuzz: random and mutated recovery files ------------------------------------------------------
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
-
 _json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
                      | st.text(max_size=8),
                      lambda inner: st.lists(inner, max_size=4)

