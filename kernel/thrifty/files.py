@@ -101,12 +101,9 @@ def ensure_folder(folder: str | Path, what: str) -> Path:
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
+    except (FileExistsError, NotADirectoryError):
         raise ConfigError(f"{what}: {folder} (or a folder above it) is a file, not a folder; "
                           f"move the file or choose another folder") from None
-    except NotADirectoryError:
-        raise ConfigError(f"{what}: a part of {folder} is a file, not a folder; move the file "
-                          f"or choose another folder") from None
     except OSError as exc:
         raise ConfigError(f"{what}: cannot create folder {folder} ({exc.strerror}); choose a "
                           f"folder you can write to") from None

@@ -239,6 +239,7 @@ def test_fuzz_random_recovery_files_restore_or_stay(tree, reg, tmp_path, data):
 def test_fuzz_mutated_recovery_files_restore_or_stay(tree, reg, tmp_path, cut, flips):
     recovery = tmp_path / "fuzz.json"
     recovery.unlink(missing_ok=True)
+    (tree / "dev" / "level").write_text("0\n")
     crashed = HardwareContext(recovery, reg)
     crashed.apply(crashed.knob("test.level", sysfs_root=str(tree)), 2)
     crashed._touched.clear()  # as after SIGKILL: the file alone knows the snapshot

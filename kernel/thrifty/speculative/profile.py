@@ -14,7 +14,6 @@ for queued GPU work. Results save to and load from JSON.
 from __future__ import annotations
 
 import datetime
-import json
 import platform
 import statistics
 import time

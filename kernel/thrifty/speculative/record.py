@@ -16,6 +16,7 @@ from typing import Sequence
 import attrs
 
 from ..errors import ConfigError, DatasetFormatError
+from ..files import atomic_write_json
 from ..protocols import reads_features
 
 
