@@ -260,6 +260,14 @@ def test_generate_takes_name_value_drafts_as_profile_does(register_plugin):
     assert WEIGHTS == ["w.safetensors"]
 
 
+def test_a_speculative_table_error_names_the_file(parts, tmp_path, capsys):
+    path = tmp_path / "pipe.toml"
+    path.write_text(TOML.replace("lookahead", "lookahaed"))
+    assert _run("generate", "--config", str(path), "ab") == 2
+    err = capsys.readouterr().err
+    assert f"{path}: [speculative]: unknown key(s) ['lookahaed']. Did you mean 'lookahead'?" in err
+
+
 # -- fuzz: random and mutated pipeline files ------------------------------------------------------
 _fuzz = settings(max_examples=120, deadline=None,
                  suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -337,3 +345,4 @@ def test_fuzz_mutated_pipeline_files_generate_or_fail_cleanly(register_plugin, t
 
     result = json.loads(out, parse_constant=no_nan)
     assert len(result["texts"]) == len(result["finish_reasons"]) >= 1
+

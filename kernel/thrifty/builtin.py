@@ -61,7 +61,11 @@ def pipeline_from_args(args):
     if args.config:
         config = load_config(args.config)
         tables = run_settings(config, args.config)
-        return from_config(config), tables["generate"], tables["sampling"]
+        try:
+            pipe = from_config(config)
+        except ConfigError as exc:
+            raise type(exc)(f"{args.config}: {exc}") from None
+        return pipe, tables["generate"], tables["sampling"]
     if args.lookahead is not None and args.lookahead < 0:
         raise ConfigError(f"--lookahead must be >= 0; got {args.lookahead}")
     pipe = pipeline((args.verifier, {"model": args.model}),
