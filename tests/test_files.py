@@ -1,4 +1,4 @@
-"""thrifty.files: atomic, durable writes and reads that name the file."""
+"""thrifty.atomic: atomic, durable writes; thrifty.files: reads and folders that name the file."""
 
 import json
 import os
@@ -6,15 +6,15 @@ import os
 import pytest
 
 from thrifty.errors import ConfigError
-from thrifty.files import (atomic_path, atomic_write, atomic_write_json, cache_dir,
-                           check_writable, ensure_folder, read_json, read_text, read_toml,
-                           state_dir)
+from thrifty.atomic import atomic_path, write_atomically, write_json_atomically
+from thrifty.files import (cache_dir, check_writable, ensure_folder, read_json, read_text,
+                           read_toml, state_dir)
 
 
-def test_atomic_write_replaces_whole_file_and_leaves_no_temporary(tmp_path):
+def test_write_atomically_replaces_whole_file_and_leaves_no_temporary(tmp_path):
     target = tmp_path / "sub" / "out.json"
-    atomic_write(target, "old")
-    atomic_write_json(target, {"a": 1})
+    write_atomically(target, "old")
+    write_json_atomically(target, {"a": 1})
     assert json.loads(target.read_text()) == {"a": 1}
     assert sorted(p.name for p in target.parent.iterdir()) == ["out.json"]
 
@@ -39,15 +39,15 @@ def test_atomic_path_fsyncs_file_and_folder(tmp_path, monkeypatch):
         real(fd)
 
     monkeypatch.setattr(os, "fsync", spy)
-    atomic_write(tmp_path / "x", b"data")
+    write_atomically(tmp_path / "x", b"data")
     assert len(synced) == 2
     assert synced[0].startswith(str(tmp_path / ".x."))  # the file, before its rename
     assert synced[1] == str(tmp_path)                   # then the folder, after it
 
 
-def test_atomic_write_json_refuses_nan(tmp_path):
+def test_write_json_atomically_refuses_nan(tmp_path):
     with pytest.raises(ConfigError, match="NaN or infinite"):
-        atomic_write_json(tmp_path / "x.json", {"v": float("nan")})
+        write_json_atomically(tmp_path / "x.json", {"v": float("nan")})
     assert not (tmp_path / "x.json").exists()
 
 
@@ -56,7 +56,7 @@ def test_folder_that_is_a_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match=r"THRIFTY_CACHE: .*f.* is a file"):
         ensure_folder(tmp_path / "f" / "models", "THRIFTY_CACHE")
     with pytest.raises(ConfigError, match="is a file"):
-        atomic_write(tmp_path / "f" / "out", "x")
+        write_atomically(tmp_path / "f" / "out", "x")
 
 
 def test_check_writable_refuses_missing_folder_and_folder_target(tmp_path):

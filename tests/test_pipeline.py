@@ -149,6 +149,26 @@ def test_cli_reports_errors_without_traceback(parts, capsys):
     assert err.startswith("thrifty: error:") and "Traceback" not in err
 
 
+def test_pipeline_is_the_module_and_the_function(register_plugin):
+    import importlib
+
+    import thrifty
+    import thrifty.pipeline
+
+    module = importlib.import_module("thrifty.pipeline")
+    assert thrifty.pipeline is module
+    assert callable(thrifty.pipeline.from_config) and callable(thrifty.pipeline.load_config)
+    text = ('[speculative]\nverifier = { plugin = "toy", model = "m" }\n'
+            'drafts = [ { plugin = "toy-draft", seed = 2 } ]\n')
+    register_plugin(ToyParts(), name="toy-parts")
+    by_config = thrifty.pipeline.from_config(thrifty.pipeline.load_config(text))
+    by_call = thrifty.pipeline(("toy", {"model": "m"}), [("toy-draft", {"seed": 2})])
+    for pipe in (by_config, by_call):
+        assert pipe.verifier_part.options == {"model": "m", "vocab": 5}
+        assert [(p.spec.name, p.options) for p in pipe.draft_parts] == [("toy-draft",
+                                                                          {"seed": 2})]
+
+
 # -- bad input to generate: every mistake is one line naming the file or option -------------------
 def _run(*argv):
     from thrifty.cli import main
@@ -345,4 +365,3 @@ def test_fuzz_mutated_pipeline_files_generate_or_fail_cleanly(register_plugin, t
 
     result = json.loads(out, parse_constant=no_nan)
     assert len(result["texts"]) == len(result["finish_reasons"]) >= 1
-

@@ -7,10 +7,11 @@ import sys
 
 import pytest
 
-from thrifty import EnergyMeterSpec, hookimpl
+from thrifty import EnergyMeterSpec, OptimizerSpec, hookimpl
 from thrifty.cli import main
 from thrifty.errors import ConfigError
 from thrifty.hw import EnergyReading
+from thrifty.testing import fresh_registry
 from thrifty.tuning.backends import MeasuredBackend, ReplayBackend
 from thrifty.tuning.synthetic import WORKLOADS, surface
 from thrifty.tuning.tuner import tune
@@ -178,3 +179,49 @@ def test_bad_recorded_tables_name_the_file(tmp_path, capsys, name, content, mess
     assert main(["tune", "--table", str(path), "--trials", "2", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert message in err and str(path) in err and "Traceback" not in err
+
+
+class _Preferred:
+    """An optimizer plugin that asks to be the default (priority above every installed one)."""
+
+    @hookimpl
+    def thrifty_optimizers(self):
+        from thrifty.tuning.optimizers import GridSearch
+
+        return [OptimizerSpec(name="preferred", factory=GridSearch, priority=100)]
+
+
+def test_default_optimizer_is_the_record_of_highest_priority(table, register_plugin, capsys):
+    from thrifty.tuning.cli import default_optimizer
+
+    argv = ["tune", "--table", str(table[0]), "--trials", "2", "--json", "--quiet"]
+    installed = fresh_registry()
+    assert default_optimizer(installed) == "cbo"  # the cbo plugin (priority 10) is installed
+    assert installed.optimizer("cbo").priority > installed.optimizer("random").priority
+    register_plugin(_Preferred(), name="preferred", entry_points=True)
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["optimizer"] == "preferred"
+
+
+def test_dotted_knob_names_reach_the_workload(tmp_path):
+    from thrifty.tuning.backends import command_workload, knob_variable
+
+    script = tmp_path / "w.py"
+    script.write_text("import json, os, sys\n"
+                      "print(json.dumps({'queries': 1, 'latency': 0.5, 'arg': sys.argv[1],"
+                      " 'env': os.environ['THRIFTY_KNOB_ACME_FILE']}))\n")
+    run = command_workload(f"{sys.executable} {script} {{acme.file}}-{{{{x}}}}")
+    result = run({"acme.file": "data.bin", "batch-size": 2})
+    assert result["arg"] == "data.bin-{x}" and result["env"] == "data.bin"
+    assert knob_variable("acme.file") == "THRIFTY_KNOB_ACME_FILE"
+    assert knob_variable("batch-size") == "THRIFTY_KNOB_BATCH_SIZE"
+    with pytest.raises(ConfigError, match="'acme.fil' which is not a knob"):
+        command_workload("echo {acme.fil}")({"acme.file": 1})
+    with pytest.raises(ConfigError, match="THRIFTY_KNOB_A_B"):
+        command_workload("echo")({"a.b": 1, "a-b": 2})
+
+
+def test_hw_read_gives_a_list_option_as_text_to_the_factory(capsys):
+    assert main(["hw", "read", "batch-size", "-o", "values=1,4,16", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["domain"] == "1, 4, 16" and row["value"] in (1, 4, 16)

@@ -1,11 +1,12 @@
 """Built-in commands, registered through the same entry-point path as any plugin:
-``plugins``, ``generate`` and ``demo``."""
+``plugins`` and ``generate``."""
 
 from __future__ import annotations
 
 import json
 
 from .hookspecs import hookimpl
+from .records import CommandSpec
 
 
 def _configure_plugins(p) -> None:
@@ -22,8 +23,8 @@ def _run_plugins(args) -> int:
         return 0
     rows = [{"name": i.name, "distribution": i.distribution, "version": i.version,
              "status": i.status,
-             "provides": "; ".join(f"{f}: {', '.join(n)}" for f, n in i.provides.items())
-             or (i.error or "")} for i in infos]
+             "provides": "; ".join([*(f"{f}: {', '.join(n)}" for f, n in i.provides.items()),
+                                    *([i.error] if i.error else [])])} for i in infos]
     print_table(rows, ["name", "distribution", "version", "status", "provides"], False)
     return 0
 
@@ -33,8 +34,10 @@ def _configure_generate(p) -> None:
     p.add_argument("--config", help="TOML pipeline file with a [speculative] table")
     p.add_argument("--verifier", default="hf", help="verifier name (default: hf)")
     p.add_argument("--model", default="smollm2-135m", help="verifier model (default: smollm2-135m)")
-    p.add_argument("--draft", action="append", default=[],
-                   help="draft name, optionally name:model (repeatable; first is used)")
+    p.add_argument("--draft", action="append", default=[], metavar="NAME[:VALUE][,KEY=VALUE]",
+                   help="draft by registered name; VALUE is its first required option (the "
+                        "model of hf, the weights of pairconnect), KEY=VALUE sets any option it "
+                        "declares, e.g. ngram,max_ngram=4 (repeatable; the first is used)")
     p.add_argument("--prompts-file", help="file with one prompt per line")
     p.add_argument("--lookahead", type=int, default=None, help="tokens drafted per step (γ)")
     p.add_argument("--max-new-tokens", type=int, default=64)
@@ -55,8 +58,8 @@ def pipeline_from_args(args):
     ``[generate]`` and ``[sampling]`` tables of the config (empty without one)."""
     from .errors import ConfigError
     from .pipeline import from_config, load_config, pipeline, run_settings
+    from .refs import draft_ref
     from .registry import registry
-    from .speculative.commands import draft_ref
 
     if args.config:
         config = load_config(args.config)
@@ -110,23 +113,11 @@ def _run_generate(args) -> int:
     return 0
 
 
-def _configure_demo(p) -> None:
-    p.add_argument("--max-new-tokens", type=int, default=48)
-    p.add_argument("--lookahead", type=int, default=3)
-    p.add_argument("--json", action="store_true")
-
-
-def _run_demo(args) -> int:
-    from .demo import run_demo
-
-    return run_demo(args)
-
-
 @hookimpl
-def thrifty_commands(cli) -> None:
-    cli.add("plugins", "list installed plugins and what each provides", _configure_plugins,
-            _run_plugins)
-    cli.add("generate", "generate text with (speculative) decoding", _configure_generate,
-            _run_generate)
-    cli.add("demo", "speculative decoding of SmolLM2-135M with the n-gram draft vs target-only",
-            _configure_demo, _run_demo)
+def thrifty_commands():
+    return [
+        CommandSpec(name="plugins", configure=_configure_plugins, run=_run_plugins,
+                    description="list installed plugins and what each provides"),
+        CommandSpec(name="generate", configure=_configure_generate, run=_run_generate,
+                    description="generate text with (speculative) decoding"),
+    ]

@@ -1,5 +1,5 @@
-"""The ``thrifty`` command line. Every sub-command, built-in or not, comes from a plugin's
-``thrifty_commands`` hook, so third-party commands are first-class."""
+"""The ``thrifty`` command line. Every sub-command, built-in or not, is a ``CommandSpec`` record
+from a plugin's ``thrifty_commands`` hook, so third-party commands are first-class."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from typing import Any, Sequence
 
 from .errors import ThriftyError
@@ -23,13 +24,27 @@ def build_parser(reg=None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"thrifty {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, cmd in sorted(reg.commands().items()):
-        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        p = sub.add_parser(name, help=cmd.description, description=cmd.description)
         cmd.configure(p)
         p.set_defaults(_run=cmd.run)
     return parser
 
 
+def _warn_one_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line each: a user of the CLI needs the message, not our source lines."""
+    from .errors import PluginWarning
+
+    kind = "" if issubclass(category, PluginWarning) else f"{category.__name__}: "
+    print(f"thrifty: warning: {kind}{message}", file=file or sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    with warnings.catch_warnings():
+        warnings.showwarning = _warn_one_line
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

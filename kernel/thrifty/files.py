@@ -1,21 +1,16 @@
-"""Reading and writing the files a user hands thrifty, and the ones it leaves behind.
+"""Reading the files a user hands thrifty, and the folders it reads and writes in.
 
 Every read names the file (and the line where there is one) in a :class:`ConfigError`, so that
 a wrong encoding, a list where an object belongs or a folder where a file belongs never reaches
-the user as a traceback. Every write is atomic and durable: the data goes to a temporary file in
-the destination folder, is flushed and fsynced, renamed over the destination, and the folder is
-fsynced, so that a reader, a crash or a power cut sees the old file or the new one, never half of
-one and never neither.
+the user as a traceback. Writes go through :mod:`thrifty.atomic`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .errors import ConfigError
 
@@ -25,76 +20,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 
-# -- writing ---------------------------------------------------------------------------------
-@contextlib.contextmanager
-def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` for a writer that wants a file name
-    (``torch.save``, ``safetensors.save_file``, ``onnx.save``, ``savefig``); when the block ends
-    without an exception the file is fsynced and renamed over ``path``, then the folder is
-    fsynced. On an exception the temporary file is removed and ``path`` is untouched.
-
-    ``suffix`` ends the temporary (hidden) name: pass the extension for writers that pick a
-    format by it (``savefig``).
-
-    >>> with atomic_path("out/model.safetensors") as tmp:             # doctest: +SKIP
-    ...     save_file(tensors, str(tmp))
-    """
-    path = Path(path)
-    folder = path.parent
-    ensure_folder(folder, "the output")
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=folder)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        _fsync_file(tmp)
-        os.replace(tmp, path)
-        _fsync_folder(folder)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write(path: str | Path, data: str | bytes) -> None:
-    """Write ``data`` (text as UTF-8) to ``path`` atomically and durably (see the module)."""
-    raw = data.encode() if isinstance(data, str) else data
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(raw)
-
-
-def atomic_write_json(path: str | Path, data: Any, indent: int | None = 2) -> None:
-    """``data`` as JSON to ``path``, atomically. Non-finite floats are refused (they are not
-    JSON, and a reader would choke on them)."""
-    try:
-        text = json.dumps(data, indent=indent, allow_nan=False)
-    except ValueError as exc:
-        raise ConfigError(f"cannot write {path}: {exc} (a value is NaN or infinite)") from None
-    atomic_write(path, text + "\n")
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename itself durable. Some file systems cannot open a folder for fsync; the
-    rename is then as durable as they allow."""
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
+# -- folders ---------------------------------------------------------------------------------
 def ensure_folder(folder: str | Path, what: str) -> Path:
     """Create ``folder`` (and its parents) or say why not: a file in the way, no permission.
     ``what`` names the folder's role in the message (``"THRIFTY_CACHE"``, ``"the --log file"``)."""

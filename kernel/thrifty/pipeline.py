@@ -11,11 +11,15 @@ Python and TOML are equivalent::
     lookahead = 4
 
 Assembly validates every name and option against the registry before any model is loaded;
-models load on first use and are kept.
+models load on first use and are kept. From Python, ``thrifty.pipeline.from_config(path)``
+assembles the TOML (a file, TOML text or a dict) and ``thrifty.pipeline.load_config(path)`` reads
+it into a dict (to add ``[generate]`` or ``[sampling]`` settings of your own).
 """
 
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -26,6 +30,7 @@ from .errors import ConfigError
 from .files import parse_toml, read_toml
 from .records import Option, Spec, check_options
 from .registry import Registry, registry as default_registry
+
 
 @attrs.frozen
 class Part:
@@ -193,3 +198,15 @@ def from_config(config: Mapping[str, Any] | str | Path,
     check_keys("[speculative]", table, ["verifier", "drafts", "lookahead"])
     return pipeline(table["verifier"], table.get("drafts", ()), table.get("lookahead", 4),
                     registry=registry)
+
+
+class _PipelineModule(types.ModuleType):
+    """``thrifty.pipeline`` is this module (``thrifty.pipeline.from_config``,
+    ``thrifty.pipeline.load_config``) and, called, the :func:`pipeline` function: one name, so
+    that ``import thrifty.pipeline`` and ``thrifty.pipeline(...)`` both mean what they say."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Pipeline:
+        return pipeline(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _PipelineModule

@@ -18,8 +18,9 @@ from typing import Any
 
 import attrs
 
+from ..atomic import write_json_atomically
 from ..errors import ConfigError, KnobDomainError, KnobError
-from ..files import atomic_write_json, json_type, read_json, state_dir
+from ..files import json_type, read_json, state_dir
 
 RECOVERY_VERSION = 1
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -197,7 +198,7 @@ class HardwareContext:
                         f"or give this run its own recovery file")
 
     def _save(self) -> None:
-        atomic_write_json(self.recovery_file, {
+        write_json_atomically(self.recovery_file, {
             "version": RECOVERY_VERSION, "pid": os.getpid(), "saved": time.time(),
             "knobs": [t.as_json() for t in self._touched]})
 
@@ -278,7 +279,7 @@ def restore_from_file(path: str | Path, registry=None, force: bool = False) -> l
         except Exception as exc:
             failed.append((entry, exc))
     if failed:
-        atomic_write_json(path, {**data, "knobs": [e for e, _ in reversed(failed)]})
+        write_json_atomically(path, {**data, "knobs": [e for e, _ in reversed(failed)]})
         detail = "; ".join(f"{e['knob']}: {exc}" for e, exc in failed)
         raise KnobError(f"restored {len(restored)} knob(s) but not {len(failed)}: {detail}. "
                         f"They stay in {path}; fix the cause and run `thrifty hw restore` again")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ..hookspecs import hookimpl
+from ..records import CommandSpec
 
 
 # -- shared flags ---------------------------------------------------------------------------------
@@ -41,9 +42,10 @@ def _configure_models(p) -> None:
     p.add_argument("--verifier", default="hf", help="verifier name (default: hf)")
     p.add_argument("--model", default="smollm2-135m", help="verifier model (default: smollm2-135m)")
     p.add_argument("--draft", action="append", default=[],
-                   help="candidate draft, NAME or NAME:VALUE (repeatable), e.g. "
-                        "hf:smollm2-draft-l2, ngram or pairconnect:draft.safetensors; VALUE "
-                        "is the draft's first required option (its model or weights)")
+                   help="candidate draft, NAME[:VALUE][,KEY=VALUE...] (repeatable), e.g. "
+                        "hf:smollm2-draft-l2, ngram,max_ngram=4 or "
+                        "pairconnect:draft.safetensors; VALUE is the draft's first required "
+                        "option (its model or weights), KEY=VALUE any other option")
     p.add_argument("--device", help="device for verifier and drafts (cpu, cuda); plugin default")
     p.add_argument("--dtype", help="dtype for verifier and drafts (float32, bfloat16, ...)")
     p.add_argument("--workload", default="code",
@@ -69,39 +71,22 @@ def _options(spec, wanted: dict) -> dict:
     return {k: v for k, v in wanted.items() if v is not None and k in spec.options}
 
 
-def _primary(spec, value: str) -> dict:
-    """``{option: value}`` for the first required option of ``spec`` (``model`` of an HF draft,
-    ``weights`` of a PairConnect one), so that ``NAME:VALUE`` works for any draft plugin."""
-    from ..errors import ConfigError
-
-    if not value:
-        return {}
-    required = [k for k, opt in spec.options.items() if opt.required]
-    if not required:
-        raise ConfigError(f"draft {spec.name!r} has no required option to take {value!r}; "
-                          f"give it as plain {spec.name!r}")
-    return {required[0]: value}
-
-
-def draft_ref(text: str, reg, common: dict | None = None) -> tuple[str, dict]:
-    """``NAME`` or ``NAME:VALUE`` (the ``--draft`` of generate, profile and select) as a
-    pipeline reference; ``common`` options (device, dtype) go to drafts that declare them."""
-    name, _, value = text.partition(":")
-    spec = reg.get("draft_models", name)
-    return name, {**_options(spec, common or {}), **_primary(spec, value)}
-
-
 def build_models(verifier: str, model: str | None, drafts: list[str], device=None, dtype=None):
     """Verifier and drafts by name through the registry: ``(verifier, {label: (draft, config)})``.
     ``config`` records how to build the draft again and, when it has one, its weights' path."""
     from ..pipeline import pipeline
+    from ..refs import ref_options, split_ref
     from ..registry import registry
 
     reg = registry()
     common = {"device": device, "dtype": dtype}
     vspec = reg.get("verifiers", verifier)
-    pipe = pipeline((verifier, _options(vspec, {**common, "model": model})),
-                    [draft_ref(d, reg, common) for d in drafts])
+    drafts_ref = []
+    for text in drafts:
+        name, value, pairs = split_ref(text)
+        spec = reg.get("draft_models", name)
+        drafts_ref.append((name, {**_options(spec, common), **ref_options(spec, value, pairs)}))
+    pipe = pipeline((verifier, _options(vspec, {**common, "model": model})), drafts_ref)
     out = {}
     for i, part in enumerate(pipe.draft_parts):
         draft = pipe.draft(i)
@@ -305,7 +290,7 @@ def plot(model, batches, path: str | Path, report=None) -> None:
     """Per batch size: throughput vs TAR per draft (one point per γ), and throughput vs γ."""
     import matplotlib
 
-    from ..files import atomic_path
+    from ..atomic import atomic_path
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -344,8 +329,12 @@ def plot(model, batches, path: str | Path, report=None) -> None:
 
 
 @hookimpl
-def thrifty_commands(cli) -> None:
-    cli.add("profile", "measure a verifier, drafts and a workload for the throughput model",
-            _configure_profile, _run_profile)
-    cli.add("select", "rank (draft, γ) per batch size with the throughput model; recommend one",
-            _configure_select, _run_select)
+def thrifty_commands():
+    return [
+        CommandSpec(name="profile", configure=_configure_profile, run=_run_profile,
+                    description="measure a verifier, drafts and a workload for the throughput "
+                                "model"),
+        CommandSpec(name="select", configure=_configure_select, run=_run_select,
+                    description="rank (draft, γ) per batch size with the throughput model; "
+                                "recommend one"),
+    ]

@@ -24,7 +24,8 @@ import attrs
 
 from ..checks import check_number
 from ..errors import ConfigError, DatasetFormatError
-from ..files import atomic_write_json, read_json
+from ..atomic import write_json_atomically
+from ..files import read_json
 from ..protocols import reads_features
 from .engine import SpeculativeDecoder
 from .record import Acceptance, record, replay
@@ -61,7 +62,7 @@ class Profile:
     meta: dict = attrs.field(factory=dict)
 
     def save(self, path: str | Path) -> None:
-        atomic_write_json(path, attrs.asdict(self), indent=1)
+        write_json_atomically(path, attrs.asdict(self), indent=1)
 
     @classmethod
     def load(cls, path: str | Path) -> "Profile":

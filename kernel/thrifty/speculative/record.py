@@ -16,7 +16,7 @@ from typing import Sequence
 import attrs
 
 from ..errors import ConfigError, DatasetFormatError
-from ..files import atomic_write_json
+from ..atomic import write_json_atomically
 from ..protocols import reads_features
 
 
@@ -36,7 +36,7 @@ class Recording:
     continuations: list[list[int]]
 
     def save(self, path: str | Path) -> None:
-        atomic_write_json(path, attrs.asdict(self), indent=None)
+        write_json_atomically(path, attrs.asdict(self), indent=None)
 
     @classmethod
     def load(cls, path: str | Path) -> "Recording":

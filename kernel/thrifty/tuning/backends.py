@@ -15,6 +15,7 @@ import csv
 import json
 import math
 import os
+import re
 import shlex
 import subprocess
 import time
@@ -172,21 +173,49 @@ class MeasuredBackend:
         }
 
 
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
+
+
+def knob_variable(name: str) -> str:
+    """The environment variable that carries knob ``name`` to a workload: ``THRIFTY_KNOB_`` and
+    the name in upper case with every other character than a letter or digit turned into ``_``
+    (``acme.file`` -> ``THRIFTY_KNOB_ACME_FILE``), so that any shell can read it."""
+    return "THRIFTY_KNOB_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
+
+
+def fill_placeholders(template: str, config: Mapping[str, Any]) -> str:
+    """``template`` with each ``{knob}`` replaced by its value (``{{`` and ``}}`` are braces).
+    Knob names are matched whole, dots included (``{acme.file}``): not Python's format
+    mini-language, which would read a dot as an attribute."""
+
+    def value(match: re.Match) -> str:
+        if match.group(1) is None:
+            return match.group(0)[0]
+        name = match.group(1).strip()
+        if name not in config:
+            raise ConfigError(f"workload command {template!r} names {name!r} which is not a "
+                              f"knob; knobs: {sorted(config)}")
+        return str(config[name])
+
+    return _PLACEHOLDER.sub(value, template)
+
+
 def command_workload(template: str, timeout: float | None = None) -> Workload:
     """A workload that runs a shell command per call. ``{knob}`` placeholders in ``template`` are
-    filled with the configuration, and ``THRIFTY_KNOB_<NAME>`` environment variables carry it too.
-    If the last line of stdout is JSON (``{"queries": 32, "latency": 0.041}``) it is the result,
-    else one query is counted."""
+    filled with the configuration, and environment variables (:func:`knob_variable`) carry it
+    too. If the last line of stdout is JSON (``{"queries": 32, "latency": 0.041}``) it is the
+    result, else one query is counted."""
 
     def run(config: Mapping[str, Any]) -> Any:
-        try:
-            command = template.format(**config)
-        except (KeyError, IndexError) as exc:
-            raise ConfigError(f"workload command {template!r} names {exc} which is not a knob; "
-                              f"knobs: {list(config)}") from exc
+        command = fill_placeholders(template, config)
+        variables: dict[str, str] = {}
+        for name in config:
+            other = variables.setdefault(knob_variable(name), name)
+            if other != name:
+                raise ConfigError(f"knobs {other!r} and {name!r} both map to environment "
+                                  f"variable {knob_variable(name)}; rename one of them")
         env = dict(os.environ)
-        env.update({"THRIFTY_KNOB_" + k.upper().replace("-", "_"): str(v)
-                    for k, v in config.items()})
+        env.update({var: str(config[name]) for var, name in variables.items()})
         proc = subprocess.run(shlex.split(command), capture_output=True, text=True, env=env,
                               timeout=timeout)
         if proc.returncode != 0:

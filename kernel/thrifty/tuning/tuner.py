@@ -16,7 +16,8 @@ from typing import Any, Callable, Mapping, Sequence
 import attrs
 
 from ..errors import ConfigError
-from ..files import atomic_path, read_text
+from ..atomic import atomic_path
+from ..files import read_text
 from .optimizers import SearchExhausted
 from .space import Constraint, Trial, best_trial, pareto_front
 

@@ -120,3 +120,18 @@ def test_decoding_builds_no_autograd_graph_and_frees_the_models(tiny_llama, tiny
     del fv, fd, verifier
     gc.collect()
     assert cache() is None
+
+
+def test_fast_and_hf_paths_stop_at_the_same_tokens(tiny_llama):
+    """Without an eos id in the generation or model config, both paths fall back to the
+    tokenizer's, so neither stops where the other goes on."""
+    from thrifty_hf.models import eos_token_ids
+
+    class EosTokenizer(ToyTokenizer):
+        eos_token_id = 7
+
+    model = tiny_llama()
+    fv = FastVerifier(model, EosTokenizer(), max_len=16, graphs=False)
+    assert fv.eos_token_ids == eos_token_ids(model, EosTokenizer()) == {7}
+    model.generation_config.eos_token_id = [3, 5]
+    assert FastVerifier(model, EosTokenizer(), max_len=16, graphs=False).eos_token_ids == {3, 5}

@@ -347,8 +347,13 @@ class FastVerifier:
         self.vocab_size = int(self.lm.p["head"].shape[0])
         self.tokenizer = tokenizer
         self.device = self.lm.device
-        self.eos_token_ids = frozenset(eos_token_ids if eos_token_ids is not None
-                                       else _eos_ids(model))
+        if eos_token_ids is None:
+            # the hf verifier's rule (generation config, model config, then the tokenizer), so
+            # the two paths stop at the same tokens
+            from .models import eos_token_ids as hf_eos
+
+            eos_token_ids = hf_eos(model, tokenizer)
+        self.eos_token_ids = frozenset(eos_token_ids)
         self.n = None
         self.features = None
         """Final hidden states of the last ``start`` or ``score`` ([B, k, E]), which a feature
@@ -610,12 +615,3 @@ class _Chooser:
         self.qs.append(q)
         self.tokens.append(sample(q, self.generator))
         return self.tokens[-1]
-
-
-def _eos_ids(model) -> set[int]:
-    eos = getattr(model.generation_config, "eos_token_id", None) \
-        if getattr(model, "generation_config", None) is not None else None
-    eos = eos if eos is not None else model.config.eos_token_id
-    if eos is None:
-        return set()
-    return {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])}

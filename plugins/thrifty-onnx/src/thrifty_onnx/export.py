@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from thrifty.errors import ModelFormatError
-from thrifty.files import atomic_path, cache_dir as thrifty_cache_dir
+from thrifty.atomic import atomic_path
+from thrifty.files import cache_dir as thrifty_cache_dir
 
 from . import __version__
 from .layout import (ATTENTION_MASK, FORMAT, INPUT_IDS, LOGITS, LOGITS_INDEX, META,

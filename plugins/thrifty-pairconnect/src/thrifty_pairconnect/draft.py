@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from thrifty.errors import IncompatibleModelsError, ModelFormatError, ModelNotFoundError
-from thrifty.files import atomic_path
+from thrifty.atomic import atomic_path
 from thrifty.protocols import Proposal
 from thrifty.speculative import Sampling, sample, warp
 

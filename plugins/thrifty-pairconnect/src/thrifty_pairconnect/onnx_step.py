@@ -30,7 +30,7 @@ from pathlib import Path
 from thrifty.cli import print_record
 from thrifty.errors import (ConfigError, IncompatibleModelsError, ModelFormatError,
                             ModelNotFoundError, NotSupportedError)
-from thrifty.files import atomic_write
+from thrifty.atomic import write_atomically
 
 from .hashing import PRIME
 
@@ -125,7 +125,7 @@ def export_step(model, out: str | os.PathLike | None = None, *, fingerprint=None
     onnx.checker.check_model(graph, full_check=True)
     data = graph.SerializeToString()
     if out is not None:
-        atomic_write(out, data)
+        write_atomically(out, data)
     return data
 
 
