@@ -7,21 +7,24 @@ import importlib
 import pytest
 from thrifty import hookimpl
 from thrifty.cli import main
+from thrifty.records import CommandSpec
 
 
 class Broken:
     """A command with a bug in it, and one that hits the file system."""
 
     @hookimpl
-    def thrifty_commands(self, cli):
+    def thrifty_commands(self):
         def bug(args):
             raise ValueError("a plugin bug")
 
         def disk(args):
             raise PermissionError(13, "Permission denied", "/root/out.json")
 
-        cli.add("bug", "raises a ValueError", lambda p: None, bug)
-        cli.add("disk", "raises a PermissionError", lambda p: None, disk)
+        return [CommandSpec(name="bug", description="raises a ValueError",
+                            configure=lambda p: None, run=bug),
+                CommandSpec(name="disk", description="raises a PermissionError",
+                            configure=lambda p: None, run=disk)]
 
 
 @pytest.fixture
