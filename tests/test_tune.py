@@ -141,6 +141,46 @@ def test_failed_measurements_are_recorded_and_the_search_goes_on(thrifty_registr
         tune(backend, thrifty_registry.optimizer("grid").build(backend.space), 3)
 
 
+@pytest.mark.parametrize("trials", ["0", "-3"])
+def test_tune_refuses_trials_below_one(table, capsys, trials):
+    assert main(["tune", "--table", str(table[0]), "--trials", trials, "--quiet"]) == 2
+    assert f"--trials must be an integer >= 1; got {trials}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--plot", "--log"])
+def test_tune_checks_output_paths_before_any_trial(table, tmp_path, capsys, flag):
+    log, bad = tmp_path / "trials.jsonl", tmp_path / "missing" / "out"
+    paths = {"--log": str(log), "--plot": str(tmp_path / "front.png"), flag: str(bad)}
+    argv = ["tune", "--table", str(table[0]), "--trials", "3", "--quiet"]
+    assert main(argv + [a for kv in paths.items() for a in kv]) == 2
+    assert f"{flag} {bad}: folder {bad.parent} does not exist" in capsys.readouterr().err
+    assert not log.exists() and not (tmp_path / "front.png").exists()  # no trial ran
+
+
+def test_tune_reads_a_csv_with_a_byte_order_mark(tmp_path, capsys):
+    rows = "# knobs: b\nb,energy,latency\n1,2.0,1.0\n2,1.0,3.0\n"
+    (tmp_path / "t.csv").write_bytes(rows.encode("utf-8-sig"))
+    assert main(["tune", "--table", str(tmp_path / "t.csv"), "--slo", "latency<=2",
+                 "--optimizer", "random", "--trials", "2", "--json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["best"]["config"] == {"b": 1}
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("t.json", '[{"b": 1, "energy": 2.0}]', "holds a JSON list, expected a JSON object"),
+    ("t.json", '{"knobs": ["b"], "rows": {"b": 1}}', "rows must be a list of objects"),
+    ("t.json", '{"knobs": "b", "rows": [{"b": 1}]}', "knobs must be a list of column names"),
+    ("t.csv", "# knobs: b\nb,energy\n1,nan\n", "row 1 has energy = NaN"),
+    ("t.csv", "# knobs: b\nb,energy\n1\n", "fewer cells than the header"),
+    ("t.csv", b"# knobs: b\nb,energy\n1,\xff\n", "t.csv:3 is not UTF-8"),
+])
+def test_bad_recorded_tables_name_the_file(tmp_path, capsys, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    assert main(["tune", "--table", str(path), "--trials", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(path) in err and "Traceback" not in err
+
+
 class _Preferred:
     """An optimizer plugin that asks to be the default (priority above every installed one)."""
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 from .hookspecs import hookimpl
 from .records import CommandSpec
@@ -56,35 +55,39 @@ def _configure_generate(p) -> None:
 
 
 def pipeline_from_args(args):
-    """The pipeline that ``generate``-style flags (or ``--config``) describe."""
+    """The pipeline that ``generate``-style flags (or ``--config``) describe, and the checked
+    ``[generate]`` and ``[sampling]`` tables of the config (empty without one)."""
     from .errors import ConfigError
-    from .pipeline import from_config, load_config, pipeline
+    from .pipeline import from_config, load_config, pipeline, run_settings
     from .refs import draft_ref
     from .registry import registry
 
     if args.config:
         config = load_config(args.config)
-        pipe = from_config(config)
-        return pipe, config.get("generate", {}), config.get("sampling", {})
-    drafts = [draft_ref(d, registry()) for d in args.draft]
-    pipe = pipeline((args.verifier, {"model": args.model}), drafts,
-                    lookahead=4 if args.lookahead is None else args.lookahead)
+        tables = run_settings(config, args.config)
+        try:
+            pipe = from_config(config)
+        except ConfigError as exc:
+            raise type(exc)(f"{args.config}: {exc}") from None
+        return pipe, tables["generate"], tables["sampling"]
     if args.lookahead is not None and args.lookahead < 0:
-        raise ConfigError("--lookahead must be >= 0")
+        raise ConfigError(f"--lookahead must be >= 0; got {args.lookahead}")
+    pipe = pipeline((args.verifier, {"model": args.model}),
+                    [draft_ref(d, registry()) for d in args.draft],
+                    lookahead=4 if args.lookahead is None else args.lookahead)
     return pipe, {}, {}
 
 
 def _run_generate(args) -> int:
     from .errors import ConfigError
+    from .files import read_text
     from .speculative import Sampling
 
     pipe, gen_cfg, sampling_cfg = pipeline_from_args(args)
     prompts = list(args.prompt)
     if args.prompts_file:
-        try:
-            prompts += [ln for ln in Path(args.prompts_file).read_text().splitlines() if ln.strip()]
-        except OSError as exc:
-            raise ConfigError(f"cannot read --prompts-file {args.prompts_file}: {exc}") from exc
+        text = read_text(args.prompts_file, "--prompts-file")
+        prompts += [ln for ln in text.splitlines() if ln.strip()]
     prompts += gen_cfg.get("prompts", [])
     if not prompts:
         raise ConfigError("give at least one prompt (positional, --prompts-file or "

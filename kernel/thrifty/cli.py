@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from typing import Any, Sequence
@@ -57,6 +58,18 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("thrifty: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk, a lost permission: the system names the file
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"thrifty: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        # a bug, in thrifty or a plugin: one line for the user, the traceback on request
+        if os.environ.get("THRIFTY_DEBUG"):
+            raise
+        print(f"thrifty: internal error: {type(exc).__name__}: {exc}. This is a bug in thrifty "
+              f"or a plugin; run again with THRIFTY_DEBUG=1 for the traceback and report it",
+              file=sys.stderr)
+        return 1
 
 
 def print_table(rows: list[dict[str, Any]], columns: Sequence[str], as_json: bool) -> None:

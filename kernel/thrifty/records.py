@@ -9,11 +9,13 @@ loaded.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Callable, Mapping
 
 import attrs
 
+from .checks import check_keys
 from .errors import ConfigError
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -59,6 +61,8 @@ class Option:
             raise ConfigError(
                 f"{owner}: option {key!r} must be {wanted}, got {type(value).__name__} {value!r}"
             )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{owner}: option {key!r} must be a finite number, got {value!r}")
         if self.choices is not None and value not in self.choices:
             raise ConfigError(
                 f"{owner}: option {key!r} must be one of {list(self.choices)}, got {value!r}"
@@ -98,10 +102,7 @@ _BOOLS = {"true": True, "yes": True, "on": True, "1": True,
 
 def check_options(owner: str, declared: Mapping[str, Option], given: Mapping[str, Any]) -> dict:
     """Validate user options against a declaration; return them with defaults filled in."""
-    unknown = sorted(set(given) - set(declared))
-    if unknown:
-        known = ", ".join(sorted(declared)) or "(none)"
-        raise ConfigError(f"{owner}: unknown option(s) {unknown}; it accepts: {known}")
+    check_keys(owner, given, declared, noun="option")
     out = {}
     for key, opt in declared.items():
         if key in given:

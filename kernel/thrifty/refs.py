@@ -8,9 +8,9 @@ record declares (``ngram,max_ngram=4``, ``hf:smollm2-draft-l2,dtype=bfloat16``).
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
+from .checks import did_you_mean
 from .errors import ConfigError
 from .records import Spec
 
@@ -40,10 +40,8 @@ def ref_options(spec: Spec, value: str, pairs: dict[str, str]) -> dict[str, Any]
         options[required[0]] = value
     for key, text in pairs.items():
         if key not in spec.options:
-            close = difflib.get_close_matches(key, spec.options, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"{owner} has no option {key!r}.{hint} It accepts: "
-                              f"{', '.join(sorted(spec.options)) or '(none)'}")
+            raise ConfigError(f"{owner} has no option {key!r}.{did_you_mean(key, spec.options)} "
+                              f"It accepts: {', '.join(sorted(spec.options)) or '(none)'}")
         options[key] = spec.options[key].parse(owner, key, text)
     return options
 

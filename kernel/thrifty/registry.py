@@ -6,8 +6,7 @@ Every lookup is by name and fails with a message that lists what is registered.
 
 from __future__ import annotations
 
-import difflib
-
+from .checks import did_you_mean
 from .errors import UnknownNameError
 from .plugins import PluginInfo, PluginManager
 from .records import (
@@ -39,8 +38,7 @@ class Registry:
             raise UnknownNameError(f"unknown hook family {family!r}; families: {sorted(FAMILIES)}")
         found = self.manager.records(family)
         if name not in found:
-            close = difflib.get_close_matches(str(name), found, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(name, found)
             listed = ", ".join(sorted(found)) or "(none: is the plugin installed?)"
             raise UnknownNameError(
                 f"no {family.replace('_', ' ')[:-1]} named {name!r}.{hint} Registered: {listed}. "

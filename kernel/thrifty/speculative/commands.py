@@ -128,6 +128,9 @@ def _configure_profile(p) -> None:
 
 
 def _run_profile(args) -> int:
+    from ..files import check_writable
+
+    check_writable(args.output, "-o/--output")  # before the measurements, not after them
     prof, *_ = _profile_from_args(args, _say(args))
     prof.save(args.output)
     print(f"profile of {prof.verifier} with {len(prof.drafts)} draft(s) on {prof.workload} "
@@ -172,10 +175,13 @@ def _hypothetical(text: str):
 
 
 def _run_select(args) -> int:
+    from ..files import check_writable
     from .profile import Profile, measure
     from .throughput import ThroughputModel, batched
 
     say = _say(args)
+    if args.plot:
+        check_writable(args.plot, "--plot")  # before the measurements, not after them
     verifier = drafts = work = None
     if args.profile:
         prof = Profile.load(args.profile)
@@ -284,6 +290,8 @@ def plot(model, batches, path: str | Path, report=None) -> None:
     """Per batch size: throughput vs TAR per draft (one point per γ), and throughput vs γ."""
     import matplotlib
 
+    from ..atomic import atomic_path
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -315,7 +323,8 @@ def plot(model, batches, path: str | Path, report=None) -> None:
     fig.suptitle(f"{model.profile.verifier} on {model.profile.device}, "
                  f"workload {model.profile.workload}")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    with atomic_path(path, suffix=Path(path).suffix) as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import ConfigError, ThriftyError
+from ..files import read_json, read_text
 from .space import Space
 
 
@@ -62,12 +63,15 @@ class ReplayBackend:
         self.meta = dict(meta or {})
         self.knobs = knobs
         sums: dict[tuple, dict[str, list[float]]] = {}
-        for row in rows:
-            key = tuple(row[k] for k in knobs)
+        for i, row in enumerate(rows):
+            key = tuple(row.get(k) for k in knobs)
             slot = sums.setdefault(key, {})
             for name, value in row.items():
                 if name not in knobs and isinstance(value, (int, float)) \
                         and not isinstance(value, bool):
+                    if math.isnan(value):
+                        raise ConfigError(f"recorded table {source}: row {i + 1} has {name} = "
+                                          f"NaN; record a number (inf for a failed run)")
                     slot.setdefault(name, []).append(float(value))
         self.table = {k: {m: sum(v) / len(v) for m, v in slot.items()} for k, slot in sums.items()}
         self.space = Space.from_configs([dict(zip(knobs, k)) for k in self.table])
@@ -75,20 +79,20 @@ class ReplayBackend:
     @classmethod
     def load(cls, path: str | Path, knobs: Sequence[str] | None = None) -> "ReplayBackend":
         path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read recorded table {path}: {exc.strerror}") from exc
         meta: dict[str, Any] = {}
         if path.suffix == ".json":
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"recorded table {path} is not valid JSON: {exc}") from exc
+            data = read_json(path, "recorded table")
             rows, file_knobs = data.get("rows", []), data.get("knobs")
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                raise ConfigError(f"recorded table {path}: rows must be a list of objects "
+                                  f"(one per measurement)")
+            if file_knobs is not None and not (isinstance(file_knobs, list) and all(
+                    isinstance(k, str) for k in file_knobs)):
+                raise ConfigError(f"recorded table {path}: knobs must be a list of column "
+                                  f"names; got {file_knobs!r}")
             meta = {k: v for k, v in data.items() if k not in ("rows", "knobs")}
         else:
-            lines = text.splitlines()
+            lines = read_text(path, "recorded table").splitlines()
             file_knobs = None
             while lines and lines[0].startswith("#"):
                 label, _, value = lines.pop(0).lstrip("# ").partition(":")
@@ -96,7 +100,13 @@ class ReplayBackend:
                     file_knobs = [k.strip() for k in value.split(",") if k.strip()]
                 elif label.strip():
                     meta[label.strip()] = value.strip()
-            rows = [{k: _scalar(v) for k, v in r.items()} for r in csv.DictReader(lines)]
+            rows = []
+            for r in csv.DictReader(lines):
+                if None in r or None in r.values():
+                    raise ConfigError(f"recorded table {path}: the row after {len(rows)} rows "
+                                      f"has {'more' if None in r else 'fewer'} cells than the "
+                                      f"header")
+                rows.append({k: _scalar(v) for k, v in r.items()})
         knobs = list(knobs or file_knobs or [])
         if not knobs:
             raise ConfigError(f"recorded table {path} does not say which columns are knobs; add "

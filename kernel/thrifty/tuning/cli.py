@@ -16,7 +16,9 @@ import json
 import sys
 from typing import Any
 
+from ..checks import check_number
 from ..errors import ConfigError
+from ..files import check_writable
 
 
 def configure(p) -> None:
@@ -107,11 +109,15 @@ def run(args) -> int:
     from .tuner import plot_front, read_log, tune
 
     reg = registry()
+    check_number("--trials", args.trials, low=1, integer=True)
+    # output paths are checked before the first trial, so that a typo in them never costs
+    # the trials' work (and the best configuration is printed)
+    for flag, path in (("--log", args.log), ("--plot", args.plot)):
+        if path:
+            check_writable(path, flag)
     constraints = [parse_constraint(s) for s in args.slo]
     warm = [entry for path in args.warm_start for entry in read_log(path)]
     backend_name = args.backend or ("replay" if args.table else None)
-    if args.trials < 0:
-        raise ConfigError("--trials must be >= 0")
     progress = None if args.quiet else _progress
 
     if backend_name == "replay":

@@ -20,7 +20,6 @@ Drafts made by ``thrifty distill`` and shipped with this package live in
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -33,7 +32,9 @@ from typing import Iterator
 
 import attrs
 
+from thrifty.atomic import write_json_atomically
 from thrifty.errors import ModelFormatError, ModelNotFoundError, OfflineError
+from thrifty.files import cache_dir
 
 MARKER = "thrifty-zoo.json"
 """Written last into a converted folder: its presence means the conversion completed."""
@@ -81,11 +82,6 @@ ZOO: dict[str, WheelModel] = {
         ),
     ]
 }
-
-
-def cache_dir() -> Path:
-    """``$THRIFTY_CACHE`` or ``~/.cache/thrifty``."""
-    return Path(os.environ.get("THRIFTY_CACHE") or Path.home() / ".cache" / "thrifty").expanduser()
 
 
 def shipped_drafts() -> dict[str, Path]:
@@ -187,9 +183,9 @@ def _convert(entry: WheelModel, cache: Path, progress: bool) -> None:
             out = work / "hf"
             model.save_pretrained(out, safe_serialization=True)
             tokenizer.save_pretrained(out)
-        (out / MARKER).write_text(json.dumps(
-            {"name": entry.name, "source": entry.requirement, "member": entry.member,
-             "sha256": entry.sha256, "dtype": "float32"}, indent=2) + "\n")
+        write_json_atomically(out / MARKER, {"name": entry.name, "source": entry.requirement,
+                                             "member": entry.member, "sha256": entry.sha256,
+                                             "dtype": "float32"})
         shutil.rmtree(target, ignore_errors=True)
         out.rename(target)
         stages.update()
