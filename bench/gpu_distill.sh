@@ -18,14 +18,14 @@ out=${1:?output folder}
 secs=${2:-290}
 round=${3:-1}
 chat=2400; [ "$round" -ge 3 ] && chat=4800
-thrifty distill --out "$out/scratch" --depth 1 --steps 1 --corpus-cache "$out/corpus.pt" \
+thrifty distill --out "$out/scratch" --depth 1 --steps 1 --corpus-cache "$out/corpus.safetensors" \
     --code-tokens 6000000 --self-generate "$chat" --gen-batch 400 --seq-len 512 --quiet
 if [ "$round" -ge 3 ]; then
   exec thrifty distill --out "$out/smollm2-draft-feat" --resume smollm2-draft-feat \
-      --verifier smollm2-135m --corpus-cache "$out/corpus.pt" --steps 40000 \
+      --verifier smollm2-135m --corpus-cache "$out/corpus.safetensors" --steps 40000 \
       --max-seconds "$secs" --batch 32 --seq-len 512 --quiet
 fi
-common=(--verifier smollm2-135m --corpus-cache "$out/corpus.pt" --steps 20000
+common=(--verifier smollm2-135m --corpus-cache "$out/corpus.safetensors" --steps 20000
         --max-seconds "$secs" --batch 16 --seq-len 512 --quiet)
 thrifty distill --out "$out/smollm2-draft-narrow" --depth 8 --width 256 --init fresh \
     "${common[@]}" &

@@ -25,13 +25,17 @@ def example(page: str) -> str:
 
 
 @pytest.mark.parametrize("hook", HOOKS)
-def test_hook_page_has_exact_signature(hook):
+def test_hook_page_has_exact_signature_and_docstring(hook):
     page_path = DOCS / "hooks" / f"{hook.removeprefix('thrifty_')}.md"
     assert page_path.exists(), f"hook {hook} is undocumented: write {page_path}"
-    page = page_path.read_text()
-    signature = f"def {hook}{inspect.signature(getattr(hookspecs, hook))}"
-    signature = signature.replace("'", "")
-    assert signature in page.replace("'", ""), f"{page_path.name} lacks `{signature}`"
+    spec_block = re.search(r"```python\n(.*?)```", page_path.read_text(), re.S)
+    assert spec_block, f"{page_path.name} does not open with the hook spec in a python block"
+    block = spec_block.group(1).replace("'", "")
+    signature = f"def {hook}{inspect.signature(getattr(hookspecs, hook))}".replace("'", "")
+    assert signature in block, f"{page_path.name} lacks `{signature}`"
+    docstring = " ".join(inspect.getdoc(getattr(hookspecs, hook)).replace("'", "").split())
+    assert docstring in " ".join(block.split()), \
+        f"{page_path.name}'s hook spec lacks the docstring of hookspecs.{hook}: {docstring!r}"
 
 
 @pytest.mark.parametrize("hook", HOOKS)
@@ -45,7 +49,7 @@ def test_hook_page_example_runs(hook, tmp_path):
 
 
 def test_every_family_has_a_hook():
-    assert {f"thrifty_{f}" for f in FAMILIES} | {"thrifty_commands"} == set(HOOKS)
+    assert {f"thrifty_{f}" for f in FAMILIES} == set(HOOKS)
 
 
 def test_every_command_is_in_the_cli_page():
@@ -64,6 +68,7 @@ SUITES = {
     "optimizers": "thrifty.testing.optimizers:OptimizerSuite",
     "samplers": "thrifty.testing.samplers:SamplerSuite",
     "sparse_layers": "thrifty.testing.sparse_layers:SparseLayerSuite",
+    "commands": "thrifty.testing.commands:CommandSuite",
 }
 
 
@@ -119,3 +124,29 @@ def test_relative_links_resolve(page):
     missing = [link for link in links if "://" not in link
                and not (page.parent / link).exists()]
     assert not missing, f"{page.relative_to(ROOT)} links to missing files: {missing}"
+
+
+def test_template_in_writing_plugins_matches_the_ngram_plugin():
+    """The hook module shown in writing-plugins.md is the contrib n-gram plugin's: same option
+    names and defaults."""
+    from thrifty.registry import registry
+
+    page = (DOCS / "writing-plugins.md").read_text()
+    shown = dict(re.findall(r'"(\w+)": Option\(\w+, ([^,]+),', page))
+    declared = registry().draft_model("ngram").options
+    assert shown == {k: repr(o.default) for k, o in declared.items()}
+
+
+@pytest.mark.parametrize("page", ["tuning.md"])
+def test_replay_examples_find_a_configuration(page, tmp_path):
+    """Every `thrifty tune --table ...` example of the page meets its SLO on its table."""
+    from thrifty.cli import main
+
+    root = DOCS.parent
+    text = (DOCS / page).read_text()
+    examples = re.findall(r"thrifty tune --table (\S+) --slo '([^']+)'", text)
+    assert examples
+    for table, slo in examples:
+        argv = ["tune", "--table", str(root / table), "--slo", slo, "--optimizer", "grid",
+                "--trials", "1000", "--quiet", "--json"]
+        assert main(argv) == 0, f"{page}: no row of {table} meets {slo}"

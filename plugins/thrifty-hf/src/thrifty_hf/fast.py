@@ -72,6 +72,9 @@ class StaticLM:
         self.device = model.get_output_embeddings().weight.device
         self.dtype = self.body.dtype
         self.vocab_size, self.width = int(self.body.vocab_size), int(self.body.width)
+        limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+        self.max_context = min(self.max_len, limit) if limit else self.max_len
+        """Tokens a row may hold: the static cache, and no more positions than the model has."""
         self.graphs_on = (self.device.type == "cuda") if graphs is None else bool(graphs)
         if self.graphs_on and self.device.type != "cuda":
             raise ConfigError("CUDA graphs need a CUDA device; pass graphs=False on the CPU")
@@ -255,15 +258,18 @@ class FastVerifier:
                  graphs: bool | None = None, eos_token_ids=None, body: str = "auto",
                  compile: bool = False) -> None:
         self.lm = StaticLM(model, max_len=max_len, graphs=graphs, body=body, compile=compile)
+        self.max_context = self.lm.max_context
         self.model = model  # the HF model, whose embedding a thrifty draft shares
         self.name = name
         self.vocab_size = self.lm.vocab_size
         self.tokenizer = tokenizer
         self.device = self.lm.device
         if eos_token_ids is None:
-            from .models import eos_token_ids as model_eos  # the rule the 'hf' path follows
+            # the hf verifier's rule (generation config, model config, then the tokenizer), so
+            # the two paths stop at the same tokens
+            from .models import eos_token_ids as hf_eos
 
-            eos_token_ids = model_eos(model, tokenizer)
+            eos_token_ids = hf_eos(model, tokenizer)
         self.eos_token_ids = frozenset(eos_token_ids)
         self.n = None
         self.features = None
@@ -303,6 +309,7 @@ class _Proposer:
     def __init__(self, model, *, name: str = "hf-fast", max_len: int = 1024,
                  graphs: bool | None = None, body: str = "auto", compile: bool = False) -> None:
         self.lm = StaticLM(model, max_len=max_len, graphs=graphs, body=body, compile=compile)
+        self.max_context = self.lm.max_context
         self.name = name
         self.vocab_size = self.lm.vocab_size
 
@@ -525,4 +532,3 @@ class _Chooser:
         self.qs.append(q)
         self.tokens.append(sample(q, self.generator))
         return self.tokens[-1]
-

@@ -40,6 +40,7 @@ class HFVerifier:
         self.model = model
         self.lm = CachedLM(model)
         self.name = name
+        self.max_context = getattr(model.config, "max_position_embeddings", None)
         self.tokenizer = tokenizer
         self.vocab_size = int(model.config.vocab_size)
         self.eos_token_ids = eos_token_ids(model, tokenizer)
@@ -67,6 +68,7 @@ class HFDraft:
         self.model = model
         self.lm = CachedLM(model)
         self.name = name
+        self.max_context = getattr(model.config, "max_position_embeddings", None)
         self.vocab_size = int(model.config.vocab_size)
         self._rows: list[list[int]] = []
         self._proposed: list[list[int]] = []

@@ -1,5 +1,8 @@
 """A real demonstration of co-scheduling: a small torch MLP on the CPU serves Poisson-arriving
-inference requests and fine-tunes itself in the gaps, with or without the admission controller.
+inference requests and fine-tunes itself in the gaps, with or without the admission controller
+(:mod:`thrifty.tuning.cosched`). ``tests/test_cosched.py`` runs it; by hand::
+
+    python bench/coserve.py --slo 0.025 --seconds 3 --seeds 0 1 2
 
 One thread does everything (as on a small edge board): when no request is waiting, it either
 runs a fine-tuning step or waits for the next arrival. Without the controller it always runs a
@@ -8,12 +11,13 @@ step of the largest micro-batch; with it, :class:`AdmissionController` decides.
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import attrs
 import numpy as np
 
-from .cosched import AdmissionController, LatencyPredictor, Work
+from thrifty.tuning.cosched import AdmissionController, LatencyPredictor, Work
 
 
 @attrs.frozen
@@ -142,3 +146,20 @@ def demo(slo: float | None = None, rate: float = 40.0, seconds: float = 2.0, see
     held = serve(workload, predictor, slo=slo, rate=rate, seconds=seconds,
                  micro_batches=micro_batches, controlled=True, seed=seed)
     return free, held
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--slo", type=float, default=None,
+                   help="seconds (default: 30%% of the largest fine-tuning step's prediction)")
+    p.add_argument("--rate", type=float, default=40.0, help="requests per second")
+    p.add_argument("--seconds", type=float, default=2.0, help="seconds of arrivals per run")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    args = p.parse_args()
+    for seed in args.seeds:
+        for report in demo(args.slo, args.rate, args.seconds, seed):
+            print(f"seed {seed}: {report}")
+
+
+if __name__ == "__main__":
+    main()
