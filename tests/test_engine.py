@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from thrifty.errors import ConfigError, IncompatibleModelsError
-from thrifty.speculative import SpeculativeDecoder
+from thrifty.speculative import Sampling, SpeculativeDecoder
 from thrifty.testing.toy import ToyDraft, ToyVerifier
 
 
@@ -71,6 +71,18 @@ def test_metrics_count_passes_and_tokens_per_pass():
     assert m.acceptance == [1.0, 1.0, 1.0]
     assert m.draft_ms > 0 and m.verify_ms > 0 and m.total_ms >= m.draft_ms + m.verify_ms
     assert m.as_dict()["tokens_per_second"] > 0
+
+
+def test_static_batches_draw_independent_samples():
+    """Static batches (models without ``admit``) each get their own random stream: the same
+    prompt in two batches is sampled twice, not copied."""
+
+    class NoAdmit(ToyVerifier):
+        admit = None  # not callable: the engine runs static batches
+
+    out = SpeculativeDecoder(NoAdmit(vocab=5)).generate(
+        [[1, 2]] * 4, max_new_tokens=12, sampling=Sampling(temperature=1.0), batch_size=2)
+    assert out.token_ids[:2] != out.token_ids[2:]
 
 
 def test_a_draft_whose_acceptance_collapses_is_reported():

@@ -117,8 +117,10 @@ class SpeculativeDecoder:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be an int >= 1 (rows decoded at once); got "
                               f"{batch_size!r}")
+        # each static batch draws from its own seed: one seed for all would sample the same
+        # output again for a prompt that comes back in a later batch
         run = lambda part, offset: self._run(  # noqa: E731
-            part, min(batch_size, len(part)), max_new_tokens, sampling, stop, seed,
+            part, min(batch_size, len(part)), max_new_tokens, sampling, stop, seed + offset,
             stream if stream is None or not offset else
             (lambda b, new, text: stream(b + offset, new, text)))
         if batch_size >= len(ids) or self.refills:
