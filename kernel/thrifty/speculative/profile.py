@@ -336,11 +336,12 @@ def shape_latency(layers: int, width: int, vocab: int, batch: int, device: str =
     ids = torch.randint(0, vocab, (batch, context), device=device)
     step = torch.randint(0, vocab, (batch, 1), device=device)
     with torch.inference_mode():
-        cache = model(ids, use_cache=True).past_key_values
+        out = model(ids, use_cache=True)
+        key = "cache" if "cache" in out else "past_key_values"  # this transformers' keyword
+        cache = out[key]
 
         def one():
-            out = model(step, past_key_values=cache, use_cache=True)
-            return out.logits
+            return model(step, use_cache=True, **{key: cache}).logits
 
         ms = median_ms(one, torch.device(device), repeats, warmup,
                        # a negative crop removes that many trailing tokens (transformers >= 5.17
