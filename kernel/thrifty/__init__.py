@@ -13,6 +13,7 @@ from .records import (
     REQUIRED,
     DraftModelSpec,
     EnergyMeterSpec,
+    EngineSettings,
     HardwareKnobSpec,
     Option,
     OptimizerSpec,
@@ -26,7 +27,7 @@ __version__ = "0.1.0"
 
 
 __all__ = [
-    "REQUIRED", "DraftModelSpec", "EnergyMeterSpec", "HardwareKnobSpec", "Option",
-    "OptimizerSpec", "SamplerSpec", "SparseLayerSpec", "ThriftyError", "VerifierSpec",
+    "REQUIRED", "DraftModelSpec", "EnergyMeterSpec", "EngineSettings", "HardwareKnobSpec",
+    "Option", "OptimizerSpec", "SamplerSpec", "SparseLayerSpec", "ThriftyError", "VerifierSpec",
     "hookimpl", "pipeline", "registry",
 ]

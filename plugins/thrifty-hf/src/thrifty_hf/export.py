@@ -1,0 +1,198 @@
+"""``thrifty export-draft``: a thrifty draft as a complete Hugging Face checkpoint.
+
+A thrifty draft stores only its own layers and borrows its verifier's embedding and LM head
+(:mod:`thrifty_hf.drafts`), which no other engine knows how to do. The export writes the draft
+as the stock causal-LM class of its layers' family (``LlamaForCausalLM`` for today's drafts):
+config, safetensors weights with the embedding and LM head in them, the verifier's tokenizer
+files and generation config. ``AutoModelForCausalLM.from_pretrained`` loads it without thrifty,
+and vLLM's ``draft_model`` method and transformers' ``assistant_model=`` take it as it is.
+
+A draft narrower or wider than its verifier has ``proj_in`` [W x E] after the embedding and
+``proj_out`` [E x W] before the head. Both are linear maps next to a linear map, so they fold
+away: an embedding row e becomes ``e @ proj_in^T`` (embedding' = E proj_inᵀ, [V x W]) and the
+head h becomes ``h @ proj_out`` ([V x W]). The stock model then computes the same logits as the
+thrifty draft, up to float rounding.
+
+A feature draft (EAGLE-style) also reads the verifier's hidden state, which a stock causal LM
+cannot be given, and no engine's EAGLE loader computes what thrifty's feature draft computes
+(see :data:`EAGLE_DIFFERENCES`): it is refused rather than written as a file that loads and then
+proposes garbage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from thrifty.errors import ConfigError, IncompatibleModelsError
+from thrifty.records import EngineSettings
+
+EAGLE_DIFFERENCES = (
+    "layer 0 of vLLM's and SGLang's EAGLE drafts has no input norm (thrifty's normalises "
+    "fc's output)",
+    "their drafts hand the last layer's residual sum to the LM head with no final norm "
+    "(thrifty's applies one)",
+    "their fc has the verifier's width on both sides (thrifty's may widen or narrow and "
+    "project back with proj_out)",
+)
+"""Where thrifty's feature draft and the EAGLE drafts vLLM (``method: "eagle"``,
+``llama_eagle.py``) and SGLang (``llama_eagle.py``) load compute different functions. Both
+engines hand the draft the verifier's last hidden state after the final norm and combine it as
+``fc(cat(embed, hidden))``, as thrifty does; the differences are the norms, which are not linear
+and cannot be folded into weights."""
+
+FAMILY_CLASS = {"llama": "LlamaForCausalLM"}
+"""Layer family (``model_type`` of the draft's config) -> the stock class the export names."""
+
+
+def is_thrifty_draft(model: str) -> Path | None:
+    """The folder of ``model`` when it names a thrifty draft (zoo name or folder), else None.
+    Reads no weights and prepares no zoo model."""
+    from .zoo import DRAFT_MANIFEST, shipped_drafts
+
+    shipped = shipped_drafts()
+    if model in shipped:
+        return shipped[model]
+    path = Path(model).expanduser()
+    return path if (path / DRAFT_MANIFEST).is_file() else None
+
+
+def is_feature_draft(folder: Path) -> bool:
+    from .drafts import CONFIG
+
+    return bool(json.loads((folder / CONFIG).read_text()).get("thrifty_features", False))
+
+
+def refuse_feature_draft(name: str) -> None:
+    raise IncompatibleModelsError(
+        f"draft {name!r} is a feature draft: it reads the verifier's hidden states, which a "
+        f"stock causal LM is never given, and the EAGLE drafts vLLM and SGLang load compute a "
+        f"different function ({'; '.join(EAGLE_DIFFERENCES)}). Export a token draft instead "
+        f"(one distilled without --features); docs/interop.md says more")
+
+
+def default_out(model: str) -> str:
+    """Where ``thrifty select`` tells the user to export ``model``: ``<name>-hf``."""
+    return f"{Path(model).name}-hf"
+
+
+def engine_settings(options) -> EngineSettings | None:
+    """The ``hf`` draft in vLLM and transformers (the record's ``export``): a thrifty draft
+    after ``thrifty export-draft``, a Hugging Face folder as it is; None for a feature draft."""
+    from .zoo import ZOO
+
+    model = options["model"]
+    folder = is_thrifty_draft(model)
+    prepare = ""
+    if folder is not None:
+        if is_feature_draft(folder):
+            return None
+        where = default_out(model)
+        prepare = f"thrifty export-draft {model} --out {where}"
+    else:
+        where = str(ZOO[model].folder()) if model in ZOO else model
+    return EngineSettings(
+        vllm={"method": "draft_model", "model": where},
+        transformers={"assistant_model": where, "num_assistant_tokens_schedule": "constant"},
+        transformers_gamma="num_assistant_tokens", prepare=prepare)
+
+
+def stock_model(draft):
+    """The draft as its family's stock causal LM (float32 on the CPU), projections folded into
+    the embedding and LM head."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if getattr(draft, "fc", None) is not None:
+        refuse_feature_draft(getattr(draft.config, "name_or_path", "") or "this draft")
+    raw = draft.config.to_dict()
+    family = raw.get("model_type")
+    if family not in FAMILY_CLASS:
+        raise ConfigError(f"cannot export a draft of layer family {family!r}: export-draft "
+                          f"writes {sorted(FAMILY_CLASS)}")
+    for key in ("thrifty_embed_size", "thrifty_features", "architectures", "dtype",
+                "torch_dtype", "_name_or_path"):
+        raw.pop(key, None)
+    with torch.no_grad():
+        state = {k: v.detach().to("cpu", torch.float32) for k, v in draft.state_dict().items()}
+        embed, head = state.pop("embed_tokens.weight"), state.pop("lm_head.weight")
+        projected = "proj_in.weight" in state or "proj_out.weight" in state
+        if "proj_in.weight" in state:
+            embed = embed @ state.pop("proj_in.weight").T
+        if "proj_out.weight" in state:
+            head = head @ state.pop("proj_out.weight")
+    tied = not projected and torch.equal(embed, head)
+    raw.update(architectures=[FAMILY_CLASS[family]], tie_word_embeddings=tied)
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**raw), dtype=torch.float32)
+    state.update({"model.embed_tokens.weight": embed, "lm_head.weight": head})
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not (tied and k == "lm_head.weight")]
+    if missing or unexpected:
+        raise ConfigError(f"the draft's weights do not fill a stock {FAMILY_CLASS[family]}: "
+                          f"missing {missing[:4]}, unexpected {unexpected[:4]}")
+    return model.eval()
+
+
+def export_draft(model: str, out, *, verifier: str | None = None, dtype: str = "float32") -> Path:
+    """Write the draft ``model`` (zoo name or thrifty draft folder) to ``out`` as a complete
+    Hugging Face checkpoint. ``verifier``: the verifier whose embedding, tokenizer and
+    generation config go in (default: the one the draft was distilled for). Written to a
+    temporary folder beside ``out`` and renamed into place, so ``out`` is whole or absent."""
+    import torch
+    from transformers import GenerationConfig
+
+    from .drafts import load_draft, read_manifest
+    from .models import load_verifier
+
+    folder = is_thrifty_draft(model)
+    if folder is None:
+        raise ConfigError(f"{model!r} is not a thrifty draft (a zoo draft name or a folder with "
+                          f"thrifty.json); a Hugging Face folder is a checkpoint already")
+    if is_feature_draft(folder):
+        refuse_feature_draft(model)
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise ConfigError(f"--dtype must be float32, bfloat16 or float16; got {dtype!r}")
+    out = Path(out).expanduser()
+    if out.exists():
+        raise ConfigError(f"{out} exists; export-draft writes a new folder (remove it or pick "
+                          f"another --out)")
+    vname = verifier or read_manifest(folder)["verifier"]["name"]
+    vmodel, tokenizer = load_verifier(vname, torch.device("cpu"), torch.float32)
+    draft = load_draft(folder, vmodel, device="cpu", dtype=torch.float32)
+    stock = stock_model(draft).to(getattr(torch, dtype))
+    try:
+        generation = GenerationConfig.from_pretrained(vmodel.name_or_path)
+    except OSError:
+        generation = GenerationConfig.from_model_config(vmodel.config)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the checkpoint is an ordinary folder
+    try:
+        stock.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        generation.save_pretrained(tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def configure(p) -> None:
+    p.add_argument("draft", help="thrifty draft: zoo name (smollm2-draft-l1) or folder")
+    p.add_argument("--out", required=True, help="folder to write (must not exist)")
+    p.add_argument("--verifier", help="verifier model whose embedding, tokenizer and generation "
+                                      "config go in (default: the one in the draft's "
+                                      "thrifty.json)")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                   help="weights' dtype in the checkpoint (default: float32)")
+
+
+def run(args) -> int:
+    out = export_draft(args.draft, args.out, verifier=args.verifier, dtype=args.dtype)
+    print(f"wrote {out}: a Hugging Face checkpoint (AutoModelForCausalLM.from_pretrained, "
+          f"vLLM draft_model, transformers assistant_model=)")
+    return 0
