@@ -1,0 +1,151 @@
+"""``thrifty export-draft``: a thrifty draft as a stock Hugging Face checkpoint.
+
+The end-to-end test loads the export in a Python that cannot import thrifty and runs
+transformers' own assisted generation with it: output identical to the verifier's greedy
+output, acceptance close to thrifty's engine with the same draft and γ.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import sysconfig
+
+import pytest
+import torch
+
+from thrifty.errors import ConfigError, IncompatibleModelsError
+
+GAMMA = 4
+NEW_TOKENS = 24
+ROWS = (0, 1, 2, 11, 12, 13)
+"""Three code and three prose prompts of the session's list (conftest.PROMPTS)."""
+
+
+@pytest.mark.parametrize("width", [32, 64, 16])
+def test_folded_checkpoint_computes_the_drafts_logits(tiny_llama, tiny_draft, width):
+    """Projections (width != 32) fold into embedding and head: same logits in float32."""
+    from thrifty_hf.export import stock_model
+
+    verifier = tiny_llama()
+    draft = tiny_draft(verifier, width, depth=2)
+    with torch.no_grad():  # perturbed norms, so a dropped or misplaced norm would show
+        for name, p in draft.named_parameters():
+            if "norm" in name:
+                p.add_(torch.randn_like(p) * 0.3)
+    stock = stock_model(draft)
+    assert type(stock).__name__ == "LlamaForCausalLM"
+    assert stock.config.hidden_size == width
+    ids = torch.randint(0, 40, (2, 11), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want, got = draft(input_ids=ids).logits, stock(input_ids=ids).logits
+    assert want.shape == got.shape == (2, 11, 40)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_feature_draft_is_refused_with_the_reason(tmp_path, tiny_llama, tiny_draft):
+    from thrifty_hf.export import EAGLE_DIFFERENCES, engine_settings, export_draft, stock_model
+
+    out = tmp_path / "feat-hf"
+    with pytest.raises(IncompatibleModelsError, match="feature draft") as err:
+        export_draft("smollm2-draft-feat", out)
+    assert "EAGLE" in str(err.value) and "docs/interop.md" in str(err.value)
+    assert not out.exists()
+    verifier = tiny_llama()
+    with pytest.raises(IncompatibleModelsError, match="no final norm|final norm"):
+        stock_model(tiny_draft(verifier, 32, features=True))
+    assert len(EAGLE_DIFFERENCES) == 3
+    # and `thrifty select` offers no vLLM/transformers settings for it
+    assert engine_settings({"model": "smollm2-draft-feat"}) is None
+    assert engine_settings({"model": "smollm2-draft-l1"}).prepare == \
+        "thrifty export-draft smollm2-draft-l1 --out smollm2-draft-l1-hf"
+
+
+def test_bad_targets_are_refused(tmp_path, small_draft_dir):
+    from thrifty_hf.export import export_draft
+
+    with pytest.raises(ConfigError, match="checkpoint already"):
+        export_draft(str(small_draft_dir), tmp_path / "x")
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(ConfigError, match="exists"):
+        export_draft("smollm2-draft-l1", tmp_path / "taken")
+
+
+# Runs in `python -I -S` with only the standard library and site-packages on sys.path: editable
+# installs (thrifty, its plugins) hook in through .pth files, which are never read, so thrifty
+# cannot be imported, and the script checks that it cannot.
+_ASSISTED = r"""
+import importlib.util, json, sys
+sys.path.append(sys.argv[1])
+assert importlib.util.find_spec("thrifty") is None and importlib.util.find_spec("thrifty_hf") is None
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging
+logging.set_verbosity_error()
+logging.disable_progress_bar()
+draft_dir, verifier_dir, gamma, new = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+prompts = json.loads(sys.argv[6])  # token ids
+draft = AutoModelForCausalLM.from_pretrained(draft_dir, dtype=torch.float32).eval()
+target = AutoModelForCausalLM.from_pretrained(verifier_dir, dtype=torch.float32).eval()
+tok = AutoTokenizer.from_pretrained(draft_dir)
+passes = [0]
+target.register_forward_pre_hook(lambda *a: passes.__setitem__(0, passes[0] + 1))
+out = []
+for prompt in prompts:
+    ids = {"input_ids": torch.tensor([prompt]), "attention_mask": torch.ones(1, len(prompt))}
+    common = dict(max_new_tokens=new, do_sample=False)
+    with torch.no_grad():
+        plain = target.generate(**ids, **common)[0, len(prompt):].tolist()
+        passes[0] = 0
+        # a constant lookahead and no confidence cut-off: γ proposals every step, as thrifty
+        assisted = target.generate(**ids, **common, assistant_model=draft,
+                                   num_assistant_tokens=gamma,
+                                   num_assistant_tokens_schedule="constant",
+                                   assistant_confidence_threshold=0.0)
+    assisted = assisted[0, len(prompt):].tolist()
+    out.append({"plain": plain, "assisted": assisted, "passes": passes[0]})
+print(json.dumps({"class": type(draft).__name__, "rows": out}))
+"""
+
+
+def test_export_runs_in_transformers_without_thrifty(tmp_path, smollm2, prompt_ids):
+    """Export the shipped one-layer draft; in a Python without thrifty, transformers' assisted
+    generation with it reproduces the verifier's greedy output, and tokens per verifier pass
+    come out close to thrifty's engine with the same draft and γ.
+
+    The schedules differ only at the ends: transformers' first pass also prefills the prompt
+    (thrifty prefills separately), and near ``max_new_tokens`` it proposes fewer than γ."""
+    from thrifty.speculative import SpeculativeDecoder
+    from thrifty_hf.export import export_draft
+    from thrifty_hf.models import make_draft
+
+    out = export_draft("smollm2-draft-l1", tmp_path / "l1-hf")
+    assert {"config.json", "model.safetensors", "generation_config.json",
+            "tokenizer.json"} <= {p.name for p in out.iterdir()}
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
+    assert not list(tmp_path.glob(".l1-hf.*"))  # the temporary folder was renamed, not left
+    site = sysconfig.get_paths()["purelib"]
+    ids = [prompt_ids[i] for i in ROWS]
+    run = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", _ASSISTED, site, str(out),
+         str(smollm2.model.name_or_path), str(GAMMA), str(NEW_TOKENS), json.dumps(ids)],
+        capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    found = json.loads(run.stdout.strip().splitlines()[-1])
+    assert found["class"] == "LlamaForCausalLM"
+    rows = found["rows"]
+    gen = SpeculativeDecoder(smollm2, None).generate(ids, max_new_tokens=NEW_TOKENS,
+                                                      batch_size=1)
+    for row, ours in zip(rows, gen.token_ids):
+        assert row["plain"] == ours  # both read the same checkpoint the same way
+        assert row["assisted"] == row["plain"]
+    tf_tar = sum(len(r["assisted"]) for r in rows) / sum(r["passes"] for r in rows)
+
+    draft = make_draft(smollm2, "smollm2-draft-l1", device="cpu", dtype="float32")
+    gen = SpeculativeDecoder(smollm2, draft, GAMMA).generate(ids, max_new_tokens=NEW_TOKENS,
+                                                             batch_size=1)
+    assert gen.token_ids == [r["plain"] for r in rows]
+    ours = gen.metrics.tar
+    assert tf_tar > 1.2  # the export accepts: a garbage draft would sit near 1.0
+    assert abs(tf_tar - ours) / ours < 0.1, (tf_tar, ours)
