@@ -9,7 +9,6 @@ from thrifty import DraftModelSpec, Option, VerifierSpec, hookimpl
 import importlib
 from thrifty.cli import main
 from thrifty.speculative import commands
-from thrifty.speculative.commands import export_config
 from thrifty.speculative import profile as profiling
 from thrifty.speculative.profile import Profile, measure, profile, shape_latency, verifier_latency
 from thrifty.speculative.throughput import ThroughputModel
@@ -130,14 +129,3 @@ def test_select_reports_bad_input_as_a_thrifty_error(cli, tmp_path, capsys):
     capsys.readouterr()
     assert cli(["profile", "--verifier", "toy", "--batch", "1", "--sweeps", "0"]) == 2
     assert "sweeps >= 1" in capsys.readouterr().err
-
-
-def test_exported_configs_for_vllm_transformers_and_thrifty():
-    hf = export_config({"name": "hf", "options": {"model": "smollm2-draft-l2"},
-                        "path": "/zoo/l2"}, 3)
-    assert hf["vllm"] == 'speculative_config={"model": "/zoo/l2", "num_speculative_tokens": 3}'
-    assert 'from_pretrained("/zoo/l2"), num_assistant_tokens=3' in hf["transformers"]
-    assert 'plugin = "hf", model = "smollm2-draft-l2"' in hf["thrifty"]
-    ngram = export_config({"name": "ngram", "options": {"max_ngram": 4}}, 5)
-    assert '"method": "ngram", "num_speculative_tokens": 5' in ngram["vllm"]
-    assert "prompt_lookup_num_tokens=5" in ngram["transformers"]
