@@ -5,17 +5,10 @@ import json
 import pytest
 import torch
 
-from thrifty import DraftModelSpec, Option, VerifierSpec, hookimpl
-import importlib
 from thrifty.cli import main
-from thrifty.speculative import commands
 from thrifty.speculative import profile as profiling
 from thrifty.speculative.profile import Profile, measure, profile, shape_latency, verifier_latency
 from thrifty.speculative.throughput import ThroughputModel
-from thrifty.testing import fresh_registry
-from thrifty.testing.toy import ToyVerifier
-
-from .conftest import close_draft
 
 
 def test_profile_measures_every_term_and_round_trips(toys, toy_prompts, tmp_path):
@@ -70,22 +63,9 @@ def test_shape_latency_of_a_random_weight_decoder():
     assert shape_latency(1, 64, 128, 2, repeats=2, warmup=1, context=8) > 0
 
 
-class _ToyPlugin:
-    @hookimpl
-    def thrifty_verifiers(self):
-        return [VerifierSpec(name="toy", factory=lambda **o: ToyVerifier(vocab=6),
-                             options={"model": Option(str, "toy", "ignored")})]
-
-    @hookimpl
-    def thrifty_draft_models(self):
-        return [DraftModelSpec(name="toy-draft", factory=lambda v, **o: close_draft(v))]
-
-
 @pytest.fixture
-def cli(monkeypatch):
-    reg = fresh_registry(load_entry_points=False,
-                         plugins={"speculative": commands, "toy": _ToyPlugin()})
-    monkeypatch.setattr(importlib.import_module("thrifty.registry"), "_default", reg)
+def cli(toy_registry):
+    toy_registry()
     return main
 
 

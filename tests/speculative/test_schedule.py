@@ -1,25 +1,23 @@
 """γ by batch size: the schedule's shape rules, how the model fills it, the policy that follows
 it in the engine, and the settings `thrifty select` exports for it."""
 
-import importlib
 import json
 
 import pytest
 
-from thrifty import DraftModelSpec, EngineSettings, Option, VerifierSpec, hookimpl
+from thrifty import DraftModelSpec, EngineSettings, Option, hookimpl
 from thrifty.cli import main
 from thrifty.errors import ConfigError
 from thrifty.pipeline import from_config
-from thrifty.speculative import BatchLookahead, SpeculativeDecoder, commands
+from thrifty.speculative import BatchLookahead, SpeculativeDecoder
 from thrifty.speculative.commands import engine_settings, export_config
 from thrifty.speculative.profile import DraftProfile, Profile
 from thrifty.speculative.record import Acceptance
 from thrifty.speculative.schedule import check_schedule, gamma_at, gamma_schedule, schedule_draft
 from thrifty.speculative.throughput import ThroughputModel
 from thrifty.testing import fresh_registry
-from thrifty.testing.toy import ToyVerifier
 
-from .conftest import close_draft
+from .conftest import ToyPlugin, close_draft
 
 
 def assert_shape(ranges, top):
@@ -112,11 +110,8 @@ lookahead = [[1, 4, 3], [5, 64, 1]]
         from_config(toml.replace("[5, 64, 1]", "[6, 64, 1]"), registry=reg)
 
 
-class _ToyPlugin:
-    @hookimpl
-    def thrifty_verifiers(self):
-        return [VerifierSpec(name="toy", factory=lambda **o: ToyVerifier(vocab=6),
-                             options={"model": Option(str, "toy", "ignored")})]
+class _ToyPlugin(ToyPlugin):
+    """The toy verifier, and drafts with and without engine settings."""
 
     @hookimpl
     def thrifty_draft_models(self):
@@ -131,11 +126,8 @@ class _ToyPlugin:
 
 
 @pytest.fixture
-def registry(monkeypatch):
-    reg = fresh_registry(load_entry_points=False,
-                         plugins={"speculative": commands, "toy": _ToyPlugin()})
-    monkeypatch.setattr(importlib.import_module("thrifty.registry"), "_default", reg)
-    return reg
+def registry(toy_registry):
+    return toy_registry(_ToyPlugin())
 
 
 def test_settings_come_from_the_drafts_record(registry):
