@@ -6,8 +6,13 @@ later run, and every other test session on the machine, reuses the converted fol
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))  # `import families` (tests use importlib mode)
 
 # Code and prose of different lengths, so that batches of four are ragged.
 CODE = [
@@ -120,3 +125,47 @@ def tiny_draft():
     """``tiny_draft(verifier, width, depth=1, seed=1, features=False)``: a random thrifty
     draft around ``verifier``'s embedding."""
     return _tiny_draft
+
+
+# -- tiny random models of every family (see families.py) ----------------------------------------
+@pytest.fixture(scope="session")
+def family_tokenizer(tmp_path_factory):
+    """The folder of the byte-level BPE tokenizer that every tiny family model shares."""
+    import families
+
+    return families.build_tokenizer(tmp_path_factory.mktemp("family-tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def tiny_family(tmp_path_factory, family_tokenizer):
+    """``tiny_family(name, layers=2, seed=0) -> Path``: the HF folder of a perturbed random model
+    of family ``name`` (a key of ``families.FAMILIES``), written once per session on first use."""
+    import families
+
+    made: dict[tuple, Path] = {}
+
+    def get(name: str, layers: int = 2, seed: int = 0) -> Path:
+        key = (name, layers, seed)
+        if key not in made:
+            folder = tmp_path_factory.mktemp(f"{name}-l{layers}-s{seed}")
+            made[key] = families.save_family(name, folder, family_tokenizer, layers, seed)
+        return made[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_family_draft(tmp_path_factory, tiny_family):
+    """``tiny_family_draft(name) -> Path``: a same-family draft folder, the first layer of
+    ``tiny_family(name)`` with its embedding, final norm and head."""
+    import families
+
+    made: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in made:
+            made[name] = families.truncate(tiny_family(name),
+                                           tmp_path_factory.mktemp(f"{name}-draft"), layers=1)
+        return made[name]
+
+    return get

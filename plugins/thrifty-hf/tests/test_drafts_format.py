@@ -35,7 +35,7 @@ def test_round_trip_shares_embedding_and_reproduces_logits(tmp_path, width, init
     assert not any("embed_tokens" in k or "lm_head" in k for k in keys)
     assert all(v.dtype == torch.float16 for v in keys.values())
     loaded = load_draft(tmp_path, verifier, dtype=torch.float32)
-    assert loaded.embed_tokens.weight is verifier.get_input_embeddings().weight
+    assert loaded.get_input_embeddings().weight is verifier.get_input_embeddings().weight
     ids = torch.tensor([[1, 2, 3, 4, 5]])
     expect = draft(input_ids=ids).logits
     got = loaded(input_ids=ids).logits

@@ -125,9 +125,11 @@ def teacher(verifier, ids, autocast):
     """The verifier's final hidden states [B, T, E] and logits [B, T, V] (no gradients)."""
     import torch
 
+    from .drafts import soft_cap
+
     with torch.no_grad(), autocast:
-        feats = verifier.model(input_ids=ids, use_cache=False).last_hidden_state
-        return feats, verifier.lm_head(feats)
+        feats = verifier.base_model(input_ids=ids, use_cache=False).last_hidden_state
+        return feats, soft_cap(verifier.config, verifier.get_output_embeddings()(feats))
 
 
 def student(draft, ids, feats, autocast, unroll: int = 1):
@@ -163,59 +165,70 @@ def step_loss(draft, verifier, ids, autocast, unroll: int = 1):
     return total / len(passes)
 
 
-def select_layers(n_verifier: int, depth: int) -> list[int]:
-    """``depth`` verifier layers spread evenly, first and last included."""
-    if depth == 1:
-        return [0]
-    return [round(i * (n_verifier - 1) / (depth - 1)) for i in range(depth)]
-
-
 def init_draft(verifier, *, depth: int, width: int, init: str, layers=None, seed: int = 0,
                intermediate_size: int | None = None, kv_heads: int | None = None,
                features: bool = False):
-    """A draft of ``depth`` layers at ``width``: verifier layers copied (``init="select"``) or
-    fresh ones whose projections start as an isometry, so the untrained draft already passes the
-    embedding through to the verifier's final norm and head."""
+    """A draft of ``depth`` of the verifier family's layers at ``width``: verifier layers copied
+    key for key with everything else of its base model but the embedding (``init="select"``:
+    the final norm, and whatever the family keeps outside its layers), or fresh ones
+    (``"fresh"``). Fresh layers at the verifier's width take its final norm; at another width,
+    the projections start as an isometry, so the untrained draft already carries the
+    embedding through to the verifier's head."""
     import torch
 
-    from .drafts import attach_embedding, draft_config, new_draft
+    from .drafts import (attach_embedding, check_family, draft_config, layer_list,
+                         new_draft, select_layers)
 
     vcfg = verifier.config
+    check_family(vcfg)
+    n = vcfg.num_hidden_layers
+    if init not in ("select", "fresh"):
+        raise ConfigError(f"--init must be 'select' or 'fresh'; got {init!r}")
+    if init == "select" and width != vcfg.hidden_size:
+        raise ConfigError(f"--init select copies verifier layers, so --width must be the "
+                          f"verifier's ({vcfg.hidden_size}); use --init fresh for {width}")
+    if layers is not None and init == "fresh":
+        raise ConfigError("--layers names the verifier layers --init select copies; drop it "
+                          "with --init fresh")
+    layers = list(layers or select_layers(n, depth))
+    if len(layers) != depth or not all(0 <= i < n for i in layers):
+        raise ConfigError(f"--layers must name {depth} layers in 0...{n - 1}; got {layers}")
     cfg = draft_config(vcfg, width=width, depth=depth, intermediate_size=intermediate_size,
-                       num_kv_heads=kv_heads, features=features)
+                       num_kv_heads=kv_heads, features=features, layers=layers)
     torch.manual_seed(seed)
     draft = new_draft(cfg).float()
-    g = verifier.model.norm.weight.detach().float().cpu()
+    base = verifier.base_model
+    list_name, _ = layer_list(base)
+    skip = {name + "." for name, m in base.named_modules() if m is base.get_input_embeddings()}
+    source = {k: v.detach().float().cpu() for k, v in base.state_dict().items()
+              if not any(k.startswith(p) for p in skip)}
+    state = {}
+    for key, value in source.items():
+        if not key.startswith(list_name + "."):
+            state[key] = value  # the final norm and the like
+        elif init == "select":
+            index, rest = key[len(list_name) + 1:].split(".", 1)
+            for dst, src in enumerate(layers):
+                if src == int(index):
+                    state[f"{list_name}.{dst}.{rest}"] = value
+    own = draft.model.state_dict()
+    if width != vcfg.hidden_size:
+        state = {}
+    wrong = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+    if wrong:
+        raise ConfigError(f"verifier weights {wrong[:4]} do not fit a {vcfg.model_type} draft "
+                          f"of {depth} layers; report this with the verifier's config.json")
     with torch.no_grad():
-        if init == "select":
-            if width != vcfg.hidden_size:
-                raise ConfigError(f"--init select copies verifier layers, so --width must be the "
-                                  f"verifier's ({vcfg.hidden_size}); use --init fresh for {width}")
-            layers = layers or select_layers(vcfg.num_hidden_layers, depth)
-            if len(layers) != depth or not all(0 <= i < vcfg.num_hidden_layers for i in layers):
-                raise ConfigError(f"--layers must name {depth} layers in 0..."
-                                  f"{vcfg.num_hidden_layers - 1}; got {layers}")
-            for dst, src in zip(draft.model.layers, layers):
-                state = {k: v.float().cpu() for k, v in
-                         verifier.model.layers[src].state_dict().items()}
-                dst.load_state_dict(state)
-            draft.model.norm.weight.copy_(g)
-        elif init == "fresh":
-            layers = []
-            embed = vcfg.hidden_size
-            if width == embed or features:
-                draft.model.norm.weight.copy_(g)
-            if width != embed:
-                q, _ = torch.linalg.qr(torch.randn(max(width, embed), min(width, embed)))
-                iso = q if width > embed else q.T  # [width, embed]
-                if draft.proj_in is not None:
-                    draft.proj_in.weight.copy_(iso)
-                draft.proj_out.weight.copy_(g[:, None] * iso.T)
-                draft.model.norm.weight.fill_(math.sqrt(embed / width) if width > embed else 1.0)
-        else:
-            raise ConfigError(f"--init must be 'select' or 'fresh'; got {init!r}")
+        draft.model.load_state_dict(state, strict=False)
+        embed = vcfg.hidden_size
+        if width != embed:
+            q, _ = torch.linalg.qr(torch.randn(max(width, embed), min(width, embed)))
+            iso = q if width > embed else q.T  # [width, embed]
+            if draft.proj_in is not None:
+                draft.proj_in.weight.copy_(iso)
+            draft.proj_out.weight.copy_(iso.T)
     attach_embedding(draft, verifier)
-    return draft, list(layers)
+    return draft, layers if init == "select" else []
 
 
 def distill(args) -> Path:
@@ -294,8 +307,38 @@ def distill(args) -> Path:
                   "num_hidden_layers": vcfg.num_hidden_layers},
         architecture=architecture, command=args.command_line, training=training)
     print(f"saved {out}: {training['steps']} steps in {seconds:.0f} s, held-out KL "
-          f"{stats['heldout_kl']:.3f}, top-1 agreement {stats['heldout_top1']:.3f}")
+          f"{stats['heldout_kl']:.3f}, top-1 agreement {stats['heldout_top1']:.3f}, expected "
+          f"TAR {stats['expected_tar']:.2f} at lookahead {LOOKAHEAD}")
+    if "warning" in stats:
+        print(f"warning: {stats['warning']}", file=sys.stderr)
     return out
+
+
+LOOKAHEAD = 4
+"""The lookahead at which ``distill`` reports a draft's expected TAR."""
+
+COLLAPSED_TAR = 1.1
+"""An expected TAR below this is a collapsed draft: almost every proposal is rejected, so
+speculative decoding with it costs the draft's time and saves nothing."""
+
+
+def expected_tar(agreement: float, gamma: int = LOOKAHEAD) -> float:
+    """Tokens per verifier step of greedy speculative decoding with lookahead ``gamma`` when
+    each proposal is accepted with probability ``agreement`` (the held-out top-1 agreement):
+    1 + a + a^2 + ... + a^gamma."""
+    return sum(agreement ** i for i in range(gamma + 1))
+
+
+def collapse_warning(stats: dict) -> str | None:
+    """The report of a draft whose acceptance collapsed (expected TAR near 1), or None."""
+    tar = stats["expected_tar"]
+    if tar >= COLLAPSED_TAR:
+        return None
+    return (f"the draft's acceptance collapsed: top-1 agreement {stats['heldout_top1']:.3f} "
+            f"with the verifier on held-out text, expected TAR {tar:.2f} at lookahead "
+            f"{LOOKAHEAD} (1.0 = every proposal rejected), so speculative decoding with it is "
+            f"slower than the verifier alone. Train longer (--steps), start from verifier "
+            f"layers (--init select) or use more layers (--depth)")
 
 
 def resume_draft(name: str, verifier):
@@ -303,7 +346,7 @@ def resume_draft(name: str, verifier):
     manifest: its architecture is kept, and its training is recorded under the new one's."""
     import torch
 
-    from .drafts import SHARED_KEYS, load_draft
+    from .drafts import load_draft, shared_names
     from .zoo import resolve
 
     where = resolve(name)
@@ -311,8 +354,9 @@ def resume_draft(name: str, verifier):
         raise ConfigError(f"--resume takes a thrifty draft (a zoo draft name or a folder "
                           f"`thrifty distill` wrote); {name!r} is a full Hugging Face model")
     draft = load_draft(where.path, verifier, device="cpu", dtype=torch.float32)
+    shared = shared_names(draft)
     for key, param in draft.named_parameters():
-        param.requires_grad_(key not in SHARED_KEYS)
+        param.requires_grad_(key not in shared)
     return draft, draft.thrifty_manifest
 
 
@@ -347,22 +391,67 @@ def evaluate(draft, verifier, held, device, autocast, batches: int = 8) -> dict:
            "heldout_top1": round(agree[0] / max(total, 1), 4)}
     if unroll > 1:
         out["heldout_top1_own"] = round(agree[1] / max(total, 1), 4)
+    out["expected_tar"] = round(expected_tar(agree[0] / max(total, 1)), 4)
+    warning = collapse_warning(out)
+    if warning:
+        out["warning"] = warning
     return out
+
+
+def save_corpus(data: dict, path: Path) -> None:
+    """Write a corpus as safetensors (the token tensors) with its description in the file's
+    metadata: no pickle, so a cache file handed over cannot run code. Atomic: a temporary
+    file renamed into place."""
+    import json
+    import os
+
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    save_file({"train": data["train"].contiguous(), "heldout": data["heldout"].contiguous()},
+              str(tmp), metadata={"thrifty_corpus": json.dumps(
+                  {"seq_len": data["seq_len"], "describe": data["describe"]})})
+    os.replace(tmp, path)
+
+
+def load_corpus(path: Path) -> dict:
+    """A corpus :func:`save_corpus` wrote; a :class:`ConfigError` naming the file for anything
+    else (an old pickled cache included: it is never unpickled)."""
+    import json
+
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = json.loads((f.metadata() or {})["thrifty_corpus"])
+            data = {"train": f.get_tensor("train"), "heldout": f.get_tensor("heldout"),
+                    "seq_len": int(meta["seq_len"]), "describe": dict(meta["describe"])}
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"--corpus-cache {path} is not a corpus cache thrifty distill wrote "
+                          f"(safetensors with a thrifty_corpus description): {exc}. Delete it "
+                          f"or point --corpus-cache at a new file") from exc
+    if data["train"].dim() != 2 or data["train"].shape[1] != data["seq_len"]:
+        raise ConfigError(f"--corpus-cache {path} holds sequences of shape "
+                          f"{tuple(data['train'].shape)}, not [N, {data['seq_len']}]; delete it")
+    return data
 
 
 def build_corpus(args, verifier, tokenizer) -> dict:
     """Training and held-out sequences, cached in ``--corpus-cache`` when given."""
-    import torch
-
     cache = Path(args.corpus_cache) if args.corpus_cache else None
     if cache is not None and cache.is_file():
-        data = torch.load(cache)
+        data = load_corpus(cache)
         if data["seq_len"] == args.seq_len:
             return data
     kinds = set(args.corpus.split(","))
     unknown = kinds - {"code", "chat"}
     if unknown:
         raise ConfigError(f"--corpus takes 'code', 'chat' or 'code,chat'; got {sorted(unknown)}")
+    if "chat" in kinds and args.self_generate and not getattr(tokenizer, "chat_template", None):
+        raise ConfigError(f"verifier {args.verifier!r} has no chat template, so it cannot answer "
+                          f"the chat prompts of --corpus chat; pass --corpus code (or "
+                          f"--self-generate 0), or save a chat template with its tokenizer")
     train, held, describe = [], [], {}
     if "code" in kinds:
         train += code_tokens(tokenizer, "train", args.code_tokens)
@@ -387,8 +476,7 @@ def build_corpus(args, verifier, tokenizer) -> dict:
             "train": chunks(train, args.seq_len),
             "heldout": chunks(held, args.seq_len)}
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(data, cache)
+        save_corpus(data, cache)
     return data
 
 

@@ -1,4 +1,4 @@
-"""GPU fast path: a compact Llama forward over a static KV cache, replayed as CUDA graphs.
+"""GPU fast path: a causal LM's forward over a per-row static KV cache, replayed as CUDA graphs.
 
 Why: SmolLM2-135M is so small that an eager Hugging Face forward on a GPU is nothing but kernel
 launches (about 21 ms a pass on an H200, flat from 1 to 17 tokens), so per-pass overhead, not
@@ -11,12 +11,15 @@ Rollback is free: row b's cache is valid in slots ``[0, n[b])``; a step writes i
 slots ``n[b] .. n[b]+k-1`` and every query sees only slots up to its own position, so slots past
 ``n[b]`` are never read until overwritten. Keeping ``m`` of the k tokens is ``n[b] += m``.
 
-The same :class:`StaticLM` runs a verifier (``LlamaForCausalLM``) or a thrifty draft
-(:mod:`thrifty_hf.drafts`), reading the Hugging Face weights (fused copies only for q/k/v and
-gate/up, the rest shared). On the CPU, or with ``graphs=False``, it runs the same forward eagerly,
-which is what the CPU tests check against Hugging Face's own forward. Every forward also returns
-the final hidden states, which the verifier passes on to a feature draft
-(:class:`FastFeatureDraft`); a greedy proposal of γ tokens is captured as one graph.
+The same :class:`StaticLM` runs a verifier or a thrifty draft (:mod:`thrifty_hf.drafts`) with
+one of two bodies over the same cache (:func:`make_body`): the fused Llama forward of
+:mod:`.fused` (fused copies of q/k/v and gate/up, the rest shared; half the kernel launches) for
+the models its allow-list admits, and the model's own transformers modules (:mod:`.generic`)
+for every other tested family; the rest are refused at load. On the CPU, or with
+``graphs=False``, it runs the same forward eagerly, which is what the CPU tests check against
+transformers' own forward, family by family. Every forward also returns the final hidden states,
+which the verifier passes on to a feature draft (:class:`FastFeatureDraft`); a greedy proposal
+of γ tokens is captured as one graph.
 """
 
 from __future__ import annotations
@@ -27,70 +30,23 @@ from thrifty.errors import ConfigError
 from thrifty.protocols import Proposal
 
 
-def _rms(x, weight, eps):
-    """Llama RMSNorm as transformers computes it (normalised in float32, cast back, then
-    scaled), with the normalisation as one fused kernel instead of six: two norms per layer
-    were half of a pass's kernel launches. Only the float32 reduction order differs."""
-    import torch
-
-    return weight * torch.nn.functional.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
+BODIES = ("auto", "fused", "generic")
 
 
-def rope_tables(inv_freq, scale: float, max_len: int, heads: int, kv_heads: int, dtype):
-    """Rotary tables per position and fused q|k|v head, [max_len, heads + 2 kv_heads, head_dim].
+def make_body(model, max_len: int, body: str = "auto"):
+    """The forward that runs ``model`` over the static cache: the fused Llama body
+    (:mod:`.fused`) where its allow-list holds, transformers' own modules (:mod:`.generic`)
+    otherwise. ``body`` forces one ("fused" is refused where its allow-list fails)."""
+    from .fused import FusedBody, fused_refusal
+    from .generic import GenericBody
 
-    They let one contiguous pass, ``x * cos + swap_halves(x) * sin``, rotate the q and k heads
-    of a fused projection and leave its v heads as they are (cos 1, sin 0; exact). The sign of
-    transformers' ``rotate_half`` (``cat(-x2, x1)``) lives in ``sin`` (``-sin`` on the first
-    half), which gives the same numbers: ``(-a) * b == a * (-b)``."""
-    import torch
-
-    freqs = torch.outer(torch.arange(max_len, device=inv_freq.device, dtype=torch.float32),
-                        inv_freq.float())
-    emb = torch.cat((freqs, freqs), -1)
-    cos, sin = ((f(emb) * scale).to(dtype) for f in (torch.cos, torch.sin))
-    sin = torch.cat((-sin[:, : sin.shape[1] // 2], sin[:, sin.shape[1] // 2:]), -1)
-    rotated, kept = heads + kv_heads, kv_heads
-    cos = torch.cat((cos[:, None].expand(-1, rotated, -1),
-                     cos.new_ones(max_len, kept, cos.shape[-1])), 1)
-    sin = torch.cat((sin[:, None].expand(-1, rotated, -1),
-                     sin.new_zeros(max_len, kept, sin.shape[-1])), 1)
-    return cos.contiguous(), sin.contiguous()
-
-
-def _swap_halves(x):
-    half = x.shape[-1] // 2
-    import torch
-
-    return torch.cat((x[..., half:], x[..., :half]), -1)
-
-
-def model_parts(model) -> dict:
-    """The tensors of a Llama-style causal LM or thrifty draft that the static forward uses."""
-    import torch
-
-    inner = model.model
-    cfg = inner.config
-    embed = model.get_input_embeddings().weight
-    layers = []
-    for layer in inner.layers:
-        a, m = layer.self_attn, layer.mlp
-        layers.append(dict(
-            ln1=layer.input_layernorm.weight.detach(),
-            ln2=layer.post_attention_layernorm.weight.detach(),
-            qkv=torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach(),
-            o=a.o_proj.weight.detach(),
-            gate_up=torch.cat([m.gate_proj.weight, m.up_proj.weight]).detach(),
-            down=m.down_proj.weight.detach()))
-    rotary = inner.rotary_emb
-    extra = {name: getattr(model, name, None) for name in ("proj_in", "proj_out", "fc")}
-    return dict(
-        embed=embed.detach(), head=model.get_output_embeddings().weight.detach(),
-        **{name: None if m is None else m.weight.detach() for name, m in extra.items()},
-        norm=inner.norm.weight.detach(), layers=layers, eps=cfg.rms_norm_eps,
-        heads=cfg.num_attention_heads, kv_heads=cfg.num_key_value_heads,
-        head_dim=getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads,
-        inv_freq=rotary.inv_freq.detach().float(), rope_scale=float(rotary.attention_scaling))
+    if body not in BODIES:
+        raise ConfigError(f"unknown fast-path body {body!r}; choose one of {', '.join(BODIES)}")
+    why = fused_refusal(model, max_len) if body != "generic" else "the generic body was asked for"
+    if body == "fused" and why is not None:
+        raise ConfigError(f"the fused Llama body cannot run {type(model).__name__} exactly: "
+                          f"{why}; use body='auto', which takes the generic body")
+    return FusedBody(model, max_len) if why is None else GenericBody(model, max_len)
 
 
 class StaticLM:
@@ -102,20 +58,19 @@ class StaticLM:
     captured as a CUDA graph per shape. ``run`` replays the graph of the shape (on CUDA).
     """
 
-    def __init__(self, model, *, max_len: int = 1024, graphs: bool | None = None) -> None:
+    def __init__(self, model, *, max_len: int = 1024, graphs: bool | None = None,
+                 body: str = "auto") -> None:
         import torch
 
-        self.p = model_parts(model)
-        self.device = self.p["embed"].device
-        self.dtype = self.p["layers"][0]["qkv"].dtype
         self.max_len = int(max_len)
+        self.body = make_body(model, self.max_len, body)
+        self.device = model.get_output_embeddings().weight.device
+        self.dtype = self.body.dtype
+        self.vocab_size, self.width = int(self.body.vocab_size), int(self.body.width)
         self.graphs_on = (self.device.type == "cuda") if graphs is None else bool(graphs)
         if self.graphs_on and self.device.type != "cuda":
             raise ConfigError("CUDA graphs need a CUDA device; pass graphs=False on the CPU")
         dev = self.device
-        self.cos, self.sin = rope_tables(self.p["inv_freq"].to(dev), self.p["rope_scale"],
-                                         self.max_len, self.p["heads"], self.p["kv_heads"],
-                                         self.dtype)
         self.slots = torch.arange(self.max_len, device=dev)
         self.prefill_bucket = 64 if self.graphs_on else 1
         """Prefills are padded to a multiple of this many tokens, so that a few captured graphs
@@ -141,8 +96,8 @@ class StaticLM:
         self.cache = None
         # [layer, key | value, row, kv head, slot, head dim]: one write per layer stores a
         # step's keys and values, and each layer's keys (values) are one contiguous block
-        self.cache = torch.zeros((len(self.p["layers"]), 2, batch, self.p["kv_heads"],
-                                  self.max_len, self.p["head_dim"]),
+        b = self.body
+        self.cache = torch.zeros((b.layers, 2, batch, b.kv_heads, self.max_len, b.head_dim),
                                  device=self.device, dtype=self.dtype)
         # row indices live as long as the graphs that read them (a graph holds addresses)
         self.rows = torch.arange(batch, device=self.device)
@@ -160,51 +115,7 @@ class StaticLM:
         import torch
 
         with torch.no_grad():
-            return self._forward(tokens, n, features, logits, at)
-
-    def _forward(self, tokens, n, features, logits: bool, at):
-        import torch
-        import torch.nn.functional as F
-
-        p = self.p
-        batch, k = tokens.shape
-        heads, kv, hd = p["heads"], p["kv_heads"], p["head_dim"]
-        group = heads // kv
-        pos = n[:, None] + self.slots[:k]  # [B, k]
-        cos, sin = self.cos[pos], self.sin[pos]  # [B, k, q|k|v heads, hd]
-        mask = self.slots[None, None, :] <= pos[:, :, None]  # [B, k, S]
-        mask = mask[:, None, None].expand(batch, 1, group, k, self.max_len)
-        mask = mask.reshape(batch, 1, group * k, self.max_len)
-        rows = (torch.arange(batch, device=tokens.device) if at is None else at)[:, None]
-        rows = rows.expand(batch, k)
-        h = F.embedding(tokens, p["embed"])
-        if p["fc"] is not None:
-            h = F.linear(torch.cat([h, features.to(h.dtype)], -1), p["fc"])
-        elif p["proj_in"] is not None:
-            h = F.linear(h, p["proj_in"])
-        for i, w in enumerate(p["layers"]):
-            x = _rms(h, w["ln1"], p["eps"])
-            # every operand below is contiguous whatever k is: a pass over several tokens
-            # costs the same kernels as a pass over one (strided views of a split projection
-            # made each multi-token pass slower per layer)
-            t = F.linear(x, w["qkv"]).view(batch, k, heads + 2 * kv, hd)
-            t = t * cos + _swap_halves(t) * sin
-            self.cache[i][:, rows, :, pos] = t[:, :, heads:].view(batch, k, 2, kv, hd)
-            # grouped-query attention without copying K/V: each KV head's group of query heads
-            # becomes extra query rows
-            q = t[:, :, :heads].transpose(1, 2).reshape(batch, kv, group * k, hd)
-            keys, values = (self.cache[i, 0], self.cache[i, 1]) if at is None else \
-                (self.cache[i, 0, at], self.cache[i, 1, at])
-            o = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
-            o = o.reshape(batch, heads, k, hd).transpose(1, 2).reshape(batch, k, heads * hd)
-            h = h + F.linear(o, w["o"])
-            x = _rms(h, w["ln2"], p["eps"])
-            gate, up = F.linear(x, w["gate_up"]).chunk(2, -1)
-            h = h + F.linear(F.silu(gate) * up, w["down"])
-        h = _rms(h, p["norm"], p["eps"])
-        if p["proj_out"] is not None:
-            h = F.linear(h, p["proj_out"])
-        return h, F.linear(h, p["head"]).float() if logits else None
+            return self.body.forward(self.cache, self.slots, tokens, n, features, logits, at)
 
     def run(self, tokens, n, features=None):
         """``forward`` through the CUDA graph of this shape (captured on first use)."""
@@ -280,7 +191,7 @@ class StaticLM:
             hidden, _ = self.replay(key, fn, inputs)
             hidden = hidden[:, :longest]
         else:
-            hidden = torch.zeros(len(prompts), 0, self.p["head"].shape[1], device=self.device,
+            hidden = torch.zeros(len(prompts), 0, self.width, device=self.device,
                                  dtype=self.dtype)
         return _upload([len(p) for p in prompts], self.device), hidden
 
@@ -336,11 +247,11 @@ class FastVerifier:
     """The Verifier protocol over :class:`StaticLM` (CUDA graphs on CUDA)."""
 
     def __init__(self, model, tokenizer, *, name: str = "hf-fast", max_len: int = 1024,
-                 graphs: bool | None = None, eos_token_ids=None) -> None:
-        self.lm = StaticLM(model, max_len=max_len, graphs=graphs)
+                 graphs: bool | None = None, eos_token_ids=None, body: str = "auto") -> None:
+        self.lm = StaticLM(model, max_len=max_len, graphs=graphs, body=body)
         self.model = model  # the HF model, whose embedding a thrifty draft shares
         self.name = name
-        self.vocab_size = int(self.lm.p["head"].shape[0])
+        self.vocab_size = self.lm.vocab_size
         self.tokenizer = tokenizer
         self.device = self.lm.device
         self.eos_token_ids = frozenset(eos_token_ids if eos_token_ids is not None
@@ -381,10 +292,10 @@ class _Proposer:
     """
 
     def __init__(self, model, *, name: str = "hf-fast", max_len: int = 1024,
-                 graphs: bool | None = None) -> None:
-        self.lm = StaticLM(model, max_len=max_len, graphs=graphs)
+                 graphs: bool | None = None, body: str = "auto") -> None:
+        self.lm = StaticLM(model, max_len=max_len, graphs=graphs, body=body)
         self.name = name
-        self.vocab_size = int(self.lm.p["head"].shape[0])
+        self.vocab_size = self.lm.vocab_size
 
     def _propose(self, tokens, feats, gamma: int, sampling, generator) -> Proposal:
         import torch
@@ -501,7 +412,7 @@ class FastFeatureDraft(_Proposer):
 
     def __init__(self, model, **options) -> None:
         super().__init__(model, **options)
-        if self.lm.p["fc"] is None:
+        if not self.lm.body.reads_features:
             raise ConfigError(f"{self.name} is not a feature draft (its config lacks "
                               f"thrifty_features); load it with FastDraft")
         self._seen = None
@@ -585,7 +496,7 @@ def _shifted(features):
 
 def fast_draft(model, **options):
     """The fast path for a draft module: :class:`FastFeatureDraft` for a feature draft,
-    :class:`FastDraft` otherwise (``options``: name, max_len, graphs)."""
+    :class:`FastDraft` otherwise (``options``: name, max_len, graphs, body)."""
     kind = FastFeatureDraft if getattr(model, "fc", None) is not None else FastDraft
     return kind(model, **options)
 

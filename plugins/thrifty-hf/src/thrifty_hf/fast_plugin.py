@@ -1,7 +1,8 @@
 """Registers ``hf-fast``: the static-cache, CUDA-graph verifier and draft (:mod:`.fast`).
 
-Same models and outputs as ``hf``; on CUDA each step is a graph replay instead of hundreds of
-kernel launches. Nothing heavy is imported here.
+Same outputs as ``hf`` for the families :mod:`.generic` lists (and refusal at load for the
+rest); on CUDA each step is a graph replay instead of hundreds of kernel launches. Nothing heavy
+is imported here.
 """
 
 from __future__ import annotations
@@ -18,21 +19,25 @@ def _options(model_default, model_help: str) -> dict[str, Option]:
         **_common(model_default, model_help),
         "max_len": Option(int, 1024, "static cache slots per row (prompt + output + lookahead)"),
         "graphs": Option(bool, True, "replay CUDA graphs on CUDA (False: eager static forward)"),
+        "body": Option(str, "auto", "static forward: auto (the fused Llama body where its "
+                                    "allow-list holds, else the model's own modules), fused or "
+                                    "generic"),
     }
 
 
 def make_fast_verifier(model="smollm2-135m", device="auto", dtype="auto", max_len=1024,
-                       graphs=True):
+                       graphs=True, body="auto"):
     from .fast import FastVerifier
     from .models import load_verifier, resolve_device, resolve_dtype
 
     dev = resolve_device(device)
     lm, tokenizer = load_verifier(model, dev, resolve_dtype(dtype, dev))
     return FastVerifier(lm, tokenizer, name=f"hf-fast:{model}", max_len=max_len,
-                        graphs=graphs and dev.type == "cuda")
+                        graphs=graphs and dev.type == "cuda", body=body)
 
 
-def make_fast_draft(verifier, model, device="auto", dtype="auto", max_len=1024, graphs=True):
+def make_fast_draft(verifier, model, device="auto", dtype="auto", max_len=1024, graphs=True,
+                    body="auto"):
     from thrifty.errors import IncompatibleModelsError
 
     from .fast import fast_draft
@@ -49,23 +54,25 @@ def make_fast_draft(verifier, model, device="auto", dtype="auto", max_len=1024, 
     dt = emb.dtype if dtype == "auto" else resolve_dtype(dtype, dev)
     draft = load_draft_named(model, base, device=dev, dtype=dt)
     return fast_draft(draft, name=f"hf-fast:{model}", max_len=max_len,
-                      graphs=graphs and dev.type == "cuda")
+                      graphs=graphs and dev.type == "cuda", body=body)
 
 
 @hookimpl
 def thrifty_verifiers():
     return [VerifierSpec(
         name="hf-fast", factory=make_fast_verifier,
-        description="Llama-family HF model on a static KV cache replayed as CUDA graphs "
-                    "(same outputs as 'hf', far less per-pass overhead on a GPU)",
-        options=_options("smollm2-135m", "zoo name or Hugging Face Llama-family folder"))]
+        description="HF causal LM of a tested family (Llama, Mistral, Qwen2/3, Gemma 2/3, "
+                    "Phi-3, GPT-NeoX, Qwen2-MoE, Mixtral) on a static KV cache replayed as "
+                    "CUDA graphs (same outputs as 'hf', far less per-pass overhead on a GPU); "
+                    "other models are refused at load",
+        options=_options("smollm2-135m", "zoo name or Hugging Face causal-LM folder"))]
 
 
 @hookimpl
 def thrifty_draft_models():
     return [DraftModelSpec(
         name="hf-fast", factory=make_fast_draft,
-        description="a thrifty-distilled draft (or Llama-family HF model) on a static KV cache "
-                    "replayed as CUDA graphs",
+        description="a thrifty-distilled draft (or HF causal LM of a tested family) on a "
+                    "static KV cache replayed as CUDA graphs",
         options=_options(REQUIRED, "zoo draft name (smollm2-draft-l1, ...) or folder"),
         export=engine_settings)]

@@ -99,6 +99,20 @@ def probe(model: Any) -> tuple[int, int, int, int]:
     return len(flat) // 2, int(key.shape[1]), int(key.shape[3]), int(out.logits.shape[-1])
 
 
+def refuse_experts(model: Any) -> None:
+    """Refuse a mixture-of-experts model, naming its family: its routing is data-dependent
+    (which tokens reach which expert), which the tracing exporter either cannot express
+    (``histc`` in Qwen2-MoE) or would freeze to the one routing it saw while tracing."""
+    config = getattr(model, "config", None)
+    experts = max(int(getattr(config, key, 0) or 0)
+                  for key in ("num_experts", "num_local_experts", "n_routed_experts"))
+    if experts > 1:
+        raise ModelFormatError(
+            f"cannot export {type(model).__name__} (family {config.model_type!r}) to ONNX: its "
+            f"mixture-of-experts layers route each token at run time, which an exported graph "
+            f"cannot; run this draft with draft 'hf' or 'hf-fast' instead of 'onnx'")
+
+
 def export_draft(model: Any, path: str | os.PathLike, *, verifier: Any = None,
                  source: str = "", opset: int = DEFAULT_OPSET) -> GraphLayout:
     """Export ``model`` (HF-style, moved to fp32 on CPU in place) to ``path``; return its layout.
@@ -112,6 +126,7 @@ def export_draft(model: Any, path: str | os.PathLike, *, verifier: Any = None,
 
     import thrifty
 
+    refuse_experts(model)
     model = model.to(device="cpu", dtype=torch.float32).eval()
     layers, kv_heads, head_dim, vocab = probe(model)
     batch, seq, past = 2, 3, 4

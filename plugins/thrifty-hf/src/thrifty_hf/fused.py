@@ -1,0 +1,199 @@
+"""The hand-written Llama body of the fast path, and the allow-list that guards it.
+
+Why it exists beside the generic body (:mod:`thrifty_hf.generic`): it fuses q|k|v and gate|up
+into one projection each, rotates q and k in one pass and normalises with one fused kernel, so
+a pass launches about half the kernels of transformers' own modules. That matters for small
+models on a GPU, where launches, not arithmetic, decide the speed.
+
+Why it is fenced: it computes a Llama and nothing else. A model with biases, another activation,
+another rotary scheme or a sliding window would get different logits without a word, so
+:func:`fused_refusal` checks every assumption at load and the fast path takes the generic body
+(transformers' own modules) for anything it names.
+"""
+
+from __future__ import annotations
+
+FUSED_TYPES = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral"}
+"""Model classes (and their ``model_type``) whose forward this body reproduces."""
+
+FUSED_ROPE = ("default", "linear", "llama3")
+"""Rotary types whose whole effect is ``inv_freq`` and ``attention_scaling``, fixed at load
+(``dynamic`` and ``longrope`` change them with the sequence length)."""
+
+
+def rope_type(config) -> str:
+    """The rotary type of ``config`` (``default`` when it names none); ``per-layer-type``
+    when the parameters are given per layer type (Gemma 3)."""
+    params = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None)
+    if not params:
+        return "default"
+    if "rope_type" not in params and all(isinstance(v, dict) for v in params.values()):
+        return "per-layer-type"
+    return params.get("rope_type", params.get("type", "default"))
+
+
+def fused_refusal(model, max_len: int) -> str | None:
+    """Why the fused Llama body cannot run ``model`` exactly, or None when it can.
+
+    A thrifty draft qualifies when its own layers are Llama layers; a Hugging Face model when it
+    is a Llama or Mistral with no biases, SiLU, a rotary type of :data:`FUSED_ROPE`, full
+    attention over the ``max_len`` slots and the plain RMSNorm and LM head."""
+    name = type(model).__name__
+    if name == "ThriftyDraftForCausalLM":
+        inner = type(model.model).__name__
+        if inner != "LlamaModel":
+            return f"its layers are {inner}, not LlamaModel"
+        config = model.model.config
+    elif name in FUSED_TYPES:
+        config = model.config
+        if config.model_type != FUSED_TYPES[name]:
+            return f"model_type {config.model_type!r} is not {FUSED_TYPES[name]!r}"
+    else:
+        return f"{name} is not one of {sorted(FUSED_TYPES)} or a thrifty draft"
+    checks = [
+        (getattr(config, "attention_bias", False), "attention projections carry biases"),
+        (getattr(config, "mlp_bias", False), "MLP projections carry biases"),
+        (getattr(config, "hidden_act", "silu") != "silu",
+         f"activation {getattr(config, 'hidden_act', None)!r} is not silu"),
+        (rope_type(config) not in FUSED_ROPE,
+         f"rotary type {rope_type(config)!r} is not one of {FUSED_ROPE}"),
+        ((getattr(config, "sliding_window", None) or max_len) < max_len,
+         f"its sliding window {getattr(config, 'sliding_window', None)} is shorter than "
+         f"max_len {max_len}"),
+        (any(t != "full_attention" for t in getattr(config, "layer_types", None) or ()),
+         "some layers are not full attention"),
+        (getattr(config, "pretraining_tp", 1) not in (None, 1),
+         "pretraining_tp splits its projections"),
+        (getattr(config, "final_logit_softcapping", None) is not None,
+         "its logits are soft-capped"),
+    ]
+    for failed, why in checks:
+        if failed:
+            return why
+    return None
+
+
+def _rms(x, weight, eps):
+    """Llama RMSNorm as transformers computes it (normalised in float32, cast back, then
+    scaled), with the normalisation as one fused kernel instead of six: two norms per layer
+    were half of a pass's kernel launches. Only the float32 reduction order differs."""
+    import torch
+
+    return weight * torch.nn.functional.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
+
+
+def rope_tables(inv_freq, scale: float, max_len: int, heads: int, kv_heads: int, dtype):
+    """Rotary tables per position and fused q|k|v head, [max_len, heads + 2 kv_heads, head_dim].
+
+    They let one contiguous pass, ``x * cos + swap_halves(x) * sin``, rotate the q and k heads
+    of a fused projection and leave its v heads as they are (cos 1, sin 0; exact). The sign of
+    transformers' ``rotate_half`` (``cat(-x2, x1)``) lives in ``sin`` (``-sin`` on the first
+    half), which gives the same numbers: ``(-a) * b == a * (-b)``."""
+    import torch
+
+    freqs = torch.outer(torch.arange(max_len, device=inv_freq.device, dtype=torch.float32),
+                        inv_freq.float())
+    emb = torch.cat((freqs, freqs), -1)
+    cos, sin = ((f(emb) * scale).to(dtype) for f in (torch.cos, torch.sin))
+    sin = torch.cat((-sin[:, : sin.shape[1] // 2], sin[:, sin.shape[1] // 2:]), -1)
+    rotated, kept = heads + kv_heads, kv_heads
+    cos = torch.cat((cos[:, None].expand(-1, rotated, -1),
+                     cos.new_ones(max_len, kept, cos.shape[-1])), 1)
+    sin = torch.cat((sin[:, None].expand(-1, rotated, -1),
+                     sin.new_zeros(max_len, kept, sin.shape[-1])), 1)
+    return cos.contiguous(), sin.contiguous()
+
+
+def _swap_halves(x):
+    import torch
+
+    half = x.shape[-1] // 2
+    return torch.cat((x[..., half:], x[..., :half]), -1)
+
+
+def model_parts(model) -> dict:
+    """The tensors of a Llama-style causal LM or thrifty draft that the fused forward uses."""
+    import torch
+
+    inner = model.model
+    cfg = inner.config
+    layers = []
+    for layer in inner.layers:
+        a, m = layer.self_attn, layer.mlp
+        layers.append(dict(
+            ln1=layer.input_layernorm.weight.detach(),
+            ln2=layer.post_attention_layernorm.weight.detach(),
+            qkv=torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach(),
+            o=a.o_proj.weight.detach(),
+            gate_up=torch.cat([m.gate_proj.weight, m.up_proj.weight]).detach(),
+            down=m.down_proj.weight.detach()))
+    rotary = inner.rotary_emb
+    extra = {name: getattr(model, name, None) for name in ("proj_in", "proj_out", "fc")}
+    return dict(
+        embed=model.get_input_embeddings().weight.detach(),
+        head=model.get_output_embeddings().weight.detach(),
+        **{name: None if m is None else m.weight.detach() for name, m in extra.items()},
+        norm=inner.norm.weight.detach(), layers=layers, eps=cfg.rms_norm_eps,
+        heads=cfg.num_attention_heads, kv_heads=cfg.num_key_value_heads,
+        head_dim=getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads,
+        inv_freq=rotary.inv_freq.detach().float(), rope_scale=float(rotary.attention_scaling))
+
+
+class FusedBody:
+    """The fused Llama forward over a :class:`thrifty_hf.fast.StaticLM`'s cache."""
+
+    kind = "fused"
+
+    def __init__(self, model, max_len: int) -> None:
+        self.p = p = model_parts(model)
+        self.layers, self.kv_heads, self.head_dim = len(p["layers"]), p["kv_heads"], p["head_dim"]
+        self.dtype = p["layers"][0]["qkv"].dtype
+        self.vocab_size, self.width = p["head"].shape
+        self.reads_features = p["fc"] is not None
+        self.graph_safe = True
+        self.cos, self.sin = rope_tables(p["inv_freq"].to(p["embed"].device), p["rope_scale"],
+                                         max_len, p["heads"], p["kv_heads"], self.dtype)
+
+    def forward(self, cache, slots, tokens, n, features, logits: bool, at):
+        import torch
+        import torch.nn.functional as F
+
+        p = self.p
+        batch, k = tokens.shape
+        heads, kv, hd = p["heads"], p["kv_heads"], p["head_dim"]
+        group = heads // kv
+        pos = n[:, None] + slots[:k]  # [B, k]
+        cos, sin = self.cos[pos], self.sin[pos]  # [B, k, q|k|v heads, hd]
+        mask = slots[None, None, :] <= pos[:, :, None]  # [B, k, S]
+        mask = mask[:, None, None].expand(batch, 1, group, k, slots.shape[0])
+        mask = mask.reshape(batch, 1, group * k, slots.shape[0])
+        rows = (torch.arange(batch, device=tokens.device) if at is None else at)[:, None]
+        rows = rows.expand(batch, k)
+        h = F.embedding(tokens, p["embed"])
+        if p["fc"] is not None:
+            h = F.linear(torch.cat([h, features.to(h.dtype)], -1), p["fc"])
+        elif p["proj_in"] is not None:
+            h = F.linear(h, p["proj_in"])
+        for i, w in enumerate(p["layers"]):
+            x = _rms(h, w["ln1"], p["eps"])
+            # every operand below is contiguous whatever k is: a pass over several tokens
+            # costs the same kernels as a pass over one (strided views of a split projection
+            # made each multi-token pass slower per layer)
+            t = F.linear(x, w["qkv"]).view(batch, k, heads + 2 * kv, hd)
+            t = t * cos + _swap_halves(t) * sin
+            cache[i][:, rows, :, pos] = t[:, :, heads:].view(batch, k, 2, kv, hd)
+            # grouped-query attention without copying K/V: each KV head's group of query heads
+            # becomes extra query rows
+            q = t[:, :, :heads].transpose(1, 2).reshape(batch, kv, group * k, hd)
+            keys, values = (cache[i, 0], cache[i, 1]) if at is None else \
+                (cache[i, 0, at], cache[i, 1, at])
+            o = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+            o = o.reshape(batch, heads, k, hd).transpose(1, 2).reshape(batch, k, heads * hd)
+            h = h + F.linear(o, w["o"])
+            x = _rms(h, w["ln2"], p["eps"])
+            gate, up = F.linear(x, w["gate_up"]).chunk(2, -1)
+            h = h + F.linear(F.silu(gate) * up, w["down"])
+        h = _rms(h, p["norm"], p["eps"])
+        if p["proj_out"] is not None:
+            h = F.linear(h, p["proj_out"])
+        return h, F.linear(h, p["head"]).float() if logits else None

@@ -1,0 +1,270 @@
+"""The generic body of the fast path: the model's own transformers modules over thrifty's cache.
+
+Why: a hand-written forward is exact only for the one family it copies; every other family
+(biases, q/k norms, Gemma's ``(1 + w)`` norms and soft-capping, sliding windows, partial rotary,
+parallel residual, fused projections, mixtures of experts) needs its own code. Running the
+model's own modules makes each family cost nothing but a test, and keeps its arithmetic
+transformers' by construction.
+
+How: transformers looks its attention function up by name (``AttentionInterface``) and calls it
+with each layer's queries, keys and values after their projections, norms and rotary. Thrifty
+registers one such function, ``thrifty-static``, and runs the model without a transformers
+cache: the function writes the step's keys and values into the per-row static cache (row b's
+token i at slot ``n[b] + i``) and attends over the whole row with thrifty's own masks: causal
+over each row's valid slots, and windowed for layers that pass ``sliding_window`` (Mistral,
+Qwen2, Phi-3, and Gemma 2/3's local layers). Soft-capped layers (Gemma 2) take the eager
+formula, as transformers' own eager attention does; the rest take SDPA. The model gets the
+positions of every row and a ready 4-D mask, so transformers builds no mask of its own.
+
+Everything is tensor arithmetic with no host synchronisation, so the forward captures as a CUDA
+graph, with two exceptions found by testing: transformers' ``eager`` experts loop of a
+mixture-of-experts layer reads which experts were hit on the host, so the fast path switches
+it to ``grouped_mm`` (the same arithmetic, sorted by expert) while it runs; rotary types that
+change with the sequence length (``dynamic``, ``longrope``) read the longest position on the
+host and depend on the batch, so they are refused.
+
+The families :data:`FAMILIES` are the ones the test suite checks against transformers' own
+forward; any other model is refused at load, naming the exact ``hf`` path as the way out.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from thrifty.errors import ModelFormatError
+
+from .fused import rope_type
+
+ATTENTION = "thrifty-static"
+"""The name of thrifty's attention function in transformers' ``AttentionInterface``."""
+
+FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3", "gpt_neox",
+            "qwen2_moe", "mixtral")
+"""``model_type`` values the generic body runs (each is checked by tests/test_fast_families.py
+against transformers' own forward)."""
+
+SHIFTING_ROPE = ("dynamic", "longrope")
+
+_step = None
+"""The step in flight (:class:`_Step`) that :func:`attend` reads; set only inside
+:meth:`GenericBody.forward`."""
+
+
+def generic_refusal(model) -> str | None:
+    """Why the generic body cannot run ``model`` exactly, or None when it can."""
+    config = model.config
+    if getattr(config, "is_encoder_decoder", False):
+        return f"{type(model).__name__} is an encoder-decoder model"
+    if type(model).__name__ not in _causal_lms():
+        return f"{type(model).__name__} is not a causal language model"
+    inner = decoder_config(model)
+    if inner.model_type not in FAMILIES:
+        return (f"model_type {inner.model_type!r} is not one of the families the fast path is "
+                f"tested on ({', '.join(FAMILIES)})")
+    if rope_type(inner) in SHIFTING_ROPE:
+        return (f"its rotary type {rope_type(inner)!r} changes with the longest position in the "
+                f"batch")
+    return None
+
+
+def _causal_lms() -> set[str]:
+    """The class names transformers lists as causal LMs, and thrifty's drafts."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    names = {"ThriftyDraftForCausalLM"}
+    for value in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values():
+        names.update((value,) if isinstance(value, str) else value)
+    return names
+
+
+def decoder_config(model):
+    """The config of the model's decoder layers (a thrifty draft's own, inner config)."""
+    return model.base_model.config
+
+
+class _Step:
+    """What :func:`attend` needs for one forward: the cache, where this step's tokens go, and
+    the masks (built once per step, expanded per query group on first use)."""
+
+    def __init__(self, cache, slots, pos, rows, at) -> None:
+        self.cache, self.slots, self.pos, self.rows, self.at = cache, slots, pos, rows, at
+        self.visible = slots[None, None, :] <= pos[:, :, None]  # [B, k, S]
+        self._masks: dict = {}
+
+    def mask(self, group: int, window):
+        """[B, 1, group * k, S]: which slots each query row sees (``window``: the last
+        ``window`` positions only, as transformers' sliding-window mask)."""
+        key = (group, window)
+        if key not in self._masks:
+            m = self.visible
+            if window is not None:
+                m = m & (self.slots[None, None, :] > self.pos[:, :, None] - window)
+            b, k, s = m.shape
+            self._masks[key] = m[:, None, None].expand(b, 1, group, k, s).reshape(
+                b, 1, group * k, s)
+        return self._masks[key]
+
+
+def attend(module, query, key, value, attention_mask, scaling=None, dropout=0.0, softcap=None,
+           sliding_window=None, **kwargs):
+    """transformers' attention-function contract over thrifty's static cache.
+
+    ``query`` [B, H, k, hd], ``key``/``value`` [B, KV, k, hd] as the layer computed them;
+    returns ([B, k, H, hd], None). The layer's keys and values are stored at their rows' slots
+    first; the mask transformers passes is ignored for thrifty's per-layer one."""
+    import torch
+    import torch.nn.functional as F
+
+    step = _step
+    if step is None:
+        raise ModelFormatError("the thrifty-static attention runs only inside the fast path's "
+                               "forward; load the model with another attn_implementation")
+    if isinstance(step, dict):  # measuring: the layer's key/value shape sizes the cache
+        step[module.layer_idx] = (key.shape[1], key.shape[-1], value.shape[-1])
+        return query.new_zeros(query.transpose(1, 2).shape), None
+    if kwargs.get("s_aux") is not None:
+        raise ModelFormatError("attention sinks (s_aux) are not supported by the fast path; "
+                               "use the 'hf' verifier")
+    cache = step.cache[module.layer_idx]  # [key | value, row, kv head, slot, head dim]
+    batch, heads, k, hd = query.shape
+    kv = key.shape[1]
+    if (kv, key.shape[-1], value.shape[-1]) != (cache.shape[2], cache.shape[4], cache.shape[4]):
+        raise ModelFormatError(
+            f"layer {module.layer_idx} has {kv} key/value heads of size {key.shape[-1]}, the "
+            f"cache was sized for {cache.shape[2]} of {cache.shape[4]}; use the 'hf' verifier")
+    cache[:, step.rows, :, step.pos] = torch.stack((key, value), 1).permute(0, 3, 1, 2, 4)
+    keys, values = (cache[0], cache[1]) if step.at is None else (cache[0, step.at],
+                                                                  cache[1, step.at])
+    group = heads // kv
+    # grouped-query attention without copying K/V: each KV head's group of query heads becomes
+    # extra query rows (query head h reads KV head h // group, as transformers' repeat_kv)
+    q = query.reshape(batch, kv, group * k, hd)
+    mask = step.mask(group, sliding_window)
+    scale = hd ** -0.5 if scaling is None else scaling
+    if softcap is None:
+        o = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scale)
+    else:  # transformers' eager formula: cap the scores, then mask, softmax in float32
+        w = torch.matmul(q, keys.transpose(2, 3)) * scale
+        w = torch.tanh(w / softcap) * softcap
+        w = w.masked_fill(~mask, float("-inf"))
+        o = torch.matmul(torch.softmax(w, -1, dtype=torch.float32).to(q.dtype), values)
+    return o.reshape(batch, heads, k, hd).transpose(1, 2).contiguous(), None
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(ATTENTION, attend)
+
+
+class GenericBody:
+    """The model's own forward (embedding, decoder, LM head) over a static cache.
+
+    A thrifty draft runs through its own ``hidden`` (which applies ``fc`` to the verifier's
+    features, or ``proj_in``) and LM head; a Hugging Face model through its full causal-LM
+    forward, so that whatever its head does (Gemma's final soft-capping) is applied exactly,
+    with the decoder's output caught on the way as the hidden states feature drafts read."""
+
+    kind = "generic"
+
+    def __init__(self, model, max_len: int) -> None:
+        why = generic_refusal(model)
+        if why is not None:
+            raise ModelFormatError(
+                f"the hf-fast path cannot run {type(model).__name__} exactly: {why}; use the "
+                f"'hf' verifier or draft, which runs it with transformers' own cache")
+        _register()
+        self.model = model
+        head = model.get_output_embeddings().weight
+        self.vocab_size, self.width = head.shape
+        self.dtype = next(model.base_model.parameters()).dtype
+        self.draft = type(model).__name__ == "ThriftyDraftForCausalLM"
+        self.reads_features = getattr(model, "fc", None) is not None
+        self.configs = _configs(model)
+        experts = {getattr(c, "_experts_implementation", None) for c in self.configs} - {None}
+        self.experts = "grouped_mm" if "eager" in experts else None
+        self.layers, self.kv_heads, self.head_dim = self._measure()
+
+    def _measure(self) -> tuple[int, int, int]:
+        """(layers, key/value heads, head size) as the layers compute them, from one token
+        through the model: configs name these fields differently (GPT-NeoX has no KV heads
+        of its own), and the cache must be sized as the keys really are."""
+        import torch
+
+        shapes: dict[int, tuple] = {}
+        tokens = torch.zeros(1, 1, dtype=torch.long, device=self.model.device)
+        features = torch.zeros(1, 1, self.width, dtype=self.dtype, device=tokens.device) \
+            if self.reads_features else None
+        mask = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=tokens.device)
+        self._call(shapes, tokens, features,
+                   dict(attention_mask=mask, position_ids=tokens, use_cache=False), False)
+        if sorted(shapes) != list(range(len(shapes))) or len(set(shapes.values())) != 1 or \
+                len({*next(iter(shapes.values()))[1:]}) != 1:
+            raise ModelFormatError(
+                f"the hf-fast path needs every layer to cache keys and values of one shape; "
+                f"{type(self.model).__name__}'s layers cache {shapes}; use the 'hf' verifier")
+        kv, hd, _ = shapes[0]
+        return len(shapes), kv, hd
+
+    def forward(self, cache, slots, tokens, n, features, logits: bool, at):
+        import torch
+
+        batch, k = tokens.shape
+        pos = n[:, None] + slots[:k]  # [B, k]
+        rows = (torch.arange(batch, device=tokens.device) if at is None else at)[:, None]
+        step = _Step(cache, slots, pos, rows.expand(batch, k), at)
+        mask = step.visible[:, None]  # [B, 1, k, S]: a ready mask, so transformers builds none
+        args = dict(attention_mask=mask, position_ids=pos, use_cache=False)
+        return self._call(step, tokens, features, args, logits)
+
+    def _call(self, step, tokens, features, args, logits: bool):
+        global _step
+        _step = step
+        try:
+            with _implementations(self.configs, self.experts):
+                if self.draft:
+                    h, _ = self.model.hidden(tokens, features, **args)
+                    return h, self.model.lm_head(h).float() if logits else None
+                return self._hf_forward(tokens, args, logits)
+        finally:
+            _step = None
+
+    def _hf_forward(self, tokens, args, logits: bool):
+        caught = []
+        hook = self.model.base_model.register_forward_hook(
+            lambda module, inputs, out: caught.append(out[0]))
+        try:
+            embeds = self.model.get_input_embeddings()(tokens)
+            out = self.model(inputs_embeds=embeds, logits_to_keep=0 if logits else 1, **args)
+        finally:
+            hook.remove()
+        return caught[-1], out.logits.float() if logits else None
+
+
+def _configs(model) -> list:
+    """Every distinct config the model's modules read (a thrifty draft's layers keep their own)."""
+    seen: dict[int, object] = {}
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if config is not None and hasattr(config, "_attn_implementation"):
+            seen.setdefault(id(config), config)
+    return list(seen.values())
+
+
+@contextmanager
+def _implementations(configs, experts):
+    """Point every config at thrifty's attention (and ``experts``, if given) for the duration,
+    and restore what they had: the same model also serves transformers' own paths."""
+    saved = [(c, c._attn_implementation_internal,
+              getattr(c, "_experts_implementation_internal", None)) for c in configs]
+    try:
+        for c, _, old_experts in saved:
+            c._attn_implementation_internal = ATTENTION
+            if experts is not None and old_experts == "eager":
+                c._experts_implementation_internal = experts
+        yield
+    finally:
+        for c, attn, old_experts in saved:
+            c._attn_implementation_internal = attn
+            if old_experts is not None:
+                c._experts_implementation_internal = old_experts

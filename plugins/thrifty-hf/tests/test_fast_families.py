@@ -1,0 +1,203 @@
+"""The fast path's static forward against transformers' own full forward, family by family (CPU).
+
+Each tiny random model (families.py: biases and norm weights perturbed) runs over a ragged batch
+of three rows: a prefill, three steps of three tokens that keep different counts per row (the
+rollback of speculative decoding), one admission of a new prompt into a running row, and a last
+step. Every step's logits and hidden states must equal those of transformers' forward over the
+whole sequence so far; the sequences outgrow every sliding window. Which body runs each model
+(fused or generic) is checked too, as is the allow-list of the fused body, condition by
+condition, and the refusal of what neither body runs.
+"""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+import families  # noqa: E402
+from thrifty.errors import ConfigError, ModelFormatError  # noqa: E402
+from thrifty_hf.fast import FastVerifier, StaticLM  # noqa: E402
+from thrifty_hf.fused import fused_refusal  # noqa: E402
+
+FUSED = {"llama", "llama3-rope"}
+"""The families whose tiny models the fused Llama body may run; the rest take the generic body."""
+
+
+def mixtral():
+    """A perturbed tiny Mixtral: the second mixture-of-experts family (top-2 of 4 experts, no
+    shared expert, a 16-token sliding window)."""
+    torch.manual_seed(7)
+    cfg = transformers.MixtralConfig(**{**families.COMMON, "num_local_experts": 4,
+                                        "num_experts_per_tok": 2, "sliding_window": 16})
+    model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    return families.perturb(model, 7).eval()
+
+
+MODELS = {**{name: (lambda name=name: families.make_model(name)) for name in families.FAMILIES},
+          "mixtral": mixtral}
+
+
+def _close(got, want, what):
+    """Equal up to float32 summation order: 1e-5 of the reference's largest magnitude."""
+    scale = want.abs().max().item()
+    err = (got - want).abs().max().item()
+    assert err <= 1e-5 * scale, f"{what}: max error {err:.3g} at scale {scale:.3g}"
+
+
+def _check(lm, model, seqs, tokens, n, what):
+    """One step of ``tokens`` [3, k] at counts ``n`` against the full forward of each row."""
+    k = tokens.shape[1]
+    hidden, logits = lm.forward(tokens, n)
+    for b, seq in enumerate(seqs):
+        full = torch.tensor([seq + tokens[b].tolist()])
+        ref = model(full)
+        _close(logits[b], ref.logits[0, -k:].float(), f"{what}, row {b} logits")
+        base = model.base_model(full).last_hidden_state[0, -k:]
+        _close(hidden[b], base, f"{what}, row {b} hidden states")
+
+
+@pytest.mark.parametrize("family", sorted(MODELS))
+def test_static_forward_equals_transformers_over_ragged_steps_and_an_admission(family):
+    model = MODELS[family]()
+    lm = StaticLM(model, max_len=64, graphs=False)
+    assert lm.body.kind == ("fused" if family in FUSED else "generic")
+    gen = torch.Generator().manual_seed(3)
+    vocab = lm.vocab_size
+
+    def draw(*shape):
+        return torch.randint(1, vocab, shape, generator=gen)
+
+    seqs = [draw(length).tolist() for length in (30, 9, 17)]
+    n, _ = lm.prefill(seqs)
+    for i, keep in enumerate(([3, 1, 2], [2, 3, 1], [1, 2, 3])):
+        tokens = draw(3, 3)
+        _check(lm, model, seqs, tokens, n, f"{family} step {i}")
+        for b in range(3):
+            seqs[b] += tokens[b, : keep[b]].tolist()
+        n = n + torch.tensor(keep)
+    assert max(len(s) for s in seqs) > max(families.WINDOWS.values())
+    # continuous batching: a new prompt replaces row 1; the other rows go on as they were
+    seqs[1] = draw(12).tolist()
+    lm.prefill([seqs[1]], row=1)
+    n = torch.tensor([len(s) for s in seqs])
+    _check(lm, model, seqs, draw(3, 2), n, f"{family} after admission")
+
+
+def test_generic_body_equals_fused_body_on_llama(tiny_llama, tiny_draft):
+    """The two bodies side by side on a model both may run, and on a thrifty feature draft."""
+    model = tiny_llama()
+    draft = tiny_draft(model, 64, depth=2, features=True)
+    for m, feats in ((model, None), (draft, torch.randn(2, 4, 32))):
+        runs = []
+        for body in ("fused", "generic"):
+            lm = StaticLM(m, max_len=32, graphs=False, body=body)
+            assert lm.body.kind == body
+            pre = None if feats is None else feats[:, :3]
+            n, _ = lm.prefill([[3, 4, 5], [6, 7, 8]], pre)
+            step = None if feats is None else feats[:, 3:]
+            runs.append(lm.forward(torch.tensor([[9], [10]]), n, step))
+        _close(runs[1][0], runs[0][0], f"{type(m).__name__} hidden states")
+        _close(runs[1][1], runs[0][1], f"{type(m).__name__} logits")
+
+
+FUSED_BREAKERS = {
+    "attention bias": dict(attention_bias=True),
+    "mlp bias": dict(mlp_bias=True),
+    "activation": dict(hidden_act="gelu"),
+    "rotary type": dict(rope_parameters=dict(rope_type="yarn", rope_theta=10000.0, factor=2.0,
+                                             original_max_position_embeddings=64)),
+    "sliding window": dict(sliding_window=16),
+    "layer types": dict(layer_types=["full_attention", "sliding_attention"]),
+    "pretraining_tp": dict(pretraining_tp=2),
+    "logit soft-capping": dict(final_logit_softcapping=30.0),
+}
+
+
+@pytest.mark.parametrize("condition", sorted(FUSED_BREAKERS))
+def test_every_condition_of_the_fused_allow_list_sends_the_model_to_the_generic_body(condition):
+    cfg = families.make_config("llama")
+    assert fused_refusal(transformers.LlamaForCausalLM(cfg), 64) is None
+    for key, value in FUSED_BREAKERS[condition].items():
+        setattr(cfg, key, value)
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    why = fused_refusal(model, 64)
+    assert why is not None
+    with pytest.raises(ConfigError, match="fused Llama body cannot run"):
+        StaticLM(model, max_len=64, graphs=False, body="fused")
+    if condition in ("pretraining_tp", "logit soft-capping", "layer types"):
+        return  # attributes a Llama ignores; the fused body refuses them all the same
+    assert StaticLM(model, max_len=64, graphs=False).body.kind == "generic"
+
+
+def test_a_window_longer_than_the_cache_keeps_the_fused_body():
+    cfg = families.make_config("mistral-window")
+    cfg.sliding_window = 64
+    model = transformers.MistralForCausalLM(cfg).eval()
+    assert StaticLM(model, max_len=64, graphs=False).body.kind == "fused"
+    assert StaticLM(model, max_len=65, graphs=False).body.kind == "generic"
+
+
+def test_a_model_type_other_than_its_class_leaves_the_fused_body():
+    cfg = families.make_config("llama")
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    model.config.model_type = "not-llama"
+    assert "model_type" in fused_refusal(model, 64)
+
+
+def _gpt2():
+    cfg = transformers.GPT2Config(vocab_size=families.VOCAB, n_embd=32, n_layer=1, n_head=2)
+    return transformers.GPT2LMHeadModel(cfg).eval()
+
+
+def _t5():
+    cfg = transformers.T5Config(vocab_size=families.VOCAB, d_model=32, d_ff=64, num_layers=1,
+                                num_heads=2, d_kv=16)
+    return transformers.T5ForConditionalGeneration(cfg).eval()
+
+
+def _llama_dynamic():
+    cfg = families.make_config("llama")
+    cfg.rope_parameters = dict(rope_type="dynamic", rope_theta=10000.0, factor=2.0)
+    return transformers.LlamaForCausalLM(cfg).eval()
+
+
+def _classifier():
+    cfg = families.make_config("llama")
+    cfg.num_labels = 2
+    return transformers.LlamaForSequenceClassification(cfg).eval()
+
+
+@pytest.mark.parametrize("make, what", [
+    (_t5, "encoder-decoder"), (_gpt2, "not one of the families"),
+    (_llama_dynamic, "'dynamic' changes with the longest position"),
+    (_classifier, "not a causal language model")])
+def test_what_neither_body_runs_is_refused_at_load_naming_the_hf_path(make, what):
+    with pytest.raises(ModelFormatError, match=what) as caught:
+        FastVerifier(make(), None, max_len=32, graphs=False, eos_token_ids=())
+    assert "'hf' verifier" in str(caught.value)
+    assert type(make()).__name__ in str(caught.value)
+
+
+def test_speculative_on_the_generic_body_equals_transformers_greedy():
+    """Verifier and draft both on the generic body (the draft: the verifier's first layer), over
+    a ragged batch whose rows outgrow the window: the verifier's and the draft's rollbacks and
+    the draft's pending tokens all go through transformers' modules."""
+    from thrifty.speculative import SpeculativeDecoder
+    from thrifty.testing.toy import ToyTokenizer
+    from thrifty_hf.fast import FastDraft
+
+    family = "gemma2"  # soft-capped attention and logits, local and global layers
+    verifier = families.make_model(family)
+    draft = families.make_model(family, layers=1)
+    draft.load_state_dict({k: v for k, v in verifier.state_dict().items()
+                           if k in draft.state_dict()})
+    fv = FastVerifier(verifier, ToyTokenizer(), max_len=96, graphs=False, eos_token_ids=())
+    fd = FastDraft(draft, max_len=96, graphs=False)
+    assert fv.lm.body.kind == fd.lm.body.kind == "generic"
+    prompts = [[5, 9, 2, 7, 30, 31, 32, 40] * 3, [3, 3], [7, 1, 2, 3, 4]]
+    spec = SpeculativeDecoder(fv, fd, 3).generate(prompts, max_new_tokens=24)
+    for prompt, got in zip(prompts, spec.token_ids):
+        ref = verifier.generate(torch.tensor([prompt]), max_new_tokens=24, do_sample=False,
+                                min_new_tokens=24)
+        assert got == ref[0, len(prompt):].tolist()
+    assert spec.metrics.target_passes < 24 * len(prompts)
