@@ -44,6 +44,33 @@ def test_folded_checkpoint_computes_the_drafts_logits(tiny_llama, tiny_draft, wi
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("family", ["qwen2", "gemma2", "gemma3", "gpt-neox"])
+def test_a_wide_draft_of_another_family_folds_into_that_familys_class(family, tmp_path):
+    """Gemma scales its embedding (2: in the model, 3: in the embedding module) and soft-caps
+    its logits; GPT-NeoX names its head differently: the folded checkpoint, saved and loaded
+    by transformers, still computes the draft's logits."""
+    import families
+    from transformers import AutoModelForCausalLM
+
+    from thrifty_hf.distill import init_draft
+    from thrifty_hf.export import stock_model
+
+    verifier = families.make_model(family)
+    draft, _ = init_draft(verifier, depth=1, width=128, init="fresh")
+    with torch.no_grad():  # the fresh layers' norms and biases perturbed
+        for p in draft.model.parameters():
+            p.add_(0.3 * torch.randn_like(p)) if p.dim() == 1 else None
+    stock_model(draft).save_pretrained(tmp_path)
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).eval()
+    assert type(plain).__name__ == type(verifier).__name__
+    assert plain.config.hidden_size == 128
+    ids = torch.tensor([[3, 14, 15, 92, 65, 35, 89]])
+    with torch.no_grad():
+        want = draft(input_ids=ids).logits
+        torch.testing.assert_close(plain(input_ids=ids).logits, want, rtol=1e-4,
+                                   atol=1e-4 * float(want.abs().max()))
+
+
 def test_feature_draft_is_refused_with_the_reason(tmp_path, tiny_llama, tiny_draft):
     from thrifty_hf.export import EAGLE_DIFFERENCES, engine_settings, export_draft, stock_model
 

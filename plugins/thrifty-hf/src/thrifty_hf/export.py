@@ -21,13 +21,14 @@ proposes garbage.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from thrifty.errors import ConfigError, IncompatibleModelsError
+from thrifty.errors import ConfigError, IncompatibleModelsError, ModelFormatError
 from thrifty.records import EngineSettings
 
 EAGLE_DIFFERENCES = (
@@ -43,10 +44,6 @@ EAGLE_DIFFERENCES = (
 engines hand the draft the verifier's last hidden state after the final norm and combine it as
 ``fc(cat(embed, hidden))``, as thrifty does; the differences are the norms, which are not linear
 and cannot be folded into weights."""
-
-FAMILY_CLASS = {"llama": "LlamaForCausalLM"}
-"""Layer family (``model_type`` of the draft's config) -> the stock class the export names."""
-
 
 def is_thrifty_draft(model: str) -> Path | None:
     """The folder of ``model`` when it names a thrifty draft (zoo name or folder), else None.
@@ -101,39 +98,65 @@ def engine_settings(options) -> EngineSettings | None:
 
 
 def stock_model(draft):
-    """The draft as its family's stock causal LM (float32 on the CPU), projections folded into
-    the embedding and LM head."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    """The token draft as its family's stock causal LM (float32 on the CPU), projections folded
+    into the embedding and LM head; checked against the draft on a probe before it is returned.
 
-    if getattr(draft, "fc", None) is not None:
+    At the verifier's width this is :func:`thrifty_hf.drafts.standalone`. Otherwise the stock
+    model is the family's at width W, its embedding the draft's embedded-and-projected vocabulary
+    (divided by the stock embedding's own ``embed_scale`` where the family scales inside the
+    embedding module, as Gemma 3 does) and its head ``head @ proj_out``.
+    """
+    import torch
+
+    from .drafts import _unchosen, standalone
+
+    if draft.fc is not None:
         refuse_feature_draft(getattr(draft.config, "name_or_path", "") or "this draft")
-    raw = draft.config.to_dict()
-    family = raw.get("model_type")
-    if family not in FAMILY_CLASS:
-        raise ConfigError(f"cannot export a draft of layer family {family!r}: export-draft "
-                          f"writes {sorted(FAMILY_CLASS)}")
-    for key in ("thrifty_embed_size", "thrifty_features", "architectures", "dtype",
-                "torch_dtype", "_name_or_path"):
-        raw.pop(key, None)
+    if draft.proj_in is None and draft.proj_out is None:
+        return _checked(standalone(draft), draft)
+    from transformers import AutoModelForCausalLM
+
+    cfg = copy.deepcopy(draft.config)
+    for key in ("thrifty_embed_size", "thrifty_features"):
+        delattr(cfg, key)
+    cfg.architectures, cfg.tie_word_embeddings = None, False
+    _unchosen(cfg)
+    stock = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    f32 = {k: v.detach().to("cpu", torch.float32) for k, v in draft.model.state_dict().items()}
+    emb = stock.get_input_embeddings()
+    key = next(n for n, m in stock.base_model.named_modules() if m is emb) + ".weight"
     with torch.no_grad():
-        state = {k: v.detach().to("cpu", torch.float32) for k, v in draft.state_dict().items()}
-        embed, head = state.pop("embed_tokens.weight"), state.pop("lm_head.weight")
-        projected = "proj_in.weight" in state or "proj_out.weight" in state
-        if "proj_in.weight" in state:
-            embed = embed @ state.pop("proj_in.weight").T
-        if "proj_out.weight" in state:
-            head = head @ state.pop("proj_out.weight")
-    tied = not projected and torch.equal(embed, head)
-    raw.update(architectures=[FAMILY_CLASS[family]], tie_word_embeddings=tied)
-    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**raw), dtype=torch.float32)
-    state.update({"model.embed_tokens.weight": embed, "lm_head.weight": head})
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not (tied and k == "lm_head.weight")]
-    if missing or unexpected:
-        raise ConfigError(f"the draft's weights do not fill a stock {FAMILY_CLASS[family]}: "
-                          f"missing {missing[:4]}, unexpected {unexpected[:4]}")
-    return model.eval()
+        vocab = torch.arange(draft.config.vocab_size)
+        rows = draft.get_input_embeddings()(vocab.to(draft.lm_head.weight.device)).cpu().float()
+        rows = torch.nn.functional.linear(rows, draft.proj_in.weight.cpu().float())
+        f32[key] = rows / getattr(emb, "embed_scale", 1.0)
+        stock.base_model.load_state_dict(f32)
+        head = draft.lm_head.weight.detach().cpu().float()
+        if draft.proj_out is not None:
+            head = head @ draft.proj_out.weight.detach().cpu().float()
+        stock.get_output_embeddings().weight.copy_(head)
+    return _checked(stock.eval(), draft)
+
+
+def _checked(stock, draft):
+    """``stock`` if its logits are the draft's (float32, as :func:`export_draft` loads it) on a
+    probe of the vocabulary's ids, else a ModelFormatError: an export never computes something
+    the draft does not."""
+    import torch
+
+    v = draft.config.vocab_size
+    ids = (torch.arange(24) * 7919 % v)[None]
+    dev = draft.lm_head.weight.device
+    with torch.no_grad():
+        want = draft(input_ids=ids.to(dev)).logits.float().cpu()
+        got = stock(input_ids=ids).logits
+    if not torch.allclose(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max())):
+        raise ModelFormatError(
+            f"the {type(stock).__name__} written for this draft computes other logits than the "
+            f"draft (largest difference {float((got - want).abs().max()):.3g}); the family "
+            f"{draft.config.model_type!r} keeps something export-draft does not fold. Run the "
+            f"draft through thrifty (plugin 'hf' or 'hf-fast')")
+    return stock
 
 
 def export_draft(model: str, out, *, verifier: str | None = None, dtype: str = "float32") -> Path:
