@@ -2,7 +2,8 @@
 
 A thrifty draft stores only its own layers and borrows its verifier's embedding and LM head
 (:mod:`thrifty_hf.drafts`), which no other engine knows how to do. The export writes the draft
-as the stock causal-LM class of its layers' family (``LlamaForCausalLM`` for today's drafts):
+as the stock causal-LM class of its layers' family (the verifier's: ``LlamaForCausalLM`` for
+the shipped SmolLM2 drafts):
 config, safetensors weights with the embedding and LM head in them, the verifier's tokenizer
 files and generation config. ``AutoModelForCausalLM.from_pretrained`` loads it without thrifty,
 and vLLM's ``draft_model`` method and transformers' ``assistant_model=`` take it as it is.
@@ -11,7 +12,7 @@ A draft narrower or wider than its verifier has ``proj_in`` [W x E] after the em
 ``proj_out`` [E x W] before the head. Both are linear maps next to a linear map, so they fold
 away: an embedding row e becomes ``e @ proj_in^T`` (embedding' = E proj_inᵀ, [V x W]) and the
 head h becomes ``h @ proj_out`` ([V x W]). The stock model then computes the same logits as the
-thrifty draft, up to float rounding.
+thrifty draft, up to float rounding, which a probe checks before anything is written.
 
 A feature draft (EAGLE-style) also reads the verifier's hidden state, which a stock causal LM
 cannot be given, and no engine's EAGLE loader computes what thrifty's feature draft computes
