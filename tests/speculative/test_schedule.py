@@ -176,3 +176,13 @@ def test_select_json_carries_the_vllm_schedule(registry, toy_prompts, tmp_path, 
     assert main(["select", "--profile", str(tmp_path / "p.json"), "--plot", ""]) == 0
     text = capsys.readouterr().out
     assert "by batch size, with draft" in text and "num_speculative_tokens_per_batch_size" in text
+
+
+def test_select_of_the_verifier_alone_exports_no_schedule(registry, tmp_path, capsys):
+    prof = _profile()
+    prof.drafts.clear()
+    prof.save(tmp_path / "v.json")
+    assert main(["select", "--profile", str(tmp_path / "v.json"), "--json", "--plot", ""]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert "schedule" not in out and "vllm" not in out
+    assert all(b["recommended"]["draft"] is None for b in out["batches"])

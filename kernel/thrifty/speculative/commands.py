@@ -246,9 +246,12 @@ def _run_select(args) -> int:
 def schedule_export(model, prof, batches) -> dict:
     """The per-batch-size schedule of the one draft that does best over ``batches`` (an engine
     runs one draft), with its vLLM, transformers and thrifty settings: ``{"schedule": {draft,
-    ranges}, "vllm": ..., "transformers": ..., "thrifty": ..., ["prepare"], ["note"]}``."""
+    ranges}, "vllm": ..., "transformers": ..., "thrifty": ..., ["prepare"], ["note"]}``; ``{}``
+    for a profile of the verifier alone."""
     from .schedule import gamma_schedule, schedule_draft
 
+    if not prof.drafts:
+        return {}
     draft = schedule_draft(model, batches)
     ranges = gamma_schedule(model, draft, batches)
     found = engine_settings(prof.drafts[draft].config, ranges)
@@ -256,6 +259,8 @@ def schedule_export(model, prof, batches) -> dict:
 
 
 def _print_schedule(scheduled: dict) -> None:
+    if not scheduled:
+        return
     sched = scheduled["schedule"]
     text = ", ".join(f"batch {lo}-{hi}: γ={g}" for lo, hi, g in sched["ranges"])
     print(f"\nby batch size, with draft {sched['draft']}: {text}")
