@@ -46,6 +46,7 @@ engines hand the draft the verifier's last hidden state after the final norm and
 ``fc(cat(embed, hidden))``, as thrifty does; the differences are the norms, which are not linear
 and cannot be folded into weights."""
 
+
 def is_thrifty_draft(model: str) -> Path | None:
     """The folder of ``model`` when it names a thrifty draft (zoo name or folder), else None.
     Reads no weights and prepares no zoo model."""
@@ -92,9 +93,12 @@ def engine_settings(options) -> EngineSettings | None:
         prepare = f"thrifty export-draft {model} --out {where}"
     else:
         where = str(ZOO[model].folder()) if model in ZOO else model
+    # transformers' defaults adapt γ and stop drafting when the draft is unsure; these make it
+    # propose γ tokens every step, as the lookahead thrifty chose assumes
     return EngineSettings(
         vllm={"method": "draft_model", "model": where},
-        transformers={"assistant_model": where, "num_assistant_tokens_schedule": "constant"},
+        transformers={"assistant_model": where, "num_assistant_tokens_schedule": "constant",
+                      "assistant_confidence_threshold": 0.0},
         transformers_gamma="num_assistant_tokens", prepare=prepare)
 
 
