@@ -130,13 +130,17 @@ class EngineSettings:
 
     ``vllm``: vLLM ``speculative_config`` entries besides the lookahead (``method``, ``model``,
     ``prompt_lookup_max``, ...). ``transformers``: ``generate()`` keyword arguments besides the
-    lookahead (an ``assistant_model`` value is the folder to load it from), and
-    ``transformers_gamma`` names the argument that takes γ. ``prepare``: a command to run first,
-    such as the one that writes the checkpoint ``model`` names, or ``""``.
+    lookahead (an ``assistant_model`` value is the folder to load it from). ``assistant``: entries
+    of that assistant model's ``generation_config``, where transformers reads the assistant's
+    lookahead and schedule (not from ``generate()``). ``transformers_gamma`` names the setting
+    that takes γ: an ``assistant`` entry when ``assistant`` is given, else a ``generate()``
+    argument. ``prepare``: a command to run first, such as the one that writes the checkpoint
+    ``model`` names, or ``""``.
     """
 
     vllm: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
     transformers: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
+    assistant: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
     transformers_gamma: str = ""
     prepare: str = ""
 

@@ -118,6 +118,7 @@ class _ToyPlugin(ToyPlugin):
         export = lambda o: EngineSettings(  # noqa: E731
             vllm={"method": "draft_model", "model": f"/ckpt/{o['size']}"},
             transformers={"assistant_model": f"/ckpt/{o['size']}"},
+            assistant={"num_assistant_tokens_schedule": "constant"},
             transformers_gamma="num_assistant_tokens", prepare="make-ckpt")
         return [DraftModelSpec(name="toy-draft", factory=lambda v, **o: close_draft(v),
                                options={"size": Option(str, "s", "which checkpoint")},
@@ -135,14 +136,18 @@ def test_settings_come_from_the_drafts_record(registry):
     assert found["vllm"] == {"method": "draft_model", "model": "/ckpt/s",  # default filled in
                              "num_speculative_tokens": 4,
                              "num_speculative_tokens_per_batch_size": [[1, 2, 4], [3, 16, 0]]}
-    assert found["transformers"] == {"assistant_model": "/ckpt/s", "num_assistant_tokens": 4}
+    assert found["transformers"] == {  # γ of batch 1, where transformers reads it
+        "assistant_model": "/ckpt/s", "assistant_generation_config": {
+            "num_assistant_tokens_schedule": "constant", "num_assistant_tokens": 4}}
     assert found["prepare"] == "make-ckpt"
     assert found["thrifty"]["lookahead"] == [[1, 2, 4], [3, 16, 0]]
     lines = export_config({"name": "toy-draft", "options": {"size": "m"}}, 3)
     assert json.loads(lines["vllm"].removeprefix("speculative_config=")) == {
         "method": "draft_model", "model": "/ckpt/m", "num_speculative_tokens": 3}
-    assert lines["transformers"] == ("model.generate(**inputs, assistant_model=AutoModelForCausal"
-                                     "LM.from_pretrained('/ckpt/m'), num_assistant_tokens=3)")
+    assert lines["transformers"] == (
+        "assistant = AutoModelForCausalLM.from_pretrained('/ckpt/m'); assistant.generation_config"
+        ".update(num_assistant_tokens_schedule='constant', num_assistant_tokens=3); "
+        "model.generate(**inputs, assistant_model=assistant)")
     assert lines["thrifty"] == 'drafts = [{ plugin = "toy-draft", size = "m" }]\nlookahead = 3'
     # target-only everywhere: nothing to hand vLLM or transformers
     none = export_config({"name": "toy-draft", "options": {}}, [[1, 8, 0]])

@@ -338,8 +338,11 @@ def engine_settings(config: dict, gamma: int | list) -> dict:
     if ranges:
         vllm["num_speculative_tokens_per_batch_size"] = [list(r) for r in ranges]
     out["vllm"] = vllm
-    out["transformers"] = {**settings.transformers, settings.transformers_gamma: one} \
-        if one else {}
+    gamma_of = {settings.transformers_gamma: one}
+    out["transformers"] = {} if not one else {
+        **settings.transformers, "assistant_generation_config": {**settings.assistant,
+                                                                 **gamma_of}} \
+        if settings.assistant else {**settings.transformers, **gamma_of}
     if settings.prepare:
         out["prepare"] = settings.prepare
     return out
@@ -361,10 +364,19 @@ def export_config_lines(found: dict) -> dict[str, str]:
             lines["vllm"] = f"speculative_config={json.dumps(found['vllm'])}"
         else:
             lines["vllm"] = "(no speculative_config: target-only decoding is fastest)"
-        args = "".join(f", {k}=AutoModelForCausalLM.from_pretrained({v!r})"
-                       if k == "assistant_model" else f", {k}={v!r}"
-                       for k, v in found["transformers"].items())
-        lines["transformers"] = f"model.generate(**inputs{args})"
+        kwargs = dict(found["transformers"])
+        assistant = kwargs.pop("assistant_generation_config", None)
+        load = ""
+        if "assistant_model" in kwargs:
+            folder = kwargs["assistant_model"]
+            load = f"assistant = AutoModelForCausalLM.from_pretrained({folder!r}); "
+            kwargs["assistant_model"] = "assistant"
+        if assistant:
+            load += "assistant.generation_config.update(" + ", ".join(
+                f"{k}={v!r}" for k, v in assistant.items()) + "); "
+        args = "".join(f", {k}={v}" if k == "assistant_model" else f", {k}={v!r}"
+                       for k, v in kwargs.items())
+        lines["transformers"] = f"{load}model.generate(**inputs{args})"
     else:
         lines["note"] = found["note"]
     lines["thrifty"] = found["thrifty"]["toml"]

@@ -18,9 +18,9 @@ import torch
 from thrifty.errors import ConfigError, IncompatibleModelsError
 
 GAMMA = 4
-NEW_TOKENS = 24
-ROWS = (0, 1, 2, 11, 12, 13)
-"""Three code and three prose prompts of the session's list (conftest.PROMPTS)."""
+NEW_TOKENS = 20
+ROWS = (0, 4, 12)
+"""Two code prompts and one prose prompt of the session's list (conftest.PROMPTS)."""
 
 
 @pytest.mark.parametrize("width", [32, 64, 16])
@@ -85,8 +85,11 @@ def test_feature_draft_is_refused_with_the_reason(tmp_path, tiny_llama, tiny_dra
     assert len(EAGLE_DIFFERENCES) == 3
     # and `thrifty select` offers no vLLM/transformers settings for it
     assert engine_settings({"model": "smollm2-draft-feat"}) is None
-    assert engine_settings({"model": "smollm2-draft-l1"}).prepare == \
-        "thrifty export-draft smollm2-draft-l1 --out smollm2-draft-l1-hf"
+    l1 = engine_settings({"model": "smollm2-draft-l1"})
+    assert l1.prepare == "thrifty export-draft smollm2-draft-l1 --out smollm2-draft-l1-hf"
+    assert l1.vllm == {"method": "draft_model", "model": "smollm2-draft-l1-hf"}
+    assert l1.assistant == {"num_assistant_tokens_schedule": "constant",
+                            "assistant_confidence_threshold": 0.0}
 
 
 def test_bad_targets_are_refused(tmp_path, small_draft_dir):
@@ -105,7 +108,8 @@ def test_bad_targets_are_refused(tmp_path, small_draft_dir):
 _ASSISTED = r"""
 import importlib.util, json, sys
 sys.path.append(sys.argv[1])
-assert importlib.util.find_spec("thrifty") is None and importlib.util.find_spec("thrifty_hf") is None
+assert importlib.util.find_spec("thrifty") is None
+assert importlib.util.find_spec("thrifty_hf") is None
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging
@@ -114,6 +118,11 @@ logging.disable_progress_bar()
 draft_dir, verifier_dir, gamma, new = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 prompts = json.loads(sys.argv[6])  # token ids
 draft = AutoModelForCausalLM.from_pretrained(draft_dir, dtype=torch.float32).eval()
+# transformers reads the assistant's lookahead from the assistant's generation config: γ every
+# step (a constant schedule, no confidence cut-off), as thrifty proposes
+draft.generation_config.update(num_assistant_tokens=gamma,
+                               num_assistant_tokens_schedule="constant",
+                               assistant_confidence_threshold=0.0)
 target = AutoModelForCausalLM.from_pretrained(verifier_dir, dtype=torch.float32).eval()
 tok = AutoTokenizer.from_pretrained(draft_dir)
 passes = [0]
@@ -125,11 +134,7 @@ for prompt in prompts:
     with torch.no_grad():
         plain = target.generate(**ids, **common)[0, len(prompt):].tolist()
         passes[0] = 0
-        # a constant lookahead and no confidence cut-off: γ proposals every step, as thrifty
-        assisted = target.generate(**ids, **common, assistant_model=draft,
-                                   num_assistant_tokens=gamma,
-                                   num_assistant_tokens_schedule="constant",
-                                   assistant_confidence_threshold=0.0)
+        assisted = target.generate(**ids, **common, assistant_model=draft)
     assisted = assisted[0, len(prompt):].tolist()
     out.append({"plain": plain, "assisted": assisted, "passes": passes[0]})
 print(json.dumps({"class": type(draft).__name__, "rows": out}))
@@ -162,17 +167,15 @@ def test_export_runs_in_transformers_without_thrifty(tmp_path, smollm2, prompt_i
     found = json.loads(run.stdout.strip().splitlines()[-1])
     assert found["class"] == "LlamaForCausalLM"
     rows = found["rows"]
-    gen = SpeculativeDecoder(smollm2, None).generate(ids, max_new_tokens=NEW_TOKENS,
-                                                      batch_size=1)
-    for row, ours in zip(rows, gen.token_ids):
-        assert row["plain"] == ours  # both read the same checkpoint the same way
+    for row in rows:
+        assert len(row["plain"]) == NEW_TOKENS
         assert row["assisted"] == row["plain"]
     tf_tar = sum(len(r["assisted"]) for r in rows) / sum(r["passes"] for r in rows)
 
     draft = make_draft(smollm2, "smollm2-draft-l1", device="cpu", dtype="float32")
     gen = SpeculativeDecoder(smollm2, draft, GAMMA).generate(ids, max_new_tokens=NEW_TOKENS,
                                                              batch_size=1)
-    assert gen.token_ids == [r["plain"] for r in rows]
+    assert gen.token_ids == [r["plain"] for r in rows]  # one greedy output, three ways
     ours = gen.metrics.tar
     assert tf_tar > 1.2  # the export accepts: a garbage draft would sit near 1.0
     assert abs(tf_tar - ours) / ours < 0.1, (tf_tar, ours)

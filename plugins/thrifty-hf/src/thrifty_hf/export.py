@@ -93,12 +93,14 @@ def engine_settings(options) -> EngineSettings | None:
         prepare = f"thrifty export-draft {model} --out {where}"
     else:
         where = str(ZOO[model].folder()) if model in ZOO else model
-    # transformers' defaults adapt γ and stop drafting when the draft is unsure; these make it
-    # propose γ tokens every step, as the lookahead thrifty chose assumes
+    # transformers reads an assistant's lookahead from the assistant's own generation config;
+    # a constant schedule and no confidence cut-off make it propose γ tokens every step, as
+    # the lookahead thrifty chose assumes
     return EngineSettings(
         vllm={"method": "draft_model", "model": where},
-        transformers={"assistant_model": where, "num_assistant_tokens_schedule": "constant",
-                      "assistant_confidence_threshold": 0.0},
+        transformers={"assistant_model": where},
+        assistant={"num_assistant_tokens_schedule": "constant",
+                   "assistant_confidence_threshold": 0.0},
         transformers_gamma="num_assistant_tokens", prepare=prepare)
 
 
