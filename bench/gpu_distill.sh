@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# The commands that trained the shipped SmolLM2-135M drafts on one GPU (H100, 2026-11-26; see
+# The commands that trained the shipped SmolLM2-135M drafts on one GPU (H100 unless noted; see
 # docs/benchmarks/gpu_speed.md). A one-step run builds the corpus cache (standard-library code +
 # the verifier's own sampled answers to 2,400 built-in chat prompts); then the drafts of one
 # round train at once for the same wall time (one small distillation does not fill an H100).
 # The learning rate anneals by time.
-#   round 1 (second session, 290 s each): l1, l2, wide, the 8x256 narrow comparison draft and
+#   round 1 (2026-11-26, 290 s each): l1, l2, wide, the 8x256 narrow comparison draft and
 #           the PairConnect draft;
-#   round 2 (third session, 419 s each): the feature draft, the 4-layer draft (fresh layers,
+#   round 2 (2026-11-26, 419 s each): the feature draft, the 4-layer draft (fresh layers,
 #           MLP 768: it fits the 64 MB budget beside the feature draft) and narrow again.
-#   round 3 (fourth session, 461 s): the shipped feature draft (then round 2's) trained further, alone on the
+#   round 3 (2026-11-26, 461 s): round 2's feature draft trained further, alone on the
 #           GPU, batch 32, on a corpus with 4,800 self-generated answers;
-#   round 4 (sixth session, 358 s on an H200: what one 10-minute call left after building the
+#   round 4 (2026-12-06, 358 s on an H200: what one 10-minute call left after building the
 #           corpus): round 3's feature draft trained further the same way (the shipped one).
 # Usage: bench/gpu_distill.sh OUT_DIR [SECONDS_PER_DRAFT] [ROUND]
 set -euo pipefail
@@ -18,14 +18,14 @@ out=${1:?output folder}
 secs=${2:-290}
 round=${3:-1}
 chat=2400; [ "$round" -ge 3 ] && chat=4800
-thrifty distill --out "$out/scratch" --depth 1 --steps 1 --corpus-cache "$out/corpus.pt" \
+thrifty distill --out "$out/scratch" --depth 1 --steps 1 --corpus-cache "$out/corpus.safetensors" \
     --code-tokens 6000000 --self-generate "$chat" --gen-batch 400 --seq-len 512 --quiet
 if [ "$round" -ge 3 ]; then
   exec thrifty distill --out "$out/smollm2-draft-feat" --resume smollm2-draft-feat \
-      --verifier smollm2-135m --corpus-cache "$out/corpus.pt" --steps 40000 \
+      --verifier smollm2-135m --corpus-cache "$out/corpus.safetensors" --steps 40000 \
       --max-seconds "$secs" --batch 32 --seq-len 512 --quiet
 fi
-common=(--verifier smollm2-135m --corpus-cache "$out/corpus.pt" --steps 20000
+common=(--verifier smollm2-135m --corpus-cache "$out/corpus.safetensors" --steps 20000
         --max-seconds "$secs" --batch 16 --seq-len 512 --quiet)
 thrifty distill --out "$out/smollm2-draft-narrow" --depth 8 --width 256 --init fresh \
     "${common[@]}" &

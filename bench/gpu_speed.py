@@ -131,18 +131,32 @@ def thrifty_run(verifier, draft, gamma, prompts, batch, max_new, repeats, overla
     return statistics.median(rates), statistics.mean(tars), [outs[i] for i in sorted(outs)]
 
 
-def hf_run(model, prompts, max_new, eos, assistant=None, gamma=4):
-    """Median per-prompt tok/s of transformers greedy generate (optionally assisted)."""
+def hf_run(model, prompts, max_new, eos, assistant=None, gamma=4, mode="eager"):
+    """Median per-prompt tok/s and outputs of transformers greedy ``generate``.
+
+    ``mode``: ``"eager"`` (a dynamic cache), ``"static"`` (``cache_implementation="static"``,
+    which ``generate`` compiles on a GPU: the strongest transformers path), ``"lookup"``
+    (prompt-lookup decoding, ``gamma`` tokens) or ``"assisted"`` (``assistant`` proposes
+    ``gamma`` tokens a step, a constant schedule). The warm-up runs the longest prompt first,
+    so the static cache is sized once for every prompt (transformers keeps the largest size it
+    has seen) and the compiled decode step never recompiles while timing."""
     import torch
 
     kw = dict(do_sample=False, max_new_tokens=max_new, eos_token_id=list(eos),
               pad_token_id=list(eos)[0])
-    if assistant is not None:
+    if mode == "static":
+        kw["cache_implementation"] = "static"
+    elif mode == "lookup":
+        kw["prompt_lookup_num_tokens"] = gamma
+    elif mode == "assisted":
         assistant.generation_config.num_assistant_tokens = gamma
         assistant.generation_config.num_assistant_tokens_schedule = "constant"
         kw["assistant_model"] = assistant
-    ids0 = torch.tensor([prompts[0]], device=model.device)
-    model.generate(ids0, **{**kw, "max_new_tokens": 8})
+    elif mode != "eager":
+        raise ValueError(f"unknown transformers mode {mode!r}")
+    longest = max(prompts, key=len)
+    for _ in range(2 if mode == "static" else 1):  # compile, then one run on the compiled step
+        model.generate(torch.tensor([longest], device=model.device), **kw)
     per, outs = [], []
     for p in prompts:
         ids = torch.tensor([p], device=model.device)
@@ -156,9 +170,11 @@ def hf_run(model, prompts, max_new, eos, assistant=None, gamma=4):
     return statistics.median(per), outs
 
 
-def fast_models(model: str, drafts: str, device: str = "cuda", dtype: str = "bfloat16"):
+def fast_models(model: str, drafts: str, device: str = "cuda", dtype: str = "bfloat16",
+                max_len: int = 1024):
     """(tokenizer, hf-fast verifier, {name: fast draft}), by default in bf16 on the GPU, for the
-    benchmarks that time thrifty alone (``drafts``: comma-separated zoo names or folders)."""
+    benchmarks that time thrifty alone (``drafts``: comma-separated zoo names or folders);
+    ``max_len``: the static cache's tokens per row."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -169,8 +185,8 @@ def fast_models(model: str, drafts: str, device: str = "cuda", dtype: str = "bfl
     path = resolve(model).path
     tok = AutoTokenizer.from_pretrained(path)
     hf = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
-    return tok, FastVerifier(hf, tok, max_len=1024), {
-        name: fast_draft(load_draft_named(name, hf), max_len=1024)
+    return tok, FastVerifier(hf, tok, max_len=max_len), {
+        name: fast_draft(load_draft_named(name, hf), max_len=max_len)
         for name in drafts.split(",") if name}
 
 
@@ -215,8 +231,9 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from thrifty_hf.audit import audit_divergences
-    from thrifty_hf.fast import FastVerifier, _eos_ids, fast_draft
+    from thrifty_hf.fast import FastVerifier, fast_draft
     from thrifty_hf.loading import load_draft_named
+    from thrifty_hf.models import eos_token_ids
     from thrifty_hf.zoo import resolve
 
     path = resolve(args.model).path
@@ -246,7 +263,7 @@ def main() -> None:
     for wl, prompts in loads.items():
         fresh()
         model = hf(torch.float32)
-        eos = _eos_ids(model) or {tok.eos_token_id}
+        eos = eos_token_ids(model, tok)
         sub = prompts[: args.hf_prompts]
         _, hf_out = hf_run(model, sub, 64, eos)
         ver = FastVerifier(model, tok, max_len=1024)
@@ -268,7 +285,7 @@ def main() -> None:
         # --- transformers generate, batch 1
         fresh()
         model = hf(bf16)
-        eos = _eos_ids(model) or {tok.eos_token_id}
+        eos = eos_token_ids(model, tok)
         rate, hf_out = hf_run(model, prompts[: args.hf_prompts], args.max_new_tokens, eos)
         row(workload=wl, config="transformers generate", batch=1, tok_s=round(rate, 1),
             peak_mib=peak_mib())
@@ -326,7 +343,7 @@ def main() -> None:
             continue
         try:
             rate, out = hf_run(model, prompts[: args.hf_prompts], args.max_new_tokens, eos,
-                               assistant=assist, gamma=best["gamma"])
+                               assistant=assist, gamma=best["gamma"], mode="assisted")
             base = baseline[(wl, 1)][1][: args.hf_prompts]
             row(workload=wl, config=f"transformers assisted {best['draft']}",
                 draft=best["draft"], gamma=best["gamma"], batch=1, tok_s=round(rate, 1),

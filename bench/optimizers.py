@@ -1,4 +1,4 @@
-"""Trials to reach within 5% of the best feasible energy: grid, random, thrifty-cbo, Optuna TPE
+"""Trials to reach within 5% of the best feasible energy: grid, random, cbo, Optuna TPE
 and Optuna GP, side by side on the same replayed surfaces.
 
 Surfaces: the synthetic PolyThrottle-shaped ones of :mod:`thrifty.tuning.synthetic` (CPU × GPU ×
@@ -9,7 +9,7 @@ median over seeds of the number of distinct configurations measured, with the me
 SLO-violating configurations measured on the way beside it.
 
 For a recorded surface with a ``# default:`` line, the SLO is the default configuration's latency
-(× ``--slo-factor``) and the bench also prints what a 15-trial thrifty-cbo run saves against the
+(× ``--slo-factor``) and the bench also prints what a 15-trial cbo run saves against the
 default configuration under that SLO.
 
     python bench/optimizers.py                       # all surfaces, 20 seeds
@@ -39,7 +39,7 @@ from thrifty.tuning.backends import ReplayBackend  # noqa: E402
 from thrifty.tuning.synthetic import WORKLOADS, surface  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ["grid", "random", "thrifty-cbo", "optuna-tpe", "optuna-gp"]
+METHODS = ["grid", "random", "cbo", "optuna-tpe", "optuna-gp"]
 
 
 def synthetic_surfaces():
@@ -204,11 +204,11 @@ def main(argv=None) -> int:
 
 
 def savings(name, backend, constraint, default, trials=15, seeds=5):
-    """What a ``trials``-trial thrifty-cbo run finds against the default configuration."""
+    """What a ``trials``-trial cbo run finds against the default configuration."""
     base = backend.measure(default)
     found = []
     for seed in range(seeds):
-        opt = build("thrifty-cbo", backend.space, constraint, seed)
+        opt = build("cbo", backend.space, constraint, seed)
         for _ in range(trials):
             c = opt.ask()
             opt.tell(c, backend.measure(c))
@@ -218,7 +218,7 @@ def savings(name, backend, constraint, default, trials=15, seeds=5):
     chosen = found[int(np.argsort(energies)[len(energies) // 2])]
     print(f"default {default}: energy {base['energy']:.4g}, latency {base['latency']:.4g} "
           f"(SLO {constraint})")
-    print(f"thrifty-cbo, {trials} trials, median over {seeds} seeds: energy {med:.4g} "
+    print(f"cbo, {trials} trials, median over {seeds} seeds: energy {med:.4g} "
           f"({100 * (1 - med / base['energy']):.1f}% less than default), e.g. "
           f"{chosen.config if chosen else None}")
     return {"default": default, "default_metrics": base, "tuned_median_energy": med,

@@ -26,7 +26,7 @@ import time
 import torch
 
 import thrifty
-from thrifty.demo import bundled_prompts
+from thrifty_hf.demo import bundled_prompts
 from thrifty.speculative import Metrics
 
 

@@ -1,69 +1,152 @@
-"""Speculative vs target-only decoding on a GPU, interleaved: the headline ratio, robustly.
+"""Speculative decoding against target-only and transformers' strongest paths, interleaved.
 
 A shared GPU's speed drifts between runs (thrifty target-only on one H100 measured 269 to 303
 tok/s in one afternoon), so a ratio of two numbers taken minutes apart carries that drift. Here
-each round runs target-only and then every (draft, γ) on the same prompts, in one process, and
-the ratio is taken within the round; the script prints each round's ratios and their median.
+each round runs thrifty target-only, every (draft, γ) and transformers ``generate`` with a static,
+compiled cache on the same prompts, in one process, and each ratio is taken within the round;
+the script prints each round's ratios and their median.
 
-    python bench/speedup.py --drafts smollm2-draft-feat --gammas 3,4,5 --gammas-b8 2,3 \
-        --rounds 5 --out speedup.json
+Baselines at batch 1, in the same process: transformers ``generate`` with
+``cache_implementation="static"`` (compiled: every round), and once per workload on
+``--hf-prompts`` prompts: eager ``generate`` (reference), prompt-lookup decoding and assisted
+generation with ``--assistant`` (a token draft). ``vs_strongest`` divides by the fastest of them.
 
+    python bench/speedup.py --suite heldout --drafts smollm2-draft-feat --gammas 3,4,5 \\
+        --gammas-b8 2,3 --rounds 3 --refill-prompts 16 --out speedup.json
+
+``--suite heldout`` (the default) reads bench/heldout (sources no draft was distilled on);
+``--suite indist`` the standard-library code and chat prompts of gpu_speed.py.
 ``--refill-prompts N`` adds batch 8 with continuous batching: N prompts through 8 rows, each
 row taking the next prompt as soon as its output is done (target-only runs the same way).
+``--smoke`` runs everything on the CPU in float32 with a few tokens (a check of the script).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import platform
 import statistics
 from pathlib import Path
 
-from gpu_speed import fast_models, fresh, thrifty_run, workloads
+import heldout
+from gpu_speed import fast_models, fresh, hf_run, peak_mib, thrifty_run, workloads
+
+HF_MODES = ("static", "eager", "lookup", "assisted")
+
+
+def environment(device: str) -> dict:
+    import torch
+    import transformers
+
+    return {"device": torch.cuda.get_device_name() if device == "cuda" else platform.processor(),
+            "torch": torch.__version__, "transformers": transformers.__version__,
+            "date": datetime.date.today().isoformat()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--suite", choices=("heldout", "indist"), default="heldout")
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--drafts", default="smollm2-draft-feat", help="comma-separated")
     ap.add_argument("--gammas", default="3,4,5", help="lookaheads at batch 1")
     ap.add_argument("--gammas-b8", default="2,3", help="lookaheads at batch 8")
     ap.add_argument("--prompts", type=int, default=8)
+    ap.add_argument("--hf-prompts", type=int, default=4,
+                    help="prompts for the slow transformers references (eager, lookup, assisted)")
+    ap.add_argument("--assistant", default="smollm2-draft-l1",
+                    help="token draft for transformers assisted generation ('' to skip)")
+    ap.add_argument("--assistant-gamma", type=int, default=4)
+    ap.add_argument("--lookup-tokens", type=int, default=4,
+                    help="prompt_lookup_num_tokens of transformers prompt-lookup decoding")
     ap.add_argument("--max-new-tokens", type=int, default=128)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--refill-prompts", type=int, default=0,
                     help="also batch 8 continuously batched over this many prompts")
-    ap.add_argument("--workloads", default="code,chat")
+    ap.add_argument("--batches", default="1,8", help="which of batch 1 and static batch 8")
+    ap.add_argument("--workloads", default="",
+                    help=f"comma-separated (default: every workload of the suite; heldout has "
+                         f"{','.join(heldout.WORKLOADS)}, indist has code,chat)")
+    ap.add_argument("--smoke", action="store_true", help="CPU, float32, few tokens")
     ap.add_argument("--out", default="speedup.json")
     args = ap.parse_args()
 
     import torch
+    from transformers import AutoModelForCausalLM
 
-    tok, ver, drafts = fast_models(args.model, args.drafts)
+    from thrifty_hf.loading import load_draft_named
+    from thrifty_hf.models import eos_token_ids
+    from thrifty_hf.zoo import resolve
+
+    device, dtype = ("cpu", "float32") if args.smoke else ("cuda", "bfloat16")
+    names = [w for w in args.workloads.split(",") if w] or (
+        list(heldout.WORKLOADS) if args.suite == "heldout" else ["code", "chat"])
+    n = max(args.prompts, args.refill_prompts)
+    # the tokenizer decides the prompts' lengths, which decide the static cache's length
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve(args.model).path)
+    if args.suite == "heldout":
+        loads = heldout.load(tok, names, n)
+    else:
+        loads = {k: v for k, v in workloads(tok, n).items() if k in names}
+    longest = max(len(p) for every in loads.values() for p in every)
+    max_len = -(-(longest + args.max_new_tokens + 16) // 256) * 256
+    tok, ver, drafts = fast_models(args.model, args.drafts, device, dtype, max_len=max_len)
+    hf = AutoModelForCausalLM.from_pretrained(
+        resolve(args.model).path, dtype=getattr(torch, dtype)).to(device).eval()
+    eos = eos_token_ids(hf, tok)
+    assistant = load_draft_named(args.assistant, hf) if args.assistant else None
     gammas = {1: [int(g) for g in args.gammas.split(",")],
               8: [int(g) for g in args.gammas_b8.split(",")]}
-    loads = {k: v for k, v in workloads(tok, max(args.prompts, args.refill_prompts)).items()
-             if k in args.workloads.split(",")}
-    modes = [(1, False), (8, False)] + [(8, True)] * bool(args.refill_prompts)
-    res = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
+    modes = [(int(b), False) for b in args.batches.split(",") if b] + \
+        [(8, True)] * bool(args.refill_prompts)
+    res = {**environment(device), "suite": args.suite, "model": args.model,
            "max_new_tokens": args.max_new_tokens, "rounds": args.rounds, "rows": []}
+
+    def emit(row):
+        res["rows"].append(row)
+        print(json.dumps(row), flush=True)
+        tmp = Path(args.out).with_suffix(".tmp")
+        tmp.write_text(json.dumps(res, indent=2))
+        tmp.replace(args.out)
+
     for wl, every in loads.items():
         for batch, refill in modes:
-            grid = gammas[batch]
             prompts = every[: args.refill_prompts if refill else args.prompts]
-            configs = [(name, d, g) for name, d in drafts.items() for g in grid]
+            configs = [(name, d, g) for name, d in drafts.items() for g in gammas[batch]]
             rates = {c[:1] + c[2:]: [] for c in [("target-only", None, 0)] + configs}
-            tars, same = {}, {}
+            hf_rates = {"static": []} if batch == 1 else {}
+            tars, same, peaks = {}, {}, {}
             fresh()
+            if batch == 1:
+                hf_once = transformers_references(hf, prompts[: args.hf_prompts], args, eos,
+                                                  assistant)
             for _ in range(args.rounds):
                 base, _, ref = thrifty_run(ver, None, 0, prompts, batch, args.max_new_tokens, 1,
                                            refill=refill)
                 rates[("target-only", 0)].append(base)
                 for name, draft, gamma in configs:
+                    fresh()
                     rate, tars[name, gamma], outs = thrifty_run(
                         ver, draft, gamma, prompts, batch, args.max_new_tokens, 1, refill=refill)
+                    peaks[name, gamma] = peak_mib()
                     rates[name, gamma].append(rate)
                     same[name, gamma] = sum(a == b for a, b in zip(outs, ref))
+                if batch == 1:
+                    rate, hf_out = hf_run(hf, prompts, args.max_new_tokens, eos, mode="static")
+                    hf_rates["static"].append(rate)
+            strongest = None
+            if batch == 1:
+                medians = {m: statistics.median(r) for m, r in hf_rates.items()}
+                medians.update({m: r["tok_s"] for m, r in hf_once.items() if "tok_s" in r})
+                strongest = max(medians, key=medians.get)
+                for m, row in hf_once.items():
+                    emit(dict(workload=wl, batch=1, config=f"transformers {m}", **row))
+                emit(dict(workload=wl, batch=1, config="transformers static",
+                          tok_s=round(medians["static"], 1),
+                          tok_s_rounds=[round(r, 1) for r in hf_rates["static"]]))
             for (name, gamma), rs in rates.items():
                 ratios = [r / b for r, b in zip(rs, rates[("target-only", 0)])]
                 row = dict(workload=wl, batch=batch, refill=refill, config=name, gamma=gamma,
@@ -71,10 +154,34 @@ def main() -> None:
                            ratio_median=round(statistics.median(ratios), 3),
                            ratios=[round(r, 3) for r in ratios],
                            tar=round(tars.get((name, gamma), 1.0), 3),
-                           identical=f"{same.get((name, gamma), len(prompts))}/{len(prompts)}")
-                res["rows"].append(row)
-                print(json.dumps(row), flush=True)
-                Path(args.out).write_text(json.dumps(res, indent=2))
+                           identical=f"{same.get((name, gamma), len(prompts))}/{len(prompts)}",
+                           peak_mib=peaks.get((name, gamma)))
+                if strongest is not None:
+                    static = [r / s for r, s in zip(rs, hf_rates["static"])]
+                    row.update(vs_static_median=round(statistics.median(static), 3),
+                               strongest=strongest,
+                               vs_strongest=round(statistics.median(rs) / medians[strongest], 3))
+                emit(row)
+
+
+def transformers_references(hf, prompts, args, eos, assistant) -> dict[str, dict]:
+    """Eager, prompt-lookup and assisted ``generate`` once each on ``prompts`` (slow paths:
+    every step is an eager forward), with how many outputs equal eager greedy's."""
+    out = {}
+    rate, ref = hf_run(hf, prompts, args.max_new_tokens, eos, mode="eager")
+    out["eager"] = dict(tok_s=round(rate, 1), prompts=len(prompts))
+    runs = [("lookup", None, args.lookup_tokens)] + \
+        [("assisted", assistant, args.assistant_gamma)] * (assistant is not None)
+    for mode, helper, gamma in runs:
+        try:
+            rate, outs = hf_run(hf, prompts, args.max_new_tokens, eos, assistant=helper,
+                                gamma=gamma, mode=mode)
+        except Exception as exc:  # reported in the table, not hidden
+            out[mode] = dict(error=repr(exc)[:300])
+            continue
+        out[mode] = dict(tok_s=round(rate, 1), gamma=gamma, prompts=len(prompts),
+                         same_as_eager=f"{sum(a == b for a, b in zip(outs, ref))}/{len(ref)}")
+    return out
 
 
 if __name__ == "__main__":

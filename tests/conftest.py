@@ -64,3 +64,19 @@ def thrifty_verifiers():
     return [VerifierSpec(name="toy", factory=_toy, description="trigram table",
                          options={"model": Option(str, "toy"), "vocab": Option(int, 6)})]
 """
+
+
+HELLO_PLUGIN = """
+from thrifty import CommandSpec, hookimpl
+
+def _configure(parser):
+    parser.add_argument("name")
+
+def _run(args):
+    print(f"hello, {args.name}")
+
+@hookimpl
+def thrifty_commands():
+    return [CommandSpec(name="hello", configure=_configure, run=_run,
+                        description="greet someone")]
+"""

@@ -1,6 +1,8 @@
 """Co-scheduling: the latency predictor, the admission controller, and a real small torch model
 serving requests while fine-tuning, with and without the controller."""
 
+from pathlib import Path
+
 import pytest
 
 from thrifty.errors import ConfigError
@@ -34,9 +36,10 @@ def test_controller_picks_the_largest_fitting_step_and_backs_off():
     assert tight.admit() is None                               # nothing fits: serve only
 
 
-def test_serving_while_fine_tuning_meets_the_slo_only_with_the_controller():
+def test_serving_while_fine_tuning_meets_the_slo_only_with_the_controller(monkeypatch):
     pytest.importorskip("torch")
-    from thrifty.tuning.coserve import demo
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
+    from coserve import demo
 
     free, held = demo(slo=None, rate=40.0, seconds=1.5)  # SLO: 30% of the largest step
     assert free.requests == held.requests > 30

@@ -73,6 +73,24 @@ def test_metrics_count_passes_and_tokens_per_pass():
     assert m.as_dict()["tokens_per_second"] > 0
 
 
+def test_a_draft_whose_acceptance_collapses_is_reported():
+    """A draft that never proposes the verifier's token leaves the output right and TAR at 1:
+    the metrics say so (one line naming the draft) instead of staying silent."""
+    v = ToyVerifier(vocab=5)
+    never = ToyDraft(vocab=5, table=v.table.roll(1, dims=-1))  # argmax always one letter off
+    out = SpeculativeDecoder(v, never, 3).generate([[1, 2], [3]], max_new_tokens=12)
+    m = out.metrics
+    assert out.token_ids == target_only(v, [[1, 2], [3]], 12).token_ids
+    assert sum(m.accepted_at) == 0 and m.tar == 1.0
+    assert m.collapsed and m.as_dict()["acceptance_collapsed"]
+    assert "'toy-draft'" in m.collapse_warning("toy-draft")
+    perfect = SpeculativeDecoder(v, ToyDraft(vocab=5, table=v.table), 3)
+    m = perfect.generate([[1, 2], [3]], max_new_tokens=12).metrics
+    assert not m.collapsed and m.collapse_warning("toy-draft") is None
+    short = SpeculativeDecoder(v, never, 3).generate([[1, 2]], max_new_tokens=3).metrics
+    assert not short.collapsed  # three proposing steps are too few to judge
+
+
 def test_ragged_batch_matches_rows_decoded_alone():
     v = ToyVerifier(vocab=6)
     prompts = [[1, 2, 3, 4, 5], [2], [5, 5]]

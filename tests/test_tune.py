@@ -7,10 +7,11 @@ import sys
 
 import pytest
 
-from thrifty import EnergyMeterSpec, hookimpl
+from thrifty import EnergyMeterSpec, OptimizerSpec, hookimpl
 from thrifty.cli import main
 from thrifty.errors import ConfigError
 from thrifty.hw import EnergyReading
+from thrifty.testing import fresh_registry
 from thrifty.tuning.backends import MeasuredBackend, ReplayBackend
 from thrifty.tuning.synthetic import WORKLOADS, surface
 from thrifty.tuning.tuner import tune
@@ -138,3 +139,89 @@ def test_failed_measurements_are_recorded_and_the_search_goes_on(thrifty_registr
     assert result.best.config == {"batch-size": 4} and result.best.metrics["latency"] == 0.04
     with pytest.raises(RuntimeError):
         tune(backend, thrifty_registry.optimizer("grid").build(backend.space), 3)
+
+
+@pytest.mark.parametrize("trials", ["0", "-3"])
+def test_tune_refuses_trials_below_one(table, capsys, trials):
+    assert main(["tune", "--table", str(table[0]), "--trials", trials, "--quiet"]) == 2
+    assert f"--trials must be an integer >= 1; got {trials}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--plot", "--log"])
+def test_tune_checks_output_paths_before_any_trial(table, tmp_path, capsys, flag):
+    log, bad = tmp_path / "trials.jsonl", tmp_path / "missing" / "out"
+    paths = {"--log": str(log), "--plot": str(tmp_path / "front.png"), flag: str(bad)}
+    argv = ["tune", "--table", str(table[0]), "--trials", "3", "--quiet"]
+    assert main(argv + [a for kv in paths.items() for a in kv]) == 2
+    assert f"{flag} {bad}: folder {bad.parent} does not exist" in capsys.readouterr().err
+    assert not log.exists() and not (tmp_path / "front.png").exists()  # no trial ran
+
+
+def test_tune_reads_a_csv_with_a_byte_order_mark(tmp_path, capsys):
+    rows = "# knobs: b\nb,energy,latency\n1,2.0,1.0\n2,1.0,3.0\n"
+    (tmp_path / "t.csv").write_bytes(rows.encode("utf-8-sig"))
+    assert main(["tune", "--table", str(tmp_path / "t.csv"), "--slo", "latency<=2",
+                 "--optimizer", "random", "--trials", "2", "--json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["best"]["config"] == {"b": 1}
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("t.json", '[{"b": 1, "energy": 2.0}]', "holds a JSON list, expected a JSON object"),
+    ("t.json", '{"knobs": ["b"], "rows": {"b": 1}}', "rows must be a list of objects"),
+    ("t.json", '{"knobs": "b", "rows": [{"b": 1}]}', "knobs must be a list of column names"),
+    ("t.csv", "# knobs: b\nb,energy\n1,nan\n", "row 1 has energy = NaN"),
+    ("t.csv", "# knobs: b\nb,energy\n1\n", "fewer cells than the header"),
+    ("t.csv", b"# knobs: b\nb,energy\n1,\xff\n", "t.csv:3 is not UTF-8"),
+])
+def test_bad_recorded_tables_name_the_file(tmp_path, capsys, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    assert main(["tune", "--table", str(path), "--trials", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(path) in err and "Traceback" not in err
+
+
+class _Preferred:
+    """An optimizer plugin that asks to be the default (priority above every installed one)."""
+
+    @hookimpl
+    def thrifty_optimizers(self):
+        from thrifty.tuning.optimizers import GridSearch
+
+        return [OptimizerSpec(name="preferred", factory=GridSearch, priority=100)]
+
+
+def test_default_optimizer_is_the_record_of_highest_priority(table, register_plugin, capsys):
+    from thrifty.tuning.cli import default_optimizer
+
+    argv = ["tune", "--table", str(table[0]), "--trials", "2", "--json", "--quiet"]
+    installed = fresh_registry()
+    assert default_optimizer(installed) == "cbo"  # the cbo plugin (priority 10) is installed
+    assert installed.optimizer("cbo").priority > installed.optimizer("random").priority
+    register_plugin(_Preferred(), name="preferred", entry_points=True)
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["optimizer"] == "preferred"
+
+
+def test_dotted_knob_names_reach_the_workload(tmp_path):
+    from thrifty.tuning.backends import command_workload, knob_variable
+
+    script = tmp_path / "w.py"
+    script.write_text("import json, os, sys\n"
+                      "print(json.dumps({'queries': 1, 'latency': 0.5, 'arg': sys.argv[1],"
+                      " 'env': os.environ['THRIFTY_KNOB_ACME_FILE']}))\n")
+    run = command_workload(f"{sys.executable} {script} {{acme.file}}-{{{{x}}}}")
+    result = run({"acme.file": "data.bin", "batch-size": 2})
+    assert result["arg"] == "data.bin-{x}" and result["env"] == "data.bin"
+    assert knob_variable("acme.file") == "THRIFTY_KNOB_ACME_FILE"
+    assert knob_variable("batch-size") == "THRIFTY_KNOB_BATCH_SIZE"
+    with pytest.raises(ConfigError, match="'acme.fil' which is not a knob"):
+        command_workload("echo {acme.fil}")({"acme.file": 1})
+    with pytest.raises(ConfigError, match="THRIFTY_KNOB_A_B"):
+        command_workload("echo")({"a.b": 1, "a-b": 2})
+
+
+def test_hw_read_gives_a_list_option_as_text_to_the_factory(capsys):
+    assert main(["hw", "read", "batch-size", "-o", "values=1,4,16", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["domain"] == "1, 4, 16" and row["value"] in (1, 4, 16)

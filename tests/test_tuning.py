@@ -94,3 +94,17 @@ def test_software_knobs_record_values_and_restore(thrifty_registry):
     for name in ("threads", "dtype", "lookahead"):
         k = thrifty_registry.hardware_knob(name).build()
         assert k.read() in k.domain() and k.apply(k.domain()[-1]) == k.domain()[-1]
+
+
+def test_draft_knob_domain_comes_from_registered_drafts(register_plugin):
+    from thrifty import DraftModelSpec, hookimpl
+
+    class Acme:
+        @hookimpl
+        def thrifty_draft_models(self):
+            return [DraftModelSpec(name="acme-draft", factory=lambda verifier: None)]
+
+    reg = register_plugin(Acme(), name="acme", entry_points=True)
+    knob = reg.hardware_knob("draft").build()
+    assert knob.domain() == ("none", *reg.names("draft_models"))
+    assert "acme-draft" in knob.domain() and knob.apply("acme-draft") == "acme-draft"

@@ -8,9 +8,10 @@ torch; algorithms that need torch import it when they run.
 
 from .errors import ThriftyError
 from .hookspecs import hookimpl
-from .pipeline import pipeline
+from . import pipeline  # the module, callable as the function of the same name
 from .records import (
     REQUIRED,
+    CommandSpec,
     DraftModelSpec,
     EnergyMeterSpec,
     EngineSettings,
@@ -27,7 +28,8 @@ __version__ = "0.1.0"
 
 
 __all__ = [
-    "REQUIRED", "DraftModelSpec", "EnergyMeterSpec", "EngineSettings", "HardwareKnobSpec",
-    "Option", "OptimizerSpec", "SamplerSpec", "SparseLayerSpec", "ThriftyError", "VerifierSpec",
+    "REQUIRED", "CommandSpec", "DraftModelSpec", "EnergyMeterSpec", "EngineSettings",
+    "HardwareKnobSpec", "Option", "OptimizerSpec", "SamplerSpec", "SparseLayerSpec",
+    "ThriftyError", "VerifierSpec",
     "hookimpl", "pipeline", "registry",
 ]

@@ -1,12 +1,13 @@
 """Built-in commands, registered through the same entry-point path as any plugin:
-``plugins``, ``generate`` and ``demo``."""
+``plugins`` and ``generate``."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import sys
 
 from .hookspecs import hookimpl
+from .records import CommandSpec
 
 
 def _configure_plugins(p) -> None:
@@ -23,8 +24,8 @@ def _run_plugins(args) -> int:
         return 0
     rows = [{"name": i.name, "distribution": i.distribution, "version": i.version,
              "status": i.status,
-             "provides": "; ".join(f"{f}: {', '.join(n)}" for f, n in i.provides.items())
-             or (i.error or "")} for i in infos]
+             "provides": "; ".join([*(f"{f}: {', '.join(n)}" for f, n in i.provides.items()),
+                                    *([i.error] if i.error else [])])} for i in infos]
     print_table(rows, ["name", "distribution", "version", "status", "provides"], False)
     return 0
 
@@ -34,8 +35,10 @@ def _configure_generate(p) -> None:
     p.add_argument("--config", help="TOML pipeline file with a [speculative] table")
     p.add_argument("--verifier", default="hf", help="verifier name (default: hf)")
     p.add_argument("--model", default="smollm2-135m", help="verifier model (default: smollm2-135m)")
-    p.add_argument("--draft", action="append", default=[],
-                   help="draft name, optionally name:model (repeatable; first is used)")
+    p.add_argument("--draft", action="append", default=[], metavar="NAME[:VALUE][,KEY=VALUE]",
+                   help="draft by registered name; VALUE is its first required option (the "
+                        "model of hf, the weights of pairconnect), KEY=VALUE sets any option it "
+                        "declares, e.g. ngram,max_ngram=4 (repeatable; the first is used)")
     p.add_argument("--prompts-file", help="file with one prompt per line")
     p.add_argument("--lookahead", type=int, default=None, help="tokens drafted per step (γ)")
     p.add_argument("--max-new-tokens", type=int, default=64)
@@ -51,38 +54,40 @@ def _configure_generate(p) -> None:
     p.add_argument("--json", action="store_true", help="print texts and metrics as JSON")
 
 
-def _draft_ref(text: str):
-    name, _, model = text.partition(":")
-    return (name, {"model": model}) if model else (name, {})
-
-
 def pipeline_from_args(args):
-    """The pipeline that ``generate``-style flags (or ``--config``) describe."""
+    """The pipeline that ``generate``-style flags (or ``--config``) describe, and the checked
+    ``[generate]`` and ``[sampling]`` tables of the config (empty without one)."""
     from .errors import ConfigError
-    from .pipeline import from_config, load_config, pipeline
+    from .pipeline import from_config, load_config, pipeline, run_settings
+    from .refs import draft_ref
+    from .registry import registry
 
     if args.config:
         config = load_config(args.config)
-        pipe = from_config(config)
-        return pipe, config.get("generate", {}), config.get("sampling", {})
-    pipe = pipeline((args.verifier, {"model": args.model}), [_draft_ref(d) for d in args.draft],
-                    lookahead=4 if args.lookahead is None else args.lookahead)
+        tables = run_settings(config, args.config)
+        try:
+            pipe = from_config(config)
+        except ConfigError as exc:
+            raise type(exc)(f"{args.config}: {exc}") from None
+        return pipe, tables["generate"], tables["sampling"]
     if args.lookahead is not None and args.lookahead < 0:
-        raise ConfigError("--lookahead must be >= 0")
+        raise ConfigError(f"--lookahead must be >= 0; got {args.lookahead}")
+    pipe = pipeline((args.verifier, {"model": args.model}),
+                    [draft_ref(d, registry()) for d in args.draft],
+                    lookahead=4 if args.lookahead is None else args.lookahead)
     return pipe, {}, {}
 
 
 def _run_generate(args) -> int:
     from .errors import ConfigError
+    from .files import read_text
     from .speculative import Sampling
 
     pipe, gen_cfg, sampling_cfg = pipeline_from_args(args)
     prompts = list(args.prompt)
     if args.prompts_file:
-        try:
-            prompts += [ln for ln in Path(args.prompts_file).read_text().splitlines() if ln.strip()]
-        except OSError as exc:
-            raise ConfigError(f"cannot read --prompts-file {args.prompts_file}: {exc}") from exc
+        text = read_text(args.prompts_file, "--prompts-file")
+        prompts += [ln for ln in text.splitlines() if ln.strip()]
     prompts += gen_cfg.get("prompts", [])
     if not prompts:
         raise ConfigError("give at least one prompt (positional, --prompts-file or "
@@ -96,9 +101,11 @@ def _run_generate(args) -> int:
                            sampling=sampling, stop=gen_cfg.get("stop", args.stop),
                            seed=args.seed,
                            batch_size=gen_cfg.get("batch_size", args.batch_size))
+    warning = decoder.draft and out.metrics.collapse_warning(decoder.draft.name)
     if args.json:
         print(json.dumps({"texts": out.texts, "finish_reasons": out.finish_reasons,
-                          "metrics": out.metrics.as_dict()}, indent=2))
+                          "metrics": out.metrics.as_dict(),
+                          "warnings": [warning] if warning else []}, indent=2))
         return 0
     for prompt, text in zip(prompts, out.texts):
         print(f"--- {prompt!r}\n{text}")
@@ -106,26 +113,16 @@ def _run_generate(args) -> int:
     print(f"\n{m.new_tokens} tokens in {m.total_ms / 1000:.2f} s ({m.tokens_per_second:.1f} "
           f"tok/s), {m.target_passes} target passes, TAR {m.tar:.2f}; draft {m.draft_ms:.0f} ms, "
           f"verify {m.verify_ms:.0f} ms, other {m.other_ms:.0f} ms")
+    if warning:
+        print(warning, file=sys.stderr)
     return 0
 
 
-def _configure_demo(p) -> None:
-    p.add_argument("--max-new-tokens", type=int, default=48)
-    p.add_argument("--lookahead", type=int, default=3)
-    p.add_argument("--json", action="store_true")
-
-
-def _run_demo(args) -> int:
-    from .demo import run_demo
-
-    return run_demo(args)
-
-
 @hookimpl
-def thrifty_commands(cli) -> None:
-    cli.add("plugins", "list installed plugins and what each provides", _configure_plugins,
-            _run_plugins)
-    cli.add("generate", "generate text with (speculative) decoding", _configure_generate,
-            _run_generate)
-    cli.add("demo", "speculative decoding of SmolLM2-135M with the n-gram draft vs target-only",
-            _configure_demo, _run_demo)
+def thrifty_commands():
+    return [
+        CommandSpec(name="plugins", configure=_configure_plugins, run=_run_plugins,
+                    description="list installed plugins and what each provides"),
+        CommandSpec(name="generate", configure=_configure_generate, run=_run_generate,
+                    description="generate text with (speculative) decoding"),
+    ]

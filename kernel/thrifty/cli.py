@@ -1,11 +1,13 @@
-"""The ``thrifty`` command line. Every sub-command, built-in or not, comes from a plugin's
-``thrifty_commands`` hook, so third-party commands are first-class."""
+"""The ``thrifty`` command line. Every sub-command, built-in or not, is a ``CommandSpec`` record
+from a plugin's ``thrifty_commands`` hook, so third-party commands are first-class."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import warnings
 from typing import Any, Sequence
 
 from .errors import ThriftyError
@@ -22,13 +24,27 @@ def build_parser(reg=None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"thrifty {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, cmd in sorted(reg.commands().items()):
-        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        p = sub.add_parser(name, help=cmd.description, description=cmd.description)
         cmd.configure(p)
         p.set_defaults(_run=cmd.run)
     return parser
 
 
+def _warn_one_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line each: a user of the CLI needs the message, not our source lines."""
+    from .errors import PluginWarning
+
+    kind = "" if issubclass(category, PluginWarning) else f"{category.__name__}: "
+    print(f"thrifty: warning: {kind}{message}", file=file or sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    with warnings.catch_warnings():
+        warnings.showwarning = _warn_one_line
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -42,6 +58,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("thrifty: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk, a lost permission: the system names the file
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"thrifty: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        # a bug, in thrifty or a plugin: one line for the user, the traceback on request
+        if os.environ.get("THRIFTY_DEBUG"):
+            raise
+        print(f"thrifty: internal error: {type(exc).__name__}: {exc}. This is a bug in thrifty "
+              f"or a plugin; run again with THRIFTY_DEBUG=1 for the traceback and report it",
+              file=sys.stderr)
+        return 1
 
 
 def print_table(rows: list[dict[str, Any]], columns: Sequence[str], as_json: bool) -> None:

@@ -63,3 +63,7 @@ class MeterError(ThriftyError):
 
 class ModelFormatError(ThriftyError):
     """A model file (ONNX graph, safetensors checkpoint) is not what its loader expects."""
+
+
+class PluginWarning(UserWarning):
+    """A plugin was refused or broke outside strict mode: reported, and the program goes on."""

@@ -1,8 +1,9 @@
-"""The hook specifications: one registration hook per family, plus ``thrifty_commands``.
+"""The hook specifications: one registration hook per family, CLI commands included.
 
 Every registration hook takes no arguments and returns an iterable of records of its family's
 type (see :mod:`thrifty.records`). Selection is always by configured name, never by call order.
-The text of each docstring is reproduced in ``docs/hooks/<family>.md``; a test keeps them in step.
+The text of each docstring is reproduced in ``docs/hooks/<family>.md``; ``tests/test_docs.py``
+keeps signatures and docstrings in step.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Iterable
 import pluggy
 
 from .records import (
+    CommandSpec,
     DraftModelSpec,
     EnergyMeterSpec,
     HardwareKnobSpec,
@@ -62,9 +64,5 @@ def thrifty_samplers() -> Iterable[SamplerSpec]:
 
 
 @hookspec
-def thrifty_commands(cli) -> None:
-    """Add sub-commands to the ``thrifty`` CLI with ``cli.add(name, help, configure, run)``.
-
-    ``configure(parser)`` adds arguments to an ``argparse.ArgumentParser``; ``run(args)`` does
-    the work and returns an exit code (or None for 0).
-    """
+def thrifty_commands() -> Iterable[CommandSpec]:
+    """Register ``thrifty`` sub-commands (``CommandSpec`` records: ``configure``, ``run``)."""

@@ -11,25 +11,25 @@ Python and TOML are equivalent::
     lookahead = 4            # or by batch size: [[1, 4, 5], [5, 16, 3], [17, 64, 0]]
 
 Assembly validates every name and option against the registry before any model is loaded;
-models load on first use and are kept.
+models load on first use and are kept. From Python, ``thrifty.pipeline.from_config(path)``
+assembles the TOML (a file, TOML text or a dict) and ``thrifty.pipeline.load_config(path)`` reads
+it into a dict (to add ``[generate]`` or ``[sampling]`` settings of your own).
 """
 
 from __future__ import annotations
 
 import sys
+import types
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import attrs
 
+from .checks import check_keys
 from .errors import ConfigError
-from .records import Spec, check_options
+from .files import parse_toml, read_toml
+from .records import Option, Spec, check_options
 from .registry import Registry, registry as default_registry
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 
 @attrs.frozen
@@ -61,6 +61,8 @@ def _part(reg: Registry, family: str, ref: Any) -> Part:
             f"cannot read {family} entry {ref!r}: use \"name\", (\"name\", {{options}}) or "
             f"{{ plugin = \"name\", ... }}"
         )
+    if not isinstance(name, str):
+        raise ConfigError(f"a {family} entry names its plugin with a string; got {name!r}")
     spec = reg.get(family, name)
     return Part(spec, check_options(f"{family} {name!r}", spec.options, options))
 
@@ -132,21 +134,62 @@ def pipeline(verifier: Any, drafts: Sequence[Any] = (), lookahead: Any = 4,
         raise ConfigError(f"lookahead must be >= 0; got {lookahead}")
     if isinstance(drafts, (str, Mapping)):
         drafts = [drafts]
+    if not isinstance(drafts, (list, tuple)):
+        raise ConfigError(f"drafts must be a list of draft entries; got {drafts!r}")
     return Pipeline(_part(reg, "verifiers", verifier),
                     [_part(reg, "draft_models", d) for d in drafts], lookahead)
 
 
 def load_config(source: str | Path) -> dict:
     """Read a TOML pipeline file (or TOML text) into a dict, with a clear error when malformed."""
-    path = Path(source) if not str(source).lstrip().startswith("[") else None
+    if str(source).lstrip().startswith("["):
+        return parse_toml(str(source), "config text")
+    return read_toml(source, "config file")
+
+
+RUN_TABLES: dict[str, dict[str, Option]] = {
+    "generate": {
+        "prompts": Option(list, help="prompt strings"),
+        "max_new_tokens": Option(int, help="tokens to generate per prompt"),
+        "stop": Option(list, help="stop strings"),
+        "batch_size": Option(int, help="rows decoded at once"),
+    },
+    "sampling": {
+        "temperature": Option(float, help="0 = greedy"),
+        "top_k": Option(int, help="0 = off"),
+        "top_p": Option(float, help="1 = off"),
+    },
+}
+"""The tables a pipeline file may hold beside ``[speculative]``, and their keys."""
+
+
+def run_settings(config: Mapping[str, Any], source: str = "config") -> dict[str, dict]:
+    """The ``[generate]`` and ``[sampling]`` tables of a pipeline config, checked: unknown
+    tables and keys (with a "did you mean"), types (``prompts = "abc"`` is not three prompts),
+    and the sampling ranges. Only the keys given are returned, so that command-line flags
+    fill the rest. ``source`` (the file) starts every message."""
+    from .speculative.sampling import Sampling
+
+    check_keys(source, config, ["speculative", *RUN_TABLES], noun="table")
+    out = {}
+    for name, declared in RUN_TABLES.items():
+        table = config.get(name, {})
+        where = f"{source} [{name}]"
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{where} must be a table ([{name}] with key = value lines); "
+                              f"got {table!r}")
+        check_keys(where, table, declared, noun="key")
+        out[name] = {k: declared[k].check(where, k, v) for k, v in table.items()}
+    for key in ("prompts", "stop"):
+        values = out["generate"].get(key, [])
+        if not all(isinstance(v, str) for v in values):
+            raise ConfigError(f"{source} [generate]: {key} must be a list of strings; got "
+                              f"{values!r}")
     try:
-        text = path.read_text() if path is not None else str(source)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {source}: {exc.strerror}") from exc
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config {source} is not valid TOML: {exc}") from exc
+        Sampling(**out["sampling"])
+    except ConfigError as exc:
+        raise ConfigError(f"{source} [sampling]: {exc}") from None
+    return out
 
 
 def from_config(config: Mapping[str, Any] | str | Path,
@@ -157,9 +200,18 @@ def from_config(config: Mapping[str, Any] | str | Path,
     table = config.get("speculative")
     if not isinstance(table, Mapping) or "verifier" not in table:
         raise ConfigError("config needs a [speculative] table with verifier = { plugin = ... }")
-    unknown = sorted(set(table) - {"verifier", "drafts", "lookahead"})
-    if unknown:
-        raise ConfigError(f"[speculative] has unknown key(s) {unknown}; "
-                          f"known: verifier, drafts, lookahead")
+    check_keys("[speculative]", table, ["verifier", "drafts", "lookahead"])
     return pipeline(table["verifier"], table.get("drafts", ()), table.get("lookahead", 4),
                     registry=registry)
+
+
+class _PipelineModule(types.ModuleType):
+    """``thrifty.pipeline`` is this module (``thrifty.pipeline.from_config``,
+    ``thrifty.pipeline.load_config``) and, called, the :func:`pipeline` function: one name, so
+    that ``import thrifty.pipeline`` and ``thrifty.pipeline(...)`` both mean what they say."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Pipeline:
+        return pipeline(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _PipelineModule

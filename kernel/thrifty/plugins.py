@@ -1,28 +1,33 @@
 """Plugin discovery and loading: entry points in group ``thrifty``, one try/except each.
 
-Rules (DESIGN.md, "Plugin mechanics"):
+Rules (``docs/writing-plugins.md``, "How plugins load"):
 
-* each entry point loads in isolation; a broken one is reported and the program goes on,
-  unless ``THRIFTY_STRICT_PLUGINS=1`` (then it re-raises as :class:`PluginError`);
-* ``THRIFTY_PLUGINS=a,b`` loads only those, ``THRIFTY_DISABLE_PLUGINS=a,b`` skips those;
+* each entry point loads in isolation; a broken one is reported on its row of
+  ``thrifty plugins`` and as a one-line warning, and the program goes on, unless
+  ``THRIFTY_STRICT_PLUGINS=1`` (then every problem is a :class:`PluginError`, whatever command
+  runs);
+* ``THRIFTY_PLUGINS=a,b`` loads only those, ``THRIFTY_DISABLE_PLUGINS=a,b`` skips those; a name
+  that no installed plugin has is an error (a warning for the deny list);
 * hooks that match no spec fail loudly (``check_pending``), so a misspelled hook is not silence;
-* two distributions with one entry-point name, or two records with one name in a family, are a
-  :class:`PluginConflictError` that names both distributions.
+* two distributions with one entry-point name, or two records with one name in a family (CLI
+  commands included): the first keeps it, the later one is refused with a
+  :class:`PluginConflictError` on its row that names both distributions.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import warnings
 from importlib import metadata
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 import attrs
 import pluggy
 
 from . import hookspecs
-from .errors import PluginConflictError, PluginError
-from .records import FAMILIES, Spec
+from .errors import ConfigError, PluginConflictError, PluginError, PluginWarning
+from .records import FAMILIES, Record
 
 GROUP = "thrifty"
 
@@ -35,19 +40,6 @@ def _names(var: str) -> set[str] | None:
 def strict_mode() -> bool:
     """True when ``THRIFTY_STRICT_PLUGINS`` asks for broken plugins to be fatal."""
     return os.environ.get("THRIFTY_STRICT_PLUGINS", "").strip().lower() in {"1", "true", "yes"}
-
-
-@attrs.frozen
-class CommandSpec:
-    """A CLI sub-command added by a plugin through ``thrifty_commands``."""
-
-    name: str
-    help: str
-    configure: Callable[[Any], None]
-    run: Callable[[Any], int | None]
-    plugin: str | None = None
-    distribution: str | None = None
-    version: str | None = None
 
 
 @attrs.define
@@ -65,16 +57,6 @@ class PluginInfo:
         return attrs.asdict(self)
 
 
-class CommandCollector:
-    """The ``cli`` object handed to ``thrifty_commands``: collects sub-commands by name."""
-
-    def __init__(self) -> None:
-        self.commands: list[CommandSpec] = []
-
-    def add(self, name: str, help: str, configure: Callable, run: Callable) -> None:
-        self.commands.append(CommandSpec(name, help, configure, run))
-
-
 class PluginManager:
     """Loads plugins and collects their records, with provenance and conflict checks.
 
@@ -87,31 +69,24 @@ class PluginManager:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.info: dict[str, PluginInfo] = {}
-        self._records: dict[str, dict[str, Spec]] | None = None
-        self._commands: dict[str, CommandSpec] | None = None
+        """Plugins by name, loaded or broken: the first distribution to claim a name owns it."""
+        self.refused: list[PluginInfo] = []
+        """Later distributions that claimed a name already taken; each has an error row."""
+        self._records: dict[str, dict[str, Record]] | None = None
 
     # -- loading -----------------------------------------------------------------------------
     def load_entry_points(self) -> "PluginManager":
-        """Discover and load every entry point of group ``thrifty``, honouring allow/deny lists."""
-        only, skip = _names("THRIFTY_PLUGINS"), _names("THRIFTY_DISABLE_PLUGINS")
-        seen: dict[str, str] = {}
-        for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name):
-            if (only is not None and ep.name not in only) or (skip and ep.name in skip):
-                continue
-            dist = ep.dist.metadata["Name"] if ep.dist else "?"
-            version = ep.dist.version if ep.dist else "?"
-            if ep.name in seen and seen[ep.name] != dist:
-                self._fail(
-                    PluginInfo(ep.name, dist, version),
-                    PluginConflictError(
-                        f"plugin name {ep.name!r} is registered by two distributions: "
-                        f"{seen[ep.name]} and {dist}; uninstall one of them or disable it with "
-                        f"THRIFTY_DISABLE_PLUGINS"
-                    ),
-                )
-                continue
-            seen[ep.name] = dist
-            self._load(ep.name, dist, version, ep.load)
+        """Discover and load every entry point of group ``thrifty``, honouring allow/deny lists.
+
+        Entry points load in (name, distribution) order, so which of two distributions that
+        claim one name is refused does not depend on the order of ``sys.path``."""
+        eps = sorted(metadata.entry_points(group=GROUP), key=lambda e: (e.name, _dist(e)[0]))
+        known = sorted({ep.name for ep in eps})
+        only = _listed("THRIFTY_PLUGINS", known, fatal=True)
+        skip = _listed("THRIFTY_DISABLE_PLUGINS", known, fatal=False) or set()
+        for ep in eps:
+            if (only is None or ep.name in only) and ep.name not in skip:
+                self._load(ep.name, *_dist(ep), ep.load)
         self.check_pending()
         return self
 
@@ -123,10 +98,13 @@ class PluginManager:
     def _load(self, name: str, dist: str, version: str, loader: Callable[[], object]) -> None:
         info = PluginInfo(name, dist, version)
         if name in self.info:
-            other = self.info[name].distribution
+            self.refused.append(info)
             self._fail(info, PluginConflictError(
-                f"plugin name {name!r} is registered by two distributions: {other} and {dist}"))
+                f"plugin name {name!r} is registered by two distributions: "
+                f"{self.info[name].distribution} (loaded) and {dist} (refused); uninstall one of "
+                f"them"))
             return
+        self.info[name] = info
         obj = None
         try:
             obj = loader()
@@ -137,7 +115,6 @@ class PluginManager:
                 self.pm.unregister(obj)
             self._fail(info, exc)
             return
-        self.info[name] = info
         self._records = None
 
     def _check_hooks(self, name: str, obj: object) -> None:
@@ -145,7 +122,7 @@ class PluginManager:
         for caller in self.pm.get_hookcallers(obj) or []:
             if caller.spec is None:
                 raise PluginError(
-                    f"plugin {name!r} implements unknown hook {caller.name!r}; known hooks: "
+                    f"implements unknown hook {caller.name!r}; known hooks: "
                     + ", ".join(sorted(_hook_names()))
                 )
 
@@ -157,28 +134,35 @@ class PluginManager:
             raise PluginError(f"{exc}; known hooks: {', '.join(sorted(_hook_names()))}") from exc
 
     def _fail(self, info: PluginInfo, exc: BaseException) -> None:
-        info.status, info.error = "error", f"{type(exc).__name__}: {exc}"
-        self.info[info.name] = info
-        message = f"thrifty plugin {info.name!r} ({info.distribution} {info.version}) " \
-                  f"failed to load: {info.error}"
+        """Record a plugin's problem on its row; fatal in strict mode, else one warning."""
+        text = f"{type(exc).__name__}: {exc}"
+        message = f"thrifty plugin {info.name!r} ({info.distribution} {info.version}): {text}"
         if self.strict:
-            if isinstance(exc, PluginError):
-                raise exc
-            raise PluginError(message + " (THRIFTY_STRICT_PLUGINS is set)") from exc
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
+            cls = type(exc) if isinstance(exc, PluginError) else PluginError
+            raise cls(f"{message} (THRIFTY_STRICT_PLUGINS is set)") from exc
+        if info.error and text in info.error:
+            return  # reported when the records were first collected
+        info.status = "error"
+        info.error = text if info.error is None else f"{info.error}; {text}"
+        warnings.warn(message, PluginWarning, stacklevel=2)
 
     # -- records -----------------------------------------------------------------------------
-    def records(self, family: str) -> dict[str, Spec]:
-        """All records of one hook family, by name, validated and stamped with provenance."""
+    def records(self, family: str) -> dict[str, Record]:
+        """All records of one hook family, by name, validated and stamped with provenance.
+
+        Every family is collected at once, so a broken hook surfaces (and, in strict mode,
+        stops the program) whichever family or command was asked for first."""
         if self._records is None:
             self._records = self._collect()
         return self._records[family]
 
-    def _collect(self) -> dict[str, dict[str, Spec]]:
-        out: dict[str, dict[str, Spec]] = {family: {} for family in FAMILIES}
+    def _collect(self) -> dict[str, dict[str, Record]]:
+        out: dict[str, dict[str, Record]] = {family: {} for family in FAMILIES}
+        for info in self.info.values():
+            info.provides = {}
         for family, cls in FAMILIES.items():
             caller = getattr(self.pm.hook, f"thrifty_{family}")
-            for impl in caller.get_hookimpls():
+            for impl in caller.get_hookimpls():  # in registration order: the first name wins
                 info = self.info[impl.plugin_name]
                 try:
                     records = list(impl.function() or ())
@@ -192,51 +176,47 @@ class PluginManager:
                     self._fail(info, exc)
                     continue
                 for rec in records:
-                    stamped = attrs.evolve(rec, plugin=info.name,
-                                           distribution=info.distribution, version=info.version)
-                    if rec.name in out[family]:
-                        first = out[family][rec.name]
-                        raise PluginConflictError(
-                            f"{family} name {rec.name!r} is registered twice: by "
-                            f"{first.distribution} (plugin {first.plugin}) and by "
-                            f"{info.distribution} (plugin {info.name}); disable one with "
-                            f"THRIFTY_DISABLE_PLUGINS"
-                        )
-                    out[family][rec.name] = stamped
+                    first = out[family].get(rec.name)
+                    if first is not None:
+                        self._fail(info, PluginConflictError(
+                            f"{family.replace('_', ' ')[:-1]} {rec.name!r} is registered twice: "
+                            f"by {first.distribution} (plugin {first.plugin}), which keeps it, "
+                            f"and by {info.distribution} (plugin {info.name}), whose copy is "
+                            f"refused; uninstall one of them or skip one with "
+                            f"THRIFTY_DISABLE_PLUGINS={info.name}"))
+                        continue
+                    out[family][rec.name] = attrs.evolve(
+                        rec, plugin=info.name, distribution=info.distribution,
+                        version=info.version)
                     info.provides.setdefault(family, []).append(rec.name)
         return out
 
-    def commands(self) -> dict[str, CommandSpec]:
-        """CLI sub-commands that plugins add, by name, with provenance."""
-        if self._commands is None:
-            found: dict[str, CommandSpec] = {}
-            for impl in self.pm.hook.thrifty_commands.get_hookimpls():
-                info = self.info[impl.plugin_name]
-                collector = CommandCollector()
-                try:
-                    impl.function(cli=collector)
-                except Exception as exc:
-                    self._fail(info, exc)
-                    continue
-                for cmd in collector.commands:
-                    if cmd.name in found:
-                        raise PluginConflictError(
-                            f"command {cmd.name!r} is added twice: by "
-                            f"{found[cmd.name].distribution} and by {info.distribution}"
-                        )
-                    found[cmd.name] = attrs.evolve(cmd, plugin=info.name,
-                                                   distribution=info.distribution,
-                                                   version=info.version)
-                    info.provides.setdefault("commands", []).append(cmd.name)
-            self._commands = found
-        return self._commands
-
     def plugins(self) -> list[PluginInfo]:
-        """Every plugin seen, loaded or broken, with what it provides."""
-        for family in FAMILIES:
-            self.records(family)
-        self.commands()
-        return sorted(self.info.values(), key=lambda i: i.name)
+        """Every plugin seen, loaded, broken or refused, with what it provides."""
+        self.records("commands")
+        return sorted([*self.info.values(), *self.refused],
+                      key=lambda i: (i.name, i.distribution))
+
+
+def _dist(ep: metadata.EntryPoint) -> tuple[str, str]:
+    """(distribution name, version) of an entry point."""
+    return (ep.dist.metadata["Name"], ep.dist.version) if ep.dist else ("?", "?")
+
+
+def _listed(var: str, known: list[str], *, fatal: bool) -> set[str] | None:
+    """The plugin names in environment variable ``var``; an unknown one is an error (``fatal``)
+    or a warning, naming what is installed and the closest name."""
+    names = _names(var)
+    unknown = sorted((names or set()) - set(known))
+    if unknown:
+        close = {n: difflib.get_close_matches(n, known, n=1) for n in unknown}
+        hints = "".join(f" Did you mean {c[0]!r} for {n!r}?" for n, c in close.items() if c)
+        message = (f"{var} names unknown plugin(s) {unknown}.{hints} Installed plugins: "
+                   f"{', '.join(known) or '(none)'}")
+        if fatal:
+            raise ConfigError(message)
+        warnings.warn(message, PluginWarning, stacklevel=3)
+    return names
 
 
 def _hook_names() -> Iterable[str]:

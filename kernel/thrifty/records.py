@@ -9,11 +9,13 @@ loaded.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Callable, Mapping
 
 import attrs
 
+from .checks import check_keys
 from .errors import ConfigError
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -59,19 +61,48 @@ class Option:
             raise ConfigError(
                 f"{owner}: option {key!r} must be {wanted}, got {type(value).__name__} {value!r}"
             )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{owner}: option {key!r} must be a finite number, got {value!r}")
         if self.choices is not None and value not in self.choices:
             raise ConfigError(
                 f"{owner}: option {key!r} must be one of {list(self.choices)}, got {value!r}"
             )
         return value
 
+    def parse(self, owner: str, key: str, text: str) -> Any:
+        """The value that command-line ``text`` means for this option, by its declared type:
+        a bool (true/false, yes/no, on/off, 1/0), an int, a float, None (``none``), the text
+        itself where ``str`` is declared, else comma-separated items for a list or tuple.
+        A number is preferred where both a number and ``str`` are declared; the result still
+        goes through :meth:`check` when the part is built."""
+        types = self.type if isinstance(self.type, tuple) else (self.type,)
+        lowered = text.strip().lower()
+        if bool in types and lowered in _BOOLS:
+            return _BOOLS[lowered]
+        for kind in (int, float):
+            if kind in types:
+                try:
+                    return kind(text)
+                except ValueError:
+                    pass
+        if type(None) in types and lowered in ("none", "null"):
+            return None
+        if str in types:
+            return text
+        for kind in (list, tuple):
+            if kind in types:
+                return kind(v.strip() for v in text.split(",") if v.strip())
+        wanted = " or ".join(t.__name__ for t in types)
+        raise ConfigError(f"{owner}: option {key!r} must be {wanted}; cannot read {text!r} as one")
+
+
+_BOOLS = {"true": True, "yes": True, "on": True, "1": True,
+          "false": False, "no": False, "off": False, "0": False}
+
 
 def check_options(owner: str, declared: Mapping[str, Option], given: Mapping[str, Any]) -> dict:
     """Validate user options against a declaration; return them with defaults filled in."""
-    unknown = sorted(set(given) - set(declared))
-    if unknown:
-        known = ", ".join(sorted(declared)) or "(none)"
-        raise ConfigError(f"{owner}: unknown option(s) {unknown}; it accepts: {known}")
+    check_keys(owner, given, declared, noun="option")
     out = {}
     for key, opt in declared.items():
         if key in given:
@@ -93,19 +124,18 @@ def _check_name(instance: Any, attribute: attrs.Attribute, value: str) -> None:
         )
 
 
-def _check_factory(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+def _check_callable(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if not callable(value):
-        raise ConfigError(f"{type(instance).__name__} {instance.name!r}: factory must be callable")
+        raise ConfigError(
+            f"{type(instance).__name__} {instance.name!r}: {attribute.name} must be callable")
 
 
 @attrs.frozen(kw_only=True)
-class Spec:
-    """Fields every registered part has. Provenance is filled in by the core, not the plugin."""
+class Record:
+    """Fields every registered record has. Provenance is filled in by the core, not the plugin."""
 
     name: str = attrs.field(validator=_check_name)
-    factory: Callable[..., Any] = attrs.field(validator=_check_factory)
     description: str = ""
-    options: Mapping[str, Option] = attrs.field(factory=dict, converter=dict)
     plugin: str | None = None
     distribution: str | None = None
     version: str | None = None
@@ -113,10 +143,18 @@ class Spec:
     family: str = attrs.field(init=False, default="")
 
     def provenance(self) -> str:
-        """Human-readable origin, used in every error that mentions this part."""
+        """Human-readable origin, used in every error that mentions this record."""
         dist = self.distribution or "?"
         ver = f" {self.version}" if self.version else ""
         return f"{self.name!r} from plugin {self.plugin or '?'} ({dist}{ver})"
+
+
+@attrs.frozen(kw_only=True)
+class Spec(Record):
+    """A registered part: something built from declared options by a factory."""
+
+    factory: Callable[..., Any] = attrs.field(validator=_check_callable)
+    options: Mapping[str, Option] = attrs.field(factory=dict, converter=dict)
 
     def build(self, *args: Any, **options: Any) -> Any:
         """Validate ``options`` against the declaration and call the factory."""
@@ -198,6 +236,10 @@ class OptimizerSpec(Spec):
     :class:`thrifty.protocols.Optimizer`.
     """
 
+    priority: int = 0
+    """The tuner uses the registered optimizer of highest priority when none is named (ties: the
+    first name in sorted order), so installing a better optimizer changes the default without
+    the core naming it."""
     family: str = attrs.field(init=False, default="optimizers")
 
 
@@ -222,7 +264,18 @@ class SamplerSpec(Spec):
     family: str = attrs.field(init=False, default="samplers")
 
 
-FAMILIES: dict[str, type[Spec]] = {
+@attrs.frozen(kw_only=True)
+class CommandSpec(Record):
+    """A ``thrifty`` sub-command. ``configure(parser)`` adds arguments to its
+    ``argparse.ArgumentParser`` (keep it cheap: it runs whenever the CLI starts); ``run(args)``
+    does the work and returns an exit code (None means 0). ``description`` is its help line."""
+
+    configure: Callable[[Any], None] = attrs.field(validator=_check_callable)
+    run: Callable[[Any], int | None] = attrs.field(validator=_check_callable)
+    family: str = attrs.field(init=False, default="commands")
+
+
+FAMILIES: dict[str, type[Record]] = {
     "draft_models": DraftModelSpec,
     "verifiers": VerifierSpec,
     "hardware_knobs": HardwareKnobSpec,
@@ -230,5 +283,6 @@ FAMILIES: dict[str, type[Spec]] = {
     "optimizers": OptimizerSpec,
     "sparse_layers": SparseLayerSpec,
     "samplers": SamplerSpec,
+    "commands": CommandSpec,
 }
 """Hook family name -> record type. The hook for family ``f`` is ``thrifty_f``."""

@@ -6,19 +6,19 @@ Every lookup is by name and fails with a message that lists what is registered.
 
 from __future__ import annotations
 
-import difflib
-
+from .checks import did_you_mean
 from .errors import UnknownNameError
-from .plugins import CommandSpec, PluginInfo, PluginManager
+from .plugins import PluginInfo, PluginManager
 from .records import (
     FAMILIES,
+    CommandSpec,
     DraftModelSpec,
     EnergyMeterSpec,
     HardwareKnobSpec,
     OptimizerSpec,
     SamplerSpec,
     SparseLayerSpec,
-    Spec,
+    Record,
     VerifierSpec,
 )
 
@@ -32,14 +32,13 @@ class Registry:
     def names(self, family: str) -> list[str]:
         return sorted(self.manager.records(family))
 
-    def get(self, family: str, name: str) -> Spec:
+    def get(self, family: str, name: str) -> Record:
         """The record called ``name`` in ``family``, or an error listing the registered names."""
         if family not in FAMILIES:
             raise UnknownNameError(f"unknown hook family {family!r}; families: {sorted(FAMILIES)}")
         found = self.manager.records(family)
         if name not in found:
-            close = difflib.get_close_matches(str(name), found, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(name, found)
             listed = ", ".join(sorted(found)) or "(none: is the plugin installed?)"
             raise UnknownNameError(
                 f"no {family.replace('_', ' ')[:-1]} named {name!r}.{hint} Registered: {listed}. "
@@ -68,8 +67,12 @@ class Registry:
     def sampler(self, name: str) -> SamplerSpec:
         return self.get("samplers", name)  # type: ignore[return-value]
 
+    def command(self, name: str) -> CommandSpec:
+        return self.get("commands", name)  # type: ignore[return-value]
+
     def commands(self) -> dict[str, CommandSpec]:
-        return self.manager.commands()
+        """Every registered CLI sub-command, by name."""
+        return self.manager.records("commands")  # type: ignore[return-value]
 
     def plugins(self) -> list[PluginInfo]:
         return self.manager.plugins()

@@ -7,6 +7,7 @@ import os
 import signal
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 from thrifty import HardwareKnobSpec, Option, hookimpl
 from thrifty.cli import main
 from thrifty.errors import KnobDomainError, KnobError
@@ -150,3 +151,101 @@ def test_cli_restore_list_and_read(tree, reg, tmp_path, capsys):
     assert main(["hw", "read", "test.level", "--sysfs-root", str(tree), "-o", "attr=other",
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["value"] == 0
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("[1, 2]", "holds a JSON list, expected a JSON object"),
+    ('{"version": 1, "pid": 1, "knobs": ["test.level"]}', "knob entry 0 is a string"),
+    ('{"version": 1, "knobs": [{"knob": "test.level", "state": 2}]}',
+     "knob entry 0 lacks spec, options"),
+    ('{"version": 1, "knobs": {"test.level": 2}}', "has knobs object, expected a list"),
+    ('{"version": 2, "knobs": []}', "has version 2"),
+    ('{"version": 1, "pid": 99999999999999999999, "knobs": []}', "not a process id"),
+    ('{"version": 1, "knobs": [', "is not valid JSON"),
+])
+def test_restore_keeps_a_recovery_file_it_cannot_interpret(reg, tmp_path, capsys, content,
+                                                            problem):
+    recovery = tmp_path / "r.json"
+    recovery.write_text(content)
+    assert main(["hw", "restore", "--recovery-file", str(recovery)]) != 0
+    err = capsys.readouterr().err
+    assert problem in err and str(recovery) in err and "the file is kept" in err
+    assert "Traceback" not in err
+    assert recovery.read_text() == content
+
+
+def test_restore_keeps_the_knobs_it_could_not_restore(tree, reg, tmp_path):
+    recovery = tmp_path / "r.json"
+    crashed = HardwareContext(recovery, reg)
+    crashed.apply(crashed.knob("test.level", sysfs_root=str(tree)), 2)
+    data = json.loads(recovery.read_text())
+    gone = {**data["knobs"][0], "spec": "test.unregistered", "knob": "gone"}
+    recovery.write_text(json.dumps({**data, "pid": None, "knobs": [gone, *data["knobs"]]}))
+    with pytest.raises(KnobError, match="restored 1 knob.* but not 1: gone"):
+        restore_from_file(recovery, reg)
+    assert value(tree) == 0
+    assert [k["knob"] for k in json.loads(recovery.read_text())["knobs"]] == ["gone"]
+
+
+# -- fuzz: random and mutated recovery files ------------------------------------------------------
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+                     | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=4)
+                     | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+_entry = st.fixed_dictionaries({}, optional={
+    "knob": st.sampled_from(["test.level"]) | _json, "spec": st.sampled_from(["test.level", None])
+    | _json, "options": st.just("TREE") | _json, "state": st.sampled_from(["0\n", "1\n"]) | _json})
+_file = st.fixed_dictionaries({}, optional={
+    "version": st.just(1) | _json, "pid": st.none() | st.integers() | _json,
+    "knobs": st.lists(_entry, max_size=3) | _json})
+_fuzz = settings(max_examples=150, deadline=None,
+                 suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _check_restore(recovery, reg, tree) -> None:
+    """A recovery file gives a restore of every knob (and is removed), or a KnobError and stays
+    exactly as it was, or as the knobs that could not be restored."""
+    before = recovery.read_bytes()
+    level = tree / "dev" / "level"
+    level.write_text("untouched-sentinel\n")
+    try:
+        restored = restore_from_file(recovery, reg, force=True)
+    except KnobError as exc:
+        assert str(recovery) in str(exc)
+        assert recovery.exists()
+        if "but not" not in str(exc):
+            assert recovery.read_bytes() == before
+        return
+    assert not recovery.exists()
+    # written back exactly when it says so
+    assert (level.read_text() != "untouched-sentinel\n") == bool(restored)
+    assert sorted(p.name for p in (tree / "dev").iterdir()) == ["level", "other"]
+
+
+@_fuzz
+@given(data=_file)
+def test_fuzz_random_recovery_files_restore_or_stay(tree, reg, tmp_path, data):
+    recovery = tmp_path / "fuzz.json"
+    for entry in data.get("knobs", []) if isinstance(data.get("knobs"), list) else []:
+        if isinstance(entry, dict) and entry.get("options") == "TREE":
+            entry["options"] = {"sysfs_root": str(tree)}
+    recovery.write_text(json.dumps(data))
+    _check_restore(recovery, reg, tree)
+
+
+@_fuzz
+@given(cut=st.integers(0, 400), flips=st.lists(st.tuples(st.integers(0, 400),
+                                                         st.integers(0, 255)), max_size=3))
+def test_fuzz_mutated_recovery_files_restore_or_stay(tree, reg, tmp_path, cut, flips):
+    recovery = tmp_path / "fuzz.json"
+    recovery.unlink(missing_ok=True)
+    (tree / "dev" / "level").write_text("0\n")
+    crashed = HardwareContext(recovery, reg)
+    crashed.apply(crashed.knob("test.level", sysfs_root=str(tree)), 2)
+    crashed._touched.clear()  # as after SIGKILL: the file alone knows the snapshot
+    crashed._put_back_handlers()
+    raw = bytearray(recovery.read_bytes())
+    for at, byte in flips:
+        raw[at % len(raw)] = byte
+    recovery.write_bytes(bytes(raw[:cut] if cut < len(raw) else raw))
+    _check_restore(recovery, reg, tree)

@@ -9,6 +9,9 @@ from thrifty.cli import main
 from thrifty.speculative import profile as profiling
 from thrifty.speculative.profile import Profile, measure, profile, shape_latency, verifier_latency
 from thrifty.speculative.throughput import ThroughputModel
+from thrifty.testing.toy import ToyVerifier
+
+from .conftest import close_draft
 
 
 def test_profile_measures_every_term_and_round_trips(toys, toy_prompts, tmp_path):
@@ -109,3 +112,54 @@ def test_select_reports_bad_input_as_a_thrifty_error(cli, tmp_path, capsys):
     capsys.readouterr()
     assert cli(["profile", "--verifier", "toy", "--batch", "1", "--sweeps", "0"]) == 2
     assert "sweeps >= 1" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def saved_profile(tmp_path_factory):
+    verifier = ToyVerifier(vocab=6, seed=0)
+    prof = profile(verifier, {"toy": (close_draft(verifier), {"name": "toy"})},
+                   [[0, 1, 2], [3, 4, 5, 0]], batches=(1,), gamma_max=2, max_new_tokens=6,
+                   repeats=1, warmup=0, sweeps=1)
+    path = tmp_path_factory.mktemp("profile") / "p.json"
+    prof.save(path)
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda p: p["verify_ms"]["1"].__setitem__(0, -1.0), "verify_ms at batch 1, k=1 must be a "
+                                                          "finite number > 0; got -1.0"),
+    (lambda p: p["verify_ms"]["1"].__setitem__(1, 0), "k=2 must be a finite number > 0"),
+    (lambda p: p["drafts"]["toy"]["propose_ms"]["1"].__setitem__("2", 0.0),
+     "draft 'toy' propose_ms at batch 1, γ=2 must be a finite number > 0"),
+    (lambda p: p["drafts"]["toy"]["acceptance"].__setitem__("rows", [[1, 0], []]),
+     "draft 'toy' has an empty acceptance row"),
+    (lambda p: p["drafts"]["toy"]["acceptance"].__setitem__("rows", []),
+     "draft 'toy' has an empty acceptance row (or none)"),
+    (lambda p: p["verify_ms"].__setitem__("1", [1.0]), "verify_ms at batch 1 must list 3"),
+])
+def test_select_refuses_a_profile_with_bad_numbers(cli, saved_profile, tmp_path, capsys, mutate,
+                                                   message):
+    bad = json.loads(json.dumps(saved_profile))
+    mutate(bad)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(bad))
+    assert cli(["select", "--profile", str(path), "--plot", ""]) == 2
+    err = capsys.readouterr().err
+    assert f"profile {path}: " in err and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"verify_ms": NaN}', "NaN is not a JSON number"),
+    ("[1, 2]", "holds a JSON list, expected a JSON object"),
+])
+def test_select_refuses_a_profile_that_is_not_a_profile(cli, tmp_path, capsys, text, message):
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    assert cli(["select", "--profile", str(path), "--plot", ""]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_select_checks_the_plot_path_before_profiling(cli, tmp_path, capsys):
+    bad = tmp_path / "missing" / "select.png"
+    assert cli(["select", "--verifier", "toy", "--plot", str(bad)]) == 2
+    assert f"--plot {bad}: folder {bad.parent} does not exist" in capsys.readouterr().err

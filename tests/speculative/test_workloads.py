@@ -36,3 +36,10 @@ def test_prompt_files_plain_and_json_lines(tmp_path):
 def test_unknown_workload_names_the_choices():
     with pytest.raises(ConfigError, match="code, prose, chat"):
         workload("no-such-workload")
+
+
+def test_a_prompt_file_in_another_encoding_names_the_line(tmp_path):
+    path = tmp_path / "prompts.txt"
+    path.write_bytes("first\nnaïve\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"prompt file .*prompts.txt:2 is not UTF-8"):
+        workload(str(path))

@@ -9,10 +9,8 @@ same options and restores it from the file.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -20,7 +18,9 @@ from typing import Any
 
 import attrs
 
-from ..errors import KnobDomainError, KnobError
+from ..atomic import write_json_atomically
+from ..errors import ConfigError, KnobDomainError, KnobError
+from ..files import json_type, read_json, state_dir
 
 RECOVERY_VERSION = 1
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -29,26 +29,7 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 def default_recovery_file() -> Path:
     """``$THRIFTY_STATE_DIR/hw-recovery.json``, else under ``$XDG_STATE_HOME/thrifty`` or
     ``~/.local/state/thrifty``: a per-user place that survives the process."""
-    if os.environ.get("THRIFTY_STATE_DIR"):
-        return Path(os.environ["THRIFTY_STATE_DIR"]) / "hw-recovery.json"
-    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    return Path(state) / "thrifty" / "hw-recovery.json"
-
-
-def _write_json_atomically(path: Path, data: Any) -> None:
-    """Write to a temporary file in the same directory, fsync, rename: a reader (or a crash)
-    sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return state_dir() / "hw-recovery.json"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -61,15 +42,49 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+_BY_HAND = ("the file is kept; restore the hardware by hand (e.g. nvidia-smi -rgc, a reboot), "
+            "then delete the file")
+
+
 def _read_recovery(path: Path) -> dict:
+    """The recovery file's content, checked entry by entry. A file that is not exactly what
+    :meth:`HardwareContext._save` writes is refused whole and kept: it is the last copy of the
+    settings to restore, so guessing at it (or deleting it) could leave hardware changed."""
     try:
-        data = json.loads(path.read_text())
-        if data.get("version") != RECOVERY_VERSION or not isinstance(data.get("knobs"), list):
-            raise ValueError("unknown layout")
-        return data
-    except (OSError, ValueError) as exc:
-        raise KnobError(f"recovery file {path} is unreadable ({exc}); restore the hardware by "
-                        f"hand (e.g. nvidia-smi -rgc, a reboot) and delete the file") from None
+        data = read_json(path, "recovery file")
+    except ConfigError as exc:
+        raise KnobError(f"{exc}; {_BY_HAND}") from None
+    problem = _recovery_problem(data)
+    if problem:
+        raise KnobError(f"recovery file {path} {problem}; {_BY_HAND}")
+    return data
+
+
+def _recovery_problem(data: dict) -> str | None:
+    """What makes ``data`` not a recovery file this version wrote, or None."""
+    if data.get("version") != RECOVERY_VERSION:
+        return (f"has version {data.get('version')!r}; this thrifty reads version "
+                f"{RECOVERY_VERSION}")
+    pid = data.get("pid")
+    if pid is not None and (type(pid) is not int or not 0 < pid < 2**31):
+        return f"has pid {pid!r}, not a process id"
+    knobs = data.get("knobs")
+    if not isinstance(knobs, list):
+        return f"has knobs {json_type(knobs)}, expected a list of knob snapshots"
+    for i, entry in enumerate(knobs):
+        where = f"knob entry {i}"
+        if not isinstance(entry, dict):
+            return f"{where} is a {json_type(entry)}, expected an object"
+        missing = [k for k in ("knob", "spec", "options", "state") if k not in entry]
+        if missing:
+            return f"{where} lacks {', '.join(missing)}"
+        if not isinstance(entry["knob"], str):
+            return f"{where} has knob {entry['knob']!r}, expected a name"
+        if entry["spec"] is not None and not isinstance(entry["spec"], str):
+            return f"{where} has spec {entry['spec']!r}, expected a registered knob name"
+        if not isinstance(entry["options"], dict):
+            return f"{where} has options {json_type(entry['options'])}, expected an object"
+    return None
 
 
 @attrs.define
@@ -183,7 +198,7 @@ class HardwareContext:
                         f"or give this run its own recovery file")
 
     def _save(self) -> None:
-        _write_json_atomically(self.recovery_file, {
+        write_json_atomically(self.recovery_file, {
             "version": RECOVERY_VERSION, "pid": os.getpid(), "saved": time.time(),
             "knobs": [t.as_json() for t in self._touched]})
 
@@ -234,7 +249,8 @@ class HardwareContext:
 
 def restore_from_file(path: str | Path, registry=None, force: bool = False) -> list[str]:
     """Restore every knob saved in a recovery file (what ``thrifty hw restore`` does after a run
-    was killed); return the names restored. The file is removed once all are restored.
+    was killed); return the names restored. The file is removed only once every knob in it
+    was restored; one that cannot be read or interpreted is kept and refused with a KnobError.
 
     Knobs that were not built from a registered spec (process-local software knobs) died with
     their process and are skipped. A file whose run is still alive is left alone unless
@@ -254,16 +270,16 @@ def restore_from_file(path: str | Path, registry=None, force: bool = False) -> l
     restored: list[str] = []
     failed: list[tuple[dict, BaseException]] = []
     for entry in reversed(data["knobs"]):
-        if entry.get("spec") is None:
+        if entry["spec"] is None:
             continue
         try:
-            knob = reg.hardware_knob(entry["spec"]).build(**entry.get("options", {}))
+            knob = reg.hardware_knob(entry["spec"]).build(**entry["options"])
             knob.restore(entry["state"])
             restored.append(entry["knob"])
         except Exception as exc:
             failed.append((entry, exc))
     if failed:
-        _write_json_atomically(path, {**data, "knobs": [e for e, _ in reversed(failed)]})
+        write_json_atomically(path, {**data, "knobs": [e for e, _ in reversed(failed)]})
         detail = "; ".join(f"{e['knob']}: {exc}" for e, exc in failed)
         raise KnobError(f"restored {len(restored)} knob(s) but not {len(failed)}: {detail}. "
                         f"They stay in {path}; fix the cause and run `thrifty hw restore` again")

@@ -6,6 +6,7 @@ import time
 
 from ..errors import ConfigError, ThriftyError
 from ..hookspecs import hookimpl
+from ..records import CommandSpec
 
 
 def _parse_options(pairs: list[str], sysfs_root: str | None) -> dict[str, str]:
@@ -21,22 +22,9 @@ def _parse_options(pairs: list[str], sysfs_root: str | None) -> dict[str, str]:
 
 
 def _typed(spec, raw: dict[str, str]) -> dict:
-    """The options ``spec`` declares, converted from text to the declared type."""
-    out = {}
-    for key, text in raw.items():
-        opt = spec.options.get(key)
-        if opt is None:
-            continue
-        kind = opt.type[0] if isinstance(opt.type, tuple) else opt.type
-        if kind is bool:
-            out[key] = text.lower() in {"1", "true", "yes", "on"}
-        else:
-            try:
-                out[key] = kind(text)
-            except ValueError:
-                raise ConfigError(f"option {key}={text!r} of {spec.name!r} must be "
-                                  f"{kind.__name__}") from None
-    return out
+    """The options ``spec`` declares, read from text by their declared types."""
+    return {key: spec.options[key].parse(f"{spec.family} {spec.name!r}", key, text)
+            for key, text in raw.items() if key in spec.options}
 
 
 def _summary(domain: list) -> str:
@@ -130,8 +118,9 @@ def _restore(args) -> int:
 
 
 @hookimpl
-def thrifty_commands(cli) -> None:
-    cli.add("hw", "hardware knobs and energy meters: list, read, restore after a crash",
-            _configure, _run)
+def thrifty_commands():
+    return [CommandSpec(name="hw", configure=_configure, run=_run,
+                        description="hardware knobs and energy meters: list, read, restore after "
+                                    "a crash")]
 
 

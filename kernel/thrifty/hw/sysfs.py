@@ -77,6 +77,19 @@ def common_values(sysfs: Sysfs, dirs: Sequence[str], attr: str,
     return sorted(set.intersection(*sets)) if sets else []
 
 
+def own_state(knob: Any, state: Any) -> dict:
+    """A snapshot (which may come from a recovery file) that names only the knob's own
+    directories: a restore writes where the knob itself would, never elsewhere."""
+    if not isinstance(state, dict):
+        raise KnobError(f"knob {knob.name!r}: a snapshot is an object of directory: value, "
+                        f"got {state!r}")
+    foreign = sorted(set(state) - set(knob.dirs))
+    if foreign:
+        raise KnobError(f"knob {knob.name!r}: the snapshot names {foreign}, which this knob does "
+                        f"not control (it controls {knob.dirs})")
+    return state
+
+
 class FileKnob:
     """One attribute written with the same value in every directory of a set (all selected
     CPUs, one devfreq device). ``read()`` reports the first directory; ``apply`` reads back."""
@@ -105,7 +118,7 @@ class FileKnob:
         return {d: self.sysfs.read(f"{d}/{self.attr}") for d in self.dirs}
 
     def restore(self, state: dict) -> None:
-        for d, raw in state.items():
+        for d, raw in own_state(self, state).items():
             self.sysfs.write(f"{d}/{self.attr}", raw)
 
 
@@ -141,5 +154,9 @@ class RangeLockKnob:
                     int(self.sysfs.read(f"{d}/{self.max_attr}"))] for d in self.dirs}
 
     def restore(self, state: dict) -> None:
-        for d, (lo, hi) in state.items():
-            self.sysfs.write_range(d, self.min_attr, self.max_attr, lo, hi)
+        for d, pair in own_state(self, state).items():
+            if not (isinstance(pair, list) and len(pair) == 2
+                    and all(type(v) is int for v in pair)):
+                raise KnobError(f"knob {self.name!r}: snapshot of {d} is {pair!r}, not a "
+                                f"[min, max] pair")
+            self.sysfs.write_range(d, self.min_attr, self.max_attr, *pair)

@@ -60,6 +60,10 @@ class Verifier(Protocol):
     # Optional, for continuous batching: ``admit(row, prompt)`` resets row ``row`` alone to a
     # new prompt (caches ``prompt[:-1]`` there, as ``start`` does for every row) and leaves the
     # other rows as they are. The engine calls it between steps, once the row's output is done.
+    #
+    # Optional: ``max_context``, the most tokens a row may hold (the model's position limit, a
+    # static cache's size); the engine refuses a run whose prompt + max_new_tokens + lookahead
+    # would pass it, before decoding. Drafts may have it too.
 
 
 @attrs.frozen

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ..hookspecs import hookimpl
+from ..records import CommandSpec
 
 
 # -- shared flags ---------------------------------------------------------------------------------
@@ -41,9 +42,10 @@ def _configure_models(p) -> None:
     p.add_argument("--verifier", default="hf", help="verifier name (default: hf)")
     p.add_argument("--model", default="smollm2-135m", help="verifier model (default: smollm2-135m)")
     p.add_argument("--draft", action="append", default=[],
-                   help="candidate draft, NAME or NAME:VALUE (repeatable), e.g. "
-                        "hf:smollm2-draft-l2, ngram or pairconnect:draft.safetensors; VALUE "
-                        "is the draft's first required option (its model or weights)")
+                   help="candidate draft, NAME[:VALUE][,KEY=VALUE...] (repeatable), e.g. "
+                        "hf:smollm2-draft-l2, ngram,max_ngram=4 or "
+                        "pairconnect:draft.safetensors; VALUE is the draft's first required "
+                        "option (its model or weights), KEY=VALUE any other option")
     p.add_argument("--device", help="device for verifier and drafts (cpu, cuda); plugin default")
     p.add_argument("--dtype", help="dtype for verifier and drafts (float32, bfloat16, ...)")
     p.add_argument("--workload", default="code",
@@ -69,24 +71,11 @@ def _options(spec, wanted: dict) -> dict:
     return {k: v for k, v in wanted.items() if v is not None and k in spec.options}
 
 
-def _primary(spec, value: str) -> dict:
-    """``{option: value}`` for the first required option of ``spec`` (``model`` of an HF draft,
-    ``weights`` of a PairConnect one), so that ``NAME:VALUE`` works for any draft plugin."""
-    from ..errors import ConfigError
-
-    if not value:
-        return {}
-    required = [k for k, opt in spec.options.items() if opt.required]
-    if not required:
-        raise ConfigError(f"draft {spec.name!r} has no required option to take {value!r}; "
-                          f"give it as plain {spec.name!r}")
-    return {required[0]: value}
-
-
 def build_models(verifier: str, model: str | None, drafts: list[str], device=None, dtype=None):
     """Verifier and drafts by name through the registry: ``(verifier, {label: (draft, config)})``.
     ``config`` records how to build the draft again and, when it has one, its weights' path."""
     from ..pipeline import pipeline
+    from ..refs import ref_options, split_ref
     from ..registry import registry
 
     reg = registry()
@@ -94,9 +83,9 @@ def build_models(verifier: str, model: str | None, drafts: list[str], device=Non
     vspec = reg.get("verifiers", verifier)
     drafts_ref = []
     for text in drafts:
-        name, _, value = text.partition(":")
+        name, value, pairs = split_ref(text)
         spec = reg.get("draft_models", name)
-        drafts_ref.append((name, {**_options(spec, common), **_primary(spec, value)}))
+        drafts_ref.append((name, {**_options(spec, common), **ref_options(spec, value, pairs)}))
     pipe = pipeline((verifier, _options(vspec, {**common, "model": model})), drafts_ref)
     out = {}
     for i, part in enumerate(pipe.draft_parts):
@@ -139,6 +128,9 @@ def _configure_profile(p) -> None:
 
 
 def _run_profile(args) -> int:
+    from ..files import check_writable
+
+    check_writable(args.output, "-o/--output")  # before the measurements, not after them
     prof, *_ = _profile_from_args(args, _say(args))
     prof.save(args.output)
     print(f"profile of {prof.verifier} with {len(prof.drafts)} draft(s) on {prof.workload} "
@@ -183,10 +175,13 @@ def _hypothetical(text: str):
 
 
 def _run_select(args) -> int:
+    from ..files import check_writable
     from .profile import Profile, measure
     from .throughput import ThroughputModel, batched
 
     say = _say(args)
+    if args.plot:
+        check_writable(args.plot, "--plot")  # before the measurements, not after them
     verifier = drafts = work = None
     if args.profile:
         prof = Profile.load(args.profile)
@@ -387,6 +382,8 @@ def plot(model, batches, path: str | Path, report=None) -> None:
     """Per batch size: throughput vs TAR per draft (one point per γ), and throughput vs γ."""
     import matplotlib
 
+    from ..atomic import atomic_path
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -418,13 +415,18 @@ def plot(model, batches, path: str | Path, report=None) -> None:
     fig.suptitle(f"{model.profile.verifier} on {model.profile.device}, "
                  f"workload {model.profile.workload}")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    with atomic_path(path, suffix=Path(path).suffix) as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
 
 
 @hookimpl
-def thrifty_commands(cli) -> None:
-    cli.add("profile", "measure a verifier, drafts and a workload for the throughput model",
-            _configure_profile, _run_profile)
-    cli.add("select", "rank (draft, γ) per batch size with the throughput model; recommend one",
-            _configure_select, _run_select)
+def thrifty_commands():
+    return [
+        CommandSpec(name="profile", configure=_configure_profile, run=_run_profile,
+                    description="measure a verifier, drafts and a workload for the throughput "
+                                "model"),
+        CommandSpec(name="select", configure=_configure_select, run=_run_select,
+                    description="rank (draft, γ) per batch size with the throughput model; "
+                                "recommend one"),
+    ]

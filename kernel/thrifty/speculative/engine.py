@@ -29,12 +29,17 @@ from typing import Any, Callable, Sequence
 
 import attrs
 
+from ..checks import check_number
 from ..errors import ConfigError, IncompatibleModelsError
 from ..protocols import DraftModel, Verifier, reads_features
 from .acceptance import accept
 from .metrics import Metrics
 from .policy import FixedLookahead, LookaheadPolicy
 from .sampling import Sampling, warp
+
+MAX_NEW_TOKENS = 1 << 20
+"""The most tokens one ``generate`` call makes per prompt where no model states a context
+window: far beyond any model's, and a run that does end."""
 
 StreamCallback = Callable[[int, list[int], str], None]
 """``stream(row, new_token_ids, new_text)``: called with each row's newly committed tokens."""
@@ -101,9 +106,12 @@ class SpeculativeDecoder:
         (continuous batching; static batches one after another where a model cannot
         :attr:`refills`). Outputs come back in the order of ``prompts``."""
         sampling = sampling or Sampling()
+        if not isinstance(sampling, Sampling):
+            raise ConfigError(f"sampling must be a thrifty.speculative.Sampling; got "
+                              f"{sampling!r}")
         ids = self._encode(prompts)
-        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens must be an int >= 1; got {max_new_tokens!r}")
+        check_number("max_new_tokens", max_new_tokens, low=1, high=MAX_NEW_TOKENS, integer=True)
+        self._check_context(ids, max_new_tokens)
         if batch_size is None:
             batch_size = len(ids)
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -194,6 +202,22 @@ class SpeculativeDecoder:
                 pending = pending.clone()
                 pending[s] = ids[nxt][-1]
         return pending
+
+    def _check_context(self, ids: list[list[int]], max_new_tokens: int) -> None:
+        """Refuse before decoding when the longest prompt + max_new_tokens + lookahead would not
+        fit a model's context window (its optional ``max_context``): past it a model computes
+        positions it was not built for, or a static cache runs out mid-run."""
+        gamma = getattr(self.policy, "gamma_max", 0) if self.draft is not None else 0
+        longest = max(map(len, ids))
+        need = longest + max_new_tokens + gamma
+        for role, model in (("verifier", self.verifier), ("draft", self.draft)):
+            limit = getattr(model, "max_context", None)
+            if limit is not None and need > limit:
+                raise ConfigError(
+                    f"the longest prompt ({longest} tokens) + max_new_tokens ({max_new_tokens}) "
+                    f"+ lookahead ({gamma}) = {need} tokens exceed the context window of "
+                    f"{role} {model.name!r} ({limit} tokens); shorten the prompt or lower "
+                    f"max_new_tokens or the lookahead")
 
     # -- steps ---------------------------------------------------------------------------------
     def _encode(self, prompts) -> list[list[int]]:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import attrs
 
+COLLAPSE_MIN_STEPS = 8
+"""Row-steps with proposals below which a run is too short to call its acceptance collapsed."""
+COLLAPSE_ACCEPTED = 0.05
+"""Mean accepted tokens per proposing row-step under which a draft's acceptance has collapsed."""
+
 
 @attrs.define
 class Metrics:
@@ -40,6 +45,25 @@ class Metrics:
     @property
     def acceptance(self) -> list[float]:
         return [a / p if p else 0.0 for a, p in zip(self.accepted_at, self.proposed_at)]
+
+    @property
+    def collapsed(self) -> bool:
+        """Whether the draft's acceptance collapsed over the run: at least
+        :data:`COLLAPSE_MIN_STEPS` row-steps proposed, and their mean accepted length is under
+        :data:`COLLAPSE_ACCEPTED` tokens (TAR about 1). The output is still the verifier's, but
+        the draft only costs time: the mark of a draft that does not fit its verifier (another
+        vocabulary, or a forward that computes another model than its weights describe)."""
+        steps = self.proposed_at[0] if self.proposed_at else 0  # row-steps that proposed
+        return steps >= COLLAPSE_MIN_STEPS and sum(self.accepted_at) < COLLAPSE_ACCEPTED * steps
+
+    def collapse_warning(self, draft: str) -> str | None:
+        """One line saying that ``draft``'s acceptance collapsed, or None (see :attr:`collapsed`)."""
+        if not self.collapsed:
+            return None
+        return (f"warning: draft {draft!r} had {sum(self.accepted_at)} of "
+                f"{sum(self.proposed_at)} proposed tokens accepted (TAR {self.tar:.2f}): it "
+                f"costs time and saves no target pass; check that it was made for this "
+                f"verifier, or decode without it (--no-draft)")
 
     def record_step(self, proposed: list[int], accepted: list[int], emitted: list[int]) -> None:
         """Add one target pass: per active row, proposals, accepted proposals, tokens emitted."""
@@ -85,4 +109,5 @@ class Metrics:
             "other_ms": round(self.other_ms, 3),
             "total_ms": round(self.total_ms, 3),
             "tokens_per_second": round(self.tokens_per_second, 3),
+            "acceptance_collapsed": self.collapsed,
         }

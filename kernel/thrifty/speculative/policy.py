@@ -23,6 +23,9 @@ class LookaheadPolicy(Protocol):
     def observe(self, proposed, accepted) -> None:
         """Per-row proposal lengths and accepted counts (LongTensors [B]) of the last step."""
 
+    # Optional: ``gamma_max``, the largest γ the policy ever answers, which the engine adds to
+    # the prompt and the new tokens when it checks the models' context windows before decoding.
+
 
 @attrs.define
 class FixedLookahead:
@@ -35,6 +38,10 @@ class FixedLookahead:
             raise ConfigError(f"lookahead gamma must be an int >= 0; got {self.value!r}")
 
     def gamma(self) -> int:
+        return self.value
+
+    @property
+    def gamma_max(self) -> int:
         return self.value
 
     def observe(self, proposed, accepted) -> None:

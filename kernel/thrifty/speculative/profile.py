@@ -14,7 +14,6 @@ for queued GPU work. Results save to and load from JSON.
 from __future__ import annotations
 
 import datetime
-import json
 import platform
 import statistics
 import time
@@ -23,7 +22,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import attrs
 
+from ..checks import check_number
 from ..errors import ConfigError, DatasetFormatError
+from ..atomic import write_json_atomically
+from ..files import read_json
 from ..protocols import reads_features
 from .engine import SpeculativeDecoder
 from .record import Acceptance, record, replay
@@ -60,12 +62,14 @@ class Profile:
     meta: dict = attrs.field(factory=dict)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(attrs.asdict(self), indent=1))
+        write_json_atomically(path, attrs.asdict(self), indent=1)
 
     @classmethod
     def load(cls, path: str | Path) -> "Profile":
+        """Read a profile and check every number in it: a NaN, negative or zero latency or an
+        empty acceptance row would otherwise turn into a made-up throughput."""
+        raw = read_json(path, "profile")
         try:
-            raw = json.loads(Path(path).read_text())
             drafts = {}
             for label, d in raw.pop("drafts").items():
                 acc = d.pop("acceptance")
@@ -75,10 +79,53 @@ class Profile:
                     acceptance=Acceptance(**acc) if acc else None)
             raw["verify_ms"] = {int(b): v for b, v in raw["verify_ms"].items()}
             raw["target_overhead_ms"] = {int(b): v for b, v in raw["target_overhead_ms"].items()}
-            return cls(**raw, drafts=drafts)
-        except (OSError, ValueError, TypeError, KeyError) as exc:
+            prof = cls(**raw, drafts=drafts)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise DatasetFormatError(f"cannot read profile {path}: {exc!r}; make one with "
-                                     f"`thrifty profile -o {path}`") from exc
+                                     f"`thrifty profile -o {path}`") from None
+        try:
+            prof.check()
+        except ConfigError as exc:
+            raise DatasetFormatError(f"profile {path}: {exc}; profile again with `thrifty "
+                                     f"profile -o {path}`") from None
+        return prof
+
+    def check(self) -> None:
+        """Every latency finite and > 0 (overheads >= 0), every acceptance row non-empty."""
+        check_number("gamma_max", self.gamma_max, low=1, integer=True)
+        for b, row in self.verify_ms.items():
+            if not isinstance(row, list) or len(row) < self.gamma_max + 1:
+                raise ConfigError(f"verify_ms at batch {b} must list {self.gamma_max + 1} "
+                                  f"latencies (k = 1 … gamma_max + 1); got {row!r}")
+            for k, ms in enumerate(row, 1):
+                check_number(f"verify_ms at batch {b}, k={k}", ms, low=0, low_open=True)
+        for b, ms in self.target_overhead_ms.items():
+            check_number(f"target_overhead_ms at batch {b}", ms, low=0)
+        for label, d in self.drafts.items():
+            for table, low_open in (("propose_ms", True), ("overhead_ms", False)):
+                for b, row in getattr(d, table).items():
+                    for g, ms in row.items():
+                        check_number(f"draft {label!r} {table} at batch {b}, γ={g}", ms,
+                                     low=0, low_open=low_open)
+            acc = d.acceptance
+            if acc is None:
+                continue
+            check_number(f"draft {label!r} acceptance max_new_tokens", acc.max_new_tokens,
+                         low=1, integer=True)
+            check_number(f"draft {label!r} acceptance gamma_max", acc.gamma_max, low=1,
+                         integer=True)
+            if not acc.rows or not all(isinstance(r, list) and r for r in acc.rows):
+                raise ConfigError(f"draft {label!r} has an empty acceptance row (or none); "
+                                  f"its acceptance cannot be estimated")
+            for r, row in enumerate(acc.rows):
+                for m in row:
+                    check_number(f"draft {label!r} acceptance row {r}", m, low=0, integer=True)
+        for shape in self.shapes:
+            if not isinstance(shape, dict):
+                raise ConfigError(f"shape entry {shape!r} is not an object with layers, width, "
+                                  f"batch and ms")
+            check_number(f"shape {shape.get('layers')}x{shape.get('width')} ms",
+                         shape.get("ms"), low=0, low_open=True)
 
 
 def _int_keys(table: Mapping) -> dict[int, dict[int, float]]:

@@ -16,6 +16,7 @@ from typing import Sequence
 import attrs
 
 from ..errors import ConfigError, DatasetFormatError
+from ..atomic import write_json_atomically
 from ..protocols import reads_features
 
 
@@ -35,7 +36,7 @@ class Recording:
     continuations: list[list[int]]
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(attrs.asdict(self)))
+        write_json_atomically(path, attrs.asdict(self), indent=None)
 
     @classmethod
     def load(cls, path: str | Path) -> "Recording":

@@ -8,25 +8,26 @@ from __future__ import annotations
 
 import attrs
 
-from ..errors import ConfigError
+from ..checks import check_number
 
 
 def _check(instance: "Sampling", attribute: attrs.Attribute, value: float) -> None:
-    name = attribute.name
-    ok = {
-        "temperature": value >= 0,
-        "top_k": isinstance(value, int) and value >= 0,
-        "top_p": 0 < value <= 1,
-    }[name]
-    if not ok:
-        rule = {"temperature": ">= 0 (0 = greedy)", "top_k": "an int >= 0 (0 = off)",
-                "top_p": "in (0, 1] (1 = off)"}[name]
-        raise ConfigError(f"sampling {name} must be {rule}; got {value!r}")
+    where = f"sampling {attribute.name}"
+    if attribute.name == "temperature":
+        check_number(where, value, low=0)
+    elif attribute.name == "top_k":
+        check_number(where, value, low=0, integer=True)
+    else:
+        check_number(where, value, low=0, high=1, low_open=True)
 
 
 @attrs.frozen
 class Sampling:
-    """Temperature, top-k and top-p, applied identically to the target's and the draft's logits."""
+    """Temperature, top-k and top-p, applied identically to the target's and the draft's logits.
+
+    Temperature is finite and >= 0 (0 = greedy), top-k an int >= 0 (0 = off), top-p in (0, 1]
+    (1 = off): an infinite temperature or a NaN would turn every distribution into noise.
+    """
 
     temperature: float = attrs.field(default=0.0, validator=_check)
     top_k: int = attrs.field(default=0, validator=_check)

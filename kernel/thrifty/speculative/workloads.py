@@ -22,6 +22,7 @@ from pathlib import Path
 import attrs
 
 from ..errors import ConfigError, DatasetFormatError
+from ..files import read_text
 
 HELD_OUT_MODULES = ("textwrap.py", "difflib.py", "fractions.py", "heapq.py", "shlex.py",
                     "statistics.py", "calendar.py", "ipaddress.py", "graphlib.py", "bisect.py")
@@ -140,7 +141,7 @@ def _file(path: Path) -> list[str]:
         raise ConfigError(f"unknown workload {str(path)!r}: use code, prose, chat or the path "
                           f"of a prompt file (one prompt per line, or JSON Lines with 'prompt')")
     prompts = []
-    for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for no, line in enumerate(read_text(path, "prompt file").splitlines(), 1):
         if not line.strip():
             continue
         if line.lstrip().startswith("{"):

@@ -1,10 +1,14 @@
 """Conformance suite for samplers (``thrifty_samplers``).
 
-Subclass :class:`SamplerSuite` in a plugin's tests and override :meth:`make_sampler`::
+Subclass :class:`SamplerSuite` in a plugin's tests and override the ``make_sampler`` fixture::
+
+    import pytest
+    from thrifty.testing.samplers import SamplerSuite
 
     class TestMySampler(SamplerSuite):
-        def make_sampler(self, dim, seed):
-            return thrifty.registry().sampler("my-lsh").build(dim, seed=seed)
+        @pytest.fixture
+        def make_sampler(self, thrifty_registry):
+            return lambda dim, seed: thrifty_registry.sampler("my-lsh").build(dim, seed=seed)
 
 Needs torch. The checks hold for any locality-sensitive family: an input identical to a neuron
 collides with it in every table, so querying with a neuron's own weights must find it.
@@ -18,23 +22,34 @@ from ..protocols import Sampler
 
 
 class SamplerSuite:
+    """Contract tests for one sampler: the :class:`thrifty.protocols.Sampler` protocol, query
+    shapes and padding, finding a neuron from its own weights (after ``build``, ``refill`` and
+    ``rebuild``), determinism under a seed, new functions on ``rebuild``, and table memory.
+
+    Fixtures to override: ``make_sampler`` (required) returns a function
+    ``(dim, seed) -> sampler``; ``make_weights`` returns a function ``(n, seed) -> [n, dim]``
+    weights the family can hash (the default draws Gaussian ones; a family of sparse or binary
+    vectors overrides it). ``dim``, ``n_neurons`` and ``budget`` size the checks."""
+
     dim = 32
     n_neurons = 200
     budget = 16
 
-    def make_sampler(self, dim: int, seed: int):  # pragma: no cover - overridden
-        raise NotImplementedError("override make_sampler(dim, seed) in your test class")
-
-    def make_weights(self, n: int, seed: int):
-        """Neuron weights the family can hash (override for, e.g., sparse binary ones)."""
-        import torch
-
-        return torch.randn(n, self.dim, generator=torch.Generator().manual_seed(seed))
+    @pytest.fixture
+    def make_sampler(self):  # pragma: no cover - overridden
+        raise NotImplementedError("override the make_sampler fixture in your test class")
 
     @pytest.fixture
-    def built(self):
-        sampler = self.make_sampler(self.dim, 0)
-        weights = self.make_weights(self.n_neurons, 1)
+    def make_weights(self):
+        import torch
+
+        return lambda n, seed: torch.randn(n, self.dim,
+                                           generator=torch.Generator().manual_seed(seed))
+
+    @pytest.fixture
+    def built(self, make_sampler, make_weights):
+        sampler = make_sampler(self.dim, 0)
+        weights = make_weights(self.n_neurons, 1)
         sampler.build(weights)
         return sampler, weights
 
@@ -57,23 +72,23 @@ class SamplerSuite:
         found = sum(int(i in row) for i, row in enumerate(out.tolist()))
         assert found >= 45, f"only {found}/50 neurons found from their own weights"
 
-    def test_same_seed_same_answer(self, built):
+    def test_same_seed_same_answer(self, built, make_sampler, make_weights):
         sampler, weights = built
-        twin = self.make_sampler(self.dim, 0)
+        twin = make_sampler(self.dim, 0)
         twin.build(weights)
-        x = self.make_weights(8, 2)
+        x = make_weights(8, 2)
         assert sampler.query(x, self.budget).tolist() == twin.query(x, self.budget).tolist()
 
-    def test_refill_follows_new_weights(self, built):
+    def test_refill_follows_new_weights(self, built, make_weights):
         sampler, _ = built
-        moved = self.make_weights(self.n_neurons, 3)
+        moved = make_weights(self.n_neurons, 3)
         sampler.refill(moved)
         out = sampler.query(moved[:50], self.budget)
         assert sum(int(i in row) for i, row in enumerate(out.tolist())) >= 45
 
-    def test_rebuild_draws_new_functions(self, built):
+    def test_rebuild_draws_new_functions(self, built, make_weights):
         sampler, weights = built
-        x = self.make_weights(20, 4)
+        x = make_weights(20, 4)
         before = sampler.query(x, self.budget).tolist()
         sampler.rebuild(weights, seed=12345)
         assert sampler.query(x, self.budget).tolist() != before

@@ -1,74 +1,95 @@
 """Conformance suite for sparse layers (``thrifty_sparse_layers``).
 
-Subclass :class:`SparseLayerSuite` and override :meth:`make_layer` and :meth:`example_input`;
-a layer whose training forward needs more than the input (SLIDE needs the labels) overrides
-:meth:`train_args`, and one whose training output is not a plain tensor overrides
-:meth:`loss`::
+Subclass :class:`SparseLayerSuite` and override the ``make_layer`` and ``example_input``
+fixtures; a layer whose training forward needs more than the input (SLIDE needs the labels)
+overrides ``train_args``, and one whose training output is not a plain tensor overrides
+``loss``::
+
+    import pytest
+    import torch
+    from thrifty.testing.sparse_layers import SparseLayerSuite
 
     class TestMyLayer(SparseLayerSuite):
-        def make_layer(self):
-            return thrifty.registry().sparse_layer("my-layer").build(16, 40)
+        @pytest.fixture
+        def make_layer(self, thrifty_registry):
+            return lambda: thrifty_registry.sparse_layer("my-layer").build(16, 40)
+
+        @pytest.fixture
         def example_input(self):
             return torch.randn(8, 16)
 
-Needs torch. The suite checks the structural contract, determinism in eval mode, that
-gradients flow, that ``work_fraction`` is reported, and that a few SGD steps lower the loss.
+Needs torch.
 """
 
 from __future__ import annotations
+
+import pytest
 
 from ..protocols import SparseLayer
 
 
 class SparseLayerSuite:
+    """Contract tests for one sparse layer: the :class:`thrifty.protocols.SparseLayer`
+    protocol, a dense and deterministic eval output, gradients that flow and are finite,
+    ``work_fraction`` in (0, 1], and a few SGD steps that lower the loss.
+
+    Fixtures to override: ``make_layer`` (required) returns a function that builds a fresh
+    layer; ``example_input`` (required) is an input batch; ``train_args`` (default ``()``) the
+    extra positional arguments of the training forward; ``loss`` a function
+    ``(layer, x, output) -> scalar`` (the default compares a dense output with a fixed random
+    target). ``lr`` and ``steps`` set the SGD check."""
+
     lr = 0.5
     steps = 30
 
+    @pytest.fixture
     def make_layer(self):  # pragma: no cover - overridden
-        raise NotImplementedError("override make_layer() in your test class")
+        raise NotImplementedError("override the make_layer fixture in your test class")
 
+    @pytest.fixture
     def example_input(self):  # pragma: no cover - overridden
-        raise NotImplementedError("override example_input() in your test class")
+        raise NotImplementedError("override the example_input fixture in your test class")
 
-    def train_args(self, x) -> tuple:
-        """Extra positional arguments of the training forward (e.g. labels)."""
+    @pytest.fixture
+    def train_args(self) -> tuple:
         return ()
 
-    def loss(self, layer, x, output):
-        """A scalar to minimise from the training output; by default a fixed random linear
-        read-out of a dense output, so that there is something to learn."""
+    @pytest.fixture
+    def loss(self):
         import torch
 
-        g = torch.Generator().manual_seed(0)
-        target = torch.randn(output.shape, generator=g)
-        return ((output - target) ** 2).mean()
+        def mse_to_random_target(layer, x, output):
+            g = torch.Generator().manual_seed(0)
+            target = torch.randn(output.shape, generator=g)
+            return ((output - target) ** 2).mean()
 
-    def test_follows_protocol(self):
+        return mse_to_random_target
+
+    def test_follows_protocol(self, make_layer):
         import torch
 
-        layer = self.make_layer()
+        layer = make_layer()
         assert isinstance(layer, torch.nn.Module)
         assert isinstance(layer, SparseLayer)
         assert isinstance(layer.in_features, int) and isinstance(layer.out_features, int)
 
-    def test_eval_output_is_dense_and_deterministic(self):
+    def test_eval_output_is_dense_and_deterministic(self, make_layer, example_input):
         import torch
 
-        layer = self.make_layer().eval()
-        x = self.example_input()
+        layer = make_layer().eval()
         with torch.no_grad():
-            a, b = layer(x), layer(x)
+            a, b = layer(example_input), layer(example_input)
         assert a.shape[-1] == layer.out_features
         assert torch.isfinite(a).all()
         assert torch.equal(a, b)
 
-    def test_gradients_flow_and_work_is_reported(self):
+    def test_gradients_flow_and_work_is_reported(self, make_layer, example_input, train_args,
+                                                 loss):
         import torch
 
-        layer = self.make_layer().train()
-        x = self.example_input()
-        out = layer(x, *self.train_args(x))
-        self.loss(layer, x, out).backward()
+        layer = make_layer().train()
+        out = layer(example_input, *train_args)
+        loss(layer, example_input, out).backward()
         grads = [p.grad for p in layer.parameters() if p.grad is not None]
         assert grads, "no parameter received a gradient"
         for g in grads:
@@ -76,18 +97,17 @@ class SparseLayerSuite:
             assert torch.isfinite(values).all()
         assert 0.0 < float(layer.work_fraction) <= 1.0
 
-    def test_sgd_lowers_the_loss(self):
+    def test_sgd_lowers_the_loss(self, make_layer, example_input, train_args, loss):
         import torch
 
         torch.manual_seed(0)
-        layer = self.make_layer().train()
-        x = self.example_input()
+        layer = make_layer().train()
         opt = torch.optim.SGD(layer.parameters(), lr=self.lr)
         losses = []
         for _ in range(self.steps):
-            loss = self.loss(layer, x, layer(x, *self.train_args(x)))
+            value = loss(layer, example_input, layer(example_input, *train_args))
             opt.zero_grad()
-            loss.backward()
+            value.backward()
             opt.step()
-            losses.append(float(loss.detach()))
+            losses.append(float(value.detach()))
         assert losses[-1] < 0.9 * losses[0], f"loss did not fall: {losses[0]} -> {losses[-1]}"

@@ -15,6 +15,7 @@ import csv
 import json
 import math
 import os
+import re
 import shlex
 import subprocess
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import ConfigError, ThriftyError
+from ..files import read_json, read_text
 from .space import Space
 
 
@@ -61,12 +63,15 @@ class ReplayBackend:
         self.meta = dict(meta or {})
         self.knobs = knobs
         sums: dict[tuple, dict[str, list[float]]] = {}
-        for row in rows:
-            key = tuple(row[k] for k in knobs)
+        for i, row in enumerate(rows):
+            key = tuple(row.get(k) for k in knobs)
             slot = sums.setdefault(key, {})
             for name, value in row.items():
                 if name not in knobs and isinstance(value, (int, float)) \
                         and not isinstance(value, bool):
+                    if math.isnan(value):
+                        raise ConfigError(f"recorded table {source}: row {i + 1} has {name} = "
+                                          f"NaN; record a number (inf for a failed run)")
                     slot.setdefault(name, []).append(float(value))
         self.table = {k: {m: sum(v) / len(v) for m, v in slot.items()} for k, slot in sums.items()}
         self.space = Space.from_configs([dict(zip(knobs, k)) for k in self.table])
@@ -74,20 +79,20 @@ class ReplayBackend:
     @classmethod
     def load(cls, path: str | Path, knobs: Sequence[str] | None = None) -> "ReplayBackend":
         path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read recorded table {path}: {exc.strerror}") from exc
         meta: dict[str, Any] = {}
         if path.suffix == ".json":
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"recorded table {path} is not valid JSON: {exc}") from exc
+            data = read_json(path, "recorded table")
             rows, file_knobs = data.get("rows", []), data.get("knobs")
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                raise ConfigError(f"recorded table {path}: rows must be a list of objects "
+                                  f"(one per measurement)")
+            if file_knobs is not None and not (isinstance(file_knobs, list) and all(
+                    isinstance(k, str) for k in file_knobs)):
+                raise ConfigError(f"recorded table {path}: knobs must be a list of column "
+                                  f"names; got {file_knobs!r}")
             meta = {k: v for k, v in data.items() if k not in ("rows", "knobs")}
         else:
-            lines = text.splitlines()
+            lines = read_text(path, "recorded table").splitlines()
             file_knobs = None
             while lines and lines[0].startswith("#"):
                 label, _, value = lines.pop(0).lstrip("# ").partition(":")
@@ -95,7 +100,13 @@ class ReplayBackend:
                     file_knobs = [k.strip() for k in value.split(",") if k.strip()]
                 elif label.strip():
                     meta[label.strip()] = value.strip()
-            rows = [{k: _scalar(v) for k, v in r.items()} for r in csv.DictReader(lines)]
+            rows = []
+            for r in csv.DictReader(lines):
+                if None in r or None in r.values():
+                    raise ConfigError(f"recorded table {path}: the row after {len(rows)} rows "
+                                      f"has {'more' if None in r else 'fewer'} cells than the "
+                                      f"header")
+                rows.append({k: _scalar(v) for k, v in r.items()})
         knobs = list(knobs or file_knobs or [])
         if not knobs:
             raise ConfigError(f"recorded table {path} does not say which columns are knobs; add "
@@ -162,21 +173,49 @@ class MeasuredBackend:
         }
 
 
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
+
+
+def knob_variable(name: str) -> str:
+    """The environment variable that carries knob ``name`` to a workload: ``THRIFTY_KNOB_`` and
+    the name in upper case with every other character than a letter or digit turned into ``_``
+    (``acme.file`` -> ``THRIFTY_KNOB_ACME_FILE``), so that any shell can read it."""
+    return "THRIFTY_KNOB_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
+
+
+def fill_placeholders(template: str, config: Mapping[str, Any]) -> str:
+    """``template`` with each ``{knob}`` replaced by its value (``{{`` and ``}}`` are braces).
+    Knob names are matched whole, dots included (``{acme.file}``): not Python's format
+    mini-language, which would read a dot as an attribute."""
+
+    def value(match: re.Match) -> str:
+        if match.group(1) is None:
+            return match.group(0)[0]
+        name = match.group(1).strip()
+        if name not in config:
+            raise ConfigError(f"workload command {template!r} names {name!r} which is not a "
+                              f"knob; knobs: {sorted(config)}")
+        return str(config[name])
+
+    return _PLACEHOLDER.sub(value, template)
+
+
 def command_workload(template: str, timeout: float | None = None) -> Workload:
     """A workload that runs a shell command per call. ``{knob}`` placeholders in ``template`` are
-    filled with the configuration, and ``THRIFTY_KNOB_<NAME>`` environment variables carry it too.
-    If the last line of stdout is JSON (``{"queries": 32, "latency": 0.041}``) it is the result,
-    else one query is counted."""
+    filled with the configuration, and environment variables (:func:`knob_variable`) carry it
+    too. If the last line of stdout is JSON (``{"queries": 32, "latency": 0.041}``) it is the
+    result, else one query is counted."""
 
     def run(config: Mapping[str, Any]) -> Any:
-        try:
-            command = template.format(**config)
-        except (KeyError, IndexError) as exc:
-            raise ConfigError(f"workload command {template!r} names {exc} which is not a knob; "
-                              f"knobs: {list(config)}") from exc
+        command = fill_placeholders(template, config)
+        variables: dict[str, str] = {}
+        for name in config:
+            other = variables.setdefault(knob_variable(name), name)
+            if other != name:
+                raise ConfigError(f"knobs {other!r} and {name!r} both map to environment "
+                                  f"variable {knob_variable(name)}; rename one of them")
         env = dict(os.environ)
-        env.update({"THRIFTY_KNOB_" + k.upper().replace("-", "_"): str(v)
-                    for k, v in config.items()})
+        env.update({var: str(config[name]) for var, name in variables.items()})
         proc = subprocess.run(shlex.split(command), capture_output=True, text=True, env=env,
                               timeout=timeout)
         if proc.returncode != 0:

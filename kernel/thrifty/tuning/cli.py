@@ -3,9 +3,11 @@ start and a Pareto-front PNG.
 
 Examples::
 
-    thrifty tune --table data/surfaces/h100-smollm2.csv --slo 'latency<=8ms' --plot front.png
-    thrifty tune --backend measure --knob nvml-gpu-locked-clocks --knob 'batch-size:values=1,4,16' \\
-        --meter nvml --workload 'python serve.py --batch {batch-size}' --slo 'latency<=50ms'
+    thrifty tune --table data/surfaces/h100-smollm2-135m-fast.csv --slo 'latency<=4.5ms' \\
+        --plot front.png
+    thrifty tune --backend measure --knob nvml.gpu-locked-clocks:device=0 \\
+        --knob 'batch-size:values=1,4,16' --meter nvml:device=0 \\
+        --workload 'python serve.py --batch {batch-size}' --slo 'latency<=50ms'
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import json
 import sys
 from typing import Any
 
+from ..checks import check_number
 from ..errors import ConfigError
+from ..files import check_writable
 
 
 def configure(p) -> None:
@@ -34,7 +38,8 @@ def configure(p) -> None:
     p.add_argument("--recovery-file", help="where the hardware context records original knob "
                                            "values (for `thrifty hw restore`)")
     p.add_argument("--optimizer", default=None,
-                   help="registered optimizer (default: thrifty-cbo if installed, else random)")
+                   help="registered optimizer (default: the one of highest priority, see "
+                        "`thrifty plugins`)")
     p.add_argument("--optimizer-option", action="append", default=[], metavar="K=V")
     p.add_argument("--objective", default="energy", help="metric to minimise (default: energy)")
     p.add_argument("--slo", action="append", default=[], metavar="METRIC<=BOUND",
@@ -81,9 +86,18 @@ def _progress(i: int, n: int, trial, best) -> None:
           flush=True)
 
 
+def default_optimizer(reg) -> str:
+    """The registered optimizer of highest ``priority`` (ties: the first name), so the core
+    names no plugin and installing a better optimizer changes the default."""
+    specs = [reg.optimizer(n) for n in reg.names("optimizers")]
+    if not specs:
+        raise ConfigError("no optimizer is registered; `thrifty plugins` shows what loaded")
+    return min(specs, key=lambda s: (-s.priority, s.name)).name
+
+
 def _optimizer(args, reg, space, constraints):
-    name = args.optimizer or ("thrifty-cbo" if "thrifty-cbo" in reg.names("optimizers")
-                              else "random")
+    args.optimizer = args.optimizer or default_optimizer(reg)
+    name = args.optimizer
     options = dict(parse_ref("x:" + ";".join(args.optimizer_option))[1])
     return reg.optimizer(name).build(space, args.objective, constraints, args.seed, **options)
 
@@ -95,11 +109,15 @@ def run(args) -> int:
     from .tuner import plot_front, read_log, tune
 
     reg = registry()
+    check_number("--trials", args.trials, low=1, integer=True)
+    # output paths are checked before the first trial, so that a typo in them never costs
+    # the trials' work (and the best configuration is printed)
+    for flag, path in (("--log", args.log), ("--plot", args.plot)):
+        if path:
+            check_writable(path, flag)
     constraints = [parse_constraint(s) for s in args.slo]
     warm = [entry for path in args.warm_start for entry in read_log(path)]
     backend_name = args.backend or ("replay" if args.table else None)
-    if args.trials < 0:
-        raise ConfigError("--trials must be >= 0")
     progress = None if args.quiet else _progress
 
     if backend_name == "replay":
@@ -136,7 +154,7 @@ def run(args) -> int:
         front = plot_front(result, args.plot, latency, constraints[0].bound if constraints
                            else None, title=f"{getattr(backend, 'source', 'measured')}")
     out = {
-        "optimizer": args.optimizer or type(optimizer).__name__,
+        "optimizer": args.optimizer,
         "slo": [str(c) for c in constraints],
         "trials": len(result.measured), "warm_started": result.warm,
         "feasible": sum(t.feasible for t in result.measured),

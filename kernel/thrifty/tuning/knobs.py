@@ -10,7 +10,7 @@ analogue of a sysfs file), so a knob rebuilt by name sees and restores the same 
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ..errors import ConfigError, KnobDomainError
 from ..records import HardwareKnobSpec, Option
@@ -76,8 +76,18 @@ def _parse_values(name: str, values: Any, cast: type) -> tuple:
             from exc
 
 
-def _factory(name: str, cast: type, unit: str):
-    def build(values, default=None):
+def registered_drafts() -> tuple[str, ...]:
+    """``none`` (target-only) and every registered draft: the ``draft`` knob's default domain,
+    read when the knob is built, so a third-party draft is as tunable as a built-in one."""
+    from ..registry import registry
+
+    return ("none", *registry().names("draft_models"))
+
+
+def _factory(name: str, cast: type, unit: str, domain: Callable[[], tuple] | tuple):
+    def build(values=None, default=None):
+        if values is None:
+            values = domain() if callable(domain) else domain
         parsed = _parse_values(name, values, cast)
         return SoftwareKnob(name, parsed, unit, None if default is None else cast(default))
 
@@ -87,17 +97,18 @@ def _factory(name: str, cast: type, unit: str):
 
 _VALUES = (list, tuple, str)
 
-SOFTWARE_KNOBS: dict[str, tuple[type, str, tuple, str]] = {
+SOFTWARE_KNOBS: dict[str, tuple[type, str, tuple | Callable[[], tuple], str]] = {
     "batch-size": (int, "queries", (1, 2, 4, 8, 16, 32, 64), "queries served per batch"),
     "threads": (int, "threads", tuple(sorted({1, 2, 4, 8, 16, os.cpu_count() or 1})),
                 "CPU threads the workload may use (torch.set_num_threads)"),
     "dtype": (str, "", ("float32", "bfloat16", "float16"), "numeric type of weights"),
-    "draft": (str, "", ("none", "ngram"),
+    "draft": (str, "", registered_drafts,
               "speculative decoding's draft model (a draft name; 'none' decodes target-only)"),
     "lookahead": (int, "tokens", (0, 1, 2, 3, 4, 6, 8),
                   "tokens the draft proposes per target pass (γ; 0 = target-only)"),
 }
-"""Name -> (value type, unit, default domain, description) of each built-in software knob."""
+"""Name -> (value type, unit, default domain or a function giving it, description) of each
+built-in software knob."""
 
 
 def software_knob_specs() -> list[HardwareKnobSpec]:
@@ -105,10 +116,13 @@ def software_knob_specs() -> list[HardwareKnobSpec]:
     specs = []
     for name, (cast, unit, values, help_text) in SOFTWARE_KNOBS.items():
         specs.append(HardwareKnobSpec(
-            name=name, unit=unit, factory=_factory(name, cast, unit),
+            name=name, unit=unit, factory=_factory(name, cast, unit, values),
             description=f"software knob: {help_text}; recorded for the workload to read",
             options={
-                "values": Option(_VALUES, values, "the domain: a list or 'a,b,c'"),
+                "values": Option((*_VALUES, type(None)), None if callable(values) else values,
+                                 "the domain: a list or 'a,b,c'" + (
+                                     " (default: read from the registry when built)"
+                                     if callable(values) else "")),
                 "default": Option((cast, type(None)), None, "value before tuning (first value)"),
             }))
     return specs

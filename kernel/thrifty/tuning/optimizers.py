@@ -1,8 +1,8 @@
 """The built-in optimizers, ``grid`` and ``random``, and the bookkeeping every optimizer shares.
 
 :class:`SearchOptimizer` keeps the trials told so far, which configurations were seen, and the
-best feasible trial; a subclass only decides what to propose next (``propose``). Plugins (such as
-thrifty-cbo) subclass it too, so "never propose a seen configuration" and "best() is the feasible
+best feasible trial; a subclass only decides what to propose next (``propose``). Plugins'
+optimizers subclass it too, so "never propose a seen configuration" and "best() is the feasible
 minimum" hold the same way everywhere.
 """
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from ..hookspecs import hookimpl
-from ..records import OptimizerSpec
+from ..records import CommandSpec, OptimizerSpec
 from .knobs import software_knob_specs
 
 
@@ -25,7 +25,7 @@ def thrifty_optimizers():
     return [
         OptimizerSpec(name="grid", factory=_grid,
                       description="every configuration in grid order (last knob fastest)"),
-        OptimizerSpec(name="random", factory=_random,
+        OptimizerSpec(name="random", factory=_random, priority=1,
                       description="uniform random sampling without replacement, seeded"),
     ]
 
@@ -36,8 +36,9 @@ def thrifty_hardware_knobs():
 
 
 @hookimpl
-def thrifty_commands(cli) -> None:
-    from . import cli as tune_cli
+def thrifty_commands():
+    from . import cli
 
-    cli.add("tune", "find the least-energy configuration that meets a latency SLO",
-            tune_cli.configure, tune_cli.run)
+    return [CommandSpec(name="tune", configure=cli.configure, run=cli.run,
+                        description="find the least-energy configuration that meets a latency "
+                                    "SLO")]

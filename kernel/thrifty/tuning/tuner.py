@@ -16,6 +16,8 @@ from typing import Any, Callable, Mapping, Sequence
 import attrs
 
 from ..errors import ConfigError
+from ..atomic import atomic_path
+from ..files import read_text
 from .optimizers import SearchExhausted
 from .space import Constraint, Trial, best_trial, pareto_front
 
@@ -39,17 +41,14 @@ class TuneResult:
 def read_log(path: str | Path) -> list[tuple[dict, dict]]:
     """(config, metrics) of every trial line of a JSON-lines tuning log."""
     out = []
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError as exc:
-        raise ConfigError(f"cannot read warm-start log {path}: {exc.strerror}") from exc
+    lines = read_text(path, "warm-start log").splitlines()
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             entry = json.loads(line)
             out.append((dict(entry["config"]), dict(entry["metrics"])))
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{path}:{n} is not a tuning-log line (JSON with config and "
                               f"metrics): {line[:120]!r}") from exc
     return out
@@ -147,6 +146,7 @@ def plot_front(result: TuneResult, path: str | Path, latency: str = "latency",
     ax.set_title(title or "energy vs latency")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path, suffix=Path(path).suffix) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
     return front

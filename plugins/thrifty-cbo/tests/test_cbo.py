@@ -18,11 +18,11 @@ from thrifty_cbo.optimizer import ConstrainedBO
 
 
 class TestConformance(OptimizerSuite):
-    optimizer = "thrifty-cbo"
+    optimizer = "cbo"
 
 
 class TestSafeConformance(OptimizerSuite):
-    optimizer = "thrifty-cbo"
+    optimizer = "cbo"
     options = {"safe": True, "initial": 2}
 
 

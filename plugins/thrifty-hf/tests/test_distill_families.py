@@ -69,12 +69,22 @@ def test_one_selected_layer_keeps_its_own_kind_and_weights(family):
     assert wide.proj_in.weight.shape == (128, 64)
 
 
-def test_refuses_a_family_outside_the_allow_list():
+def test_refuses_a_family_outside_the_allow_list_before_building_a_corpus(family_tokenizer,
+                                                                         tmp_path):
+    """GPT-2 is not an allowed family: the refusal names it and the way out, and comes before
+    the corpus (whose chat part would fail otherwise: the tokenizer has no chat template)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=32, n_layer=2, n_head=4))
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=families.VOCAB, n_embd=32, n_layer=2,
+                                      n_head=4))
     with pytest.raises(IncompatibleModelsError, match="'gpt2'.*draft 'hf'"):
         init_draft(gpt2, depth=1, width=32, init="select")
+    gpt2.save_pretrained(tmp_path / "gpt2")
+    for f in family_tokenizer.iterdir():
+        (tmp_path / "gpt2" / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(IncompatibleModelsError, match="'gpt2'"):
+        _distill("--verifier", str(tmp_path / "gpt2"), "--out", str(tmp_path / "d"),
+                 "--corpus", "code,chat", "--self-generate", "2", "--device", "cpu", "--quiet")
 
 
 @pytest.mark.parametrize("family,features", [
@@ -89,6 +99,7 @@ def test_distill_saves_a_draft_that_loads_and_caches(family, features, tiny_fami
     assert config["model_type"] == families.manifest(folder)["model_type"]
     assert config["num_hidden_layers"] == 1 and config["thrifty_features"] == features
     assert manifest["training"]["steps"] == 2 and "expected_tar" in manifest["training"]
+    assert manifest["architecture"]["family"] == config["model_type"]
     verifier = _verifier(folder)
     draft = load_draft(out, verifier, dtype=torch.float32)
     assert draft.get_input_embeddings().weight is verifier.get_input_embeddings().weight
@@ -216,6 +227,7 @@ def test_collapsed_acceptance_is_reported():
     from thrifty_hf.distill import collapse_warning, expected_tar
 
     assert expected_tar(0.0) == 1.0 and expected_tar(0.5) == pytest.approx(1.9375)
+    assert expected_tar(0.5, later=0.0) == pytest.approx(1.5)  # a feature draft's own features
     warning = collapse_warning({"expected_tar": expected_tar(0.02), "heldout_top1": 0.02})
     assert "collapsed" in warning and "--steps" in warning
     assert collapse_warning({"expected_tar": expected_tar(0.6), "heldout_top1": 0.6}) is None

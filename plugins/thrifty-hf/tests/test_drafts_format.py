@@ -8,6 +8,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from thrifty.errors import IncompatibleModelsError, ModelNotFoundError  # noqa: E402
+from thrifty_hf.cached import cache_name  # noqa: E402
 from thrifty_hf.distill import init_draft, kl_loss, lr_scale  # noqa: E402
 from thrifty_hf.drafts import load_draft, save_draft  # noqa: E402
 
@@ -51,7 +52,8 @@ def test_incremental_cache_matches_full_forward(tmp_path):
     ids = torch.tensor([[5, 6, 7, 8]])
     full = draft(input_ids=ids).logits
     out = draft(input_ids=ids[:, :3], use_cache=True)
-    step = draft(input_ids=ids[:, 3:], past_key_values=out.past_key_values, use_cache=True)
+    cache = {cache_name(): getattr(out, cache_name())}
+    step = draft(input_ids=ids[:, 3:], use_cache=True, **cache)
     assert torch.allclose(step.logits[0, -1], full[0, -1], atol=1e-5)
 
 

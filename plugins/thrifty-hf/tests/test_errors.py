@@ -164,3 +164,19 @@ def test_concurrent_prepare_converts_once(tmp_path, monkeypatch):
         t.join()
     assert calls == ["smollm2-135m"]
     assert results == [SMOL.folder(tmp_path)] * 3
+
+
+def test_a_prompt_past_the_models_positions_is_refused_before_decoding(tiny_llama):
+    """The hf verifier's context window is the model's max_position_embeddings (128 here)."""
+    from thrifty.speculative import SpeculativeDecoder
+    from thrifty.testing.toy import ToyTokenizer
+    from thrifty_hf.models import HFVerifier
+
+    verifier = HFVerifier(tiny_llama(), ToyTokenizer(), "tiny")
+    assert verifier.max_context == 128
+    decoder = SpeculativeDecoder(verifier)
+    with pytest.raises(ConfigError, match=r"the longest prompt \(120 tokens\) \+ max_new_tokens "
+                                          r"\(9\) \+ lookahead \(0\) = 129 tokens exceed the "
+                                          r"context window of verifier 'tiny' \(128 tokens\)"):
+        decoder.generate([[1] * 120], max_new_tokens=9)
+    assert len(decoder.generate([[1] * 120], max_new_tokens=8).token_ids[0]) == 8

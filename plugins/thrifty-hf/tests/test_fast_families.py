@@ -33,8 +33,20 @@ def mixtral():
     return families.perturb(model, 7).eval()
 
 
+def qwen2_moe_window():
+    """A perturbed tiny Qwen2-MoE with one layer of a 16-token window: its attention passes
+    no ``sliding_window``, so the window must come from the layer itself."""
+    torch.manual_seed(8)
+    kwargs = {**families.COMMON, **families.FAMILIES["qwen2-moe"][1], "use_sliding_window": True,
+              "sliding_window": 16, "max_window_layers": 1}
+    cfg = transformers.Qwen2MoeConfig(**{k: v for k, v in kwargs.items() if v is not None})
+    assert sorted(cfg.layer_types) == ["full_attention", "sliding_attention"]
+    model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    return families.perturb(model, 8).eval()
+
+
 MODELS = {**{name: (lambda name=name: families.make_model(name)) for name in families.FAMILIES},
-          "mixtral": mixtral}
+          "mixtral": mixtral, "qwen2-moe-window": qwen2_moe_window}
 
 
 def _close(got, want, what):
@@ -169,7 +181,7 @@ def _classifier():
 
 @pytest.mark.parametrize("make, what", [
     (_t5, "encoder-decoder"), (_gpt2, "not one of the families"),
-    (_llama_dynamic, "'dynamic' changes with the longest position"),
+    (_llama_dynamic, "dynamic changes with the longest position"),
     (_classifier, "not a causal language model")])
 def test_what_neither_body_runs_is_refused_at_load_naming_the_hf_path(make, what):
     with pytest.raises(ModelFormatError, match=what) as caught:
@@ -182,22 +194,98 @@ def test_speculative_on_the_generic_body_equals_transformers_greedy():
     """Verifier and draft both on the generic body (the draft: the verifier's first layer), over
     a ragged batch whose rows outgrow the window: the verifier's and the draft's rollbacks and
     the draft's pending tokens all go through transformers' modules."""
-    from thrifty.speculative import SpeculativeDecoder
-    from thrifty.testing.toy import ToyTokenizer
-    from thrifty_hf.fast import FastDraft
+    from test_fast_path import speculative_equals_hf_greedy
 
     family = "gemma2"  # soft-capped attention and logits, local and global layers
     verifier = families.make_model(family)
     draft = families.make_model(family, layers=1)
     draft.load_state_dict({k: v for k, v in verifier.state_dict().items()
                            if k in draft.state_dict()})
-    fv = FastVerifier(verifier, ToyTokenizer(), max_len=96, graphs=False, eos_token_ids=())
-    fd = FastDraft(draft, max_len=96, graphs=False)
-    assert fv.lm.body.kind == fd.lm.body.kind == "generic"
     prompts = [[5, 9, 2, 7, 30, 31, 32, 40] * 3, [3, 3], [7, 1, 2, 3, 4]]
-    spec = SpeculativeDecoder(fv, fd, 3).generate(prompts, max_new_tokens=24)
-    for prompt, got in zip(prompts, spec.token_ids):
-        ref = verifier.generate(torch.tensor([prompt]), max_new_tokens=24, do_sample=False,
-                                min_new_tokens=24)
-        assert got == ref[0, len(prompt):].tolist()
-    assert spec.metrics.target_passes < 24 * len(prompts)
+    fv, fd = speculative_equals_hf_greedy(verifier, draft, prompts, 24)
+    assert fv.lm.body.kind == fd.lm.body.kind == "generic"
+
+
+def test_compiled_generic_body_is_one_graph_per_shape_and_equals_the_eager_one():
+    """``compile=True`` compiles the model's forward without graph breaks (the host-side set-up
+    stays outside) and without recompiling per step, and changes no logit beyond rounding."""
+    import torch._dynamo
+
+    model = families.make_model("qwen2")
+    lm = StaticLM(model, max_len=32, graphs=False, compile=True)
+    ref = StaticLM(model, max_len=32, graphs=False)
+    torch._dynamo.utils.counters.clear()
+    prompts = [[1, 2, 3, 4], [5, 6, 7]]
+    n, _ = lm.prefill(prompts)
+    ref.prefill(prompts)
+    for i in range(3):
+        tokens = torch.tensor([[9, 10], [11, 12]]) + i
+        hidden, logits = lm.forward(tokens, n)
+        want_hidden, want_logits = ref.forward(tokens, n)
+        _close(hidden, want_hidden, f"step {i} hidden states")
+        _close(logits, want_logits, f"step {i} logits")
+        n = n + 2
+    counters = torch._dynamo.utils.counters
+    assert not counters["graph_break"]
+    assert counters["stats"]["unique_graphs"] == 2  # the prefill and the step
+
+
+SYNCING = {"_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique",
+           "_unique2", "unique_consecutive", "unique_dim", "equal", "is_nonzero", "bincount",
+           "repeat_interleave"}
+"""aten operators whose result size or value the host must read: on CUDA each waits for the
+GPU, which a CUDA graph capture refuses (``repeat_interleave`` only with tensor repeats and no
+``output_size``, which its Tensor overload is)."""
+
+
+def _host_reads(fn) -> list[str]:
+    """The syncing operators ``fn`` dispatches (CPU tensors dispatch the same ones)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen = []
+
+    class Watch(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func._schema.name.split("::")[-1]
+            if name in SYNCING and not (name == "repeat_interleave"
+                                        and func._overloadname != "Tensor"):
+                seen.append(name)
+            return func(*args, **(kwargs or {}))
+
+    with Watch():
+        fn()
+    return seen
+
+
+@pytest.mark.parametrize("family", sorted(MODELS))
+def test_the_static_forward_never_reads_a_tensor_on_the_host(family):
+    """What lets every family capture as a CUDA graph, checked on the CPU: a prefill and a
+    multi-token step (and an admission) dispatch no operator that reads a tensor on the host."""
+    model = MODELS[family]()
+    lm = StaticLM(model, max_len=32, graphs=False)
+    n, _ = lm.prefill([[1, 2, 3], [4, 5]])
+    assert _host_reads(lambda: lm.prefill([[1, 2, 3], [4, 5]])) == []
+    assert _host_reads(lambda: lm.forward(torch.tensor([[6, 7], [8, 9]]), n)) == []
+    assert _host_reads(lambda: lm.prefill([[7, 8, 9]], row=1)) == []
+
+
+def test_the_eager_experts_loop_reads_the_host_so_the_fast_path_swaps_it():
+    """transformers' ``eager`` experts loop finds the experts hit with ``nonzero`` (a host
+    read); a model configured with it runs ``grouped_mm`` on the fast path, same logits."""
+    model = families.make_model("qwen2-moe")
+    model.set_experts_implementation("eager")
+    ids = torch.tensor([[1, 2, 3, 4]])
+    assert "nonzero" in _host_reads(lambda: model(ids))
+    lm = StaticLM(model, max_len=16, graphs=False)
+    assert lm.body.experts == "grouped_mm"
+    n, _ = lm.prefill([[1, 2]])
+    assert _host_reads(lambda: lm.forward(torch.tensor([[3, 4]]), n)) == []
+    _close(lm.forward(torch.tensor([[3, 4]]), n)[1][0], model(ids).logits[0, 2:], "logits")
+    assert model.config._experts_implementation == "eager"  # restored after each forward
+
+
+def test_a_draft_whose_layers_are_not_llama_leaves_the_fused_body(tiny_llama, tiny_draft):
+    draft = tiny_draft(tiny_llama(), 32)
+    assert fused_refusal(draft, 64) is None
+    draft.model = transformers.Qwen2Model(families.make_config("qwen2"))
+    assert "Qwen2Model" in fused_refusal(draft, 64)

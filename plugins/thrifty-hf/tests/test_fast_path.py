@@ -46,18 +46,25 @@ def test_fast_draft_module_matches_its_hf_forward(width, tiny_llama, tiny_draft)
         assert torch.allclose(out[b], ref[-2:], atol=1e-4)
 
 
-def test_speculative_with_fast_models_equals_hf_greedy(tiny_llama, tiny_draft):
-    verifier = tiny_llama()
-    draft = tiny_draft(verifier, 64)
+def speculative_equals_hf_greedy(verifier, draft, prompts, new: int):
+    """Greedy speculative decoding with ``verifier`` and ``draft`` on the fast path (eager)
+    equals the verifier's own ``generate``, in fewer passes than tokens; returns the fast
+    verifier and draft."""
     fv = FastVerifier(verifier, ToyTokenizer(), max_len=128, graphs=False, eos_token_ids=())
     fd = FastDraft(draft, max_len=128, graphs=False)
-    prompts = [[1, 5, 9, 2], [3, 3], [7, 1, 2, 3, 4, 5, 6]]
-    spec = SpeculativeDecoder(fv, fd, 3).generate(prompts, max_new_tokens=20)
+    spec = SpeculativeDecoder(fv, fd, 3).generate(prompts, max_new_tokens=new)
     for prompt, got in zip(prompts, spec.token_ids):
-        ref = verifier.generate(torch.tensor([prompt]), max_new_tokens=20, do_sample=False,
-                                min_new_tokens=20)
+        ref = verifier.generate(torch.tensor([prompt]), max_new_tokens=new, do_sample=False,
+                                min_new_tokens=new)
         assert got == ref[0, len(prompt):].tolist()
-    assert spec.metrics.target_passes < 20 * len(prompts)
+    assert spec.metrics.target_passes < new * len(prompts)
+    return fv, fd
+
+
+def test_speculative_with_fast_models_equals_hf_greedy(tiny_llama, tiny_draft):
+    verifier = tiny_llama()
+    speculative_equals_hf_greedy(verifier, tiny_draft(verifier, 64),
+                                 [[1, 5, 9, 2], [3, 3], [7, 1, 2, 3, 4, 5, 6]], 20)
 
 
 @pytest.mark.parametrize("bucket", [4, 16])
@@ -81,12 +88,26 @@ def test_padded_prefill_changes_nothing_but_the_shape(bucket, tiny_llama, tiny_d
     assert runs[0][1] == runs[1][1]
 
 
-def test_overflow_is_a_clear_error(tiny_llama):
+def test_overflow_is_refused_before_decoding(tiny_llama, tiny_draft):
+    """The context window is the static cache or the model's positions, whichever is smaller,
+    for the verifier and the draft; a run that would pass it is refused before any pass."""
     from thrifty.errors import ConfigError
 
-    fv = FastVerifier(tiny_llama(), ToyTokenizer(), max_len=8, graphs=False, eos_token_ids=())
-    with pytest.raises(ConfigError, match="max_len"):
+    verifier = tiny_llama()  # max_position_embeddings = 128
+    fv = FastVerifier(verifier, ToyTokenizer(), max_len=8, graphs=False, eos_token_ids=())
+    assert fv.max_context == 8
+    with pytest.raises(ConfigError, match=r"= 23 tokens exceed the context window of verifier "
+                                          r"'hf-fast' \(8 tokens\)"):
         SpeculativeDecoder(fv).generate([[1, 2, 3]], max_new_tokens=20)
+    assert fv.n is None  # nothing was prefilled
+    wide = FastVerifier(verifier, ToyTokenizer(), max_len=256, graphs=False, eos_token_ids=())
+    fd = FastDraft(tiny_draft(verifier, 32), max_len=64, graphs=False)
+    assert (wide.max_context, fd.max_context) == (128, 64)
+    decoder = SpeculativeDecoder(wide, fd, 4)
+    with pytest.raises(ConfigError, match=r"= 65 tokens exceed the context window of draft "
+                                          r"'hf-fast' \(64 tokens\)"):
+        decoder.generate([[1, 2, 3]], max_new_tokens=58)
+    assert len(decoder.generate([[1, 2, 3]], max_new_tokens=57).token_ids[0]) == 57
 
 
 def test_decoding_builds_no_autograd_graph_and_frees_the_models(tiny_llama, tiny_draft):
@@ -106,3 +127,18 @@ def test_decoding_builds_no_autograd_graph_and_frees_the_models(tiny_llama, tiny
     del fv, fd, verifier
     gc.collect()
     assert cache() is None
+
+
+def test_fast_and_hf_paths_stop_at_the_same_tokens(tiny_llama):
+    """Without an eos id in the generation or model config, both paths fall back to the
+    tokenizer's, so neither stops where the other goes on."""
+    from thrifty_hf.models import eos_token_ids
+
+    class EosTokenizer(ToyTokenizer):
+        eos_token_id = 7
+
+    model = tiny_llama()
+    fv = FastVerifier(model, EosTokenizer(), max_len=16, graphs=False)
+    assert fv.eos_token_ids == eos_token_ids(model, EosTokenizer()) == {7}
+    model.generation_config.eos_token_id = [3, 5]
+    assert FastVerifier(model, EosTokenizer(), max_len=16, graphs=False).eos_token_ids == {3, 5}

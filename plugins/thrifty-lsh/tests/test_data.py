@@ -1,8 +1,11 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from thrifty.errors import DatasetFormatError
 from thrifty_lsh.data import load, read_points, write
+from thrifty_lsh.train import TrainConfig, load_data
 from thrifty_lsh.synthetic import PRESETS, generate
 
 
@@ -30,6 +33,12 @@ def test_parses_labels_features_a_label_less_line_and_a_trailing_space(tmp_path)
     ("2 10 5\n0 1:1\n1:2 3:1\n", r"d.txt:3: the line starts with a feature"),
     ("2 10 5\n0 1:1\n\n", r"d.txt:3: empty line"),
     ("1 10 5\n0 1-1\n", r"feature '1-1' is not 'index:value'"),
+    ("2 10 5\n0 1:1\n1 2:nan\n", r"d.txt:3: feature value 'nan' is not a finite float32"),
+    ("1 10 5\n0 1:-inf\n", r"d.txt:2: feature value '-inf' is not a finite float32"),
+    ("1 10 5\n0 1:1e39\n", r"d.txt:2: feature value '1e39' is not a finite float32"),
+    ("1 10 5\n0,3,0 1:1\n", r"d.txt:2: label 0 appears twice on the line"),
+    ("1 10 5\n0 1_0:1\n", r"feature '1_0:1' is not 'index:value'"),
+    ("1 3000000000 5\n0 1:1\n", r"d.txt:1: a count above 2147483647"),
 ])
 def test_malformed_files_name_the_line(tmp_path, text, message):
     with pytest.raises(DatasetFormatError, match=message):
@@ -59,3 +68,55 @@ def test_batches_resume_where_they_stopped():
     full = [b.labels for b in d.batches(8, seed=3)]
     rest = [b.labels for b in d.batches(8, seed=3, start=4)]
     assert len(rest) == len(full) - 4 and all(np.array_equal(a, b) for a, b in zip(full[4:], rest))
+
+
+def test_non_utf8_data_is_refused_by_file_and_line(tmp_path):
+    p = tmp_path / "d.txt"
+    p.write_bytes(b"2 10 5\n0 1:1\n1 2:\xff1\n")
+    with pytest.raises(DatasetFormatError, match=r"d.txt:3: not UTF-8 text \(byte 0xff at "
+                                                 r"column 5\)"):
+        load(p)
+
+
+def _files(tmp_path, test_text):
+    train, test = tmp_path / "train.txt", tmp_path / "test.txt"
+    train.write_text("2 10 5\n0 1:1\n4 9:2\n")
+    test.write_text(test_text)
+    return TrainConfig(train=str(train), test=str(test))
+
+
+@pytest.mark.parametrize("test_text, message", [
+    ("1 20 5\n0 15:1\n", r"test.txt:2: feature index 15 outside 0..9 \(the train file "
+                          r".*train.txt's num_features"),
+    ("1 10 8\n6 1:1\n", r"test.txt:2: label 6 outside 0..4 \(the train file .*train.txt's "
+                         r"num_labels"),
+    ("0 10 5\n", r"test.txt holds no points"),
+])
+def test_test_files_are_checked_against_the_train_file(tmp_path, test_text, message):
+    with pytest.raises(DatasetFormatError, match=message):
+        load_data(_files(tmp_path, test_text))
+
+
+def test_a_header_claiming_a_huge_model_is_refused_before_allocating(tmp_path, capsys):
+    from thrifty.cli import main
+
+    cfg = _files(tmp_path, "1 10 5\n0 1:1\n")
+    Path(cfg.train).write_text("2 1000000000 5\n0 1:1\n4 9:2\n")
+    assert main(["train", "--train", cfg.train, "--test", cfg.test]) == 2
+    err = capsys.readouterr().err
+    assert "train.txt: 1000000000 features and 5 labels with hidden 128 make a network of" in err
+    assert "check the data file's header" in err
+
+
+def test_fewer_labels_than_p_at_5_needs_trains_and_evaluates(tmp_path, capsys):
+    import json
+
+    from thrifty.cli import main
+
+    cfg = _files(tmp_path, "1 10 3\n2 3:1\n")
+    Path(cfg.train).write_text("2 10 3\n0 1:1\n1,2 9:2\n")
+    for layer in ("dense", "slide"):
+        assert main(["train", "--train", cfg.train, "--test", cfg.test, "--layer", layer,
+                     "--hidden", "4", "--json"]) == 0
+        history = json.loads(capsys.readouterr().out)
+        assert len(history) == 1 and 0 <= history[0]["p5"] <= 1

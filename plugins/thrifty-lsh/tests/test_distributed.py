@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+
+from thrifty_lsh import checkpoint
 
 ARGS = ["--distributed", "--train", "synthetic:300x500", "--n-train", "192", "--n-test", "32",
         "--hidden", "16", "--batch-size", "32", "--epochs", "2", "--eval-every", "3",
@@ -23,12 +24,16 @@ def _port():
         return s.getsockname()[1]
 
 
-def _train(n, *extra, env=None, extra_args=()):
+def _launch(n, *extra, env=None, extra_args=()):
     cmd = [TORCHRUN, "--nproc-per-node", str(n), "--rdzv-backend", "c10d", "--rdzv-endpoint",
            f"127.0.0.1:{_port()}", *extra,
            "-m", "thrifty.cli", "train", *ARGS, *extra_args]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=240,
-                         env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+
+
+def _train(n, *extra, env=None, extra_args=()):
+    out = _launch(n, *extra, env=env, extra_args=extra_args)
     assert out.returncode == 0, out.stderr[-3000:]
     return {**json.loads(out.stdout[out.stdout.index("{"):]), "stderr": out.stderr}
 
@@ -65,14 +70,31 @@ def test_killed_rank_resumes_without_losing_or_repeating_samples(tmp_path, runs)
     assert "exitcode: 17" in resumed["stderr"]  # the first attempt did crash
     assert "resumed at step 4 (epoch 0, batch 4) on 2 ranks" in resumed["stderr"]
     shards = sorted((tmp_path / "ck").glob("rank*-of-2"))
-    assert len(shards) == 2 and all(len(list(d.glob("step-*.pt"))) <= 2 for d in shards)
+    assert len(shards) == 2 and all(len(list(d.glob("step-*"))) <= 2 for d in shards)
     # the restarted run replays steps 5.. from the step-4 checkpoint: same history as unbroken
     tail = [h for h in whole["history"] if h["step"] > 4]
     assert [h["step"] for h in resumed["history"] if h["step"] > 4] == [h["step"] for h in tail]
     for a, b in zip(tail, [h for h in resumed["history"] if h["step"] > 4]):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["p1"] == b["p1"]
-    state = torch.load(shards[0] / "step-12.pt", weights_only=False)
-    assert state["pos"][2] == 12  # 2 epochs x 6 batches, each taken once
+    state = checkpoint.load(shards[0] / "step-12.safetensors")
+    assert state["position"]["step"] == 12  # 2 epochs x 6 batches, each taken once
+    assert state["run"]["world size"] == 2 and state["finished"]
+
+
+def test_resume_passes_over_a_damaged_newest_shard(tmp_path, runs):
+    ck = ["--checkpoint", str(tmp_path / "ck"), "--checkpoint-every", "2"]
+    crashed = _launch(2, env={"THRIFTY_FAIL_AT_STEP": "5"}, extra_args=ck)
+    assert crashed.returncode != 0  # rank 1 died after step 5; checkpoints at 2 and 4
+    newest = tmp_path / "ck" / "rank1-of-2" / "step-4.safetensors"
+    newest.write_bytes(newest.read_bytes()[:-100])  # torn write of rank 1's newest shard
+    resumed = _train(2, extra_args=ck)
+    assert f"passing over a damaged checkpoint: {newest}" in resumed["stderr"]
+    assert "resumed at step 2 (epoch 0, batch 2) on 2 ranks" in resumed["stderr"]
+    whole = [h for h in runs[2]["history"] if h["step"] > 2]
+    again = [h for h in resumed["history"] if h["step"] > 2]
+    assert [h["step"] for h in again] == [h["step"] for h in whole]
+    for a, b in zip(whole, again):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["p1"] == b["p1"]
 
 
 def test_slow_link_flag_delays_every_collective():

@@ -6,7 +6,6 @@ import math
 import pytest
 import torch
 
-from thrifty.testing import fresh_registry
 from thrifty.testing.samplers import SamplerSuite
 from thrifty_lsh.hashing import SimHash, make_family, retrieval_probability
 from thrifty_lsh.sampler import LSHSampler
@@ -16,9 +15,10 @@ class _Registered(SamplerSuite):
     family = ""
     options: dict = {}
 
-    def make_sampler(self, dim, seed):
-        spec = fresh_registry().sampler(self.family)
-        return spec.build(dim, seed=seed, **self.options)
+    @pytest.fixture
+    def make_sampler(self, thrifty_registry):
+        spec = thrifty_registry.sampler(self.family)
+        return lambda dim, seed: spec.build(dim, seed=seed, **self.options)
 
 
 class TestSimHash(_Registered):
@@ -32,17 +32,24 @@ class TestWTA(_Registered):
 class TestDWTA(_Registered):
     family, options = "dwta", {"k": 3, "l": 8}
 
-    def make_weights(self, n, seed):  # sparse non-negative: densification at work
-        g = torch.Generator().manual_seed(seed)
-        return torch.rand(n, self.dim, generator=g) * (torch.rand(n, self.dim, generator=g) < .3)
+    @pytest.fixture
+    def make_weights(self):  # sparse non-negative: densification at work
+        def weights(n, seed):
+            g = torch.Generator().manual_seed(seed)
+            return torch.rand(n, self.dim, generator=g) * (torch.rand(n, self.dim, generator=g)
+                                                           < .3)
+        return weights
 
 
 class TestMinHash(_Registered):
     family, options = "minhash", {"k": 4, "l": 8, "bits": 3}
 
-    def make_weights(self, n, seed):  # sets: binary vectors
-        g = torch.Generator().manual_seed(seed)
-        return (torch.rand(n, self.dim, generator=g) < 0.3).float()
+    @pytest.fixture
+    def make_weights(self):  # sets: binary vectors
+        def weights(n, seed):
+            g = torch.Generator().manual_seed(seed)
+            return (torch.rand(n, self.dim, generator=g) < 0.3).float()
+        return weights
 
 
 # --- recall on planted data --------------------------------------------------------------

@@ -1,7 +1,6 @@
 import pytest
 import torch
 
-from thrifty.testing import fresh_registry
 from thrifty.testing.sparse_layers import SparseLayerSuite
 from thrifty_lsh.model import Batch, build_net, make_optimizers
 from thrifty_lsh.slide import SlideLayer, softmax_loss
@@ -12,17 +11,32 @@ LABELS = torch.tensor([[0, 5], [7, -1], [3, 9], [12, -1]])
 class TestSlideConformance(SparseLayerSuite):
     lr = 2.0
 
-    def make_layer(self):
-        return fresh_registry().sparse_layer("slide").build(16, 40, k=3, l=4, budget=8)
+    @pytest.fixture
+    def make_layer(self, thrifty_registry):
+        spec = thrifty_registry.sparse_layer("slide")
+        return lambda: spec.build(16, 40, k=3, l=4, budget=8)
 
+    @pytest.fixture
     def example_input(self):
         return torch.randn(4, 16, generator=torch.Generator().manual_seed(0))
 
-    def train_args(self, x):
+    @pytest.fixture
+    def train_args(self):
         return (LABELS,)
 
-    def loss(self, layer, x, out):
-        return softmax_loss(out.logits, out.columns(LABELS))
+    @pytest.fixture
+    def loss(self):
+        return lambda layer, x, out: softmax_loss(out.logits, out.columns(LABELS))
+
+
+class TestDenseConformance(SparseLayerSuite):
+    @pytest.fixture
+    def make_layer(self, thrifty_registry):
+        return lambda: thrifty_registry.sparse_layer("dense").build(16, 40)
+
+    @pytest.fixture
+    def example_input(self):
+        return torch.randn(4, 16, generator=torch.Generator().manual_seed(0))
 
 
 def test_training_computes_only_active_neurons_and_always_the_labels():

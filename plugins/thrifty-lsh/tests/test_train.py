@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import torch
 
 from thrifty.cli import main
@@ -47,3 +48,50 @@ def test_cli_rejects_unknown_keys(tmp_path, capsys):
     (tmp_path / "t.toml").write_text("[train]\nbatchsize = 3\n")
     assert main(["train", "--config", str(tmp_path / "t.toml")]) == 2
     assert "unknown [train] key(s) ['batchsize']" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, value, problem", [
+    ("--eval-every", "0", "must be an integer >= 1, got '0'"),
+    ("--eval-every", "-3", "must be an integer >= 1, got '-3'"),
+    ("--epochs", "0", "must be an integer >= 1"),
+    ("--batch-size", "-1", "must be an integer >= 1"),
+    ("--lr", "nan", "must be a finite number > 0 and at most 1e6, got 'nan'"),
+    ("--lr", "inf", "must be a finite number > 0 and at most 1e6, got 'inf'"),
+    ("--lr", "-0.1", "must be a finite number > 0"),
+    ("--lr", "1e38", "must be a finite number > 0 and at most 1e6"),
+    ("--eval-every", "1.5", "invalid integer value: '1.5'"),
+])
+def test_bad_option_values_fail_before_anything_runs(capsys, flag, value, problem):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", flag, value])
+    assert exit_.value.code == 2
+    assert f"argument {flag}: {problem}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("toml, problem", [
+    ("eval_every = 0", "[train] eval_every = 0: eval_every must be an integer >= 1"),
+    ("lr = nan", "[train] lr = nan: lr must be a finite number > 0"),
+    ("lr = inf", "[train] lr = inf: lr must be a finite number > 0"),
+    ("batch_size = '32'", "[train] batch_size = '32': batch_size must be an integer >= 1"),
+    ("slide = 3", "[train] and [train.slide] must be tables"),
+])
+def test_bad_toml_values_are_refused(tmp_path, capsys, toml, problem):
+    (tmp_path / "t.toml").write_text(f"[train]\n{toml}\n")
+    assert main(["train", "--config", str(tmp_path / "t.toml")]) == 2
+    assert problem in capsys.readouterr().err
+
+
+def test_a_nan_loss_stops_the_run_before_the_step_is_applied(tmp_path):
+    from thrifty.errors import ConfigError
+
+    cfg = _cfg(tmp_path, train="synthetic:30x40", checkpoint=None)
+    train, test = load_data(cfg)
+    trainer = Trainer(cfg, 30, 40)
+    before = [p.detach().clone() for p in trainer.net.parameters()]
+    real = trainer.net.loss
+    trainer.net.loss = lambda batch: real(batch) * float("nan")  # a diverged network's loss
+    with pytest.raises(ConfigError, match=r"the loss became nan at step 1: training diverged; "
+                                          r"lower the learning rate \(--lr, now 0.001\)"):
+        trainer.run(train, test)
+    assert trainer.step_count == 0 and trainer.history == []
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.net.parameters()))

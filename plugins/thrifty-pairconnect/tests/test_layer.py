@@ -171,15 +171,20 @@ from thrifty.testing.sparse_layers import SparseLayerSuite  # noqa: E402
 
 
 class TestSparseLayerConformance(SparseLayerSuite):
+    @pytest.fixture
     def make_layer(self):
         from thrifty.testing import fresh_registry
         from thrifty_pairconnect import plugin
 
         reg = fresh_registry(load_entry_points=False, plugins={"pairconnect": plugin})
-        torch.manual_seed(0)
-        return reg.sparse_layer("pairconnect").build(40, 16, table_size=256, window=4,
-                                                     buckets=4, depth=1)
 
+        def make():
+            torch.manual_seed(0)
+            return reg.sparse_layer("pairconnect").build(40, 16, table_size=256, window=4,
+                                                         buckets=4, depth=1)
+        return make
+
+    @pytest.fixture
     def example_input(self):
         return torch.randint(0, 40, (4, 12), generator=torch.Generator().manual_seed(1))
 

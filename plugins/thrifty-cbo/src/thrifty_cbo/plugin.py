@@ -1,4 +1,5 @@
-"""Registers the ``thrifty-cbo`` optimizer. scipy is imported only when one is built."""
+"""Registers the ``cbo`` optimizer, the tuner's default where installed (priority 10, above the
+built-in ``random``). scipy is imported only when one is built."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def build(space, objective="energy", constraints=(), seed=0, **options):
 @hookimpl
 def thrifty_optimizers():
     return [OptimizerSpec(
-        name="thrifty-cbo", factory=build,
+        name="cbo", factory=build, priority=10,
         description="constrained Bayesian optimisation: Matérn 5/2 GPs on energy and latency, "
                     "lowest optimistic energy among configurations likely to meet the SLO",
         options={

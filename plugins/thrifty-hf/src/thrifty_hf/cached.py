@@ -14,6 +14,12 @@ the cache's columns (slots):
 * columns that are holes in every row at the end of the cache are physically cropped
   (``DynamicCache.crop``), so the cache does not grow needlessly.
 
+Sliding-window layers: the 4D mask below is full causal attention, which equals windowed
+attention as long as no row holds more tokens than the window. The cache is therefore a plain
+full cache (a sliding cache drops old slots, which rollback needs), and every append checks that
+no row outgrows the smallest window; a run that would is refused (``hf-fast`` has windowed
+attention), never computed differently.
+
 Why a 4D mask: transformers (5.x) returns a 4D ``attention_mask`` as-is to every attention
 implementation (eager adds it; SDPA passes it on) and skips its own causal-mask and
 packed-sequence logic, which would misread position ids that skip over holes. The mask is
@@ -24,20 +30,21 @@ instead of NaN, and a NaN there would poison real rows through ``0 * NaN`` in la
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, Sequence
 
 import torch
 
-from thrifty.errors import ModelFormatError
+from thrifty.errors import ConfigError, ModelFormatError
 
 
 class CachedLM:
     """Incremental scoring with a ragged, rollback-able KV cache over an HF causal LM.
 
     ``model`` is any module with the causal-LM forward of transformers:
-    ``model(input_ids, attention_mask, position_ids, past_key_values, use_cache)`` returning
-    ``.logits`` and ``.past_key_values``.
+    ``model(input_ids, attention_mask, position_ids, <cache>, use_cache)`` returning ``.logits``
+    and ``.<cache>``, where ``<cache>`` is :func:`cache_name`.
     """
 
     def __init__(self, model: Any) -> None:
@@ -45,11 +52,7 @@ class CachedLM:
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
         self._trim_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
-        if any(getattr(self._new_cache(), "is_sliding", ())):
-            raise ModelFormatError(
-                f"{type(model).__name__} uses sliding-window attention, whose cache drops old "
-                f"slots; thrifty's per-row rollback needs every slot. Use a model without "
-                f"sliding-window layers")
+        self.window = sliding_window(model)
         self.reset(0)
 
     # -- state -----------------------------------------------------------------------------------
@@ -73,13 +76,26 @@ class CachedLM:
     def _new_cache(self):
         from transformers import DynamicCache
 
-        return DynamicCache(config=self.model.config)
+        # without the config every layer is a full layer (see the module docstring)
+        return DynamicCache() if self.window else DynamicCache(config=self.model.config)
+
+    def _check_window(self, counts: torch.Tensor) -> None:
+        """Refuse rows of more tokens than the smallest sliding window (see the module
+        docstring): full attention would differ from the model's from there on."""
+        if self.window and counts.numel() and int(counts.max()) > self.window:
+            raise ConfigError(
+                f"{type(self.model).__name__} has sliding-window layers (window "
+                f"{self.window} tokens) and a row would hold {int(counts.max())} tokens: the 'hf' "
+                f"path attends to the whole row, which matches the model only inside the window. "
+                f"Use 'hf-fast' (windowed attention), or shorter prompts and outputs (prompt + "
+                f"output + lookahead <= {self.window})")
 
     # -- the Verifier-shaped contract ------------------------------------------------------------
     def start(self, prompts: Sequence[Sequence[int]]) -> None:
         """Reset for a new batch and cache ``prompt[:-1]`` of every row (the last token of a
         prompt is fed by the first :meth:`score`, which predicts the first new token)."""
         self.reset(len(prompts))
+        self._check_window(torch.tensor([len(p) for p in prompts]))
         self._cache = self._new_cache()
         prefix = [list(p[:-1]) for p in prompts]
         if any(prefix):
@@ -109,6 +125,7 @@ class CachedLM:
         batch, k = tokens.shape
         if k == 0:
             return torch.zeros(batch, 0, self.model.config.vocab_size, device=self.device)
+        self._check_window(self._counts + lengths)
         col = torch.arange(k, device=self.device)
         new = col[None, :] < lengths[:, None]
         valid = torch.cat([self._valid, new], dim=1)
@@ -119,11 +136,11 @@ class CachedLM:
             input_ids=tokens,
             attention_mask=attention_mask(valid, k, self.dtype),
             position_ids=self._counts[:, None] + col[None, :],
-            past_key_values=self._cache,
             use_cache=True,
+            **{cache_name(): self._cache},
             **kwargs,
         )
-        self._cache = out.past_key_values
+        self._cache = getattr(out, cache_name())
         self._valid = valid
         self._before = self._counts
         self._counts = self._counts + lengths
@@ -142,6 +159,44 @@ class CachedLM:
         if length < self.slots:
             self._cache.crop(length - self.slots)  # negative: remove that many trailing slots
             self._valid = self._valid[:, :length]
+
+
+def sliding_window(model: Any) -> int | None:
+    """The smallest sliding window of ``model``'s layers (None: no sliding-window layer), as
+    transformers' own cache lays the layers out.
+
+    Raises :class:`ModelFormatError` for a model the adapter cannot run exactly: an
+    encoder-decoder, or layers whose cache is not one key/value slot per token (recurrent or
+    linear-attention state, as in Mamba, Jamba or Qwen3-Next), which cannot be rolled back per
+    row or masked by slot."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+    config, name = model.config, type(model).__name__
+    if getattr(config, "is_encoder_decoder", False):
+        raise ModelFormatError(f"{name} is an encoder-decoder model; thrifty decodes with "
+                               f"decoder-only causal LMs (docs/models.md lists the families)")
+    layers = DynamicCache(config=config).layers
+    other = sorted({type(layer).__name__ for layer in layers}
+                   - {DynamicLayer.__name__, DynamicSlidingWindowLayer.__name__})
+    if other:
+        raise ModelFormatError(
+            f"{name} has layers whose cache is not a key/value slot per token ({', '.join(other)}"
+            f"): the 'hf' path rolls rows back and masks holes slot by slot, which such state "
+            f"does not allow. Use a transformer decoder (docs/models.md lists the families)")
+    windows = [int(layer.sliding_window) for layer in layers
+               if isinstance(layer, DynamicSlidingWindowLayer)]
+    return min(windows, default=None)
+
+
+@functools.cache
+def cache_name() -> str:
+    """The keyword under which transformers' forwards take and return the KV cache: ``cache``
+    where transformers has it (``past_key_values`` is deprecated there, removed in 5.40),
+    ``past_key_values`` in the releases before."""
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    return "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
 
 def attention_mask(valid: torch.Tensor, k: int, dtype: torch.dtype) -> torch.Tensor:

@@ -1,9 +1,9 @@
-"""Registers the ``thrifty distill``, ``thrifty audit`` and ``thrifty export-draft`` commands
-(heavy imports deferred)."""
+"""Registers the ``thrifty distill``, ``thrifty audit``, ``thrifty demo`` and
+``thrifty export-draft`` commands (heavy imports deferred)."""
 
 from __future__ import annotations
 
-from thrifty import hookimpl
+from thrifty import CommandSpec, hookimpl
 
 
 def _configure_distill(p) -> None:
@@ -30,6 +30,18 @@ def _run_audit(args) -> int:
     return run(args)
 
 
+def _configure_demo(p) -> None:
+    from .demo import configure
+
+    configure(p)
+
+
+def _run_demo(args) -> int:
+    from .demo import run
+
+    return run(args)
+
+
 def _configure_export(p) -> None:
     from .export import configure
 
@@ -43,11 +55,18 @@ def _run_export(args) -> int:
 
 
 @hookimpl
-def thrifty_commands(cli) -> None:
-    cli.add("distill", "distil a draft model for a verifier (KL on the verifier's soft targets)",
-            _configure_distill, _run_distill)
-    cli.add("audit", "check that every bf16 divergence from target-only greedy output is a "
-            "near-tie in the verifier's logits", _configure_audit, _run_audit)
-    cli.add("export-draft", "write a thrifty draft as a complete Hugging Face checkpoint "
-            "(embedding and LM head included) for vLLM and transformers",
-            _configure_export, _run_export)
+def thrifty_commands():
+    return [
+        CommandSpec(name="demo", configure=_configure_demo, run=_run_demo,
+                    description="speculative decoding of SmolLM2-135M with the n-gram draft vs "
+                                "target-only, measured interleaved"),
+        CommandSpec(name="distill", configure=_configure_distill, run=_run_distill,
+                    description="distil a draft model for a verifier (KL on the verifier's "
+                                "soft targets)"),
+        CommandSpec(name="audit", configure=_configure_audit, run=_run_audit,
+                    description="check that every bf16 divergence from target-only greedy "
+                                "output is a near-tie in the verifier's logits"),
+        CommandSpec(name="export-draft", configure=_configure_export, run=_run_export,
+                    description="write a thrifty draft as a complete Hugging Face checkpoint "
+                                "(embedding and LM head included) for vLLM and transformers"),
+    ]

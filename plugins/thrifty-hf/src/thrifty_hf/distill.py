@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import shlex
 import sys
 import sysconfig
@@ -48,15 +49,23 @@ def chat_prompts() -> list[str]:
 def stdlib_files(split: str = "train") -> list[Path]:
     """Python standard-library sources; ``split`` is ``"train"`` or ``"heldout"`` (1 in 10)."""
     root = Path(sysconfig.get_paths()["stdlib"])
+
+    def skipped(rel: str) -> bool:
+        return "site-packages" in rel or "/test" in rel or rel.startswith("test")
+
     out = []
-    for path in sorted(root.rglob("*.py")):
-        rel = path.relative_to(root).as_posix()
-        if "site-packages" in rel or "/test" in rel or rel.startswith("test"):
-            continue
-        held = int(hashlib.sha1(rel.encode()).hexdigest(), 16) % 10 == 0
-        if held == (split == "heldout"):
-            out.append(path)
-    return out
+    # a pruned walk: the installed packages under site-packages are most of the tree
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder).relative_to(root).as_posix()
+        dirs[:] = [d for d in dirs if not skipped(d if here == "." else f"{here}/{d}")]
+        for name in files:
+            rel = name if here == "." else f"{here}/{name}"
+            if not name.endswith(".py") or skipped(rel):
+                continue
+            held = int(hashlib.sha1(rel.encode()).hexdigest(), 16) % 10 == 0
+            if held == (split == "heldout"):
+                out.append(root / rel)
+    return sorted(out)
 
 
 def code_tokens(tokenizer, split: str, limit: int) -> list[int]:
@@ -236,12 +245,13 @@ def distill(args) -> Path:
     import torch
     from tqdm.auto import tqdm
 
-    from .drafts import save_draft
+    from .drafts import check_family, save_draft
     from .models import load_verifier
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tdtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}[args.teacher_dtype]
     verifier, tokenizer = load_verifier(args.verifier, device, tdtype)
+    check_family(verifier.config)  # before the corpus, which can take minutes to build
     vname = args.verifier
     verifier.requires_grad_(False)
     corpus = build_corpus(args, verifier, tokenizer)
@@ -258,7 +268,8 @@ def distill(args) -> Path:
                                    layers=args.layers, seed=args.seed,
                                    intermediate_size=args.intermediate_size or None,
                                    kv_heads=args.kv_heads or None, features=args.features)
-        architecture = {"depth": args.depth, "width": width, "init": args.init,
+        architecture = {"family": verifier.config.model_type, "depth": args.depth,
+                        "width": width, "init": args.init,
                         "features": args.features, "verifier_layers": layers,
                         "embed_size": verifier.config.hidden_size}
         before = None
@@ -322,11 +333,13 @@ COLLAPSED_TAR = 1.1
 speculative decoding with it costs the draft's time and saves nothing."""
 
 
-def expected_tar(agreement: float, gamma: int = LOOKAHEAD) -> float:
+def expected_tar(agreement: float, gamma: int = LOOKAHEAD, later: float | None = None) -> float:
     """Tokens per verifier step of greedy speculative decoding with lookahead ``gamma`` when
-    each proposal is accepted with probability ``agreement`` (the held-out top-1 agreement):
-    1 + a + a^2 + ... + a^gamma."""
-    return sum(agreement ** i for i in range(gamma + 1))
+    the first proposal is accepted with probability ``agreement`` (the held-out top-1
+    agreement) and each later one with ``later`` (default: the same; a feature draft's later
+    proposals read its own predicted features): 1 + a + a b + ... + a b^(gamma - 1)."""
+    later = agreement if later is None else later
+    return 1 + sum(agreement * later ** i for i in range(gamma))
 
 
 def collapse_warning(stats: dict) -> str | None:
@@ -391,7 +404,8 @@ def evaluate(draft, verifier, held, device, autocast, batches: int = 8) -> dict:
            "heldout_top1": round(agree[0] / max(total, 1), 4)}
     if unroll > 1:
         out["heldout_top1_own"] = round(agree[1] / max(total, 1), 4)
-    out["expected_tar"] = round(expected_tar(agree[0] / max(total, 1)), 4)
+    out["expected_tar"] = round(expected_tar(agree[0] / max(total, 1),
+                                             later=out.get("heldout_top1_own")), 4)
     warning = collapse_warning(out)
     if warning:
         out["warning"] = warning

@@ -120,13 +120,16 @@ def _unchosen(config) -> None:
 
 
 def layer_list(base) -> tuple[str, Any]:
-    """(name, ModuleList) of a base model's decoder layers: the one list of
-    ``num_hidden_layers`` modules (``layers`` in most families, ``h`` in GPT-2)."""
+    """(name, ModuleList) of a base model's decoder layers: the outermost list of
+    ``num_hidden_layers`` modules (``layers`` in most families; outermost, so that a list of
+    as many experts inside a layer is never taken for it)."""
     from torch import nn
 
     n = base.config.num_hidden_layers
     found = [(name, m) for name, m in base.named_modules()
              if isinstance(m, nn.ModuleList) and len(m) == n]
+    depth = min((name.count(".") for name, _ in found), default=0)
+    found = [(name, m) for name, m in found if name.count(".") == depth]
     if len(found) != 1:
         raise ModelFormatError(f"cannot tell the decoder layers of {type(base).__name__}: "
                                f"{len(found)} module lists of {n}")
@@ -214,9 +217,10 @@ def _build_class():
                     past_key_values=None, use_cache=None, logits_to_keep=0, labels=None,
                     features=None, **kwargs):
             kwargs.pop("inputs_embeds", None)
+            if past_key_values is None:  # transformers from 5.2x passes it as `cache`
+                past_key_values = kwargs.pop("cache", None)
             h, cache = self.hidden(input_ids, features, attention_mask=attention_mask,
-                                   position_ids=position_ids,
-                                   past_key_values=past_key_values or kwargs.pop("cache", None),
+                                   position_ids=position_ids, past_key_values=past_key_values,
                                    use_cache=use_cache, **kwargs)
             keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) \
                 else logits_to_keep

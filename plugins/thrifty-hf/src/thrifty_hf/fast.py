@@ -24,7 +24,7 @@ of γ tokens is captured as one graph.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 from thrifty.errors import ConfigError
 from thrifty.protocols import Proposal
@@ -59,14 +59,22 @@ class StaticLM:
     """
 
     def __init__(self, model, *, max_len: int = 1024, graphs: bool | None = None,
-                 body: str = "auto") -> None:
+                 body: str = "auto", compile: bool = False) -> None:
         import torch
 
         self.max_len = int(max_len)
         self.body = make_body(model, self.max_len, body)
+        if compile:
+            # one compilation per step shape (batch, tokens; prefill buckets): more than
+            # dynamo's default of 8, after which it would quietly run the shape uncompiled
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+            self.body.compile()
         self.device = model.get_output_embeddings().weight.device
         self.dtype = self.body.dtype
         self.vocab_size, self.width = int(self.body.vocab_size), int(self.body.width)
+        limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+        self.max_context = min(self.max_len, limit) if limit else self.max_len
+        """Tokens a row may hold: the static cache, and no more positions than the model has."""
         self.graphs_on = (self.device.type == "cuda") if graphs is None else bool(graphs)
         if self.graphs_on and self.device.type != "cuda":
             raise ConfigError("CUDA graphs need a CUDA device; pass graphs=False on the CPU")
@@ -247,15 +255,22 @@ class FastVerifier:
     """The Verifier protocol over :class:`StaticLM` (CUDA graphs on CUDA)."""
 
     def __init__(self, model, tokenizer, *, name: str = "hf-fast", max_len: int = 1024,
-                 graphs: bool | None = None, eos_token_ids=None, body: str = "auto") -> None:
-        self.lm = StaticLM(model, max_len=max_len, graphs=graphs, body=body)
+                 graphs: bool | None = None, eos_token_ids=None, body: str = "auto",
+                 compile: bool = False) -> None:
+        self.lm = StaticLM(model, max_len=max_len, graphs=graphs, body=body, compile=compile)
+        self.max_context = self.lm.max_context
         self.model = model  # the HF model, whose embedding a thrifty draft shares
         self.name = name
         self.vocab_size = self.lm.vocab_size
         self.tokenizer = tokenizer
         self.device = self.lm.device
-        self.eos_token_ids = frozenset(eos_token_ids if eos_token_ids is not None
-                                       else _eos_ids(model))
+        if eos_token_ids is None:
+            # the hf verifier's rule (generation config, model config, then the tokenizer), so
+            # the two paths stop at the same tokens
+            from .models import eos_token_ids as hf_eos
+
+            eos_token_ids = hf_eos(model, tokenizer)
+        self.eos_token_ids = frozenset(eos_token_ids)
         self.n = None
         self.features = None
         """Final hidden states of the last ``start`` or ``score`` ([B, k, E]), which a feature
@@ -292,8 +307,9 @@ class _Proposer:
     """
 
     def __init__(self, model, *, name: str = "hf-fast", max_len: int = 1024,
-                 graphs: bool | None = None, body: str = "auto") -> None:
-        self.lm = StaticLM(model, max_len=max_len, graphs=graphs, body=body)
+                 graphs: bool | None = None, body: str = "auto", compile: bool = False) -> None:
+        self.lm = StaticLM(model, max_len=max_len, graphs=graphs, body=body, compile=compile)
+        self.max_context = self.lm.max_context
         self.name = name
         self.vocab_size = self.lm.vocab_size
 
@@ -496,7 +512,7 @@ def _shifted(features):
 
 def fast_draft(model, **options):
     """The fast path for a draft module: :class:`FastFeatureDraft` for a feature draft,
-    :class:`FastDraft` otherwise (``options``: name, max_len, graphs, body)."""
+    :class:`FastDraft` otherwise (``options``: name, max_len, graphs, body, compile)."""
     kind = FastFeatureDraft if getattr(model, "fc", None) is not None else FastDraft
     return kind(model, **options)
 
@@ -516,12 +532,3 @@ class _Chooser:
         self.qs.append(q)
         self.tokens.append(sample(q, self.generator))
         return self.tokens[-1]
-
-
-def _eos_ids(model) -> set[int]:
-    eos = getattr(model.generation_config, "eos_token_id", None) \
-        if getattr(model, "generation_config", None) is not None else None
-    eos = eos if eos is not None else model.config.eos_token_id
-    if eos is None:
-        return set()
-    return {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])}

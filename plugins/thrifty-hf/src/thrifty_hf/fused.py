@@ -21,15 +21,16 @@ FUSED_ROPE = ("default", "linear", "llama3")
 (``dynamic`` and ``longrope`` change them with the sequence length)."""
 
 
-def rope_type(config) -> str:
-    """The rotary type of ``config`` (``default`` when it names none); ``per-layer-type``
+def rope_types(config) -> set[str]:
+    """The rotary types of ``config`` (``default`` where it names none), one per layer type
     when the parameters are given per layer type (Gemma 3)."""
     params = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None)
     if not params:
-        return "default"
-    if "rope_type" not in params and all(isinstance(v, dict) for v in params.values()):
-        return "per-layer-type"
-    return params.get("rope_type", params.get("type", "default"))
+        return {"default"}
+    if "rope_type" not in params and "type" not in params \
+            and all(isinstance(v, dict) for v in params.values()):
+        return {p.get("rope_type", p.get("type", "default")) for p in params.values()}
+    return {params.get("rope_type", params.get("type", "default"))}
 
 
 def fused_refusal(model, max_len: int) -> str | None:
@@ -55,8 +56,8 @@ def fused_refusal(model, max_len: int) -> str | None:
         (getattr(config, "mlp_bias", False), "MLP projections carry biases"),
         (getattr(config, "hidden_act", "silu") != "silu",
          f"activation {getattr(config, 'hidden_act', None)!r} is not silu"),
-        (rope_type(config) not in FUSED_ROPE,
-         f"rotary type {rope_type(config)!r} is not one of {FUSED_ROPE}"),
+        (not rope_types(config) <= set(FUSED_ROPE),
+         f"rotary type {'/'.join(sorted(rope_types(config)))} is not one of {FUSED_ROPE}"),
         ((getattr(config, "sliding_window", None) or max_len) < max_len,
          f"its sliding window {getattr(config, 'sliding_window', None)} is shorter than "
          f"max_len {max_len}"),
@@ -150,9 +151,14 @@ class FusedBody:
         self.dtype = p["layers"][0]["qkv"].dtype
         self.vocab_size, self.width = p["head"].shape
         self.reads_features = p["fc"] is not None
-        self.graph_safe = True
         self.cos, self.sin = rope_tables(p["inv_freq"].to(p["embed"].device), p["rope_scale"],
                                          max_len, p["heads"], p["kv_heads"], self.dtype)
+
+    def compile(self) -> None:
+        """Compile ``forward`` with ``torch.compile``; CUDA graphs then capture its kernels."""
+        import torch
+
+        self.forward = torch.compile(self.forward, dynamic=False)
 
     def forward(self, cache, slots, tokens, n, features, logits: bool, at):
         import torch

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 
 from thrifty.errors import ModelFormatError
 
-from .fused import rope_type
+from .fused import rope_types
 
 ATTENTION = "thrifty-static"
 """The name of thrifty's attention function in transformers' ``AttentionInterface``."""
@@ -61,9 +61,10 @@ def generic_refusal(model) -> str | None:
     if inner.model_type not in FAMILIES:
         return (f"model_type {inner.model_type!r} is not one of the families the fast path is "
                 f"tested on ({', '.join(FAMILIES)})")
-    if rope_type(inner) in SHIFTING_ROPE:
-        return (f"its rotary type {rope_type(inner)!r} changes with the longest position in the "
-                f"batch")
+    shifting = rope_types(inner) & set(SHIFTING_ROPE)
+    if shifting:
+        return (f"its rotary type {'/'.join(sorted(shifting))} changes with the longest "
+                f"position in the batch")
     return None
 
 
@@ -119,12 +120,12 @@ def attend(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
     if step is None:
         raise ModelFormatError("the thrifty-static attention runs only inside the fast path's "
                                "forward; load the model with another attn_implementation")
-    if isinstance(step, dict):  # measuring: the layer's key/value shape sizes the cache
-        step[module.layer_idx] = (key.shape[1], key.shape[-1], value.shape[-1])
-        return query.new_zeros(query.transpose(1, 2).shape), None
     if kwargs.get("s_aux") is not None:
         raise ModelFormatError("attention sinks (s_aux) are not supported by the fast path; "
                                "use the 'hf' verifier")
+    if isinstance(step, dict):  # measuring: the layer's key/value shape sizes the cache
+        step[module.layer_idx] = (key.shape[1], key.shape[-1], value.shape[-1])
+        return query.new_zeros(query.transpose(1, 2).shape), None
     cache = step.cache[module.layer_idx]  # [key | value, row, kv head, slot, head dim]
     batch, heads, k, hd = query.shape
     kv = key.shape[1]
@@ -139,7 +140,11 @@ def attend(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
     # grouped-query attention without copying K/V: each KV head's group of query heads becomes
     # extra query rows (query head h reads KV head h // group, as transformers' repeat_kv)
     q = query.reshape(batch, kv, group * k, hd)
-    mask = step.mask(group, sliding_window)
+    # the window: what the layer passes, or (Qwen2-MoE passes none) the layer's own attribute,
+    # which transformers sets exactly on the layers it gives a sliding-window mask
+    window = sliding_window if sliding_window is not None else getattr(module, "sliding_window",
+                                                                       None)
+    mask = step.mask(group, window)
     scale = hd ** -0.5 if scaling is None else scaling
     if softcap is None:
         o = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scale)
@@ -183,6 +188,7 @@ class GenericBody:
         self.configs = _configs(model)
         experts = {getattr(c, "_experts_implementation", None) for c in self.configs} - {None}
         self.experts = "grouped_mm" if "eager" in experts else None
+        self._caught: list = []  # the decoder's output, from a hook during ``run``
         self.layers, self.kv_heads, self.head_dim = self._measure()
 
     def _measure(self) -> tuple[int, int, int]:
@@ -218,27 +224,37 @@ class GenericBody:
         return self._call(step, tokens, features, args, logits)
 
     def _call(self, step, tokens, features, args, logits: bool):
+        """``run`` with ``step`` in flight, thrifty's attention selected and the decoder's
+        output caught (all host-side set-up, outside what ``torch.compile`` may compile)."""
         global _step
         _step = step
+        hook = None if self.draft else self.model.base_model.register_forward_hook(
+            lambda module, inputs, out: self._caught.append(out[0]))
         try:
             with _implementations(self.configs, self.experts):
-                if self.draft:
-                    h, _ = self.model.hidden(tokens, features, **args)
-                    return h, self.model.lm_head(h).float() if logits else None
-                return self._hf_forward(tokens, args, logits)
+                return self.run(tokens, features, args, logits)
         finally:
             _step = None
+            self._caught.clear()  # nothing of a failed forward reaches the next one
+            if hook is not None:
+                hook.remove()
 
-    def _hf_forward(self, tokens, args, logits: bool):
-        caught = []
-        hook = self.model.base_model.register_forward_hook(
-            lambda module, inputs, out: caught.append(out[0]))
-        try:
-            embeds = self.model.get_input_embeddings()(tokens)
-            out = self.model(inputs_embeds=embeds, logits_to_keep=0 if logits else 1, **args)
-        finally:
-            hook.remove()
-        return caught[-1], out.logits.float() if logits else None
+    def compile(self) -> None:
+        """Compile ``run`` with ``torch.compile`` (fused elementwise work, fewer kernels); CUDA
+        graphs then capture the compiled kernels."""
+        import torch
+
+        self.run = torch.compile(self.run, dynamic=False)
+
+    def run(self, tokens, features, args, logits: bool):
+        """(hidden states, float32 logits or None) by the model's own forward: tensor work only,
+        which is what ``StaticLM(compile=True)`` compiles."""
+        if self.draft:
+            h, _ = self.model.hidden(tokens, features, **args)
+            return h, self.model.lm_head(h).float() if logits else None
+        embeds = self.model.get_input_embeddings()(tokens)
+        out = self.model(inputs_embeds=embeds, logits_to_keep=0 if logits else 1, **args)
+        return self._caught.pop(), out.logits.float() if logits else None
 
 
 def _configs(model) -> list:

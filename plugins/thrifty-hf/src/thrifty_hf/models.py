@@ -26,8 +26,8 @@ from .zoo import resolve
 
 PROBE = ("def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)  # 0x1F\n"
          "The quick brown fox — naïve café, 12,345.67 € — jumps over the lazy dog.\t\n  ")
-"""Text whose tokenization is part of a tokenizer's fingerprint (code, prose, digits, Unicode,
-whitespace runs)."""
+"""Text whose token ids (by the verifier's tokenizer) a draft's tokenizer must read as the same
+tokens (code, prose, digits, Unicode, whitespace runs)."""
 
 
 class HFVerifier:
@@ -40,6 +40,7 @@ class HFVerifier:
         self.model = model
         self.lm = CachedLM(model)
         self.name = name
+        self.max_context = getattr(model.config, "max_position_embeddings", None)
         self.tokenizer = tokenizer
         self.vocab_size = int(model.config.vocab_size)
         self.eos_token_ids = eos_token_ids(model, tokenizer)
@@ -67,6 +68,7 @@ class HFDraft:
         self.model = model
         self.lm = CachedLM(model)
         self.name = name
+        self.max_context = getattr(model.config, "max_position_embeddings", None)
         self.vocab_size = int(model.config.vocab_size)
         self._rows: list[list[int]] = []
         self._proposed: list[list[int]] = []
@@ -151,15 +153,33 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def load_hf(path: Path, device: torch.device, dtype: torch.dtype, tokenizer: bool = True):
-    """An HF causal LM folder -> (model in eval mode on ``device``, tokenizer or None)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """An HF causal LM folder -> (model in eval mode on ``device``, tokenizer or None).
+
+    Refused with :class:`ModelFormatError`: an encoder-decoder model (transformers would load
+    its decoder alone, as ``BartForCausalLM``, with the encoder's weights dropped) and a
+    checkpoint that lacks weights of the class it loads into (they would be random)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        config = AutoConfig.from_pretrained(path)
+        if getattr(config, "is_encoder_decoder", False):
+            raise ModelFormatError(
+                f"{path} holds {config.model_type!r}, an encoder-decoder model: thrifty decodes "
+                f"with decoder-only causal LMs (docs/models.md lists the families)")
+        model, info = AutoModelForCausalLM.from_pretrained(path, dtype=dtype,
+                                                           output_loading_info=True)
     except (OSError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFormatError(
-            f"cannot load {path} as a Hugging Face causal LM: {exc}. Point model at a folder "
-            f"written by save_pretrained (config.json plus weights)") from exc
+            f"cannot load {path} as a Hugging Face causal LM: {first}. Point model at a folder "
+            f"written by save_pretrained (config.json plus weights) of a decoder-only model") \
+            from exc
+    missing = sorted(info.get("missing_keys", ()))
+    if missing:
+        raise ModelFormatError(
+            f"{path} lacks {len(missing)} weight(s) of {type(model).__name__} "
+            f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}), which would be "
+            f"random: save the whole model with save_pretrained")
     model.to(device).eval().requires_grad_(False)
     tok = None
     if tokenizer and _has_tokenizer(path):
@@ -183,10 +203,15 @@ def eos_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:
     return frozenset() if tid is None else frozenset({int(tid)})
 
 
-def tokenizer_fingerprint(tokenizer: Any) -> str:
-    """A short hash of what a tokenizer does: its full vocabulary when it exposes one
-    (``get_vocab``), and always its token ids for :data:`PROBE`."""
-    h = hashlib.sha256(json.dumps(tokenizer.encode(PROBE, add_special_tokens=False)).encode())
+def vocabulary_fingerprint(tokenizer: Any, ids: Sequence[int]) -> str:
+    """A short hash of what a tokenizer's ids mean: its full vocabulary (token -> id, added
+    tokens included) when it exposes one (``get_vocab``), and always what it reads for each of
+    ``ids`` (the token, or the text of a tokenizer that names no tokens). Two tokenizers of
+    different classes over the same vocabulary agree here even when they split text
+    differently: a draft only ever sees the verifier's token ids."""
+    name = getattr(tokenizer, "convert_ids_to_tokens", None)
+    read = name(list(ids)) if name is not None else [tokenizer.decode([i]) for i in ids]
+    h = hashlib.sha256(json.dumps(read).encode())
     if hasattr(tokenizer, "get_vocab"):
         h.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
     return h.hexdigest()[:12]
@@ -228,8 +253,22 @@ def make_draft(verifier: Any, model: str, device: str = "auto", dtype: str = "au
         dt = vparam.dtype if vparam is not None else resolve_dtype("auto", dev)
     else:
         dt = resolve_dtype(dtype, dev)
+    net = load_draft_for(verifier, model, dev, dt)
+    if getattr(net, "fc", None) is not None:
+        raise IncompatibleModelsError(
+            f"draft {model!r} is a feature draft: it reads the verifier's hidden states, "
+            f"which only the fast path passes on; use draft 'hf-fast' with verifier "
+            f"'hf-fast' (both run on the CPU too)")
+    return HFDraft(net, _label(model))
+
+
+def load_draft_for(verifier: Any, model: str, device: torch.device, dtype: torch.dtype):
+    """The draft module named ``model`` (zoo name, thrifty draft folder or HF model folder) for
+    ``verifier``, once :func:`check_compatible` has passed: what the ``hf`` and the ``hf-fast``
+    draft factories both load. A thrifty draft is built around the verifier's embedding."""
     where = resolve(model)
     if where.kind == "draft":
+        vmodel = getattr(verifier, "model", None)
         if vmodel is None:
             raise IncompatibleModelsError(
                 f"draft {model!r} shares its verifier's embedding, so it needs a Hugging Face "
@@ -237,28 +276,24 @@ def make_draft(verifier: Any, model: str, device: str = "auto", dtype: str = "au
                 f"{type(verifier).__name__}")
         from .drafts import load_draft
 
-        net, tok = load_draft(where.path, vmodel, dev, dt), None
-        if net.fc is not None:
-            raise IncompatibleModelsError(
-                f"draft {model!r} is a feature draft: it reads the verifier's hidden states, "
-                f"which only the fast path passes on; use draft 'hf-fast' with verifier "
-                f"'hf-fast' (both run on the CPU too)")
+        net, tok = load_draft(where.path, vmodel, device, dtype), None
     else:
-        net, tok = load_hf(where.path, dev, dt)
+        net, tok = load_hf(where.path, device, dtype)
     check_compatible(verifier, net, tok, model)
-    return HFDraft(net, _label(model))
+    return net
 
 
 def check_compatible(verifier: Any, draft_model: Any, draft_tokenizer: Any, label: str) -> None:
     """Raise :class:`IncompatibleModelsError` unless the draft speaks the verifier's tokens."""
     dv, vv = int(draft_model.config.vocab_size), int(verifier.vocab_size)
-    dfp = tokenizer_fingerprint(draft_tokenizer) if draft_tokenizer is not None else None
-    vfp = tokenizer_fingerprint(verifier.tokenizer)
+    probe = verifier.tokenizer.encode(PROBE, add_special_tokens=False)
+    dfp = vocabulary_fingerprint(draft_tokenizer, probe) if draft_tokenizer is not None else None
+    vfp = vocabulary_fingerprint(verifier.tokenizer, probe)
     if dv != vv or (dfp is not None and dfp != vfp):
         raise IncompatibleModelsError(
-            f"draft {label!r} (vocabulary {dv}, tokenizer {dfp or 'not saved'}) does not match "
-            f"verifier {verifier.name!r} (vocabulary {vv}, tokenizer {vfp}): a draft must use "
-            f"the verifier's tokenizer, token for token. Pick a draft trained with the "
+            f"draft {label!r} (vocabulary {dv}, tokens {dfp or 'not saved'}) does not match "
+            f"verifier {verifier.name!r} (vocabulary {vv}, tokens {vfp}): a draft must use "
+            f"the verifier's vocabulary, token for token. Pick a draft trained with the "
             f"verifier's tokenizer, or distil one for this verifier with `thrifty distill`")
 
 

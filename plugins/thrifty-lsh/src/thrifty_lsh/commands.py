@@ -13,17 +13,45 @@ _FLAGS = {  # flag -> (TrainConfig field, type)
 _SLIDE_FLAGS = {"family": str, "k": int, "l": int, "bucket_size": int, "budget": int,
                 "inference": str, "rebuild": str, "refill_every": int, "rebuild_every": int}
 _FLAG_NAMES = {"k": "hashes-per-table", "l": "tables"}  # "--l" would clash with torchrun's
+_HELP = {"layer": "the output layer: a registered sparse layer (slide, dense, or a plugin's; "
+                  "`thrifty plugins` lists them)",
+         "family": "SLIDE's sampler: a registered sampler (simhash, wta, dwta, minhash, or a "
+                   "plugin's)"}
+
+
+def _checked(name: str, parse: type):
+    """An argparse type: ``parse`` the text, then apply the field's rule (:data:`RULES`), so
+    that ``--eval-every 0`` or ``--lr nan`` fail before anything loads."""
+    import argparse
+
+    from .config import RULES
+
+    def convert(text: str):
+        value = parse(text)
+        problem = RULES[name](value)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{problem}, got {text!r}")
+        return value
+
+    convert.__name__ = {int: "integer", float: "number"}.get(parse, parse.__name__)
+    return convert
 
 
 def configure(p) -> None:
     p.add_argument("--config", help="TOML file with a [train] table (and [train.slide])")
     for name, typ in _FLAGS.items():
-        p.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None,
-                       help=f"overrides [train] {name}")
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=_checked(name, typ),
+                       default=None, help=_HELP.get(name, f"overrides [train] {name}"))
     for name, typ in _SLIDE_FLAGS.items():
         flag = _FLAG_NAMES.get(name, name.replace("_", "-"))
         p.add_argument("--" + flag, dest="slide_" + name, type=typ,
-                       default=None, help=f"overrides [train.slide] {name}")
+                       default=None, help=_HELP.get(name, f"overrides [train.slide] {name}"))
+    p.add_argument("--allow-change", action="append", metavar="SETTING[,SETTING]",
+                   help="resume a checkpoint although these settings differ from it (lr, "
+                        "epochs, eval_points); any other difference is refused")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in the --checkpoint folder, removing the checkpoints "
+                        "it holds (a finished run or another run's)")
     p.add_argument("--distributed", action="store_true",
                    help="model-parallel SLIDE under torchrun (see docs/distributed.md)")
     p.add_argument("--backend", default="gloo", help="torch.distributed backend (gloo, nccl)")
@@ -38,10 +66,14 @@ def configure(p) -> None:
 def config_from_args(args):
     from thrifty.pipeline import load_config
 
-    from .train import TrainConfig
+    from thrifty.errors import ConfigError
 
-    raw = dict(load_config(args.config).get("train", {})) if args.config else {}
-    raw["slide"] = dict(raw.get("slide", {}))
+    from .config import TrainConfig
+
+    raw = load_config(args.config).get("train", {}) if args.config else {}
+    if not isinstance(raw, dict) or not isinstance(raw.get("slide", {}), dict):
+        raise ConfigError(f"{args.config}: [train] and [train.slide] must be tables")
+    raw = {**raw, "slide": dict(raw.get("slide", {}))}
     for name in _FLAGS:
         if getattr(args, name) is not None:
             raw[name] = getattr(args, name)
@@ -71,17 +103,34 @@ def link_from_args(args):
 
 
 def run(args) -> int:
+    from pathlib import Path
+
+    from thrifty.errors import ConfigError
+
+    from .resume import parse_allow, prepare_folder
+
     cfg = config_from_args(args)
     link = link_from_args(args)
+    allow = parse_allow(args.allow_change)
+    if (allow or args.overwrite) and not cfg.checkpoint:
+        raise ConfigError("--allow-change and --overwrite act on the run in a --checkpoint "
+                          "folder; add --checkpoint DIR")
+    if cfg.checkpoint:
+        prepare_folder(Path(cfg.checkpoint))  # before the data loads, not at the first save
     if args.distributed:
         from .distributed.run import run_distributed
 
-        return run_distributed(cfg, args.backend, as_json=args.json, link=link)
-    from .train import Trainer, load_data
+        return run_distributed(cfg, args.backend, as_json=args.json, link=link, allow=allow,
+                               overwrite=args.overwrite)
+    from .train import Trainer, check_model_size, load_data, run_settings
 
+    settings = run_settings(cfg)  # checks the layer and its options before the data loads
     train, test = load_data(cfg)
-    trainer = Trainer(cfg, train.header.n_features, train.header.n_labels)
-    if cfg.checkpoint and trainer.load(cfg.checkpoint):
+    check_model_size(train.header.n_features, train.header.n_labels, cfg.hidden, cfg.train)
+    trainer = Trainer(cfg, train.header.n_features, train.header.n_labels, settings)
+    if cfg.checkpoint and trainer.load(cfg.checkpoint, allow, args.overwrite):
+        for change in trainer.changes:
+            print(change, file=sys.stderr)
         print(f"resumed from {cfg.checkpoint}: epoch {trainer.epoch}, batch {trainer.batch}",
               file=sys.stderr)
     per_epoch = -(-len(train) // cfg.batch_size)
@@ -97,10 +146,12 @@ def run(args) -> int:
             bar.write(f"step {h['step']}: loss {h['loss']:.3f}  P@1 {h['p1']:.4f}  "
                       f"P@5 {h['p5']:.4f}  ({h['seconds']:.1f} s training)", file=sys.stderr)
 
-    history = trainer.run(train, test, progress)
-    bar.close()
+    try:
+        history = trainer.run(train, test, progress)
+    finally:
+        bar.close()
     if args.json:
-        print(json.dumps(history, indent=2))
+        print(json.dumps(history, indent=2, allow_nan=False))
     return 0
 
 

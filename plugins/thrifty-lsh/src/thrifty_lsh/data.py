@@ -37,6 +37,12 @@ class Point:
     values: list[float]
 
 
+MAX_COUNT = 2**31 - 1
+"""Largest point, feature or label count a header may claim (ids are stored as int64 and
+address rows of weight matrices; no real data set comes near)."""
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
 def _fail(path, number: int, line: str, why: str) -> DatasetFormatError:
     shown = line if len(line) <= 120 else line[:117] + "..."
     return DatasetFormatError(f"{path}:{number}: {why}: {shown!r}")
@@ -45,19 +51,40 @@ def _fail(path, number: int, line: str, why: str) -> DatasetFormatError:
 def parse_header(line: str, path="<data>") -> Header:
     parts = line.split()
     try:
-        if len(parts) != 3:
+        if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts):
             raise ValueError
         n_points, n_features, n_labels = (int(p) for p in parts)
-        if min(n_points, n_features, n_labels) < 0:
-            raise ValueError
     except ValueError:
         raise _fail(path, 1, line.rstrip("\n"), "the header must be three non-negative "
                     "integers 'num_points num_features num_labels'") from None
+    if max(n_points, n_features, n_labels) > MAX_COUNT:
+        raise _fail(path, 1, line.rstrip("\n"), f"a count above {MAX_COUNT} is not a real "
+                    "data set's (a damaged header?)")
     return Header(n_points, n_features, n_labels)
 
 
-def parse_line(line: str, header: Header, number: int = 0, path="<data>") -> Point:
-    """One data line; labels and feature ids are checked against the header's ranges."""
+def _index(token: str) -> int:
+    if not (token.isascii() and token.isdigit()):
+        raise ValueError(token)
+    return int(token)
+
+
+def _value(token: str) -> float:
+    """A finite float32 feature value (``nan``, ``inf`` and 1e39 would make the loss NaN)."""
+    if "_" in token:
+        raise ValueError(token)
+    v = float(token)
+    if not abs(v) <= _FLOAT32_MAX:
+        raise OverflowError(token)
+    return v
+
+
+def parse_line(line: str, header: Header, number: int = 0, path="<data>",
+               limits: Header | None = None, origin: str = "the header's") -> Point:
+    """One data line; labels and feature ids are checked against the ranges of ``limits``
+    (default: the file's own ``header``; a test file is checked against the train file's,
+    whose ``origin`` the messages name)."""
+    limits = limits or header
     text = line.rstrip("\n").rstrip("\r")
     if not text.strip():
         raise _fail(path, number, text, "empty line (a point without labels or features "
@@ -70,38 +97,57 @@ def parse_line(line: str, header: Header, number: int = 0, path="<data>") -> Poi
             raise _fail(path, number, text, "the line starts with a feature; a point without "
                         "labels must start with a space")
         try:
-            labels = [int(t) for t in head.split(",")]
+            labels = [_index(t) for t in head.split(",")]
         except ValueError:
-            raise _fail(path, number, text, "labels must be comma-separated integers") from None
-        bad = [lab for lab in labels if not 0 <= lab < header.n_labels]
+            raise _fail(path, number, text, "labels must be comma-separated non-negative "
+                        "integers") from None
+        bad = [lab for lab in labels if lab >= limits.n_labels]
         if bad:
-            raise _fail(path, number, text, f"label {bad[0]} outside 0..{header.n_labels - 1} "
-                        "(the header's num_labels)")
+            raise _fail(path, number, text, f"label {bad[0]} outside 0..{limits.n_labels - 1} "
+                        f"({origin} num_labels)")
+        if len(set(labels)) < len(labels):
+            twice = next(lab for lab in labels if labels.count(lab) > 1)
+            raise _fail(path, number, text, f"label {twice} appears twice on the line")
     features, values = [], []
     for tok in tokens:
         f, sep, v = tok.partition(":")
         try:
             if not sep:
                 raise ValueError
-            fi, fv = int(f), float(v)
+            fi, fv = _index(f), _value(v)
         except ValueError:
-            raise _fail(path, number, text, f"feature {tok!r} is not 'index:value'") from None
-        if not 0 <= fi < header.n_features:
+            raise _fail(path, number, text, f"feature {tok!r} is not 'index:value' (a "
+                        "non-negative integer and a finite number)") from None
+        except OverflowError:
+            raise _fail(path, number, text, f"feature value {v!r} is not a finite float32 "
+                        f"number (|value| <= {_FLOAT32_MAX:.4g})") from None
+        if fi >= limits.n_features:
             raise _fail(path, number, text, f"feature index {fi} outside "
-                        f"0..{header.n_features - 1} (the header's num_features; ids are 0-based)")
+                        f"0..{limits.n_features - 1} ({origin} num_features; ids are 0-based)")
         features.append(fi)
         values.append(fv)
     return Point(labels, features, values)
 
 
-def read_points(path) -> tuple[Header, Iterator[Point]]:
-    """The header and a lazy iterator over the points of a file (constant memory)."""
+def _decode(path, number: int, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _fail(path, number, raw.decode("utf-8", "replace").rstrip("\n"),
+                    f"not UTF-8 text (byte {raw[exc.start]:#04x} at column {exc.start + 1}); "
+                    "data files are UTF-8") from None
+
+
+def read_points(path, limits: Header | None = None,
+                origin: str = "the header's") -> tuple[Header, Iterator[Point]]:
+    """The header and a lazy iterator over the points of a file (constant memory). Ids are
+    checked against ``limits`` (default: this file's header) - see :func:`parse_line`."""
     path = Path(path)
     try:
-        fh = path.open("r", encoding="utf-8")
+        fh = path.open("rb")
     except OSError as exc:
         raise DatasetFormatError(f"cannot open data file {path}: {exc}") from exc
-    first = fh.readline()
+    first = _decode(path, 1, fh.readline())
     if not first:
         fh.close()
         raise DatasetFormatError(f"{path}: empty file; expected a header "
@@ -111,7 +157,8 @@ def read_points(path) -> tuple[Header, Iterator[Point]]:
     def points() -> Iterator[Point]:
         with fh:
             count = 0
-            for number, line in enumerate(fh, start=2):
+            for number, raw in enumerate(fh, start=2):
+                line = _decode(path, number, raw)
                 if count == header.n_points:
                     if line.strip():
                         raise _fail(path, number, line.rstrip("\n"), f"more points than the "
@@ -120,7 +167,7 @@ def read_points(path) -> tuple[Header, Iterator[Point]]:
                 if not line.endswith("\n") and count + 1 < header.n_points:
                     raise _fail(path, number, line, "file ends in the middle of a line "
                                 "(truncated?)")
-                yield parse_line(line, header, number, path)
+                yield parse_line(line, header, number, path, limits, origin)
                 count += 1
             if count < header.n_points:
                 raise DatasetFormatError(
@@ -173,9 +220,11 @@ class XCData:
             yield self.batch(order[first:first + batch_size])
 
 
-def load(path, limit: int | None = None) -> XCData:
-    """Read a file (or its first ``limit`` points) into CSR arrays."""
-    header, points = read_points(path)
+def load(path, limit: int | None = None, limits: Header | None = None,
+         origin: str = "the header's") -> XCData:
+    """Read a file (or its first ``limit`` points) into CSR arrays; ``limits`` and ``origin``
+    as in :func:`read_points`."""
+    header, points = read_points(path, limits, origin)
     indptr, indices, values, label_ptr, labels = [0], [], [], [0], []
     for i, p in enumerate(points):
         if limit is not None and i >= limit:

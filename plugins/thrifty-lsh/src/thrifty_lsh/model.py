@@ -2,9 +2,9 @@
 
 The first layer reads a sparse input (Amazon-670K has 135,909 features, ~76 non-zero per point)
 with ``embedding_bag`` and per-sample weights - a sparse-dense product that touches only the
-rows of present features and gives a sparse gradient. The output layer is either SLIDE's
-(:class:`~thrifty_lsh.slide.SlideLayer`) or a dense ``nn.Linear`` with a full softmax, the
-baseline.
+rows of present features and gives a sparse gradient. The output layer is a registered sparse
+layer, picked by name: SLIDE's (:class:`~thrifty_lsh.slide.SlideLayer`), the dense baseline
+(:class:`DenseOutput`, a full softmax) or a third party's.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .slide import SlideLayer, SparseLogits, softmax_loss
+from .slide import SparseLogits, softmax_loss
 
 
 @attrs.define
@@ -93,6 +93,7 @@ class DenseOutput(nn.Module):
         self.in_features, self.out_features = in_features, out_features
         self.weight = nn.Parameter(init_rows(seed, 0, out_features, in_features, out_features))
         self.bias = nn.Parameter(torch.zeros(out_features))
+        self.work_fraction = 1.0
 
     def forward(self, h: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return torch.addmm(self.bias, h, self.weight.T)
@@ -118,28 +119,62 @@ class XCNet(nn.Module):
 
     @torch.no_grad()
     def predict(self, batch: Batch, k: int = 5) -> torch.Tensor:
-        """Ids ``[batch, k]`` of the top-k labels."""
-        return self.output.topk(self.hidden(batch), k)[1]
+        """Ids ``[batch, k]`` of the top-k labels (fewer when there are fewer labels; a layer
+        without ``topk`` ranks its eval output)."""
+        h = self.hidden(batch)
+        k = min(k, self.output.out_features)
+        if hasattr(self.output, "topk"):
+            return self.output.topk(h, k)[1]
+        return self.output(h).topk(k, dim=1).indices
+
+
+def layer_options(layer: str, options: dict, seed: int = 0) -> dict:
+    """The options of the registered sparse layer ``layer`` (``thrifty_sparse_layers``),
+    checked against its declaration and completed with its defaults; the run's seed goes to a
+    layer that declares one unless ``options`` sets it."""
+    from thrifty import registry
+    from thrifty.records import check_options
+
+    spec = registry().sparse_layer(layer)
+    if "seed" in spec.options:
+        options = {"seed": seed, **options}
+    return check_options(f"sparse layer {layer!r}", spec.options, options)
 
 
 def build_net(n_features: int, n_labels: int, hidden: int = 128, layer: str = "slide",
-              seed: int = 0, **slide_options) -> XCNet:
-    """The network with a SLIDE (``layer="slide"``) or dense (``"dense"``) output layer."""
-    if layer == "dense":
-        return XCNet(n_features, hidden, DenseOutput(hidden, n_labels, seed), seed)
-    return XCNet(n_features, hidden, SlideLayer(hidden, n_labels, seed=seed, **slide_options),
-                 seed)
+              seed: int = 0, **options) -> XCNet:
+    """The network whose output layer is the registered sparse layer ``layer`` (``"slide"``,
+    ``"dense"`` - the full-softmax baseline - or a third party's), built with ``options``.
+
+    A layer serves as the output layer when, given hidden vectors ``[n, hidden]``, its eval
+    forward returns logits ``[n, n_labels]`` and its training forward ``layer(h, labels)``
+    returns logits or :class:`~thrifty_lsh.slide.SparseLogits`. One eval forward on a zero
+    input checks that before training starts."""
+    from thrifty import registry
+    from thrifty.errors import ConfigError
+
+    output = registry().sparse_layer(layer).factory(hidden, n_labels,
+                                                    **layer_options(layer, options, seed))
+    try:
+        with torch.no_grad():
+            shape = tuple(output.eval()(torch.zeros(1, hidden)).shape)
+    except Exception as exc:  # noqa: BLE001 - a third party's layer may fail in any way
+        shape = f"an error ({type(exc).__name__}: {exc})"
+    if shape != (1, n_labels):
+        raise ConfigError(f"sparse layer {layer!r} cannot be the output layer: for hidden vectors "
+                          f"[1, {hidden}] it returned {shape}, not logits [1, {n_labels}]")
+    return XCNet(n_features, hidden, output.train(), seed)
 
 
 def make_optimizers(net: nn.Module, lr: float = 1e-3) -> list[torch.optim.Optimizer]:
-    """:class:`~thrifty_lsh.optim.RowAdam` (updates only touched rows) for the sparse layers;
-    plain ``torch.optim.Adam`` for a dense output layer - as a plain PyTorch model would be."""
+    """:class:`~thrifty_lsh.optim.RowAdam` (updates only touched rows, and takes dense
+    gradients too) for every layer but the dense baseline, which gets plain
+    ``torch.optim.Adam`` - as a plain PyTorch model would."""
     from .optim import RowAdam
 
-    sparse = [p for m in net.modules() if isinstance(m, (SparseInput, SlideLayer))
-              for p in m.parameters(recurse=False)]
-    taken = {id(p) for p in sparse}
-    dense = [p for p in net.parameters() if id(p) not in taken]
+    dense = [p for m in net.modules() if isinstance(m, DenseOutput) for p in m.parameters()]
+    taken = {id(p) for p in dense}
+    sparse = [p for p in net.parameters() if id(p) not in taken]
     opts: list[torch.optim.Optimizer] = [RowAdam(sparse, lr=lr)]
     if dense:
         opts.append(torch.optim.Adam(dense, lr=lr))

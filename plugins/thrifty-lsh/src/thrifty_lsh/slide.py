@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .diagnostics import topk_recall
-from .sampler import LSHSampler
 
 
 @attrs.define
@@ -100,7 +99,7 @@ class SlideLayer(nn.Module):
                  refill_every: int = 6400, rebuild_every: int = 128_000,
                  drift_check_every: int = 2048, drift_threshold: float = 0.5,
                  seed: int = 0, first_id: int = 0, n_total: int | None = None,
-                 **family_params) -> None:
+                 sampler_options: dict | None = None) -> None:
         from thrifty.errors import ConfigError
 
         super().__init__()
@@ -116,8 +115,9 @@ class SlideLayer(nn.Module):
         self.weight = nn.Parameter(init_rows(seed, first_id, out_features, in_features,
                                              n_total or out_features))
         self.bias = nn.Parameter(torch.zeros(out_features, 1))
-        self.sampler = LSHSampler(in_features, family, k=k, l=l, bucket_size=bucket_size,
-                                  n_buckets=n_buckets, seed=seed + 1, **family_params)
+        self.sampler = make_sampler(family, in_features, dict(
+            k=k, l=l, bucket_size=bucket_size, n_buckets=n_buckets, seed=seed + 1),
+            sampler_options or {}, query_budget)
         self.ids = torch.arange(first_id, first_id + out_features)
         self.sampler.build(self.weight.detach(), self.ids)
         self.samples_seen = 0
@@ -203,6 +203,68 @@ class SlideLayer(nn.Module):
 
     def table_bytes(self) -> int:
         return self.sampler.nbytes()
+
+
+def make_sampler(family: str, dim: int, tables: dict, options: dict, query_budget: int):
+    """The sampler registered as ``family`` (``thrifty_samplers``), built for SLIDE's tables.
+
+    SLIDE's table settings (``k``, ``l``, ``bucket_size``, ``n_buckets``, ``seed``) go to a
+    sampler that declares them; ``options`` are the family's own (e.g. ``window``, ``bits``).
+    A sampler that offers only the :class:`thrifty.protocols.Sampler` protocol is read through
+    :class:`QuerySampler`."""
+    from thrifty import registry
+
+    spec = registry().sampler(family)
+    declared = {k: v for k, v in tables.items() if k in spec.options}
+    sampler = spec.build(dim, **{**declared, **options})
+    return sampler if hasattr(sampler, "batch_scores") else QuerySampler(sampler, query_budget)
+
+
+class QuerySampler:
+    """SLIDE's view of a sampler that follows only the protocol (``build``, ``query``,
+    ``refill``, ``rebuild``, ``nbytes``): it maps the sampler's row numbers to the layer's
+    global ids, and a batch's candidates are what its inputs' queries return, scored by how
+    many inputs retrieved each. Checkpoints need the sampler's ``state()`` and
+    ``load_state(state)``; without them the tables cannot be restored exactly."""
+
+    def __init__(self, sampler, query_budget: int) -> None:
+        self.inner, self.query_budget = sampler, query_budget
+        self.ids = torch.empty(0, dtype=torch.long)
+
+    def build(self, weights: torch.Tensor, ids: torch.Tensor) -> None:
+        self.ids = ids
+        self.inner.build(weights)
+
+    def query(self, x: torch.Tensor, budget: int) -> torch.Tensor:
+        found = self.inner.query(x, budget)
+        return torch.where(found >= 0, self.ids[found.clamp(min=0)], found)
+
+    def batch_scores(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        found = self.inner.query(x, self.query_budget)
+        rows, counts = torch.unique(found[found >= 0], return_counts=True)
+        return self.ids[rows], counts
+
+    def refill(self, weights: torch.Tensor) -> None:
+        self.inner.refill(weights)
+
+    def rebuild(self, weights: torch.Tensor, seed: int | None = None) -> None:
+        self.inner.rebuild(weights, seed=seed)
+
+    def nbytes(self) -> int:
+        return self.inner.nbytes()
+
+    def state(self) -> dict:
+        if not hasattr(self.inner, "state"):
+            from thrifty.errors import ConfigError
+
+            raise ConfigError(
+                f"sampler {type(self.inner).__name__} has no state()/load_state(), so its tables "
+                f"cannot be checkpointed and a resumed run would not continue exactly; train "
+                f"without --checkpoint or use a sampler that saves its tables")
+        return self.inner.state()
+
+    def load_state(self, state: dict) -> None:
+        self.inner.load_state(state)
 
 
 def init_rows(seed: int, first: int, n: int, dim: int, n_total: int,

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from thrifty.errors import ModelFormatError
+from thrifty.atomic import atomic_path
+from thrifty.files import cache_dir as thrifty_cache_dir
 
 from . import __version__
 from .layout import (ATTENTION_MASK, FORMAT, INPUT_IDS, LOGITS, LOGITS_INDEX, META,
@@ -36,8 +38,7 @@ builds), new enough for everything a decoder needs."""
 def cache_dir() -> Path:
     """Where exported graphs are kept: ``$THRIFTY_CACHE/onnx`` (the thrifty cache the model zoo
     uses too), default ``~/.cache/thrifty/onnx``."""
-    root = os.environ.get("THRIFTY_CACHE") or Path.home() / ".cache" / "thrifty"
-    return Path(root).expanduser() / "onnx"
+    return thrifty_cache_dir() / "onnx"
 
 
 def _flat_cache(cache: Any) -> list:
@@ -143,33 +144,31 @@ def export_draft(model: Any, path: str | os.PathLike, *, verifier: Any = None,
     axes.update({n: {0: "batch", 2: "total"} for n in names_out[1:]})
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    with warnings.catch_warnings(), torch.no_grad():
-        # the TorchScript exporter warns about every Python branch it traces through; the
-        # branches it sees (non-empty cache, 2-D mask) are the ones every later call takes
-        warnings.simplefilter("ignore")
-        torch.onnx.export(_kv_wrapper(model, layers), args, str(tmp), input_names=names_in,
-                          output_names=names_out, dynamic_axes=axes, opset_version=opset,
-                          do_constant_folding=True, dynamo=False)
-    graph = onnx.load(str(tmp))
-    metadata = {
-        "format": FORMAT, "vocab_size": str(vocab), "num_layers": str(layers),
-        "verifier": getattr(verifier, "name", ""), "draft": source or type(model).__name__,
-        "thrifty_version": thrifty.__version__, "thrifty_onnx_version": __version__,
-        "torch_version": torch.__version__,
-    }
-    if verifier is not None:
-        tokenizer = verifier.tokenizer
-        metadata["tokenizer"] = str(getattr(tokenizer, "name_or_path", "") or
-                                    type(tokenizer).__name__)
-        metadata["tokenizer_sha256"] = tokenizer_fingerprint(tokenizer, verifier.vocab_size)
-    del graph.metadata_props[:]
-    for key, value in metadata.items():
-        graph.metadata_props.add(key=META + key, value=value)
-    onnx.checker.check_model(graph, full_check=True)
-    onnx.save(graph, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".onnx") as tmp:
+        with warnings.catch_warnings(), torch.no_grad():
+            # the TorchScript exporter warns about every Python branch it traces through; the
+            # branches it sees (non-empty cache, 2-D mask) are the ones every later call takes
+            warnings.simplefilter("ignore")
+            torch.onnx.export(_kv_wrapper(model, layers), args, str(tmp), input_names=names_in,
+                              output_names=names_out, dynamic_axes=axes, opset_version=opset,
+                              do_constant_folding=True, dynamo=False)
+        graph = onnx.load(str(tmp))
+        metadata = {
+            "format": FORMAT, "vocab_size": str(vocab), "num_layers": str(layers),
+            "verifier": getattr(verifier, "name", ""), "draft": source or type(model).__name__,
+            "thrifty_version": thrifty.__version__, "thrifty_onnx_version": __version__,
+            "torch_version": torch.__version__,
+        }
+        if verifier is not None:
+            tokenizer = verifier.tokenizer
+            metadata["tokenizer"] = str(getattr(tokenizer, "name_or_path", "") or
+                                        type(tokenizer).__name__)
+            metadata["tokenizer_sha256"] = tokenizer_fingerprint(tokenizer, verifier.vocab_size)
+        del graph.metadata_props[:]
+        for key, value in metadata.items():
+            graph.metadata_props.add(key=META + key, value=value)
+        onnx.checker.check_model(graph, full_check=True)
+        onnx.save(graph, str(tmp))
     return read_layout(graph, str(path))
 
 

@@ -7,7 +7,7 @@ command, so ``thrifty plugins`` stays fast and works without them.
 from __future__ import annotations
 
 from thrifty import hookimpl
-from thrifty.records import REQUIRED, DraftModelSpec, Option
+from thrifty.records import REQUIRED, CommandSpec, DraftModelSpec, Option
 
 OPTIMIZATION = ("disable", "basic", "extended", "all")
 """onnxruntime graph optimisation levels (kept here so the hook module imports nothing heavy)."""
@@ -69,6 +69,7 @@ def _run_export(args) -> int:
 
 
 @hookimpl
-def thrifty_commands(cli) -> None:
-    cli.add("export-onnx", "export a draft model to an ONNX graph with an explicit KV cache",
-            _configure_export, _run_export)
+def thrifty_commands():
+    return [CommandSpec(name="export-onnx", configure=_configure_export, run=_run_export,
+                        description="export a draft model to an ONNX graph with an explicit KV "
+                                    "cache")]

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from thrifty.errors import IncompatibleModelsError, ModelFormatError, ModelNotFoundError
+from thrifty.atomic import atomic_path
 from thrifty.protocols import Proposal
 from thrifty.speculative import Sampling, sample, warp
 
@@ -105,8 +106,8 @@ def save_draft(model: PairConnectLM, path: str | Path, tokenizer=None, **info) -
     if tokenizer is not None:
         meta["tokenizer_fingerprint"] = json.dumps(tokenizer_fingerprint(tokenizer))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path), metadata=meta)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=meta)
     return path.stat().st_size
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from thrifty.cli import print_record
 from thrifty.errors import (ConfigError, IncompatibleModelsError, ModelFormatError,
                             ModelNotFoundError, NotSupportedError)
+from thrifty.atomic import write_atomically
 
 from .hashing import PRIME
 
@@ -124,11 +125,7 @@ def export_step(model, out: str | os.PathLike | None = None, *, fingerprint=None
     onnx.checker.check_model(graph, full_check=True)
     data = graph.SerializeToString()
     if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, out)
+        write_atomically(out, data)
     return data
 
 

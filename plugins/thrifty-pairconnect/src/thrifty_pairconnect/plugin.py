@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from thrifty import DraftModelSpec, Option, SparseLayerSpec, hookimpl
+from thrifty import CommandSpec, DraftModelSpec, Option, SparseLayerSpec, hookimpl
 
 
 def _layer(in_features: int, out_features: int, **options):
@@ -121,8 +121,11 @@ def _run_export(args):
 
 
 @hookimpl
-def thrifty_commands(cli):
-    cli.add("distill-pairconnect", "distil a PairConnect draft from a verifier's logits (KL)",
-            _configure_distill, _run_distill)
-    cli.add("export-pairconnect-onnx", "export a PairConnect draft's one-token step to ONNX "
-            "(the `pairconnect-onnx` draft runs it)", _configure_export, _run_export)
+def thrifty_commands():
+    return [
+        CommandSpec(name="distill-pairconnect", configure=_configure_distill, run=_run_distill,
+                    description="distil a PairConnect draft from a verifier's logits (KL)"),
+        CommandSpec(name="export-pairconnect-onnx", configure=_configure_export,
+                    run=_run_export, description="export a PairConnect draft's one-token step "
+                    "to ONNX (the `pairconnect-onnx` draft runs it)"),
+    ]

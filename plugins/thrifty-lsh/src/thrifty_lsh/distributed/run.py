@@ -1,9 +1,10 @@
 """``thrifty train --distributed``: the training loop of model-parallel SLIDE under torchrun.
 
-Checkpoints are sharded: rank r of R writes ``<checkpoint>/rank{r}-of-{R}/step-{n}.pt`` (its
-shard, its tables, the replicated layer, the optimiser state and the position) and keeps the
-last two. On (re)start the ranks agree on the newest step that all of them hold (an all-reduce
-of the minimum), so a rank killed mid-write costs at most one checkpoint interval, and the
+Checkpoints are sharded: rank r of R writes ``<checkpoint>/rank{r}-of-{R}/step-{n}.safetensors``
+(its shard, its tables, the replicated layer, the optimiser state, the position and the run's
+settings; :mod:`thrifty_lsh.checkpoint`) and keeps the last two. On (re)start the ranks agree
+on the newest step that all of them hold intact (all-reduces of the minimum), so a rank killed
+mid-write or a damaged shard costs at most one checkpoint interval, and the
 batch order - a function of seed and epoch - resumes exactly after the last step taken: no
 sample lost, none counted twice. torchrun's elastic mode (``--max-restarts``) restarts the group.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -19,8 +21,15 @@ from pathlib import Path
 import attrs
 import torch
 
+from thrifty.atomic import fsync_folder
+from thrifty.errors import ConfigError, ModelFormatError
+
+from .. import checkpoint, resume
+from ..train import finite_loss, restore
 from .sharded import ShardedNet
 from .wire import Link, Wire
+
+_STEP = re.compile(r"^step-(\d+)\.safetensors$")
 
 
 def init(backend: str = "gloo") -> tuple[int, int]:
@@ -42,47 +51,68 @@ def init(backend: str = "gloo") -> tuple[int, int]:
 
 
 class DistributedTrainer:
-    def __init__(self, cfg, n_features: int, n_labels: int, wire: Wire, rank: int) -> None:
+    def __init__(self, cfg, n_features: int, n_labels: int, wire: Wire, rank: int,
+                 settings: dict) -> None:
         torch.manual_seed(cfg.seed)
-        self.cfg, self.wire, self.rank = cfg, wire, rank
+        self.cfg, self.wire, self.rank, self.settings = cfg, wire, rank, settings
         self.net = ShardedNet(n_features, n_labels, cfg.hidden, wire, rank, seed=cfg.seed,
                               lr=cfg.lr, **cfg.slide)
         self.epoch = self.batch = self.step_count = 0
         self.history: list[dict] = []
+        self.changes: list[str] = []
         self.step_bytes: list[int] = []
 
     def _dir(self) -> Path:
         return Path(self.cfg.checkpoint) / f"rank{self.rank}-of-{self.wire.world}"
 
-    def save(self) -> None:
+    @staticmethod
+    def _steps(d: Path) -> list[int]:
+        """Step numbers of the checkpoints in ``d``, oldest first."""
+        found = (_STEP.match(p.name) for p in d.glob("step-*.safetensors"))
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def save(self, finished: bool = False) -> None:
         out = self.net.output
-        state = {"net": self.net.state_dict(), "opt": [o.state_dict() for o in
-                                                        self.net.optimizers],
-                 "pos": (self.epoch, self.batch, self.step_count), "history": self.history,
+        state = {"net": self.net.state_dict(),
+                 "optimizers": [o.state_dict() for o in self.net.optimizers],
+                 "position": {"epoch": self.epoch, "batch": self.batch, "step": self.step_count,
+                              "seconds": 0.0},
+                 "history": self.history, "rng": torch.get_rng_state(), "run": self.settings,
+                 "finished": finished,
                  "slide": {"samples_seen": out.samples_seen, **out.sampler.state()}}
         d = self._dir()
-        d.mkdir(parents=True, exist_ok=True)
-        tmp = d / "step.tmp"
-        torch.save(state, tmp)
-        tmp.replace(d / f"step-{self.step_count}.pt")
-        for old in sorted(d.glob("step-*.pt"), key=lambda p: int(p.stem[5:]))[:-2]:
-            old.unlink()
+        checkpoint.save(d / f"step-{self.step_count}.safetensors", state)
+        for old in self._steps(d)[:-2]:
+            (d / f"step-{old}.safetensors").unlink()
+        fsync_folder(d)
 
-    def load(self) -> bool:
+    def load(self, allow: frozenset[str] = frozenset(), overwrite: bool = False) -> bool:
+        """Resume from the newest step that every rank holds intact (a rank whose newest
+        shard is corrupt or missing makes all ranks take an older common one), after the same
+        checks as a single-process run (:meth:`thrifty_lsh.train.Trainer.load`)."""
+        folder = Path(self.cfg.checkpoint)
+        checkpoint.check_storable(self.net.output.sampler.state())  # before training
+        if overwrite:
+            if self.rank == 0:
+                resume.clear(folder)
+            self.wire.all_min(0)  # no rank saves before the folder is clear
+            return False
+        resume.refuse_foreign(folder, self.wire.world)
         d = self._dir()
-        mine = max((int(p.stem[5:]) for p in d.glob("step-*.pt")), default=-1)
-        step = self.wire.all_min(mine)
+        intact = {}
+        for step in reversed(self._steps(d)):
+            try:
+                intact[step] = checkpoint.load(d / f"step-{step}.safetensors")
+            except ModelFormatError as exc:
+                print(f"rank {self.rank}: passing over a damaged checkpoint: {exc}",
+                      file=sys.stderr)
+        step = resume.agreed_step(intact, self.wire.all_min)
         if step < 0:
             return False
-        state = torch.load(d / f"step-{step}.pt", weights_only=False)
-        self.net.load_state_dict(state["net"])
-        for o, s in zip(self.net.optimizers, state["opt"]):
-            o.load_state_dict(s)
-        self.epoch, self.batch, self.step_count = state["pos"]
-        self.history = state["history"]
-        out = self.net.output
-        out.samples_seen = state["slide"].pop("samples_seen")
-        out.sampler.load_state(state["slide"])
+        pos, self.changes = restore(intact[step], d / f"step-{step}.safetensors", self.net,
+                                    self.net.optimizers, self.settings, self.cfg, allow)
+        self.epoch, self.batch, self.step_count = pos["epoch"], pos["batch"], pos["step"]
+        self.history = pos["history"]
         return True
 
     def evaluate(self, test) -> dict:
@@ -98,7 +128,7 @@ class DistributedTrainer:
                                        start=self.batch):
                 before = self.wire.sent
                 t0 = time.perf_counter()
-                loss = self.net.step(batch)
+                loss = finite_loss(self.net.step(batch), self.step_count + 1, cfg)
                 seconds = time.perf_counter() - t0
                 self.step_bytes.append(self.wire.sent - before)
                 self.batch += 1
@@ -113,22 +143,31 @@ class DistributedTrainer:
                     if log:
                         log(self.history[-1])
                 if cfg.checkpoint and (self.step_count % cfg.checkpoint_every == 0 or last):
-                    self.save()
+                    self.save(finished=last)
             self.epoch, self.batch = self.epoch + 1, 0
         return self.history
 
 
 def run_distributed(cfg, backend: str = "gloo", as_json: bool = False,
-                    link: Link | None = None) -> int:
-    from ..train import load_data
+                    link: Link | None = None, allow: frozenset[str] = frozenset(),
+                    overwrite: bool = False) -> int:
+    from ..train import check_model_size, load_data, run_settings
 
+    if cfg.layer != "slide":
+        raise ConfigError(f"--distributed shards the SLIDE layer; --layer {cfg.layer} cannot "
+                          f"be trained distributed (leave --layer at slide)")
     rank, world = init(backend)
+    settings = run_settings(cfg, world)
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if backend == "nccl" else "cpu"
     wire = Wire(link, device=device)
     train, test = load_data(cfg)
+    check_model_size(train.header.n_features, train.header.n_labels, cfg.hidden, cfg.train,
+                     world)
     trainer = DistributedTrainer(cfg, train.header.n_features, train.header.n_labels, wire,
-                                 rank)
-    if cfg.checkpoint and trainer.load() and rank == 0:
+                                 rank, settings)
+    if cfg.checkpoint and trainer.load(allow, overwrite) and rank == 0:
+        for change in trainer.changes:
+            print(change, file=sys.stderr)
         print(f"resumed at step {trainer.step_count} (epoch {trainer.epoch}, batch "
               f"{trainer.batch}) on {world} ranks", file=sys.stderr)
     fail_at = int(os.environ.get("THRIFTY_FAIL_AT_STEP", 0) or 0)
@@ -145,7 +184,7 @@ def run_distributed(cfg, backend: str = "gloo", as_json: bool = False,
                           "link": None if link is None else attrs.asdict(link),
                           "link_delay_s": wire.delayed_s, "bytes_sent": wire.sent,
                           "rounds": wire.rounds},
-                         indent=2))
+                         indent=2, allow_nan=False))
     import torch.distributed as dist
 
     if dist.is_initialized():

@@ -1,0 +1,82 @@
+"""Durable, atomic file writes: a reader, a crash or a power cut sees the old file or the new
+one, never half of one.
+
+The data goes to a temporary file in the target's folder, is flushed and fsynced, renamed over
+the target, and then the folder itself is fsynced - without that last step a power cut can
+forget the rename although the data reached the disk. Every output thrifty writes (profiles,
+plots, recovery files, checkpoints, exported graphs, draft weights) goes through this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import ConfigError
+from .files import ensure_folder
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` for a writer that wants a file name
+    (``torch.save``, ``safetensors.save_file``, ``onnx.save``, ``savefig``); when the block ends
+    without an exception the file is fsynced and renamed over ``path``, then the folder is
+    fsynced. On an exception the temporary file is removed and ``path`` is untouched.
+
+    ``suffix`` ends the temporary (hidden) name: pass the extension for writers that pick a
+    format by it (``savefig``).
+
+    >>> with atomic_path("out/model.safetensors") as tmp:             # doctest: +SKIP
+    ...     save_file(tensors, str(tmp))
+    """
+    path = Path(path)
+    folder = ensure_folder(path.parent, f"the folder of {path.name}")
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=folder)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_folder(folder)
+
+
+def write_atomically(path: str | os.PathLike, data: bytes | str) -> None:
+    """Replace ``path`` by ``data`` (``str`` is written as UTF-8), creating its folder."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+def write_json_atomically(path: str | os.PathLike, data: Any, indent: int | None = 2) -> None:
+    """:func:`write_atomically` of ``data`` as JSON. NaN and infinities are refused: they are
+    not JSON, and a reader of the file would choke on them."""
+    try:
+        text = json.dumps(data, indent=indent, allow_nan=False)
+    except ValueError as exc:
+        raise ConfigError(f"cannot write {path}: {exc} (a value is NaN or infinite)") from None
+    write_atomically(path, text + "\n")
+
+
+def fsync_folder(folder: str | os.PathLike) -> None:
+    """Make renames and deletions in ``folder`` durable."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # pragma: no cover - platforms that cannot open a folder (Windows)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - file systems that cannot sync a folder
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,76 @@
+"""The conformance suites fail broken implementations: a suite that passes everything checks
+nothing. Each broken part here breaks one promise of its protocol."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from thrifty.testing.commands import CommandSuite
+from thrifty.testing.drafts import DraftModelSuite, VerifierSuite
+from thrifty.testing.toy import ToyDraft, ToyTokenizer, ToyVerifier
+
+
+class NoRollbackDraft(ToyDraft):
+    """Keeps every proposed token whatever the verifier accepted: it never rolls back."""
+
+    def commit(self, accepted, next_tokens) -> None:
+        super().commit(torch.full_like(accepted, self._last.shape[1]), next_tokens)
+
+
+class LossyTokenizer(ToyTokenizer):
+    """Decodes every text to the empty string."""
+
+    def decode(self, ids, skip_special_tokens: bool = False) -> str:
+        return ""
+
+
+def _fixtures(suite):
+    verifier = ToyVerifier(vocab=8, seed=0)
+    g = torch.Generator().manual_seed(7)
+    prompts = [torch.randint(1, 8, (n,), generator=g).tolist() for n in (5, 1, 9, 3)]
+    return verifier, prompts
+
+
+def test_draft_suite_catches_a_draft_that_never_rolls_back():
+    suite = DraftModelSuite()
+    verifier, prompts = _fixtures(suite)
+    good = lambda v: ToyDraft(vocab=v.vocab_size, seed=3)  # noqa: E731
+    suite.test_commit_equals_fresh_start(good, verifier, prompts)  # the honest draft passes
+    broken = lambda v: NoRollbackDraft(vocab=v.vocab_size, seed=3)  # noqa: E731
+    with pytest.raises(AssertionError, match="rollback"):
+        suite.test_commit_equals_fresh_start(broken, verifier, prompts)
+
+
+def test_draft_suite_catches_an_ngram_draft_that_never_rolls_back():
+    """A prompt-lookup draft often finds nothing to propose on short random prompts, so one
+    step cannot tell whether it rolled back; several steps can."""
+    from thrifty_ngram.draft import NgramDraft
+
+    class NoRollbackNgram(NgramDraft):
+        def commit(self, accepted, next_tokens) -> None:
+            super().commit(torch.full_like(accepted, self._last.shape[1]), next_tokens)
+
+    suite = DraftModelSuite()
+    verifier, prompts = _fixtures(suite)
+    suite.test_commit_equals_fresh_start(lambda v: NgramDraft(), verifier, prompts)
+    with pytest.raises(AssertionError, match="rollback"):
+        suite.test_commit_equals_fresh_start(lambda v: NoRollbackNgram(), verifier, prompts)
+
+
+def test_verifier_suite_catches_a_tokenizer_that_loses_text():
+    suite = VerifierSuite()
+    verifier, _ = _fixtures(suite)
+    suite.test_protocol(verifier)
+    verifier.tokenizer = LossyTokenizer()
+    with pytest.raises(AssertionError, match="round trip"):
+        suite.test_protocol(verifier)
+
+
+def test_command_suite_catches_a_command_without_help():
+    from thrifty.records import CommandSpec
+
+    silent = CommandSpec(name="silent", configure=lambda p: None, run=lambda a: 0,
+                         plugin="p", distribution="d")
+    with pytest.raises(AssertionError, match="description"):
+        CommandSuite().test_record(silent)
