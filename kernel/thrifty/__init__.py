@@ -14,6 +14,7 @@ from .records import (
     CommandSpec,
     DraftModelSpec,
     EnergyMeterSpec,
+    EngineSettings,
     HardwareKnobSpec,
     Option,
     OptimizerSpec,
@@ -27,7 +28,8 @@ __version__ = "0.1.0"
 
 
 __all__ = [
-    "REQUIRED", "CommandSpec", "DraftModelSpec", "EnergyMeterSpec", "HardwareKnobSpec", "Option",
-    "OptimizerSpec", "SamplerSpec", "SparseLayerSpec", "ThriftyError", "VerifierSpec",
+    "REQUIRED", "CommandSpec", "DraftModelSpec", "EnergyMeterSpec", "EngineSettings",
+    "HardwareKnobSpec", "Option", "OptimizerSpec", "SamplerSpec", "SparseLayerSpec",
+    "ThriftyError", "VerifierSpec",
     "hookimpl", "pipeline", "registry",
 ]

@@ -8,7 +8,7 @@ Python and TOML are equivalent::
     [speculative]
     verifier = { plugin = "hf", model = "smollm2-135m" }
     drafts = [ { plugin = "hf", model = "smollm2-draft-l2" }, { plugin = "ngram" } ]
-    lookahead = 4
+    lookahead = 4            # or by batch size: [[1, 4, 5], [5, 16, 3], [17, 64, 0]]
 
 Assembly validates every name and option against the registry before any model is loaded;
 models load on first use and are kept. From Python, ``thrifty.pipeline.from_config(path)``
@@ -122,9 +122,14 @@ def pipeline(verifier: Any, drafts: Sequence[Any] = (), lookahead: Any = 4,
              registry: Registry | None = None) -> Pipeline:
     """Assemble a pipeline by name; wrong names and options fail here, before loading models."""
     reg = registry or default_registry()
+    if isinstance(lookahead, (list, tuple)):
+        from .speculative.schedule import BatchLookahead
+
+        lookahead = BatchLookahead(lookahead)
     if isinstance(lookahead, bool) or not isinstance(lookahead, int) and not hasattr(
             lookahead, "gamma"):
-        raise ConfigError(f"lookahead must be an int >= 0 or a policy; got {lookahead!r}")
+        raise ConfigError(f"lookahead must be an int >= 0, a schedule of [batch_start, "
+                          f"batch_end, gamma] ranges or a policy; got {lookahead!r}")
     if isinstance(lookahead, int) and lookahead < 0:
         raise ConfigError(f"lookahead must be >= 0; got {lookahead}")
     if isinstance(drafts, (str, Mapping)):

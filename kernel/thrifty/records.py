@@ -163,14 +163,41 @@ class Spec(Record):
 
 
 @attrs.frozen(kw_only=True)
+class EngineSettings:
+    """How engines other than thrifty run a draft: what ``thrifty select`` exports for it.
+
+    ``vllm``: vLLM ``speculative_config`` entries besides the lookahead (``method``, ``model``,
+    ``prompt_lookup_max``, ...). ``transformers``: ``generate()`` keyword arguments besides the
+    lookahead (an ``assistant_model`` value is the folder to load it from). ``assistant``: entries
+    of that assistant model's ``generation_config``, where transformers reads the assistant's
+    lookahead and schedule (not from ``generate()``). ``transformers_gamma`` names the setting
+    that takes γ: an ``assistant`` entry when ``assistant`` is given, else a ``generate()``
+    argument. ``prepare``: a command to run first, such as the one that writes the checkpoint
+    ``model`` names, or ``""``.
+    """
+
+    vllm: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
+    transformers: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
+    assistant: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
+    transformers_gamma: str = ""
+    prepare: str = ""
+
+
+@attrs.frozen(kw_only=True)
 class DraftModelSpec(Spec):
     """A draft model for speculative decoding.
 
     ``factory(verifier, **options)`` returns an object following
     :class:`thrifty.protocols.DraftModel`; it receives the verifier so that it can share its
     tokenizer or embedding and check that the vocabularies agree.
+
+    ``export(options)`` returns the :class:`EngineSettings` that run the same draft in vLLM and
+    transformers (``options``: the draft's, defaults filled in), or None where no other engine
+    runs this draft; ``export=None``: none ever does. The draft's plugin knows what its draft
+    is elsewhere; the core only prints it.
     """
 
+    export: Callable[[Mapping[str, Any]], EngineSettings | None] | None = None
     family: str = attrs.field(init=False, default="draft_models")
 
 

@@ -9,6 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from thrifty import DraftModelSpec, Option, VerifierSpec, hookimpl  # noqa: E402
 from thrifty.testing.toy import ToyDraft, ToyVerifier  # noqa: E402
 
 VOCAB = 6
@@ -31,3 +32,33 @@ def toys():
 def toy_prompts():
     rng = random.Random(0)
     return [[rng.randrange(VOCAB) for _ in range(rng.randrange(2, 6))] for _ in range(6)]
+
+
+class ToyPlugin:
+    """Registers verifier ``toy`` and draft ``toy-draft`` for the command tests."""
+
+    @hookimpl
+    def thrifty_verifiers(self):
+        return [VerifierSpec(name="toy", factory=lambda **o: ToyVerifier(vocab=VOCAB),
+                             options={"model": Option(str, "toy", "ignored")})]
+
+    @hookimpl
+    def thrifty_draft_models(self):
+        return [DraftModelSpec(name="toy-draft", factory=lambda v, **o: close_draft(v))]
+
+
+@pytest.fixture
+def toy_registry(monkeypatch):
+    """``toy_registry(plugin=ToyPlugin())``: until the test ends, the process-wide registry
+    (what the CLI sees) holds the draft-selection commands and ``plugin``."""
+    import importlib
+
+    from thrifty.speculative import commands
+    from thrifty.testing import fresh_registry
+
+    def install(plugin=None):
+        reg = fresh_registry(load_entry_points=False,
+                             plugins={"speculative": commands, "toy": plugin or ToyPlugin()})
+        monkeypatch.setattr(importlib.import_module("thrifty.registry"), "_default", reg)
+        return reg
+    return install

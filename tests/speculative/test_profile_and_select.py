@@ -5,15 +5,10 @@ import json
 import pytest
 import torch
 
-from thrifty import DraftModelSpec, Option, VerifierSpec, hookimpl
-import importlib
 from thrifty.cli import main
-from thrifty.speculative import commands
-from thrifty.speculative.commands import export_config
 from thrifty.speculative import profile as profiling
 from thrifty.speculative.profile import Profile, measure, profile, shape_latency, verifier_latency
 from thrifty.speculative.throughput import ThroughputModel
-from thrifty.testing import fresh_registry
 from thrifty.testing.toy import ToyVerifier
 
 from .conftest import close_draft
@@ -71,22 +66,9 @@ def test_shape_latency_of_a_random_weight_decoder():
     assert shape_latency(1, 64, 128, 2, repeats=2, warmup=1, context=8) > 0
 
 
-class _ToyPlugin:
-    @hookimpl
-    def thrifty_verifiers(self):
-        return [VerifierSpec(name="toy", factory=lambda **o: ToyVerifier(vocab=6),
-                             options={"model": Option(str, "toy", "ignored")})]
-
-    @hookimpl
-    def thrifty_draft_models(self):
-        return [DraftModelSpec(name="toy-draft", factory=lambda v, **o: close_draft(v))]
-
-
 @pytest.fixture
-def cli(monkeypatch):
-    reg = fresh_registry(load_entry_points=False,
-                         plugins={"speculative": commands, "toy": _ToyPlugin()})
-    monkeypatch.setattr(importlib.import_module("thrifty.registry"), "_default", reg)
+def cli(toy_registry):
+    toy_registry()
     return main
 
 
@@ -130,17 +112,6 @@ def test_select_reports_bad_input_as_a_thrifty_error(cli, tmp_path, capsys):
     capsys.readouterr()
     assert cli(["profile", "--verifier", "toy", "--batch", "1", "--sweeps", "0"]) == 2
     assert "sweeps >= 1" in capsys.readouterr().err
-
-
-def test_exported_configs_for_vllm_transformers_and_thrifty():
-    hf = export_config({"name": "hf", "options": {"model": "smollm2-draft-l2"},
-                        "path": "/zoo/l2"}, 3)
-    assert hf["vllm"] == 'speculative_config={"model": "/zoo/l2", "num_speculative_tokens": 3}'
-    assert 'from_pretrained("/zoo/l2"), num_assistant_tokens=3' in hf["transformers"]
-    assert 'plugin = "hf", model = "smollm2-draft-l2"' in hf["thrifty"]
-    ngram = export_config({"name": "ngram", "options": {"max_ngram": 4}}, 5)
-    assert '"method": "ngram", "num_speculative_tokens": 5' in ngram["vllm"]
-    assert "prompt_lookup_num_tokens=5" in ngram["transformers"]
 
 
 @pytest.fixture(scope="module")

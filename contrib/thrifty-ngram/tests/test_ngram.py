@@ -61,3 +61,16 @@ def test_saves_passes_on_repetitive_text():
     base = SpeculativeDecoder(verifier).generate([[0, 1, 2]], max_new_tokens=24)
     assert spec.token_ids == base.token_ids
     assert spec.metrics.target_passes < base.metrics.target_passes / 2
+
+
+def test_select_exports_vllm_and_transformers_prompt_lookup(register_plugin):
+    from thrifty.speculative.commands import engine_settings
+    from thrifty_ngram import plugin
+
+    register_plugin(plugin, name="ngram")
+    found = engine_settings({"name": "ngram", "options": {"max_ngram": 4}},
+                            [[1, 4, 5], [5, 32, 2]])
+    assert found["vllm"] == {"method": "ngram", "prompt_lookup_max": 4, "prompt_lookup_min": 2,
+                             "num_speculative_tokens": 5,
+                             "num_speculative_tokens_per_batch_size": [[1, 4, 5], [5, 32, 2]]}
+    assert found["transformers"] == {"max_matching_ngram_size": 4, "prompt_lookup_num_tokens": 5}

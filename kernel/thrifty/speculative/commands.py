@@ -227,13 +227,40 @@ def _run_select(args) -> int:
                        if best.draft in prof.drafts else {}})
     if args.plot:
         plot(model, batches, args.plot, report)
+    scheduled = schedule_export(model, prof, batches)
     if args.json:
         print(json.dumps({"verifier": prof.verifier, "device": prof.device,
-                          "workload": prof.workload, "batches": report,
+                          "workload": prof.workload, "batches": report, **scheduled,
                           "plot": args.plot or None}, indent=2))
         return 0
     _print_report(prof, report, args)
+    _print_schedule(scheduled)
     return 0
+
+
+def schedule_export(model, prof, batches) -> dict:
+    """The per-batch-size schedule of the one draft that does best over ``batches`` (an engine
+    runs one draft), with its vLLM, transformers and thrifty settings: ``{"schedule": {draft,
+    ranges}, "vllm": ..., "transformers": ..., "thrifty": ..., ["prepare"], ["note"]}``; ``{}``
+    for a profile of the verifier alone."""
+    from .schedule import gamma_schedule, schedule_draft
+
+    if not prof.drafts:
+        return {}
+    draft = schedule_draft(model, batches)
+    ranges = gamma_schedule(model, draft, batches)
+    found = engine_settings(prof.drafts[draft].config, ranges)
+    return {"schedule": {"draft": draft, "ranges": [list(r) for r in ranges]}, **found}
+
+
+def _print_schedule(scheduled: dict) -> None:
+    if not scheduled:
+        return
+    sched = scheduled["schedule"]
+    text = ", ".join(f"batch {lo}-{hi}: γ={g}" for lo, hi, g in sched["ranges"])
+    print(f"\nby batch size, with draft {sched['draft']}: {text}")
+    for name, line in export_config_lines(scheduled).items():
+        print(f"  {name}: {line}")
 
 
 def _ref(config: dict) -> str:
@@ -262,28 +289,93 @@ def _print_report(prof, report, args) -> None:
         print(f"\nplot written to {args.plot}")
 
 
-def export_config(config: dict, gamma: int) -> dict[str, str]:
-    """Ready-to-paste settings for the chosen draft and γ in vLLM, transformers and thrifty."""
-    name, options = config["name"], config.get("options", {})
-    if name == "ngram":
-        hi, lo = options.get("max_ngram", 3), options.get("min_ngram", 1)
-        return {
-            "vllm": f'speculative_config={{"method": "ngram", "num_speculative_tokens": {gamma}, '
-                    f'"prompt_lookup_max": {hi}, "prompt_lookup_min": {lo}}}',
-            "transformers": f"model.generate(**inputs, prompt_lookup_num_tokens={gamma}, "
-                            f"max_matching_ngram_size={hi})",
-            "thrifty": f'drafts = [{{ plugin = "ngram", max_ngram = {hi} }}]\nlookahead = {gamma}',
-        }
-    where = config.get("path") or options.get("model") or name
+def _export_spec(name: str):
+    """The registered draft record named ``name``, or None when no installed plugin has it
+    (a profile can outlive the plugin that measured it)."""
+    from ..errors import UnknownNameError
+    from ..registry import registry
+
+    try:
+        return registry().draft_model(name)
+    except UnknownNameError:
+        return None
+
+
+def engine_settings(config: dict, gamma: int | list) -> dict:
+    """Settings that run the profiled draft ``config`` in vLLM, transformers and thrifty.
+
+    ``gamma`` is one lookahead or a schedule of ``(batch_start, batch_end, gamma)`` ranges
+    (:mod:`thrifty.speculative.schedule`). What the draft is in vLLM and transformers comes from
+    its plugin's record (``DraftModelSpec.export``); a draft whose record has none gets thrifty's
+    settings only. transformers' assisted generation decodes one sequence at a time, so it takes
+    the γ of batch 1 (no keyword arguments where target-only is fastest there).
+    """
+    from .schedule import check_schedule, gamma_at
+
+    name, options = config["name"], dict(config.get("options", {}))
+    ranges = check_schedule(gamma) if isinstance(gamma, (list, tuple)) else None
+    one = gamma_at(ranges, 1) if ranges else gamma
     extra = "".join(f", {k} = {json.dumps(v)}" for k, v in options.items()
                     if k not in ("device", "dtype"))
-    return {
-        "vllm": f'speculative_config={{"model": "{where}", "num_speculative_tokens": {gamma}}}',
-        "transformers": f'model.generate(**inputs, assistant_model=AutoModelForCausalLM.'
-                        f'from_pretrained("{where}"), num_assistant_tokens={gamma}, '
-                        f'num_assistant_tokens_schedule="constant")',
-        "thrifty": f'drafts = [{{ plugin = "{name}"{extra} }}]\nlookahead = {gamma}',
-    }
+    lookahead = json.dumps([list(r) for r in ranges]) if ranges else str(gamma)
+    out: dict = {"thrifty": {"lookahead": [list(r) for r in ranges] if ranges else gamma,
+                             "toml": f'drafts = [{{ plugin = "{name}"{extra} }}]\n'
+                                     f'lookahead = {lookahead}'}}
+    spec = _export_spec(name)
+    settings = None if spec is None or spec.export is None else spec.export(
+        {**{k: o.default for k, o in spec.options.items() if not o.required}, **options})
+    if settings is None:
+        out["note"] = (f"draft {name!r} has no vLLM or transformers equivalent "
+                       f"(its plugin's record exports none for it)")
+        return out
+    vllm = dict(settings.vllm)
+    vllm["num_speculative_tokens"] = max(r[2] for r in ranges) if ranges else gamma
+    if ranges:
+        vllm["num_speculative_tokens_per_batch_size"] = [list(r) for r in ranges]
+    out["vllm"] = vllm
+    gamma_of = {settings.transformers_gamma: one}
+    out["transformers"] = {} if not one else {
+        **settings.transformers, "assistant_generation_config": {**settings.assistant,
+                                                                 **gamma_of}} \
+        if settings.assistant else {**settings.transformers, **gamma_of}
+    if settings.prepare:
+        out["prepare"] = settings.prepare
+    return out
+
+
+def export_config(config: dict, gamma: int | list) -> dict[str, str]:
+    """Ready-to-paste lines for the chosen draft and lookahead in vLLM, transformers and
+    thrifty (see :func:`engine_settings`)."""
+    return export_config_lines(engine_settings(config, gamma))
+
+
+def export_config_lines(found: dict) -> dict[str, str]:
+    """:func:`engine_settings`' answer as one line (or TOML snippet) per engine."""
+    lines = {}
+    if "prepare" in found:
+        lines["prepare"] = found["prepare"]
+    if "vllm" in found:
+        if found["vllm"]["num_speculative_tokens"] > 0:
+            lines["vllm"] = f"speculative_config={json.dumps(found['vllm'])}"
+        else:
+            lines["vllm"] = "(no speculative_config: target-only decoding is fastest)"
+        kwargs = dict(found["transformers"])
+        assistant = kwargs.pop("assistant_generation_config", None)
+        load = ""
+        if "assistant_model" in kwargs:
+            folder = kwargs["assistant_model"]
+            load = f"assistant = AutoModelForCausalLM.from_pretrained({folder!r}); "
+            kwargs["assistant_model"] = "assistant"
+        if assistant:
+            load += "assistant.generation_config.update(" + ", ".join(
+                f"{k}={v!r}" for k, v in assistant.items()) + "); "
+        args = "".join(f", {k}={v}" if k == "assistant_model" else f", {k}={v!r}"
+                       for k, v in kwargs.items())
+        lines["transformers"] = f"{load}model.generate(**inputs{args})"
+    else:
+        lines["note"] = found["note"]
+    lines["thrifty"] = found["thrifty"]["toml"]
+    return lines
 
 
 def plot(model, batches, path: str | Path, report=None) -> None:

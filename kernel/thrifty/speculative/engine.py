@@ -150,6 +150,9 @@ class SpeculativeDecoder:
         waiting = deque(range(slots, len(ids)))
         metrics = Metrics(batch_size=slots)
         clock = _PhaseClock(device)
+        start = getattr(self.policy, "start", None)
+        if start is not None:  # a policy that depends on the batch size learns it here
+            start(slots)
         self.verifier.start(ids[:slots])
         if self.draft is not None:
             if self.feeds:

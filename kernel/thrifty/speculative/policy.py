@@ -2,7 +2,8 @@
 
 A policy sees what happened at every step (``observe``) and answers ``gamma()`` before the next.
 :class:`FixedLookahead` is the paper's setting; adaptive policies plug in through the same two
-methods.
+methods. A policy may also have ``start(rows)``, which the engine calls with its number of rows
+before the first step (:class:`~thrifty.speculative.schedule.BatchLookahead` picks γ by it).
 """
 
 from __future__ import annotations

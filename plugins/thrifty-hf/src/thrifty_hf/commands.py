@@ -1,5 +1,5 @@
-"""Registers the ``thrifty distill``, ``thrifty audit`` and ``thrifty demo`` commands (heavy
-imports deferred)."""
+"""Registers the ``thrifty distill``, ``thrifty audit``, ``thrifty demo`` and
+``thrifty export-draft`` commands (heavy imports deferred)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,18 @@ def _run_demo(args) -> int:
     return run(args)
 
 
+def _configure_export(p) -> None:
+    from .export import configure
+
+    configure(p)
+
+
+def _run_export(args) -> int:
+    from .export import run
+
+    return run(args)
+
+
 @hookimpl
 def thrifty_commands():
     return [
@@ -54,4 +66,7 @@ def thrifty_commands():
         CommandSpec(name="audit", configure=_configure_audit, run=_run_audit,
                     description="check that every bf16 divergence from target-only greedy "
                                 "output is a near-tie in the verifier's logits"),
+        CommandSpec(name="export-draft", configure=_configure_export, run=_run_export,
+                    description="write a thrifty draft as a complete Hugging Face checkpoint "
+                                "(embedding and LM head included) for vLLM and transformers"),
     ]

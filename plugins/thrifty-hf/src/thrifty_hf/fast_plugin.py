@@ -10,6 +10,7 @@ from __future__ import annotations
 from thrifty import hookimpl
 from thrifty.records import REQUIRED, DraftModelSpec, Option, VerifierSpec
 
+from .export import engine_settings
 from .plugin import _common
 
 
@@ -74,4 +75,5 @@ def thrifty_draft_models():
         name="hf-fast", factory=make_fast_draft,
         description="a thrifty-distilled draft (or HF causal LM of a tested family) on a "
                     "static KV cache replayed as CUDA graphs",
-        options=_options(REQUIRED, "zoo draft name (smollm2-draft-l1, ...) or folder"))]
+        options=_options(REQUIRED, "zoo draft name (smollm2-draft-l1, ...) or folder"),
+        export=engine_settings)]

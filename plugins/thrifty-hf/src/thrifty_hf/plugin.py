@@ -9,6 +9,8 @@ from __future__ import annotations
 from thrifty import hookimpl
 from thrifty.records import REQUIRED, DraftModelSpec, Option, VerifierSpec
 
+from .export import engine_settings
+
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -55,4 +57,5 @@ def thrifty_draft_models():
                     "verifier's tokenizer",
         options=_common(REQUIRED, "zoo draft name, thrifty draft folder or Hugging Face model "
                                   "folder; 'auto' device/dtype follow the verifier"),
+        export=engine_settings,
     )]

@@ -1,0 +1,1 @@
+"""Zeus (``zeus`` on the package index, ``zeus.monitor.ZeusMonitor``) as a thrifty energy meter."""
