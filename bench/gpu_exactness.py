@@ -61,7 +61,9 @@ def check_family(name: str, make, prompts, args) -> list[dict]:
     model = make().to(args.device)
     model.generation_config.eos_token_id = None
     ref = reference(model, prompts, args.max_new_tokens)
-    longest = max(map(len, prompts)) + args.max_new_tokens + args.gamma + 2
+    # a row that is done keeps being stepped (its tokens discarded) until the whole static batch
+    # is, up to γ + 1 tokens a step: room for the slowest row's steps on every row
+    longest = max(map(len, prompts)) + (args.gamma + 1) * args.max_new_tokens + 2
     fv = FastVerifier(model, ToyTokenizer(), max_len=longest, eos_token_ids=(),
                       graphs=args.device == "cuda", body=args.body, compile=args.compile)
     rows = []
