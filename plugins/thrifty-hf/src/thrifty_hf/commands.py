@@ -3,70 +3,35 @@
 
 from __future__ import annotations
 
+from importlib import import_module
+
 from thrifty import CommandSpec, hookimpl
 
 
-def _configure_distill(p) -> None:
-    from .distill import configure
+def _lazy(name: str, module: str, description: str) -> CommandSpec:
+    """The command ``name`` whose ``configure``/``run`` live in ``module``, imported only when
+    the command is used: the modules import torch and transformers, which ``thrifty plugins``
+    and ``thrifty --help`` must not pay for."""
 
-    configure(p)
+    def configure(p) -> None:
+        import_module(f"{__package__}.{module}").configure(p)
 
+    def run(args) -> int:
+        return import_module(f"{__package__}.{module}").run(args)
 
-def _run_distill(args) -> int:
-    from .distill import run
-
-    return run(args)
-
-
-def _configure_audit(p) -> None:
-    from .audit import configure
-
-    configure(p)
-
-
-def _run_audit(args) -> int:
-    from .audit import run
-
-    return run(args)
-
-
-def _configure_demo(p) -> None:
-    from .demo import configure
-
-    configure(p)
-
-
-def _run_demo(args) -> int:
-    from .demo import run
-
-    return run(args)
-
-
-def _configure_export(p) -> None:
-    from .export import configure
-
-    configure(p)
-
-
-def _run_export(args) -> int:
-    from .export import run
-
-    return run(args)
+    return CommandSpec(name=name, configure=configure, run=run, description=description)
 
 
 @hookimpl
 def thrifty_commands():
     return [
-        CommandSpec(name="demo", configure=_configure_demo, run=_run_demo,
-                    description="speculative decoding of SmolLM2-135M with the n-gram draft vs "
-                                "target-only, measured interleaved"),
-        CommandSpec(name="distill", configure=_configure_distill, run=_run_distill,
-                    description="distil a draft model for a verifier (KL on the verifier's "
-                                "soft targets)"),
-        CommandSpec(name="audit", configure=_configure_audit, run=_run_audit,
-                    description="check that every bf16 divergence from target-only greedy "
+        _lazy("demo", "demo", "speculative decoding of SmolLM2-135M with the n-gram draft vs "
+                              "target-only, measured interleaved"),
+        _lazy("distill", "distill", "distil a draft model for a verifier (KL on the verifier's "
+                                    "soft targets)"),
+        _lazy("audit", "audit", "check that every bf16 divergence from target-only greedy "
                                 "output is a near-tie in the verifier's logits"),
-        CommandSpec(name="export-draft", configure=_configure_export, run=_run_export,
-                    description="write a thrifty draft as a complete Hugging Face checkpoint "
-                                "(embedding and LM head included) for vLLM and transformers"),
+        _lazy("export-draft", "export", "write a thrifty draft as a complete Hugging Face "
+                                        "checkpoint (embedding and LM head included) for vLLM "
+                                        "and transformers"),
     ]
