@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import thrifty
 from thrifty import DraftModelSpec, Option, VerifierSpec, hookimpl
 from thrifty.errors import ConfigError, UnknownNameError
+from thrifty.testing import fresh_registry
 from thrifty.pipeline import from_config
 
 LOADED: list[str] = []
@@ -391,3 +392,30 @@ def test_fuzz_mutated_pipeline_files_generate_or_fail_cleanly(register_plugin, t
 
     result = json.loads(out, parse_constant=no_nan)
     assert len(result["texts"]) == len(result["finish_reasons"]) >= 1
+
+
+class _PreferredVerifier:
+    @hookimpl
+    def thrifty_verifiers(self):
+        return [VerifierSpec(name="acme-verifier", factory=lambda **kw: kw, priority=100,
+                             options={"model": Option(str, "acme-default", "its model")})]
+
+
+def test_generate_flags_default_to_the_verifier_of_highest_priority(register_plugin):
+    """Without --verifier the pipeline takes the preferred record (the core names none), and
+    without --model the verifier's own model default."""
+    import argparse
+
+    from thrifty.builtin import _configure_generate, pipeline_from_args
+
+    p = argparse.ArgumentParser()
+    _configure_generate(p)
+    installed = fresh_registry()
+    assert installed.preferred("verifiers") == "hf"  # thrifty-hf's, priority 10
+    reg = register_plugin(_PreferredVerifier(), name="acme", entry_points=True)
+    assert reg.preferred("verifiers") == "acme-verifier"
+    pipe, _, _ = pipeline_from_args(p.parse_args(["--no-draft", "hi"]))
+    assert pipe.verifier_part.spec.name == "acme-verifier"
+    assert pipe.verifier == {"model": "acme-default"}
+    pipe, _, _ = pipeline_from_args(p.parse_args(["--verifier", "hf", "--model", "x", "hi"]))
+    assert pipe.verifier_part.spec.name == "hf" and pipe.verifier_part.options["model"] == "x"

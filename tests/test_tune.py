@@ -192,11 +192,9 @@ class _Preferred:
 
 
 def test_default_optimizer_is_the_record_of_highest_priority(table, register_plugin, capsys):
-    from thrifty.tuning.cli import default_optimizer
-
     argv = ["tune", "--table", str(table[0]), "--trials", "2", "--json", "--quiet"]
     installed = fresh_registry()
-    assert default_optimizer(installed) == "cbo"  # the cbo plugin (priority 10) is installed
+    assert installed.preferred("optimizers") == "cbo"  # the cbo plugin (priority 10) is installed
     assert installed.optimizer("cbo").priority > installed.optimizer("random").priority
     register_plugin(_Preferred(), name="preferred", entry_points=True)
     assert main(argv) == 0

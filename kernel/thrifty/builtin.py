@@ -33,8 +33,9 @@ def _run_plugins(args) -> int:
 def _configure_generate(p) -> None:
     p.add_argument("prompt", nargs="*", help="prompt text (repeat for a batch)")
     p.add_argument("--config", help="TOML pipeline file with a [speculative] table")
-    p.add_argument("--verifier", default="hf", help="verifier name (default: hf)")
-    p.add_argument("--model", default="smollm2-135m", help="verifier model (default: smollm2-135m)")
+    p.add_argument("--verifier", help="registered verifier (default: the one of highest "
+                                      "priority; `thrifty plugins` lists them)")
+    p.add_argument("--model", help="the verifier's model (default: the verifier's own)")
     p.add_argument("--draft", action="append", default=[], metavar="NAME[:VALUE][,KEY=VALUE]",
                    help="draft by registered name; VALUE is its first required option (the "
                         "model of hf, the weights of pairconnect), KEY=VALUE sets any option it "
@@ -72,7 +73,8 @@ def pipeline_from_args(args):
         return pipe, tables["generate"], tables["sampling"]
     if args.lookahead is not None and args.lookahead < 0:
         raise ConfigError(f"--lookahead must be >= 0; got {args.lookahead}")
-    pipe = pipeline((args.verifier, {"model": args.model}),
+    verifier = args.verifier or registry().preferred("verifiers")
+    pipe = pipeline((verifier, {} if args.model is None else {"model": args.model}),
                     [draft_ref(d, registry()) for d in args.draft],
                     lookahead=4 if args.lookahead is None else args.lookahead)
     return pipe, {}, {}

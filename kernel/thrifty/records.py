@@ -206,6 +206,9 @@ class VerifierSpec(Spec):
     """A target model that scores drafts. ``factory(**options)`` returns a
     :class:`thrifty.protocols.Verifier`."""
 
+    priority: int = 0
+    """``generate``, ``profile`` and ``select`` use the registered verifier of highest priority
+    when none is named (ties: the first name in sorted order), so the core names no plugin."""
     family: str = attrs.field(init=False, default="verifiers")
 
 

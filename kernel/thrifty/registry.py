@@ -46,6 +46,16 @@ class Registry:
             )
         return found[name]
 
+    def preferred(self, family: str) -> str:
+        """The name of ``family``'s record of highest ``priority`` (ties: the first name): the
+        default where a command names none, so the core names no plugin and installing a
+        better part changes the default."""
+        specs = [self.get(family, n) for n in self.names(family)]
+        if not specs:
+            raise UnknownNameError(f"no {family.replace('_', ' ')[:-1]} is registered; "
+                                   f"`thrifty plugins` shows what loaded")
+        return min(specs, key=lambda s: (-s.priority, s.name)).name
+
     def draft_model(self, name: str) -> DraftModelSpec:
         return self.get("draft_models", name)  # type: ignore[return-value]
 

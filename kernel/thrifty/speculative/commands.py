@@ -39,8 +39,9 @@ def _shape(text: str) -> tuple[int, int]:
 
 
 def _configure_models(p) -> None:
-    p.add_argument("--verifier", default="hf", help="verifier name (default: hf)")
-    p.add_argument("--model", default="smollm2-135m", help="verifier model (default: smollm2-135m)")
+    p.add_argument("--verifier", help="registered verifier (default: the one of highest "
+                                      "priority; `thrifty plugins` lists them)")
+    p.add_argument("--model", help="the verifier's model (default: the verifier's own)")
     p.add_argument("--draft", action="append", default=[],
                    help="candidate draft, NAME[:VALUE][,KEY=VALUE...] (repeatable), e.g. "
                         "hf:smollm2-draft-l2, ngram,max_ngram=4 or "
@@ -99,9 +100,11 @@ def build_models(verifier: str, model: str | None, drafts: list[str], device=Non
 
 
 def _profile_from_args(args, say):
+    from ..registry import registry
     from .profile import profile
     from .workloads import workload
 
+    args.verifier = args.verifier or registry().preferred("verifiers")
     verifier, drafts = build_models(args.verifier, args.model, args.draft, args.device,
                                     args.dtype)
     work = workload(args.workload, n=args.prompts)

@@ -86,17 +86,8 @@ def _progress(i: int, n: int, trial, best) -> None:
           flush=True)
 
 
-def default_optimizer(reg) -> str:
-    """The registered optimizer of highest ``priority`` (ties: the first name), so the core
-    names no plugin and installing a better optimizer changes the default."""
-    specs = [reg.optimizer(n) for n in reg.names("optimizers")]
-    if not specs:
-        raise ConfigError("no optimizer is registered; `thrifty plugins` shows what loaded")
-    return min(specs, key=lambda s: (-s.priority, s.name)).name
-
-
 def _optimizer(args, reg, space, constraints):
-    args.optimizer = args.optimizer or default_optimizer(reg)
+    args.optimizer = args.optimizer or reg.preferred("optimizers")
     name = args.optimizer
     options = dict(parse_ref("x:" + ";".join(args.optimizer_option))[1])
     return reg.optimizer(name).build(space, args.objective, constraints, args.seed, **options)

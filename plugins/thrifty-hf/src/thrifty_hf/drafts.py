@@ -360,20 +360,25 @@ def own_state(draft) -> dict:
 
 def save_draft(draft, directory, *, verifier: dict, architecture: dict, command: str,
                training: dict) -> Path:
-    """Write ``draft`` in the draft format (fp16 weights, no shared embedding)."""
+    """Write ``draft`` in the draft format (fp16 weights, no shared embedding). Each file is
+    replaced atomically and durably, the manifest last: a draft folder that a crash or a full
+    disk interrupts keeps its previous complete files (distill saves over its draft as it
+    trains)."""
     from safetensors.torch import save_file
 
+    from thrifty.atomic import atomic_path, write_atomically
+
     out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").half().contiguous() for k, v in own_state(draft).items()}
-    save_file(state, str(out / WEIGHTS), metadata={"format": "pt"})
+    with atomic_path(out / WEIGHTS) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
     cfg = draft.config.to_dict()
     cfg.pop("torch_dtype", None), cfg.pop("dtype", None)
-    (out / CONFIG).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    write_atomically(out / CONFIG, json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     manifest = {"format": FORMAT_VERSION, "verifier": verifier, "architecture": architecture,
                 "command": command, "training": training,
                 "parameters": sum(v.numel() for v in state.values())}
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    write_atomically(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return out
 
 

@@ -42,6 +42,7 @@ def thrifty_verifiers():
     return [VerifierSpec(
         name="hf",
         factory=_verifier,
+        priority=10,  # the default verifier: exact for any tested family, on any device
         description="any Hugging Face causal LM (zoo name or local folder) with a ragged, "
                     "per-row rollback KV cache",
         options=_common("smollm2-135m", "zoo name (smollm2-135m) or a Hugging Face model folder"),
