@@ -61,6 +61,7 @@ def _kv_wrapper(model: Any, num_layers: int):
     from transformers import DynamicCache
 
     trims = "logits_to_keep" in inspect.signature(model.forward).parameters
+    key = cache_keyword(model)
 
     class KVCacheWrapper(torch.nn.Module):
         def __init__(self) -> None:
@@ -72,12 +73,26 @@ def _kv_wrapper(model: Any, num_layers: int):
                                                  for i in range(num_layers)])
             extra = {"logits_to_keep": logits_index} if trims else {}
             out = self.model(input_ids=input_ids, attention_mask=attention_mask,
-                             position_ids=position_ids, past_key_values=cache, use_cache=True,
-                             **extra)
+                             position_ids=position_ids, use_cache=True, **{key: cache}, **extra)
             logits = out.logits if trims else out.logits.index_select(1, logits_index)
-            return (logits.float(), *_flat_cache(out.past_key_values))
+            return (logits.float(), *_flat_cache(_returned_cache(out)))
 
     return KVCacheWrapper().eval()
+
+
+def cache_keyword(model: Any) -> str:
+    """The keyword under which ``model``'s forward takes and returns its KV cache: ``cache``
+    where its transformers has it (``past_key_values`` is deprecated there and warns),
+    ``past_key_values`` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _returned_cache(out: Any) -> Any:
+    """The KV cache a forward returned, under either keyword."""
+    cache = getattr(out, "cache", None)
+    return out.past_key_values if cache is None else cache
 
 
 def probe(model: Any) -> tuple[int, int, int, int]:
@@ -90,7 +105,7 @@ def probe(model: Any) -> tuple[int, int, int, int]:
         with torch.no_grad():
             out = model(input_ids=ids, attention_mask=torch.ones_like(ids),
                         position_ids=torch.arange(2)[None], use_cache=True)
-        flat = _flat_cache(out.past_key_values)
+        flat = _flat_cache(_returned_cache(out))
     except Exception as exc:  # noqa: BLE001 - any failure means the model is not HF-style
         raise ModelFormatError(
             f"cannot export {type(model).__name__}: its forward does not follow the HF-style "
