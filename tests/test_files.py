@@ -6,7 +6,7 @@ import os
 import pytest
 
 from thrifty.errors import ConfigError
-from thrifty.atomic import atomic_path, write_atomically, write_json_atomically
+from thrifty.atomic import atomic_path, replace_folder, write_atomically, write_json_atomically
 from thrifty.files import (cache_dir, check_writable, ensure_folder, read_json, read_text,
                            read_toml, state_dir)
 
@@ -43,6 +43,32 @@ def test_atomic_path_fsyncs_file_and_folder(tmp_path, monkeypatch):
     assert len(synced) == 2
     assert synced[0].startswith(str(tmp_path / ".x."))  # the file, before its rename
     assert synced[1] == str(tmp_path)                   # then the folder, after it
+
+
+def test_replace_folder_syncs_every_file_then_swaps_the_whole_folder(tmp_path, monkeypatch):
+    target = tmp_path / "model"
+    (target / "old").mkdir(parents=True)
+    (target / "old" / "weights").write_bytes(b"old")
+    finished = tmp_path / ".model.partial"
+    (finished / "sub").mkdir(parents=True)
+    (finished / "config.json").write_text("{}")
+    (finished / "sub" / "weights").write_bytes(b"new")
+    synced = []
+    real = os.fsync
+
+    def spy(fd):
+        synced.append(os.path.realpath(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    replace_folder(finished, target)
+    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*")) == \
+        ["config.json", "sub", "sub/weights"]
+    assert not finished.exists()
+    # every file and the finished folder before the rename, the parent after it
+    assert {str(finished / "config.json"), str(finished / "sub" / "weights"),
+            str(finished)} <= set(synced[:-1])
+    assert synced[-1] == str(tmp_path)
 
 
 def test_write_json_atomically_refuses_nan(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -40,11 +41,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     tmp = Path(name)
     try:
         yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -80,3 +77,28 @@ def fsync_folder(folder: str | os.PathLike) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_folder(finished: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Put the folder ``finished`` (written beside ``target``, in the same file system) in place
+    of ``target``: its files and the folder are fsynced first, an old ``target`` is removed,
+    the rename is made and the parent fsynced. After a crash ``target`` is the old folder,
+    absent, or the whole new one — never a half-written one (a model cache, an exported
+    checkpoint)."""
+    finished, target = Path(finished), Path(target)
+    for path in finished.rglob("*"):
+        if path.is_file():
+            _fsync_file(path)
+    fsync_folder(finished)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(finished, target)
+    fsync_folder(target.parent)

