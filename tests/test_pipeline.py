@@ -142,11 +142,11 @@ def test_cli_generate_batch_size(parts, capsys):
 
     from thrifty.cli import main
 
-    assert main(["generate", "--verifier", "toy", "--draft", "toy-draft", "--batch-size", "2",
-                 "--max-new-tokens", "5", "--json", "ab", "ba", "abc"]) == 0
+    assert main(["generate", "--verifier", "toy", "--model", "m", "--draft", "toy-draft",
+                 "--batch-size", "2", "--max-new-tokens", "5", "--json", "ab", "ba", "abc"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert len(out["texts"]) == 3 and out["metrics"]["batch_size"] == 2
-    assert main(["generate", "--verifier", "toy", "--batch-size", "0", "ab"]) == 2
+    assert main(["generate", "--verifier", "toy", "--model", "m", "--batch-size", "0", "ab"]) == 2
     assert "batch_size must be an int >= 1" in capsys.readouterr().err
 
 
@@ -155,16 +155,16 @@ def test_cli_generate_warns_when_acceptance_collapses(parts, capsys):
 
     from thrifty.cli import main
 
-    args = ["generate", "--verifier", "toy", "--draft", "toy-never", "--max-new-tokens", "12",
-            "ab", "ba"]
+    args = ["generate", "--verifier", "toy", "--model", "m", "--draft", "toy-never",
+            "--max-new-tokens", "12", "ab", "ba"]
     assert main(args) == 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("warning: draft") and "TAR 1.00" in err[0]
     assert main(args + ["--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["metrics"]["acceptance_collapsed"] and out["warnings"] == [err[0]]
-    assert main(["generate", "--verifier", "toy", "--no-draft", "--max-new-tokens", "12",
-                 "ab"]) == 0
+    assert main(["generate", "--verifier", "toy", "--model", "m", "--no-draft",
+                 "--max-new-tokens", "12", "ab"]) == 0
     assert "warning" not in capsys.readouterr().err
 
 
@@ -232,7 +232,8 @@ def test_non_utf8_config_and_prompt_files_name_the_line(parts, tmp_path, capsys)
     assert f"{config}:7 is not UTF-8 (byte 0xe9" in capsys.readouterr().err
     prompts = tmp_path / "prompts.txt"
     prompts.write_bytes("ab\nba\xff\n".encode("latin-1"))
-    assert _run("generate", "--verifier", "toy", "--prompts-file", str(prompts)) == 2
+    assert _run("generate", "--verifier", "toy", "--model", "m", "--prompts-file",
+                str(prompts)) == 2
     assert f"--prompts-file {prompts}:2 is not UTF-8" in capsys.readouterr().err
 
 
@@ -244,7 +245,7 @@ def test_non_utf8_config_and_prompt_files_name_the_line(parts, tmp_path, capsys)
     (["--max-new-tokens", "0"], "max_new_tokens must be an integer >= 1"),
 ])
 def test_generate_options_are_checked(parts, capsys, flags, message):
-    assert _run("generate", "--verifier", "toy", "--no-draft", *flags, "ab") == 2
+    assert _run("generate", "--verifier", "toy", "--model", "m", "--no-draft", *flags, "ab") == 2
     assert message in capsys.readouterr().err
 
 
@@ -302,8 +303,8 @@ class WeightedParts(ToyParts):
 def test_generate_takes_name_value_drafts_as_profile_does(register_plugin):
     register_plugin(WeightedParts(), name="toy-parts")
     WEIGHTS.clear()
-    assert _run("generate", "--verifier", "toy", "--draft", "weighted:w.safetensors",
-                "--max-new-tokens", "3", "ab") == 0
+    assert _run("generate", "--verifier", "toy", "--model", "m", "--draft",
+                "weighted:w.safetensors", "--max-new-tokens", "3", "ab") == 0
     assert WEIGHTS == ["w.safetensors"]
 
 
