@@ -208,7 +208,10 @@ class SpeculativeDecoder:
     def _check_context(self, ids: list[list[int]], max_new_tokens: int) -> None:
         """Refuse before decoding when the longest prompt + max_new_tokens + lookahead would not
         fit a model's context window (its optional ``max_context``): past it a model computes
-        positions it was not built for, or a static cache runs out mid-run."""
+        positions it was not built for, or a static cache runs out mid-run. A row whose output
+        is done keeps being stepped (its tokens discarded) while others of its batch decode,
+        so a static cache sized exactly to this sum can still run out then: a clear error from
+        the cache, never a different token."""
         gamma = getattr(self.policy, "gamma_max", 0) if self.draft is not None else 0
         longest = max(map(len, ids))
         need = longest + max_new_tokens + gamma
