@@ -30,22 +30,28 @@ def test_atomic_path_keeps_old_file_when_the_writer_fails(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["ck.bin"]
 
 
-def test_atomic_path_fsyncs_file_and_folder(tmp_path, monkeypatch):
-    synced = []
+@pytest.fixture
+def synced(monkeypatch) -> list[str]:
+    """The paths ``os.fsync`` is called on, in order (it still syncs them)."""
+    paths: list[str] = []
     real = os.fsync
 
     def spy(fd):
-        synced.append(os.path.realpath(f"/proc/self/fd/{fd}"))
+        paths.append(os.path.realpath(f"/proc/self/fd/{fd}"))
         real(fd)
 
     monkeypatch.setattr(os, "fsync", spy)
+    return paths
+
+
+def test_atomic_path_fsyncs_file_and_folder(tmp_path, synced):
     write_atomically(tmp_path / "x", b"data")
     assert len(synced) == 2
     assert synced[0].startswith(str(tmp_path / ".x."))  # the file, before its rename
     assert synced[1] == str(tmp_path)                   # then the folder, after it
 
 
-def test_replace_folder_syncs_every_file_then_swaps_the_whole_folder(tmp_path, monkeypatch):
+def test_replace_folder_syncs_every_file_then_swaps_the_whole_folder(tmp_path, synced):
     target = tmp_path / "model"
     (target / "old").mkdir(parents=True)
     (target / "old" / "weights").write_bytes(b"old")
@@ -53,14 +59,6 @@ def test_replace_folder_syncs_every_file_then_swaps_the_whole_folder(tmp_path, m
     (finished / "sub").mkdir(parents=True)
     (finished / "config.json").write_text("{}")
     (finished / "sub" / "weights").write_bytes(b"new")
-    synced = []
-    real = os.fsync
-
-    def spy(fd):
-        synced.append(os.path.realpath(f"/proc/self/fd/{fd}"))
-        real(fd)
-
-    monkeypatch.setattr(os, "fsync", spy)
     replace_folder(finished, target)
     assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*")) == \
         ["config.json", "sub", "sub/weights"]
