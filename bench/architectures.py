@@ -232,12 +232,14 @@ def main() -> int:
     args.batches = [int(b) for b in args.batches.split(",")]
     info = machine(args.device)
     print(" | ".join(f"{k} {v}" for k, v in info.items()), flush=True)
-    rows = [r for name in args.families.split(",") for r in measure(name, args)]
+    rows = []
+    for name in args.families.split(","):
+        rows += measure(name, args)
+        if args.json:  # after each family: a run stopped at a time limit keeps what it measured
+            Path(args.json).write_text(json.dumps({"machine": info, "args": vars(args),
+                                                   "rows": rows}, indent=2))
     worst = min(r["fast_vs_static"] for r in rows)
     print(f"lowest hf-fast / static ratio: {worst:.2f}x")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"machine": info, "args": vars(args),
-                                               "rows": rows}, indent=2))
     return 0
 
 

@@ -123,14 +123,16 @@ def main() -> int:
 
         tokenizer = AutoTokenizer.from_pretrained(tok)
     prompts = [tokenizer.encode(t) for t in families.CORPUS[:3]]
-    rows = [r for name in names for r in check_family(name, makers[name], prompts, args)]
+    rows = []
+    for name in names:
+        rows += check_family(name, makers[name], prompts, args)
+        if args.json:  # after each family: a run stopped at a time limit keeps what it checked
+            Path(args.json).write_text(json.dumps({"machine": machine(args.device),
+                                                   "args": vars(args), "rows": rows}, indent=2))
     bad = [r for r in rows if r["identical"] != r["rows"]]
     print(f"{len(rows) - len(bad)}/{len(rows)} configurations identical to transformers; "
           f"divergences: {sum(len(r['divergences']) for r in rows)}, of which not near-ties: "
           f"{sum(not d['near_tie'] for r in rows for d in r['divergences'])}")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine(args.device),
-                                               "args": vars(args), "rows": rows}, indent=2))
     return 1 if bad else 0
 
 
