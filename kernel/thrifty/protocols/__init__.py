@@ -3,7 +3,9 @@
 from .hardware import EnergyMeter, Knob
 from .optim import Optimizer
 from .sparse import Sampler, SparseLayer
-from .speculative import DraftModel, FeatureDraft, Proposal, Tokenizer, Verifier, reads_features
+from .speculative import (DraftModel, FeatureDraft, Proposal, Tokenizer, TreeProposal, Verifier,
+                          grows_trees, reads_features, scores_trees)
 
 __all__ = ["DraftModel", "EnergyMeter", "FeatureDraft", "Knob", "Optimizer", "Proposal", "Sampler",
-           "SparseLayer", "Tokenizer", "Verifier", "reads_features"]
+           "SparseLayer", "Tokenizer", "TreeProposal", "Verifier", "grows_trees", "reads_features",
+           "scores_trees"]

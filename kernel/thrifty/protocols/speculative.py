@@ -64,6 +64,18 @@ class Verifier(Protocol):
     # Optional: ``max_context``, the most tokens a row may hold (the model's position limit, a
     # static cache's size); the engine refuses a run whose prompt + max_new_tokens + lookahead
     # would pass it, before decoding. Drafts may have it too.
+    #
+    # Optional, for token trees (:func:`scores_trees`): ``score_tree(tokens, parents, lengths)``
+    # appends the nodes of one tree per row and returns float32 logits [B, K, V], as ``score``
+    # does for a chain. ``tokens`` [B, K]: column 0 is the row's pending token (the root), the
+    # other columns its draft's tree nodes in topological order; ``parents`` [B, K]: the
+    # column of each node's parent (-1 for the root, < the node's own column otherwise);
+    # ``lengths`` [B]: real columns, root included (padding columns may hang anywhere and
+    # return unspecified finite values). Node j sits at position (cached tokens + its depth)
+    # and attends to the cached prefix and to its ancestors and itself only, so ``logits[b, j]``
+    # predicts the token after the path root..j. ``keep_path(path, lengths)`` then keeps in
+    # row b the scored columns ``path[b, :lengths[b]]`` (root first, each the parent of the
+    # next), in that order, as the row's next cached tokens, and rolls back every other node.
 
 
 @attrs.frozen
@@ -77,6 +89,29 @@ class Proposal:
     """
 
     tokens: Any
+    lengths: Any
+    q: Any = None
+
+
+@attrs.frozen
+class TreeProposal:
+    """What a draft proposes for one step as a token tree per row (SpecInfer, EAGLE-2).
+
+    Node 0 of a row is its pending token (the root; not part of the proposal); nodes 1..N are
+    proposed tokens in topological order, so that column j of ``tokens`` is node j + 1.
+
+    ``tokens``: LongTensor [B, N]; row b's first ``lengths[b]`` nodes are real.
+    ``parents``: LongTensor [B, N], the parent node of each node, in 0..j for column j
+    (0 = the root). Siblings are tried in column order; a node has at most the
+    :class:`~thrifty.speculative.TreeShape`'s ``branch`` children that are tried.
+    ``q``: float32 [B, N, V], the distribution each node was *sampled from* (siblings drawn
+    independently, each from its own q), after the same transform as the verifier's p; ``None``
+    when every node is a deterministic candidate (a point mass: top-k children, n-gram
+    continuations, any draft under greedy decoding).
+    """
+
+    tokens: Any
+    parents: Any
     lengths: Any
     q: Any = None
 
@@ -108,6 +143,14 @@ class DraftModel(Protocol):
     # Optional, for continuous batching: ``admit(row, prompt)`` resets row ``row`` alone to a
     # new prompt (whole prompt, as ``start``); a feature draft is first ``observe``d the
     # verifier's features of that row's prefill.
+    #
+    # Optional, for token trees (:func:`grows_trees`): ``propose_tree(shape, sampling,
+    # generator)`` returns a :class:`TreeProposal` of at most ``shape.nodes`` nodes per row, no
+    # deeper than ``shape.depth``, at most ``shape.branch`` children a node;
+    # ``commit_path(path, lengths, next_tokens)`` says that row b kept the nodes
+    # ``path[b, :lengths[b]]`` of its last tree (node indices: 0 = the root, then root to
+    # leaf) and then ``next_tokens[b]``, as ``commit`` does for a chain. A feature draft is
+    # ``observe``d the verifier's features of every tree column ([B, K, E]) before it.
 
 
 @runtime_checkable
@@ -128,3 +171,13 @@ def reads_features(draft: Any) -> bool:
     ``isinstance``: since Python 3.12 protocol checks read attributes statically, so a proxy
     that forwards attributes (a timing wrapper, say) would not pass for the draft it wraps."""
     return callable(getattr(draft, "observe", None))
+
+
+def scores_trees(verifier: Any) -> bool:
+    """Whether ``verifier`` can score token trees (``score_tree`` and ``keep_path``)."""
+    return all(callable(getattr(verifier, m, None)) for m in ("score_tree", "keep_path"))
+
+
+def grows_trees(draft: Any) -> bool:
+    """Whether ``draft`` can propose token trees (``propose_tree`` and ``commit_path``)."""
+    return all(callable(getattr(draft, m, None)) for m in ("propose_tree", "commit_path"))

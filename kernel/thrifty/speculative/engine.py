@@ -31,11 +31,12 @@ import attrs
 
 from ..checks import check_number
 from ..errors import ConfigError, IncompatibleModelsError
-from ..protocols import DraftModel, Verifier, reads_features
+from ..protocols import DraftModel, Verifier, grows_trees, reads_features, scores_trees
 from .acceptance import accept
 from .metrics import Metrics
-from .policy import FixedLookahead, LookaheadPolicy
+from .policy import FixedLookahead, FixedTree, LookaheadPolicy
 from .sampling import Sampling, warp
+from .tree import TreeShape, accept_tree, with_root
 
 MAX_NEW_TOKENS = 1 << 20
 """The most tokens one ``generate`` call makes per prompt where no model states a context
@@ -73,7 +74,7 @@ class SpeculativeDecoder:
     """
 
     def __init__(self, verifier: Verifier, draft: DraftModel | None = None,
-                 policy: LookaheadPolicy | int | None = None,
+                 policy: LookaheadPolicy | TreeShape | int | None = None,
                  overlap: bool | None = None) -> None:
         if draft is not None and draft.vocab_size not in (None, verifier.vocab_size):
             raise IncompatibleModelsError(
@@ -91,7 +92,18 @@ class SpeculativeDecoder:
         self.draft = draft
         if policy is None or isinstance(policy, int):
             policy = FixedLookahead(4 if policy is None else policy)
+        elif isinstance(policy, TreeShape):
+            policy = FixedTree(policy)
         self.policy = policy
+        if draft is not None and callable(getattr(policy, "tree", None)):
+            lacking = [f"{role} {m.name!r}" for role, m, able in (
+                ("verifier", verifier, scores_trees(verifier)), ("draft", draft, grows_trees(draft)))
+                if not able]
+            if lacking:
+                raise IncompatibleModelsError(
+                    f"token trees need a verifier with score_tree/keep_path and a draft with "
+                    f"propose_tree/commit_path; {' and '.join(lacking)} cannot; use a chain "
+                    f"lookahead (an int γ) with these models")
         self.overlap = (getattr(verifier.device, "type", str(verifier.device)) == "cuda"
                         if overlap is None else bool(overlap))
 
@@ -246,6 +258,10 @@ class SpeculativeDecoder:
         ``owners``: the prompt each row serves now, so that the step commits to them."""
         import torch
 
+        shape = self.policy.tree() if self.draft is not None and callable(
+            getattr(self.policy, "tree", None)) else None
+        if shape is not None:
+            return self._launch_tree(shape, pending, sampling, generator, clock, owners)
         gamma = self.policy.gamma() if self.draft is not None else 0
         t0 = clock.mark()
         proposal = self.draft.propose(gamma, sampling, generator) if gamma else None
@@ -278,6 +294,30 @@ class SpeculativeDecoder:
         clock.add("draft", t0, t1)
         clock.add("verify", t1, t2)
         return _Step.copy(drafted, lengths, accepted, nxt, gamma, owners)
+
+    def _launch_tree(self, shape: TreeShape, pending, sampling: Sampling, generator,
+                     clock: "_PhaseClock", owners: tuple[int, ...]) -> "_Step":
+        """One step with a token tree: the verifier scores every node in one pass and
+        :func:`accept_tree` keeps a root-to-node path per row."""
+        t0 = clock.mark()
+        proposal = self.draft.propose_tree(shape, sampling, generator)
+        t1 = clock.mark()
+        tokens, parents, lengths = with_root(proposal, pending)
+        logits = self.verifier.score_tree(tokens, parents, lengths)
+        if self.feeds:
+            self.draft.observe(self.verifier.features)
+        t2 = clock.mark()
+        p = logits if sampling.greedy else warp(logits, sampling)
+        q = None if proposal.q is None else proposal.q.to(p.device)
+        path, kept, nxt = accept_tree(p, tokens[:, 1:], parents[:, 1:], lengths - 1, shape, q=q,
+                                      generator=generator, greedy=sampling.greedy)
+        self.verifier.keep_path(path, kept)
+        self.draft.commit_path(path, kept, nxt)
+        clock.add("draft", t0, t1)
+        clock.add("verify", t1, t2)
+        # the kept nodes' tokens play the part of a chain's accepted proposals
+        on_path = tokens.gather(1, path)[:, 1:]
+        return _Step.copy(on_path, lengths - 1, kept - 1, nxt, shape.depth, owners)
 
     def _commit(self, rows, step: "_Step", metrics, limit, stop, stream) -> None:
         """Append each running row's accepted tokens and next token to the prompt the row

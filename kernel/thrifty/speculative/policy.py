@@ -8,11 +8,14 @@ before the first step (:class:`~thrifty.speculative.schedule.BatchLookahead` pic
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import attrs
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from .tree import TreeShape
 
 
 @runtime_checkable
@@ -23,8 +26,12 @@ class LookaheadPolicy(Protocol):
     def observe(self, proposed, accepted) -> None:
         """Per-row proposal lengths and accepted counts (LongTensors [B]) of the last step."""
 
-    # Optional: ``gamma_max``, the largest γ the policy ever answers, which the engine adds to
-    # the prompt and the new tokens when it checks the models' context windows before decoding.
+    # Optional: ``gamma_max``, the largest γ the policy ever answers (for trees, the most nodes
+    # of one), which the engine adds to the prompt and the new tokens when it checks the models'
+    # context windows before decoding.
+    #
+    # Optional: ``tree()``, a :class:`~thrifty.speculative.TreeShape` for the next step, or None
+    # for a chain of ``gamma()`` tokens; a policy may switch between the two (by batch size).
 
 
 @attrs.define
@@ -43,6 +50,32 @@ class FixedLookahead:
     @property
     def gamma_max(self) -> int:
         return self.value
+
+    def observe(self, proposed, accepted) -> None:
+        return None
+
+
+@attrs.define
+class FixedTree:
+    """Always propose a token tree of ``shape`` (a :class:`~thrifty.speculative.TreeShape`)."""
+
+    shape: "TreeShape"
+
+    def __attrs_post_init__(self) -> None:
+        from .tree import TreeShape
+
+        if not isinstance(self.shape, TreeShape):
+            raise ConfigError(f"a tree policy takes a TreeShape; got {self.shape!r}")
+
+    def gamma(self) -> int:
+        return self.shape.depth
+
+    def tree(self):
+        return self.shape
+
+    @property
+    def gamma_max(self) -> int:
+        return self.shape.nodes
 
     def observe(self, proposed, accepted) -> None:
         return None

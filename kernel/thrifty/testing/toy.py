@@ -12,7 +12,7 @@ from typing import Sequence
 
 import torch
 
-from ..protocols import Proposal
+from ..protocols import Proposal, TreeProposal
 from ..speculative.sampling import Sampling, sample, warp
 
 
@@ -116,6 +116,17 @@ class ToyVerifier(_History):
     def keep(self, lengths) -> None:
         self.lens = self._before + lengths
 
+    def score_tree(self, tokens, parents, lengths):
+        """Each node's logits from its parent's token (the last cached one for the root)."""
+        self.passes += 1
+        self._tree = tokens
+        prev = torch.where(parents < 0, self.last()[:, None],
+                           tokens.gather(1, parents.clamp(min=0)))
+        return self.table[prev, tokens]
+
+    def keep_path(self, path, lengths) -> None:
+        self.append(self._tree.gather(1, path), lengths)
+
 
 class ToyDraft(_History):
     """A trigram-table draft that samples from its own (different) table and reports q."""
@@ -144,6 +155,39 @@ class ToyDraft(_History):
             a, c = c, tokens[:, i]
         self._last = tokens
         return Proposal(tokens, torch.full((batch,), gamma), q)
+
+    def propose_tree(self, shape, sampling: Sampling, generator) -> TreeProposal:
+        """A chain whose every node has up to ``shape.branch`` children, the first of which
+        the chain continues from: siblings drawn independently from the parent's q (top-k
+        candidates under greedy decoding), the deepest levels losing siblings first when
+        ``shape.nodes`` is short of depth * branch."""
+        batch = len(self.lens)
+        extra = shape.nodes - shape.depth
+        per = [min(shape.branch - 1, max(extra - (shape.branch - 1) * d, 0))
+               for d in range(shape.depth)]
+        tokens, parents, qs = [], [], []
+        a, c, at = self.last(2), self.last(1), 0
+        for d in range(shape.depth):
+            dist = warp(self.table[a, c], sampling)
+            if sampling.greedy:
+                kids = dist.new_tensor(0).long() + torch.topk(self.table[a, c], 1 + per[d]).indices
+            else:
+                kids = torch.stack([sample(dist, generator) for _ in range(1 + per[d])], 1)
+            for k in range(kids.shape[1]):
+                tokens.append(kids[:, k])
+                parents.append(torch.full((batch,), at, dtype=torch.long))
+                qs.append(dist)
+            a, c, at = c, kids[:, 0], len(tokens) - kids.shape[1] + 1
+        self._tree = torch.stack(tokens, 1)
+        q = None if sampling.greedy else torch.stack(qs, 1)
+        return TreeProposal(self._tree, torch.stack(parents, 1),
+                            torch.full((batch,), len(tokens)), q)
+
+    def commit_path(self, path, lengths, next_tokens) -> None:
+        nodes = torch.cat([torch.zeros(len(self.lens), 1, dtype=torch.long), self._tree], 1)
+        new = torch.cat([nodes.gather(1, path)[:, 1:], torch.zeros_like(path[:, :1])], 1)
+        new[torch.arange(len(self.lens)), lengths - 1] = next_tokens
+        self.append(new, lengths)
 
     def commit(self, accepted, next_tokens) -> None:
         rows = torch.arange(len(self.lens))

@@ -1,0 +1,180 @@
+"""Token trees: their shape, the attention a verifier gives them, and their lossless acceptance.
+
+A chain proposal bets on one continuation; a tree proposes several per position (a draft's
+top-k, the continuations of several n-gram matches) and the verifier scores every node in one
+pass, each node attending to the cached prefix and its own ancestors only. Acceptance walks
+from the root: at each node it draws the next token as the verifier would and moves to the
+child that holds it, so the output is distributed exactly as the verifier's (SpecInfer's
+multi-candidate rule, Miao et al. 2024); greedy decoding follows the argmax.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from ..checks import check_number
+
+
+def _positive(instance, attribute: attrs.Attribute, value) -> None:
+    check_number(f"tree {attribute.name}", value, low=1, integer=True)
+
+
+@attrs.frozen
+class TreeShape:
+    """How large a tree a draft may propose per row and step.
+
+    ``depth``: the longest root-to-leaf path (the chain lookahead γ it replaces); ``branch``:
+    the most children of one node that acceptance tries; ``nodes``: the most nodes in all (the
+    verifier scores ``nodes + 1`` tokens a row). A draft fills the budget where it is least sure
+    (a dynamic tree, as EAGLE-2); ``nodes = depth`` with ``branch = 1`` is a chain.
+    """
+
+    depth: int = attrs.field(validator=_positive)
+    branch: int = attrs.field(validator=_positive)
+    nodes: int = attrs.field(validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if self.nodes < self.depth:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"a tree of depth {self.depth} needs at least {self.depth} nodes; "
+                              f"got nodes={self.nodes}")
+
+    @classmethod
+    def parse(cls, text: str) -> "TreeShape":
+        """``DEPTHxBRANCH[:NODES]`` (``4x2:8``); nodes default to every node such a tree has
+        when each of its first nodes branches (``depth * branch``)."""
+        from ..errors import ConfigError
+
+        head, _, nodes = str(text).partition(":")
+        depth, sep, branch = head.partition("x")
+        try:
+            d, b = int(depth), int(branch)
+            n = int(nodes) if nodes else d * b
+        except ValueError:
+            raise ConfigError(f"a tree shape is DEPTHxBRANCH[:NODES], such as 4x2:8; got "
+                              f"{text!r}") from None
+        if not sep:
+            raise ConfigError(f"a tree shape is DEPTHxBRANCH[:NODES], such as 4x2:8; got {text!r}")
+        return cls(d, b, n)
+
+    def __str__(self) -> str:
+        return f"{self.depth}x{self.branch}:{self.nodes}"
+
+
+def with_root(proposal, pending):
+    """The verifier's view of a proposal: tokens [B, 1 + N] with the pending token in column 0,
+    parents [B, 1 + N] with -1 for the root, and the real columns a row (root included)."""
+    import torch
+
+    tokens = torch.cat([pending[:, None], proposal.tokens.to(pending.device)], 1)
+    parents = torch.cat([torch.full_like(pending[:, None], -1),
+                         proposal.parents.to(pending.device)], 1)
+    return tokens, parents, proposal.lengths.to(pending.device) + 1
+
+
+def ancestors(parents):
+    """bool [B, K, K]: ``out[b, i, j]`` when column j is column i or one of its ancestors, the
+    attention a tree node is allowed among the new columns. ``parents`` as in ``score_tree``."""
+    import torch
+
+    batch, k = parents.shape
+    out = torch.zeros(batch, k, k, dtype=torch.bool, device=parents.device)
+    cur = torch.arange(k, device=parents.device).expand(batch, k)
+    rows = torch.arange(batch, device=parents.device)[:, None]
+    cols = torch.arange(k, device=parents.device)[None, :]
+    for _ in range(k):  # a path is at most k long; finished walks stay at -1
+        live = cur >= 0
+        out[rows.expand(batch, k)[live], cols.expand(batch, k)[live], cur[live]] = True
+        cur = torch.where(live, parents.gather(1, cur.clamp(min=0)), cur)
+    return out
+
+
+def depths(parents):
+    """long [B, K]: each column's depth (the root 0), its position after the cached prefix."""
+    return ancestors(parents).sum(-1) - 1
+
+
+def accept_tree(p, tokens, parents, lengths, shape: TreeShape, q=None, generator=None,
+                greedy: bool = False):
+    """Walk each row's tree from the root, keeping the children the verifier's draw lands on.
+
+    Args:
+        p: float [B, 1 + N, V], the verifier's probabilities after :func:`warp` at the root
+            and at every node (raw logits suffice under ``greedy``).
+        tokens, parents, lengths, q: the :class:`~thrifty.protocols.TreeProposal`'s fields.
+        shape: the tree's shape (its depth bounds the walk, its branch the children tried).
+        generator: torch.Generator for the uniform draws and the residual samples.
+        greedy: follow the child equal to the argmax (no randomness).
+
+    At a node whose children x_1, x_2, ... were drawn from q_1, q_2, ... (point masses for
+    deterministic candidates), child k is accepted with probability min(1, r(x_k) / q_k(x_k)),
+    r starting as the verifier's p and becoming norm(max(0, r - q_k)) after each rejection;
+    when every child is rejected the next token is drawn from r. Each step then emits a token
+    distributed as p, whatever the children are: the output is the verifier's.
+
+    Returns:
+        (path long [B, depth + 1], kept long [B], next_tokens long [B]): row b kept the nodes
+        ``path[b, :kept[b]]`` (node indices, 0 = the root) and then ``next_tokens[b]``.
+    """
+    import torch
+
+    batch, n = tokens.shape
+    device = p.device
+    rows = torch.arange(batch, device=device)
+    real = torch.arange(n, device=device)[None, :] < lengths[:, None]
+    cur = torch.zeros(batch, dtype=torch.long, device=device)  # the node each row stands on
+    alive = torch.ones(batch, dtype=torch.bool, device=device)
+    nxt = torch.zeros(batch, dtype=torch.long, device=device)
+    path = [cur]
+    for _ in range(shape.depth + 1):  # the last round finds no children and emits the bonus
+        children = real & (parents == cur[:, None]) & alive[:, None]
+        at = p[rows, cur]
+        if greedy:
+            target = at.argmax(-1)
+            hit = children & (tokens == target[:, None])
+            found = hit.any(1)
+            child = hit.long().argmax(1)  # the first matching column
+            nxt = torch.where(alive & ~found, target, nxt)
+        else:
+            found, child, nxt = _sample_children(at.float(), children, tokens, q, shape.branch,
+                                                 alive, nxt, generator)
+        cur = torch.where(alive & found, child + 1, cur)
+        alive = alive & found
+        path.append(torch.where(alive, cur, torch.zeros_like(cur)))
+    kept = 1 + torch.stack(path[1:], 1).ne(0).long().sum(1)
+    return torch.stack(path, 1)[:, : shape.depth + 1], kept, nxt
+
+
+def _sample_children(r, children, tokens, q, branch: int, alive, nxt, generator):
+    """One node of every live row: try its children in column order against the residual r
+    (see :func:`accept_tree`). Returns (found, child column, next tokens)."""
+    import torch
+
+    from .sampling import sample
+
+    batch, n = tokens.shape
+    rows = torch.arange(batch, device=r.device)
+    rank = children.long().cumsum(1) * children  # 1 for the first child of a row, 2, ...
+    found = torch.zeros(batch, dtype=torch.bool, device=r.device)
+    child = torch.zeros(batch, dtype=torch.long, device=r.device)
+    for k in range(1, branch + 1):
+        is_k = rank == k
+        has = is_k.any(1) & ~found
+        col = is_k.long().argmax(1)
+        x = tokens[rows, col]
+        if q is None:
+            qk = torch.zeros_like(r)
+            qk[rows, x] = 1.0
+        else:
+            qk = q[rows, col].float()
+        u = torch.rand(batch, generator=generator, device=r.device)
+        take = has & (u * qk[rows, x] <= r[rows, x])
+        found, child = found | take, torch.where(take, col, child)
+        diff = (r - qk).clamp(min=0)
+        mass = diff.sum(-1, keepdim=True)
+        # a zero residual only arises from rounding when r == q_k; r itself is then the answer
+        residual = torch.where(mass > 0, diff / mass.clamp(min=1e-30), r)
+        r = torch.where((has & ~take)[:, None], residual, r)
+    drawn = sample(r, generator)
+    return found, child, torch.where(alive & ~found, drawn, nxt)
