@@ -11,11 +11,14 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 
+import attrs
 import pytest
 import torch
 from scipy.stats import chi2
 
-from thrifty.speculative import Sampling, SpeculativeDecoder, acceptance, engine, warp
+from thrifty.speculative import (Sampling, SpeculativeDecoder, TreeShape, acceptance, engine, tree,
+                                 warp)
+from thrifty.speculative.sampling import sample
 from thrifty.testing.toy import ToyDraft, ToyVerifier
 
 VOCAB, NEW, SAMPLES = 3, 3, 6000
@@ -70,8 +73,6 @@ def _broken_accept(p, tokens, lengths, q=None, generator=None, greedy=False):
     """The classic mistake: on rejection, sample from p instead of the residual max(0, p - q)."""
     accepted, _ = acceptance.accept(p, tokens, lengths, q, generator, greedy)
     rows = torch.arange(len(accepted))
-    from thrifty.speculative.sampling import sample
-
     return accepted, sample(p[rows, accepted], generator)
 
 
@@ -91,3 +92,59 @@ def test_target_only_sampling_follows_target_distribution():
     p = chi_square_pvalue([tuple(t) for t in out.token_ids],
                           exact_distribution(verifier, sampling))
     assert p > 1e-3
+
+
+# -- token trees ------------------------------------------------------------------------------
+class _PointMassDraft(ToyDraft):
+    """Samples its tree as ToyDraft does but reports every node as a point mass (q=None), as
+    a draft of deterministic candidates does: acceptance must stay exact all the same."""
+
+    def propose_tree(self, shape, sampling, generator):
+        return attrs.evolve(super().propose_tree(shape, sampling, generator), q=None)
+
+
+def tree_samples(shape: str, sampling: Sampling, draft_class=ToyDraft, seed: int = 0):
+    verifier, draft = ToyVerifier(vocab=VOCAB, seed=11), draft_class(vocab=VOCAB, seed=12)
+    out = SpeculativeDecoder(verifier, draft, TreeShape.parse(shape)).generate(
+        [PROMPT] * SAMPLES, max_new_tokens=NEW, sampling=sampling, seed=seed)
+    return [tuple(t) for t in out.token_ids]
+
+
+@pytest.mark.parametrize("shape", ["2x2", "3x3:5", "1x3"])
+@pytest.mark.parametrize("name", ["t1", "t0.7-topk2"])
+def test_tree_samples_follow_target_distribution(shape, name):
+    sampling = SAMPLINGS[name]
+    expected = exact_distribution(ToyVerifier(vocab=VOCAB, seed=11), sampling)
+    p = chi_square_pvalue(tree_samples(shape, sampling), expected)
+    assert p > 1e-3, f"tree samples differ from the target distribution (p={p:.2e})"
+
+
+def test_tree_of_point_masses_follows_target_distribution():
+    sampling = SAMPLINGS["t1.3-topp0.8"]
+    expected = exact_distribution(ToyVerifier(vocab=VOCAB, seed=11), sampling)
+    p = chi_square_pvalue(tree_samples("3x3", sampling, _PointMassDraft), expected)
+    assert p > 1e-3, f"point-mass tree samples differ from the target (p={p:.2e})"
+
+
+def test_chi_square_catches_a_broken_tree_rule(monkeypatch):
+    """The multi-candidate mistake: try every child against p itself, never the residual."""
+
+    def broken(r, children, tokens, q, branch, alive, nxt, generator):
+        found = torch.zeros_like(alive)
+        child = torch.zeros_like(nxt)
+        rank = children.long().cumsum(1) * children
+        rows = torch.arange(len(r))
+        for k in range(1, branch + 1):
+            col = (rank == k).long().argmax(1)
+            has = (rank == k).any(1) & ~found
+            x = tokens[rows, col]
+            qk = q[rows, col]
+            take = has & (torch.rand(len(r), generator=generator) * qk[rows, x] <= r[rows, x])
+            found, child = found | take, torch.where(take, col, child)
+        return found, child, torch.where(alive & ~found, sample(r, generator), nxt)
+
+    monkeypatch.setattr(tree, "_sample_children", broken)
+    sampling = SAMPLINGS["t1"]
+    expected = exact_distribution(ToyVerifier(vocab=VOCAB, seed=11), sampling)
+    p = chi_square_pvalue(tree_samples("2x3", sampling), expected)
+    assert p < 1e-6, "the test failed to notice children tried against p, not the residual"
