@@ -118,6 +118,18 @@ def test_counter_measures_the_device_power(fake, build):
     assert reading.resolution_j == 0.001
 
 
+def test_a_window_between_counter_updates_reads_power_times_time(fake, build):
+    """A counter that moves once a second shows nothing in a 50 ms window; zero joules from a
+    GPU drawing 300 W would be wrong."""
+    fake(power_w=300.0, counter_period_s=1.0)
+    meter = build("nvml", mode="counter")
+    meter.start()
+    time.sleep(0.05)
+    reading = meter.stop()
+    assert reading.source == "nvml.power_estimate"
+    assert reading.watts == pytest.approx(300.0, rel=1e-6)
+
+
 def test_sampling_fallback_integrates_power(fake, build):
     fake(power_w=80.0, unsupported=("nvmlDeviceGetTotalEnergyConsumption",))
     meter = build("nvml", period_s=0.005)

@@ -45,8 +45,10 @@ class FakeNVML(types.ModuleType):
 
     def __init__(self, state_file: str | Path | None = None, *, privileged: bool = True,
                  unsupported: tuple[str, ...] = (), power_w: float = 120.0,
-                 gpu_cap_mhz: int | None = None, energy_start_mj: int = 5_000_000) -> None:
+                 gpu_cap_mhz: int | None = None, energy_start_mj: int = 5_000_000,
+                 counter_period_s: float = 0.0) -> None:
         super().__init__("pynvml")
+        self.counter_period_s = counter_period_s
         self.state_file = Path(state_file) if state_file else None
         self.privileged, self.unsupported = privileged, set(unsupported)
         self.power_w, self.gpu_cap_mhz = power_w, gpu_cap_mhz
@@ -170,4 +172,7 @@ class FakeNVML(types.ModuleType):
 
     def nvmlDeviceGetTotalEnergyConsumption(self, handle):
         self._enter("nvmlDeviceGetTotalEnergyConsumption")
-        return int(self._energy0 + self.power_w * (time.monotonic() - self._t0) * 1000)
+        elapsed = time.monotonic() - self._t0
+        if self.counter_period_s:  # the driver adds to the counter once a period (H100: ~0.1 s)
+            elapsed -= elapsed % self.counter_period_s
+        return int(self._energy0 + self.power_w * elapsed * 1000)

@@ -5,6 +5,13 @@ it does not.
 newer). Older GPUs answer NOT_SUPPORTED, and some (Tegra) initialise NVML but report zero; in
 ``mode="auto"`` both fall back to integrating ``nvmlDeviceGetPowerUsage`` (milliwatts) sampled
 by a thread every ``period_s``.
+
+The counter moves once per driver update period (about 0.1 s on an H100, measured by
+``bench/zeus_vs_nvml.py``), so a window's joules are exact to within one update's energy: at
+700 W that is ~70 J, large against a 0.2 s window and small against a 4 s one. A window in
+which the counter does not move at all reads the power draw times the window instead, labelled
+``nvml.power_estimate``; for short windows ``mode="sampling"`` integrates power every
+``period_s``.
 """
 
 from __future__ import annotations
@@ -60,5 +67,12 @@ class NvmlEnergyMeter:
         end_mj, t1 = self.gpu("nvmlDeviceGetTotalEnergyConsumption"), time.perf_counter()
         (start_mj, t0), self._start = self._start, None
         delta, wrapped = counter_delta(start_mj, end_mj, _UINT64)
+        if delta == 0 and t1 > t0:
+            # the driver adds to the counter once per update period (about 0.1 s on an H100),
+            # so a shorter window can see no tick at all: zero joules from a powered GPU would
+            # be wrong, and the power reading times the window is the best estimate there is
+            watts = self.gpu("nvmlDeviceGetPowerUsage") / 1000.0
+            return EnergyReading(joules=watts * (t1 - t0), seconds=t1 - t0,
+                                 source="nvml.power_estimate", resolution_j=0.001)
         return EnergyReading(joules=delta / 1000.0, seconds=t1 - t0, source=self.source,
                              resolution_j=0.001, wrapped=wrapped)
