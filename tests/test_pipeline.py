@@ -150,6 +150,24 @@ def test_cli_generate_batch_size(parts, capsys):
     assert "batch_size must be an int >= 1" in capsys.readouterr().err
 
 
+def test_cli_generate_with_a_token_tree(parts, capsys):
+    """``--lookahead 3x2:5`` decodes with trees: the same greedy text as target-only."""
+    import json
+
+    from thrifty.cli import main
+
+    argv = ["generate", "--verifier", "toy", "--model", "m", "--max-new-tokens", "12", "--json",
+            "ab", "bca"]
+    assert main(argv + ["--no-draft"]) == 0
+    target = json.loads(capsys.readouterr().out)["texts"]
+    assert main(argv + ["--draft", "toy-draft", "--lookahead", "3x2:5"]) == 0
+    assert json.loads(capsys.readouterr().out)["texts"] == target
+    for bad, message in (("3x", "a tree shape is DEPTHxBRANCH"), ("-1", "must be >= 0"),
+                         ("four", "--lookahead is γ")):
+        assert main(argv + ["--draft", "toy-draft", "--lookahead", bad]) == 2
+        assert message in capsys.readouterr().err
+
+
 def test_cli_generate_warns_when_acceptance_collapses(parts, capsys):
     import json
 

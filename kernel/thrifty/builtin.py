@@ -41,7 +41,9 @@ def _configure_generate(p) -> None:
                         "model of hf, the weights of pairconnect), KEY=VALUE sets any option it "
                         "declares, e.g. ngram,max_ngram=4 (repeatable; the first is used)")
     p.add_argument("--prompts-file", help="file with one prompt per line")
-    p.add_argument("--lookahead", type=int, default=None, help="tokens drafted per step (γ)")
+    p.add_argument("--lookahead", default=None, metavar="GAMMA|DEPTHxBRANCH[:NODES]",
+                   help="tokens drafted per step (γ), or a token tree such as 4x2:8 (depth 4, "
+                        "up to 2 children a node, 8 nodes)")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--top-k", type=int, default=0)
@@ -71,13 +73,27 @@ def pipeline_from_args(args):
         except ConfigError as exc:
             raise type(exc)(f"{args.config}: {exc}") from None
         return pipe, tables["generate"], tables["sampling"]
-    if args.lookahead is not None and args.lookahead < 0:
-        raise ConfigError(f"--lookahead must be >= 0; got {args.lookahead}")
+    lookahead = 4 if args.lookahead is None else _lookahead(args.lookahead)
     verifier = args.verifier or registry().preferred("verifiers")
     pipe = pipeline((verifier, {} if args.model is None else {"model": args.model}),
-                    [draft_ref(d, registry()) for d in args.draft],
-                    lookahead=4 if args.lookahead is None else args.lookahead)
+                    [draft_ref(d, registry()) for d in args.draft], lookahead=lookahead)
     return pipe, {}, {}
+
+
+def _lookahead(text: str):
+    """``--lookahead``: γ (an int >= 0) or a tree shape, which the pipeline parses."""
+    from .errors import ConfigError
+
+    if "x" in text:
+        return text
+    try:
+        gamma = int(text)
+    except ValueError:
+        raise ConfigError(f"--lookahead is γ (an int >= 0) or a tree DEPTHxBRANCH[:NODES] such "
+                          f"as 4x2:8; got {text!r}") from None
+    if gamma < 0:
+        raise ConfigError(f"--lookahead must be >= 0; got {gamma}")
+    return gamma
 
 
 def _run_generate(args) -> int:
