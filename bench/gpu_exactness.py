@@ -10,6 +10,7 @@ between the two tokens there, so that a near-tie is told apart from a defect. Th
 each family (fused or generic) is printed. Exit status 1 if any row differs.
 
     python bench/gpu_exactness.py --json gpu_exactness.json
+    python bench/gpu_exactness.py --zoo smollm2-135m:chat:8   # also the real model, held-out chat
     python bench/gpu_exactness.py --smoke      # CPU, no graphs, two families: checks the script
 """
 
@@ -36,6 +37,20 @@ def models(real: list[str]) -> dict:
 
     return {**MODELS, **{name: (lambda name=name: families.perturb(
         build(name, "cpu", "float32", smoke=False), seed=0)) for name in real}}
+
+
+def zoo_model(spec: str):
+    """``NAME[:WORKLOAD[:N]]`` -> (name, (maker of the zoo model in float32, the first N
+    prompts of that held-out workload as its tokenizer encodes them))."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import heldout
+    from thrifty_hf.zoo import resolve
+
+    name, workload, n = (spec.split(":") + ["chat", "8"])[:3]
+    path = resolve(name).path
+    prompts = heldout.load(AutoTokenizer.from_pretrained(path), [workload], int(n))[workload]
+    return name, (lambda: AutoModelForCausalLM.from_pretrained(path, dtype="float32"), prompts)
 
 
 def reference(model, prompts, max_new: int) -> list[list[int]]:
@@ -98,6 +113,8 @@ def main() -> int:
     ap.add_argument("--families", default="", help="comma-separated (default: all tiny ones)")
     ap.add_argument("--real", default="", help="also these published shapes, float32, random "
                     "perturbed weights: comma-separated, of " + ", ".join(REAL))
+    ap.add_argument("--zoo", default="", help="also this zoo model (real weights, float32) on "
+                    "held-out prompts: NAME[:WORKLOAD[:N]], e.g. smollm2-135m:chat:8")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--max-new-tokens", type=int, default=48,
                     help="long enough to outgrow every window")
@@ -122,10 +139,14 @@ def main() -> int:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(tok)
-    prompts = [tokenizer.encode(t) for t in families.CORPUS[:3]]
+    prompts = {name: [tokenizer.encode(t) for t in families.CORPUS[:3]] for name in names}
+    if args.zoo:
+        zoo, loaded = zoo_model(args.zoo)
+        makers[zoo], prompts[zoo] = loaded
+        names.append(zoo)
     rows = []
     for name in names:
-        rows += check_family(name, makers[name], prompts, args)
+        rows += check_family(name, makers[name], prompts[name], args)
         if args.json:  # after each family: a run stopped at a time limit keeps what it checked
             Path(args.json).write_text(json.dumps({"machine": machine(args.device),
                                                    "args": vars(args), "rows": rows}, indent=2))

@@ -50,8 +50,9 @@ def main() -> None:
     ap.add_argument("--suite", choices=("heldout", "indist"), default="heldout")
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--drafts", default="smollm2-draft-feat", help="comma-separated")
-    ap.add_argument("--gammas", default="3,4,5", help="lookaheads at batch 1")
-    ap.add_argument("--gammas-b8", default="2,3", help="lookaheads at batch 8")
+    ap.add_argument("--gammas", default="3,4,5",
+                    help="lookaheads at batch 1: γ, or token trees DEPTHxBRANCH[:NODES]")
+    ap.add_argument("--gammas-b8", default="2,3", help="lookaheads at batch 8 (as --gammas)")
     ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--hf-prompts", type=int, default=4,
                     help="prompts for the slow transformers references (eager, lookup, assisted)")
@@ -98,8 +99,11 @@ def main() -> None:
         resolve(args.model).path, dtype=getattr(torch, dtype)).to(device).eval()
     eos = eos_token_ids(hf, tok)
     assistant = load_draft_named(args.assistant, hf) if args.assistant else None
-    gammas = {1: [int(g) for g in args.gammas.split(",")],
-              8: [int(g) for g in args.gammas_b8.split(",")]}
+    from thrifty.speculative import TreeShape
+
+    lookahead = lambda g: TreeShape.parse(g) if "x" in g else int(g)  # noqa: E731
+    gammas = {1: [lookahead(g) for g in args.gammas.split(",")],
+              8: [lookahead(g) for g in args.gammas_b8.split(",")]}
     modes = [(int(b), False) for b in args.batches.split(",") if b] + \
         [(8, True)] * bool(args.refill_prompts)
     res = {**environment(device), "suite": args.suite, "model": args.model,
@@ -149,7 +153,8 @@ def main() -> None:
                           tok_s_rounds=[round(r, 1) for r in hf_rates["static"]]))
             for (name, gamma), rs in rates.items():
                 ratios = [r / b for r, b in zip(rs, rates[("target-only", 0)])]
-                row = dict(workload=wl, batch=batch, refill=refill, config=name, gamma=gamma,
+                row = dict(workload=wl, batch=batch, refill=refill, config=name,
+                           gamma=gamma if isinstance(gamma, int) else str(gamma),
                            tok_s=round(statistics.median(rs), 1),
                            ratio_median=round(statistics.median(ratios), 3),
                            ratios=[round(r, 3) for r in ratios],
