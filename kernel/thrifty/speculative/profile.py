@@ -93,8 +93,7 @@ class Profile:
             drafts = {}
             for label, d in raw.pop("drafts").items():
                 acc = d.pop("acceptance")
-                trees = {shape: TreeProfile(**{**t, "propose_ms": _int_keys(t["propose_ms"]),
-                                               "overhead_ms": _int_keys(t["overhead_ms"])})
+                trees = {shape: _tree_profile(label, shape, t)
                          for shape, t in d.pop("trees", {}).items()}
                 drafts[label] = DraftProfile(
                     **{**d, "propose_ms": _int_keys(d["propose_ms"]),
@@ -176,6 +175,15 @@ class Profile:
                     check_number(f"{what} {kind}row {r}", n, low=1, integer=True)
         if not tree.rows:
             raise ConfigError(f"{what} has no rows; its acceptance cannot be estimated")
+
+
+def _tree_profile(label: str, shape: str, raw: Any) -> TreeProfile:
+    """One tree entry of a profile's JSON; a malformed one is named in the error."""
+    try:
+        return TreeProfile(**{**raw, "propose_ms": _int_keys(raw["propose_ms"]),
+                              "overhead_ms": _int_keys(raw["overhead_ms"])})
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
+        raise ValueError(f"draft {label!r} tree {shape!r}: {exc!r}") from None
 
 
 def _int_keys(table: Mapping):
