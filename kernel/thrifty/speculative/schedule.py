@@ -45,14 +45,14 @@ def check_schedule(ranges: Any) -> list[Range]:
                               f"[batch_start, batch_end, gamma], nor two and a tree shape "
                               f"[batch_start, batch_end, \"DEPTHxBRANCH:NODES\"]")
         lo, hi, gamma = entry
+        if lo != expect or hi < lo:
+            raise ConfigError(f"schedule ranges must be ascending and contiguous from batch 1: "
+                              f"expected one starting at {expect}, got {list(entry)}")
         if isinstance(gamma, str):
             try:
                 gamma = str(TreeShape.parse(gamma))
             except ConfigError as exc:
                 raise ConfigError(f"schedule entry {list(entry)}: {exc}") from None
-        if lo != expect or hi < lo:
-            raise ConfigError(f"schedule ranges must be ascending and contiguous from batch 1: "
-                              f"expected one starting at {expect}, got {list(entry)}")
         elif gamma < 0:
             raise ConfigError(f"schedule gamma must be >= 0; got {list(entry)}")
         out.append((lo, hi, gamma))
