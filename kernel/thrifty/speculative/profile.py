@@ -253,10 +253,10 @@ def draft_latency(draft, prompts: Sequence[Sequence[int]], batch: int,
                   verifier=None) -> dict:
     """Median ms of one proposal per entry of ``gammas``: ``propose(γ)`` for an int γ,
     ``propose_tree(shape)`` for a :class:`TreeShape`. In steady state: after each call half a
-    chain's proposals (a tree's root) are accepted and a correction token is committed, as in a
-    typical step; a tree's cost does not depend on which of its paths is kept. A feature draft
-    gets its first features from ``verifier``'s prefill and zeros after that (latency depends
-    on shapes only)."""
+    chain's proposals are accepted (a tree keeps its root only: its cost depends on its shape,
+    not on the path kept) and a correction token is committed, as in a typical step. A feature
+    draft gets its first features from ``verifier``'s prefill and zeros after that (latency
+    depends on shapes only)."""
     import torch
 
     rows = _batch_rows(prompts, batch)
@@ -351,8 +351,8 @@ def measure(verifier, draft, gamma, batch: int, prompts: Sequence[Sequence[int]]
     them through ``batch`` continuously refilled rows) and report the median (over
     ``repeats``) decode throughput: tokens / (total − prefill) time.
 
-    ``gamma`` is a fixed lookahead or a :class:`LookaheadPolicy`; ``draft=None`` or ``gamma=0``
-    decodes target-only."""
+    ``gamma`` is a fixed lookahead, a :class:`TreeShape` or a :class:`LookaheadPolicy`;
+    ``draft=None`` or ``gamma=0`` decodes target-only."""
     if not prompts:
         raise ConfigError("measure needs at least one prompt")
     device = verifier.device

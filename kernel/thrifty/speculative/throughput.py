@@ -6,8 +6,9 @@ TAR is the mean number of tokens a row emits per verifier pass (bonus included);
 one ``propose(γ)`` call of draft d at batch B (≈ γ · L_draft(d, B), the paper's term); V the
 verifier's time to score γ + 1 tokens per row; O the engine's own time per step (acceptance
 rule, cache roll-back, detokenisation). A token tree of n nodes takes γ's place: D is its
-``propose_tree`` call, V scores 1 + n tokens, and TAR is its measured accepted path + 1. Everything here is a pure function of numbers, except
-:class:`ThroughputModel`, which holds a fitted profile and answers questions about it.
+``propose_tree`` call, V scores 1 + n tokens, and TAR is its measured accepted path + 1.
+Everything here is a pure function of numbers, except :class:`ThroughputModel`, which holds a
+fitted profile and answers questions about it.
 ``docs/throughput-model.md`` states the assumptions.
 """
 
