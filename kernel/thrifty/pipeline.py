@@ -8,7 +8,7 @@ Python and TOML are equivalent::
     [speculative]
     verifier = { plugin = "hf", model = "smollm2-135m" }
     drafts = [ { plugin = "hf", model = "smollm2-draft-l2" }, { plugin = "ngram" } ]
-    lookahead = 4            # or a token tree "4x2:8", or by batch size: [[1, 4, 5], [5, 16, 3], [17, 64, 0]]
+    lookahead = 4            # a tree: "4x2:8"; by batch size: [[1, 4, "3x2:6"], [5, 64, 2]]
 
 Assembly validates every name and option against the registry before any model is loaded;
 models load on first use and are kept. From Python, ``thrifty.pipeline.from_config(path)``
@@ -132,9 +132,9 @@ def pipeline(verifier: Any, drafts: Sequence[Any] = (), lookahead: Any = 4,
         lookahead = FixedTree(TreeShape.parse(lookahead))
     if isinstance(lookahead, bool) or not isinstance(lookahead, int) and not hasattr(
             lookahead, "gamma"):
-        raise ConfigError(f"lookahead must be an int >= 0, a token tree DEPTHxBRANCH[:NODES] "
-                          f"(\"4x2:8\"), a schedule of [batch_start, batch_end, gamma] ranges "
-                          f"or a policy; got {lookahead!r}")
+        raise ConfigError(f"lookahead must be an int >= 0, a token tree's shape such as "
+                          f"\"4x2:8\", a schedule of [batch_start, batch_end, gamma] ranges or "
+                          f"a policy; got {lookahead!r}")
     if isinstance(lookahead, int) and lookahead < 0:
         raise ConfigError(f"lookahead must be >= 0; got {lookahead}")
     if isinstance(drafts, (str, Mapping)):

@@ -7,15 +7,16 @@ import pytest
 
 from thrifty import DraftModelSpec, EngineSettings, Option, hookimpl
 from thrifty.cli import main
-from thrifty.errors import ConfigError
+from thrifty.errors import ConfigError, IncompatibleModelsError
 from thrifty.pipeline import from_config
-from thrifty.speculative import BatchLookahead, SpeculativeDecoder
-from thrifty.speculative.commands import engine_settings, export_config
-from thrifty.speculative.profile import DraftProfile, Profile
+from thrifty.speculative import BatchLookahead, SpeculativeDecoder, TreeShape
+from thrifty.speculative.commands import engine_settings, export_config, schedule_export
+from thrifty.speculative.profile import DraftProfile, Profile, TreeProfile
 from thrifty.speculative.record import Acceptance
 from thrifty.speculative.schedule import check_schedule, gamma_at, gamma_schedule, schedule_draft
 from thrifty.speculative.throughput import ThroughputModel
 from thrifty.testing import fresh_registry
+from thrifty.testing.toy import ToyDraft
 
 from .conftest import ToyPlugin, close_draft
 
@@ -24,7 +25,7 @@ def assert_shape(ranges, top):
     """The rules vLLM's num_speculative_tokens_per_batch_size and thrifty share."""
     assert ranges[0][0] == 1 and ranges[-1][1] == top
     for (lo, hi, gamma), nxt in zip(ranges, ranges[1:] + [None]):
-        assert 1 <= lo <= hi and gamma >= 0
+        assert 1 <= lo <= hi and (isinstance(gamma, str) or gamma >= 0)
         if nxt is not None:
             assert nxt[0] == hi + 1 and nxt[2] != gamma  # contiguous, neighbours merged
 
@@ -40,6 +41,8 @@ def assert_shape(ranges, top):
     ([[1, 4, 2.5]], "three integers"),
     ([[1, 4, True]], "three integers"),
     ("1-4:2", "non-empty list"),
+    ([[1, 4, "4y2"]], r"schedule entry \[1, 4, '4y2'\]: a tree shape is DEPTHxBRANCH"),
+    ([[1, 4, "4x2:3"]], "depth 4 needs at least 4 nodes"),
 ])
 def test_a_schedule_that_breaks_a_rule_is_refused_naming_it(bad, rule):
     with pytest.raises(ConfigError, match=rule):
@@ -63,6 +66,79 @@ def _profile() -> Profile:
                               4: [20.0, 24.0, 28.0, 32.0, 36.0],
                               16: [40.0, 80.0, 120.0, 160.0, 200.0]},
                    target_overhead_ms={1: 0.2, 4: 0.2, 16: 0.2}, drafts={"d": draft})
+
+
+def _tree_profile() -> Profile:
+    """:func:`_profile` and a 2x2:4 tree that emits 3 tokens a pass where the chain at γ = 4
+    emits about 2.7: the tree wins where scoring 5 tokens is nearly free, target-only where
+    it is not."""
+    prof = _profile()
+    prof.drafts["d"].trees["2x2:4"] = TreeProfile(
+        propose_ms={1: 1.0, 4: 1.6, 16: 2.0}, overhead_ms={1: 0.3, 4: 0.3, 16: 0.3},
+        rows=[[3] * 5 + [1], [3] * 4 + [2, 2]])
+    return prof
+
+
+def test_the_schedule_runs_a_tree_where_it_beats_every_chain():
+    model = ThroughputModel(_tree_profile())
+    ranges = gamma_schedule(model, "d", [1, 4, 16])
+    chains = gamma_schedule(model, "d", [1, 4, 16], trees=False)
+    assert_shape(ranges, 16)
+    assert_shape(chains, 16)
+    assert ranges[0][2] == "2x2:4" and ranges[-1][2] == 0
+    assert all(isinstance(g, int) for _, _, g in chains) and chains != ranges
+    for b in range(1, 17):
+        best = max([model.predict(None, 0, b), model.predict("d", TreeShape(2, 2, 4), b)]
+                   + [model.predict("d", g, b) for g in range(1, 5)], key=lambda p: p.throughput)
+        assert gamma_at(ranges, b) == (best.tree or best.gamma)
+        assert gamma_at(chains, b) == model.best(b, trees=False).gamma
+
+
+def test_a_schedule_with_a_tree_answers_by_batch():
+    policy = BatchLookahead([[1, 2, "3x2"], [3, 8, 2], [9, 16, 0]])
+    assert policy.trees and policy.gamma_max == 6
+    answers = []
+    for rows in (1, 2, 3, 9):
+        policy.start(rows)
+        answers.append((policy.tree(), policy.gamma()))
+    assert answers == [(TreeShape(3, 2, 6), 3)] * 2 + [(None, 2), (None, 0)]
+    assert not BatchLookahead([[1, 4, 2]]).trees
+
+
+class _Counting(ToyDraft):
+    def propose_tree(self, shape, sampling, generator):
+        self.trees += 1
+        return super().propose_tree(shape, sampling, generator)
+
+    def propose(self, gamma, sampling, generator):
+        self.chains += 1
+        return super().propose(gamma, sampling, generator)
+
+
+@pytest.mark.parametrize("rows, trees, chains", [(1, True, False), (2, False, True),
+                                                 (3, False, False)])
+def test_a_schedule_with_a_tree_range_drives_the_engine(toys, toy_prompts, rows, trees, chains):
+    verifier, draft = toys
+    counting = _Counting(vocab=verifier.vocab_size, table=draft.table)
+    counting.trees = counting.chains = 0
+    policy = BatchLookahead([[1, 1, "3x2:5"], [2, 2, 2], [3, 8, 0]])
+    out = SpeculativeDecoder(verifier, counting, policy).generate(toy_prompts, max_new_tokens=8,
+                                                                  batch_size=rows)
+    assert (counting.trees > 0, counting.chains > 0) == (trees, chains)
+    plain = SpeculativeDecoder(verifier, None).generate(toy_prompts, max_new_tokens=8)
+    assert out.token_ids == plain.token_ids  # lossless whether a step is a tree or a chain
+
+
+class _ChainOnly(ToyDraft):
+    propose_tree = None
+
+
+def test_a_chain_schedule_runs_a_draft_without_trees_and_a_tree_schedule_refuses_it(toys):
+    verifier, draft = toys
+    chain_only = _ChainOnly(vocab=verifier.vocab_size, table=draft.table)
+    SpeculativeDecoder(verifier, chain_only, BatchLookahead([[1, 4, 2]]))
+    with pytest.raises(IncompatibleModelsError, match="propose_tree/commit_path"):
+        SpeculativeDecoder(verifier, chain_only, BatchLookahead([[1, 4, 2], [5, 8, "2x2"]]))
 
 
 def test_the_model_fills_every_batch_size_with_its_best_gamma():
@@ -191,3 +267,27 @@ def test_select_of_the_verifier_alone_exports_no_schedule(registry, tmp_path, ca
     out = json.loads(capsys.readouterr().out)
     assert "schedule" not in out and "vllm" not in out
     assert all(b["recommended"]["draft"] is None for b in out["batches"])
+
+
+def test_select_exports_chains_to_vllm_and_the_trees_to_thrifty(registry):
+    model = ThroughputModel(_tree_profile())
+    found = schedule_export(model, model.profile, [1, 4, 16])
+    ranges, chains = found["schedule"]["ranges"], found["schedule"]["chain_ranges"]
+    assert ranges[0][2] == "2x2:4" and all(isinstance(r[2], int) for r in chains)
+    assert found["vllm"]["num_speculative_tokens_per_batch_size"] == chains
+    assert found["thrifty"]["lookahead"] == ranges
+    assert "chains only" in found["trees"]
+    # thrifty's TOML runs the trees: a pipeline reads it into a schedule that asks for them
+    pipe = from_config("[speculative]\nverifier = { plugin = \"toy\" }\n"
+                       + found["thrifty"]["toml"], registry=registry)
+    assert pipe.lookahead.trees and [list(r) for r in pipe.lookahead.ranges] == ranges
+    # one batch where a tree is best: vLLM gets the best chain there, thrifty the tree
+    best = model.best(1)
+    assert best.tree == "2x2:4"
+    lines = export_config({"name": "toy-draft", "options": {}}, model.best(1, trees=False).gamma,
+                          lookahead=best.tree)
+    assert lines["thrifty"].endswith('lookahead = "2x2:4"') and "trees" in lines
+    assert json.loads(lines["vllm"].removeprefix("speculative_config="))[
+        "num_speculative_tokens"] == model.best(1, trees=False).gamma
+    assert from_config("[speculative]\nverifier = { plugin = \"toy\" }\n" + lines["thrifty"],
+                       registry=registry).lookahead.tree() == TreeShape(2, 2, 4)

@@ -5,8 +5,8 @@ from thrifty.speculative.profile import DraftProfile, Profile
 from thrifty.speculative.record import Acceptance
 from thrifty.speculative.throughput import (
     Hypothetical, ShapeModel, ThroughputModel, batch_tar, conditional_from_cumulative,
-    conditional_from_matches, iid_alpha, interp, mean_verify_ms, refill_tar,
-    tar_iid, tar_positional, throughput, walk)
+    conditional_from_matches, continuous_tar, iid_alpha, interp, mean_verify_ms, refill_tar,
+    static_tar, tar_iid, tar_positional, throughput, tree_walks, walk)
 
 
 def test_positional_tar_reduces_to_the_iid_closed_form():
@@ -39,6 +39,17 @@ def test_batch_tar_counts_the_slowest_row_of_each_batch():
     assert batch_tar([fast, slow], 3, 1, 12) == pytest.approx(24 / 15)
     # together, both rows run 12 passes: 24 tokens over 2 x 12 row-passes
     assert batch_tar([fast, slow], 3, 2, 12) == pytest.approx(1.0)
+
+
+def test_tree_walks_idle_as_chain_walks_do():
+    """A tree row's walk is the tokens it gained per pass: its passes are the walk's length."""
+    fast, slow = [4, 4, 4], [1] * 12  # 12 tokens each: 3 passes, and 12
+    assert tree_walks([fast, slow]) == [(3, 12), (12, 12)]
+    assert static_tar(tree_walks([fast, slow]), 1) == pytest.approx(24 / 15)
+    assert static_tar(tree_walks([fast, slow]), 2) == pytest.approx(24 / 24)
+    rows = [slow, fast, fast, fast]
+    assert static_tar(tree_walks(rows), 2) == pytest.approx(48 / 30)
+    assert continuous_tar(tree_walks(rows), 2) == pytest.approx(48 / 24)
 
 
 def test_verifier_latency_keeps_the_bends_it_was_profiled_with():

@@ -1,8 +1,9 @@
 """Built-in draft-selection commands, registered like any plugin:
 
 * ``thrifty profile``: measure a verifier, drafts and a workload on a device; save JSON;
-* ``thrifty select``: rank (draft, γ) per batch size with the throughput model, optionally
-  next to live measurements; recommend one; plot; export vLLM / transformers settings.
+* ``thrifty select``: rank (draft, γ or token tree) per batch size with the throughput model,
+  optionally next to live measurements; recommend one; plot; export vLLM / transformers
+  settings (chains) and thrifty's (chains and trees).
 """
 
 from __future__ import annotations
@@ -38,6 +39,23 @@ def _shape(text: str) -> tuple[int, int]:
     return int(layers), int(width)
 
 
+def _trees(text: str) -> list:
+    """``--trees 3x2:6,4x3:10``: token-tree shapes (a ConfigError naming a bad one)."""
+    from ..errors import ConfigError
+    from .tree import TreeShape
+
+    shapes = [TreeShape.parse(t.strip()) for t in text.split(",") if t.strip()]
+    if not shapes:
+        raise ConfigError(f"--trees takes comma-separated tree shapes DEPTHxBRANCH[:NODES], "
+                          f"such as 3x2:6,4x3:10; got {text!r}")
+    return shapes
+
+
+def _choice(lookahead) -> str:
+    """A schedule range's or prediction's choice in words: ``γ=3`` or ``tree 4x2:8``."""
+    return f"tree {lookahead}" if isinstance(lookahead, str) else f"γ={lookahead}"
+
+
 def _configure_models(p) -> None:
     p.add_argument("--verifier", help="registered verifier (default: the one of highest "
                                       "priority; `thrifty plugins` lists them)")
@@ -65,6 +83,9 @@ def _configure_models(p) -> None:
                    help="also measure acceptance when sampling at this temperature")
     p.add_argument("--shape", action="append", type=_shape, default=[],
                    help="also profile a random-weight decoder of LAYERSxWIDTH (repeatable)")
+    p.add_argument("--trees", type=_trees, default=[],
+                   help="also profile these token-tree shapes DEPTHxBRANCH[:NODES] for every "
+                        "draft that grows trees, e.g. 3x2:6,4x3:10 (others: chains only)")
 
 
 def _options(spec, wanted: dict) -> dict:
@@ -112,7 +133,8 @@ def _profile_from_args(args, say):
                    batches=args.batch or [1, 4, 16], gamma_max=args.gamma_max,
                    max_new_tokens=args.max_new_tokens, repeats=args.repeats, warmup=args.warmup,
                    temperature=args.temperature, shapes=args.shape,
-                   dtype=args.dtype or "float32", sweeps=args.sweeps, progress=say)
+                   dtype=args.dtype or "float32", sweeps=args.sweeps, trees=args.trees,
+                   progress=say)
     prof.meta["verifier_config"] = {"name": args.verifier, "model": args.model,
                                     "device": args.device, "dtype": args.dtype}
     return prof, verifier, drafts, work
@@ -138,7 +160,13 @@ def _run_profile(args) -> int:
     prof.save(args.output)
     print(f"profile of {prof.verifier} with {len(prof.drafts)} draft(s) on {prof.workload} "
           f"({prof.device}) written to {args.output}")
+    _print_tree_skips(prof)
     return 0
+
+
+def _print_tree_skips(prof) -> None:
+    for label, why in prof.meta.get("trees_skipped", {}).items():
+        print(f"draft {label}: no token trees profiled: {why}")
 
 
 # -- thrifty select -------------------------------------------------------------------------------
@@ -147,7 +175,8 @@ def _configure_select(p) -> None:
     p.add_argument("--profile", help="use this profile (from `thrifty profile`) instead of "
                                      "profiling now")
     p.add_argument("--measure", action="store_true",
-                   help="also run each shown (draft, γ) live and show measured next to predicted")
+                   help="also run each shown (draft, γ or tree) live and show measured next to "
+                        "predicted")
     p.add_argument("--top", type=int, default=5, help="rows shown per batch size (default: 5)")
     p.add_argument("--hypothetical", action="append", default=[],
                    help="cost a draft that does not exist: NAME=LAYERSxWIDTH@ALPHA, e.g. "
@@ -216,18 +245,17 @@ def _run_select(args) -> int:
         for p in shown:
             row = {**p.as_dict(), "measured": None}
             if args.measure and (p.draft is None or p.draft in drafts):
-                say(f"measuring {p.draft or 'target-only'} γ={p.gamma} batch {b}")
+                say(f"measuring {p.draft or 'target-only'} {_choice(p.tree or p.gamma)} "
+                    f"batch {b}")
                 d = drafts[p.draft][0] if p.draft else None
-                m = measure(verifier, d, p.gamma, b, batched(ids, b), max_new,
+                m = measure(verifier, d, p.lookahead, b, batched(ids, b), max_new,
                             repeats=min(args.repeats, 3), refill=args.refill)
                 row["measured"] = round(m.throughput, 3)
                 row["error"] = round((p.throughput - m.throughput) / m.throughput, 4)
             rows.append(row)
         best = ranked[0]
         report.append({"batch": b, "ranking": rows, "recommended": best.as_dict(),
-                       "explain": best.explain(),
-                       "config": export_config(prof.drafts[best.draft].config, best.gamma)
-                       if best.draft in prof.drafts else {}})
+                       "explain": best.explain(), "config": _recommended(model, best)})
     if args.plot:
         plot(model, batches, args.plot, report)
     scheduled = schedule_export(model, prof, batches)
@@ -241,26 +269,44 @@ def _run_select(args) -> int:
     return 0
 
 
+def _recommended(model, best) -> dict[str, str]:
+    """Settings for the recommended point; where it is a tree, vLLM and transformers get the
+    best chain of the same draft at that batch (they run no trees)."""
+    drafts = model.profile.drafts
+    if best.draft not in drafts:
+        return {}
+    if best.tree is None:
+        return export_config(drafts[best.draft].config, best.gamma)
+    chain = model.best(best.batch, drafts=[best.draft], trees=False)
+    return export_config(drafts[best.draft].config, chain.gamma, lookahead=best.tree)
+
+
 def schedule_export(model, prof, batches) -> dict:
     """The per-batch-size schedule of the one draft that does best over ``batches`` (an engine
     runs one draft), with its vLLM, transformers and thrifty settings: ``{"schedule": {draft,
-    ranges}, "vllm": ..., "transformers": ..., "thrifty": ..., ["prepare"], ["note"]}``; ``{}``
-    for a profile of the verifier alone."""
-    from .schedule import gamma_schedule, schedule_draft
+    ranges, ["chain_ranges"]}, "vllm": ..., "transformers": ..., "thrifty": ..., ["prepare"],
+    ["note"], ["trees"]}``; ``{}`` for a profile of the verifier alone. Where some ranges run a
+    token tree, ``chain_ranges`` is the best chain per range, which vLLM and transformers get."""
+    from .schedule import gamma_schedule, has_trees, schedule_draft
 
     if not prof.drafts:
         return {}
     draft = schedule_draft(model, batches)
     ranges = gamma_schedule(model, draft, batches)
-    found = engine_settings(prof.drafts[draft].config, ranges)
-    return {"schedule": {"draft": draft, "ranges": [list(r) for r in ranges]}, **found}
+    sched = {"draft": draft, "ranges": [list(r) for r in ranges]}
+    if not has_trees(ranges):
+        return {"schedule": sched, **engine_settings(prof.drafts[draft].config, ranges)}
+    chains = gamma_schedule(model, draft, batches, trees=False)
+    sched["chain_ranges"] = [list(r) for r in chains]
+    return {"schedule": sched,
+            **engine_settings(prof.drafts[draft].config, chains, lookahead=ranges)}
 
 
 def _print_schedule(scheduled: dict) -> None:
     if not scheduled:
         return
     sched = scheduled["schedule"]
-    text = ", ".join(f"batch {lo}-{hi}: γ={g}" for lo, hi, g in sched["ranges"])
+    text = ", ".join(f"batch {lo}-{hi}: {_choice(g)}" for lo, hi, g in sched["ranges"])
     print(f"\nby batch size, with draft {sched['draft']}: {text}")
     for name, line in export_config_lines(scheduled).items():
         print(f"  {name}: {line}")
@@ -277,7 +323,8 @@ def _print_report(prof, report, args) -> None:
     print(f"verifier {prof.verifier} on {prof.device}, workload {prof.workload}")
     for entry in report:
         print(f"\nbatch {entry['batch']}")
-        rows = [{"draft": r["draft"] or "(target only)", "gamma": r["gamma"], "TAR": r["tar"],
+        rows = [{"draft": r["draft"] or "(target only)",
+                 "lookahead": _choice(r["tree"] or r["gamma"]), "TAR": r["tar"],
                  "predicted tok/s": r["throughput"],
                  "measured tok/s": "" if r["measured"] is None else r["measured"],
                  "error": "" if r.get("error") is None else f"{100 * r['error']:+.1f}%",
@@ -288,6 +335,7 @@ def _print_report(prof, report, args) -> None:
         print(f"recommended: {entry['explain']}")
         for name, text in entry["config"].items():
             print(f"  {name}: {text}")
+    _print_tree_skips(prof)
     if args.plot:
         print(f"\nplot written to {args.plot}")
 
@@ -304,7 +352,7 @@ def _export_spec(name: str):
         return None
 
 
-def engine_settings(config: dict, gamma: int | list) -> dict:
+def engine_settings(config: dict, gamma: int | list, lookahead: str | list | None = None) -> dict:
     """Settings that run the profiled draft ``config`` in vLLM, transformers and thrifty.
 
     ``gamma`` is one lookahead or a schedule of ``(batch_start, batch_end, gamma)`` ranges
@@ -312,6 +360,9 @@ def engine_settings(config: dict, gamma: int | list) -> dict:
     its plugin's record (``DraftModelSpec.export``); a draft whose record has none gets thrifty's
     settings only. transformers' assisted generation decodes one sequence at a time, so it takes
     the γ of batch 1 (no keyword arguments where target-only is fastest there).
+    ``lookahead``: thrifty's own, where it runs token trees (a shape such as ``"4x2:8"``, or a
+    schedule with tree ranges); vLLM's draft-model path and transformers' assisted generation
+    run chains only, so they take ``gamma``, the best chain, and ``"trees"`` says so.
     """
     from .schedule import check_schedule, gamma_at
 
@@ -320,10 +371,16 @@ def engine_settings(config: dict, gamma: int | list) -> dict:
     one = gamma_at(ranges, 1) if ranges else gamma
     extra = "".join(f", {k} = {json.dumps(v)}" for k, v in options.items()
                     if k not in ("device", "dtype"))
-    lookahead = json.dumps([list(r) for r in ranges]) if ranges else str(gamma)
-    out: dict = {"thrifty": {"lookahead": [list(r) for r in ranges] if ranges else gamma,
+    ours = gamma if lookahead is None else lookahead
+    if isinstance(ours, (list, tuple)):
+        ours = [list(r) for r in check_schedule(ours)]
+    out: dict = {"thrifty": {"lookahead": ours,
                              "toml": f'drafts = [{{ plugin = "{name}"{extra} }}]\n'
-                                     f'lookahead = {lookahead}'}}
+                                     f'lookahead = {json.dumps(ours)}'}}
+    if lookahead is not None:
+        out["trees"] = ("vLLM's draft-model path and transformers' assisted generation run "
+                        "chains only: their settings take the best chain (per batch range); "
+                        "thrifty's lookahead runs the token trees")
     spec = _export_spec(name)
     settings = None if spec is None or spec.export is None else spec.export(
         {**{k: o.default for k, o in spec.options.items() if not o.required}, **options})
@@ -346,10 +403,11 @@ def engine_settings(config: dict, gamma: int | list) -> dict:
     return out
 
 
-def export_config(config: dict, gamma: int | list) -> dict[str, str]:
+def export_config(config: dict, gamma: int | list,
+                  lookahead: str | list | None = None) -> dict[str, str]:
     """Ready-to-paste lines for the chosen draft and lookahead in vLLM, transformers and
     thrifty (see :func:`engine_settings`)."""
-    return export_config_lines(engine_settings(config, gamma))
+    return export_config_lines(engine_settings(config, gamma, lookahead))
 
 
 def export_config_lines(found: dict) -> dict[str, str]:
@@ -377,12 +435,15 @@ def export_config_lines(found: dict) -> dict[str, str]:
         lines["transformers"] = f"{load}model.generate(**inputs{args})"
     else:
         lines["note"] = found["note"]
+    if "trees" in found:
+        lines["trees"] = found["trees"]
     lines["thrifty"] = found["thrifty"]["toml"]
     return lines
 
 
 def plot(model, batches, path: str | Path, report=None) -> None:
-    """Per batch size: throughput vs TAR per draft (one point per γ), and throughput vs γ."""
+    """Per batch size: throughput vs TAR per draft (one point per γ, a square per token tree),
+    and throughput vs γ (a tree at its depth)."""
     import matplotlib
 
     from ..atomic import atomic_path
@@ -390,7 +451,7 @@ def plot(model, batches, path: str | Path, report=None) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    measured = {(r["draft"], r["gamma"], e["batch"]): r["measured"]
+    measured = {(r["draft"], r["tree"] or r["gamma"], e["batch"]): r["measured"]
                 for e in report or [] for r in e["ranking"] if r.get("measured")}
     gammas = list(range(1, model.profile.gamma_max + 1))
     fig, axes = plt.subplots(len(batches), 2, figsize=(11, 3.6 * len(batches)), squeeze=False)
@@ -404,7 +465,14 @@ def plot(model, batches, path: str | Path, report=None) -> None:
                 ax_tar.annotate(str(p.gamma), (p.tar, p.throughput), fontsize=7)
             ax_g.plot(gammas, [p.throughput for p in preds], "o-", color=line.get_color(),
                       label=f"{d} (model)")
-            pts = [(g, measured[(d, g, b)]) for g in gammas if (d, g, b) in measured]
+            trees = [model.predict_tree(d, s, b) for s in model.trees(d)]
+            for p in trees:
+                ax_tar.plot(p.tar, p.throughput, "s", color=line.get_color())
+                ax_tar.annotate(p.tree, (p.tar, p.throughput), fontsize=7)
+                ax_g.plot(p.gamma, p.throughput, "s", color=line.get_color())
+                ax_g.annotate(p.tree, (p.gamma, p.throughput), fontsize=7)
+            pts = [(p.gamma, measured[key]) for p in preds + trees
+                   if (key := (d, p.tree or p.gamma, b)) in measured]
             if pts:
                 ax_g.plot(*zip(*pts), "x", color=line.get_color(), markersize=9,
                           label=f"{d} (measured)")
@@ -430,6 +498,6 @@ def thrifty_commands():
                     description="measure a verifier, drafts and a workload for the throughput "
                                 "model"),
         CommandSpec(name="select", configure=_configure_select, run=_run_select,
-                    description="rank (draft, γ) per batch size with the throughput model; "
-                                "recommend one"),
+                    description="rank (draft, γ or token tree) per batch size with the "
+                                "throughput model; recommend one"),
     ]

@@ -34,7 +34,7 @@ from ..errors import ConfigError, IncompatibleModelsError
 from ..protocols import DraftModel, Verifier, grows_trees, reads_features, scores_trees
 from .acceptance import accept
 from .metrics import Metrics
-from .policy import FixedLookahead, FixedTree, LookaheadPolicy
+from .policy import FixedLookahead, FixedTree, LookaheadPolicy, asks_for_trees
 from .sampling import Sampling, warp
 from .tree import TreeShape, accept_tree, with_root
 
@@ -95,7 +95,7 @@ class SpeculativeDecoder:
         elif isinstance(policy, TreeShape):
             policy = FixedTree(policy)
         self.policy = policy
-        if draft is not None and callable(getattr(policy, "tree", None)):
+        if draft is not None and asks_for_trees(policy):
             lacking = [f"{role} {m.name!r}" for role, m, able in (
                 ("verifier", verifier, scores_trees(verifier)), ("draft", draft, grows_trees(draft)))
                 if not able]

@@ -32,6 +32,14 @@ class LookaheadPolicy(Protocol):
     #
     # Optional: ``tree()``, a :class:`~thrifty.speculative.TreeShape` for the next step, or None
     # for a chain of ``gamma()`` tokens; a policy may switch between the two (by batch size).
+    # With ``tree()``, optional ``trees``: whether it ever answers a tree (default True), so that
+    # a policy whose choices are all chains runs with models that cannot grow trees.
+
+
+def asks_for_trees(policy) -> bool:
+    """Whether ``policy`` may ask for a token tree (see :class:`LookaheadPolicy`): then the
+    engine refuses, before decoding, models that cannot grow or score one."""
+    return callable(getattr(policy, "tree", None)) and bool(getattr(policy, "trees", True))
 
 
 @attrs.define

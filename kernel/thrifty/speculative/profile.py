@@ -1,9 +1,11 @@
 """The profiler: everything the throughput model needs, measured on one device and workload.
 
-* verifier latency by number of scored tokens per row (1 … γmax + 1) and batch size;
+* verifier latency by number of scored tokens per row (1 … the widest step + 1) and batch size;
 * each draft's ``propose(γ)`` latency by γ and batch size;
 * the engine's own time per step (acceptance rule, roll-back, detokenisation) by γ and batch;
 * acceptance per position: greedy by record-and-replay, and optionally sampled, live;
+* for each token-tree shape a draft can grow: its ``propose_tree`` latency and the engine's
+  time per step by batch size, and the tokens each prompt gains per pass in a live tree run;
 * decode-step latency of random-weight decoders of a given depth and width (``shapes``), so that
   a draft that does not exist yet can be costed.
 
@@ -26,24 +28,42 @@ from ..checks import check_number
 from ..errors import ConfigError, DatasetFormatError
 from ..atomic import write_json_atomically
 from ..files import read_json
-from ..protocols import reads_features
+from ..protocols import grows_trees, reads_features, scores_trees
 from .engine import SpeculativeDecoder
 from .record import Acceptance, record, replay
 from .sampling import Sampling
+from .tree import TreeShape
 
 Progress = Callable[[str], None]
 
 
 @attrs.define
+class TreeProfile:
+    """One token-tree shape of one draft, measured live (a tree's acceptance cannot be replayed
+    from a chain's matches: its siblings are other tokens than the chain's).
+
+    ``rows[r]``: tokens prompt r gained at each verifier pass of a greedy run, in order (its
+    walk: the pass count is the list's length); ``sampled``: ``{"temperature": T, "rows":
+    [...]}``, the same under sampling."""
+
+    propose_ms: dict[int, float] = attrs.field(factory=dict)   # batch -> ms
+    overhead_ms: dict[int, float] = attrs.field(factory=dict)  # batch -> ms
+    rows: list[list[int]] = attrs.field(factory=list)
+    sampled: dict | None = None
+
+
+@attrs.define
 class DraftProfile:
     """One draft's measured costs and acceptance. ``config``: how it was built
-    (``{"name": ..., "options": {...}}``), for exporting ready-to-paste settings."""
+    (``{"name": ..., "options": {...}}``), for exporting ready-to-paste settings. ``trees``:
+    shape (``"4x2:8"``) -> its :class:`TreeProfile`."""
 
     label: str
     config: dict
     propose_ms: dict[int, dict[int, float]] = attrs.field(factory=dict)   # batch -> γ -> ms
     overhead_ms: dict[int, dict[int, float]] = attrs.field(factory=dict)  # batch -> γ -> ms
     acceptance: Acceptance | None = None
+    trees: dict[str, TreeProfile] = attrs.field(factory=dict)
 
 
 @attrs.define
@@ -55,7 +75,7 @@ class Profile:
     workload: str
     gamma_max: int
     batches: list[int]
-    verify_ms: dict[int, list[float]] = attrs.field(factory=dict)  # batch -> [k = 1 … γmax+1]
+    verify_ms: dict[int, list[float]] = attrs.field(factory=dict)  # batch -> [k = 1, 2, …]
     target_overhead_ms: dict[int, float] = attrs.field(factory=dict)  # batch -> ms per step
     drafts: dict[str, DraftProfile] = attrs.field(factory=dict)
     shapes: list[dict] = attrs.field(factory=list)  # {layers, width, batch, ms}
@@ -73,14 +93,16 @@ class Profile:
             drafts = {}
             for label, d in raw.pop("drafts").items():
                 acc = d.pop("acceptance")
+                trees = {shape: _tree_profile(label, shape, t)
+                         for shape, t in d.pop("trees", {}).items()}
                 drafts[label] = DraftProfile(
                     **{**d, "propose_ms": _int_keys(d["propose_ms"]),
                        "overhead_ms": _int_keys(d["overhead_ms"])},
-                    acceptance=Acceptance(**acc) if acc else None)
+                    acceptance=Acceptance(**acc) if acc else None, trees=trees)
             raw["verify_ms"] = {int(b): v for b, v in raw["verify_ms"].items()}
             raw["target_overhead_ms"] = {int(b): v for b, v in raw["target_overhead_ms"].items()}
             prof = cls(**raw, drafts=drafts)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
             raise DatasetFormatError(f"cannot read profile {path}: {exc!r}; make one with "
                                      f"`thrifty profile -o {path}`") from None
         try:
@@ -91,7 +113,8 @@ class Profile:
         return prof
 
     def check(self) -> None:
-        """Every latency finite and > 0 (overheads >= 0), every acceptance row non-empty."""
+        """Every latency finite and > 0 (overheads >= 0), every acceptance row non-empty, every
+        tree shape well-formed and within the verifier's measured widths."""
         check_number("gamma_max", self.gamma_max, low=1, integer=True)
         for b, row in self.verify_ms.items():
             if not isinstance(row, list) or len(row) < self.gamma_max + 1:
@@ -99,6 +122,9 @@ class Profile:
                                   f"latencies (k = 1 … gamma_max + 1); got {row!r}")
             for k, ms in enumerate(row, 1):
                 check_number(f"verify_ms at batch {b}, k={k}", ms, low=0, low_open=True)
+        for label, d in self.drafts.items():
+            for shape, tree in d.trees.items():
+                self._check_tree(f"draft {label!r} tree {shape!r}", shape, tree)
         for b, ms in self.target_overhead_ms.items():
             check_number(f"target_overhead_ms at batch {b}", ms, low=0)
         for label, d in self.drafts.items():
@@ -127,9 +153,43 @@ class Profile:
             check_number(f"shape {shape.get('layers')}x{shape.get('width')} ms",
                          shape.get("ms"), low=0, low_open=True)
 
+    def _check_tree(self, what: str, shape: str, tree: TreeProfile) -> None:
+        """A tree's shape parses, the verifier was timed scoring all its nodes, its latencies
+        are numbers and every row is a non-empty list of passes that each gained >= 1 token."""
+        try:
+            nodes = TreeShape.parse(shape).nodes
+        except ConfigError as exc:
+            raise ConfigError(f"{what}: {exc}") from None
+        for b, row in self.verify_ms.items():
+            if len(row) < nodes + 1:
+                raise ConfigError(f"{what} scores {nodes + 1} tokens a row, but verify_ms at "
+                                  f"batch {b} lists {len(row)} widths")
+        for table, low_open in (("propose_ms", True), ("overhead_ms", False)):
+            for b, ms in getattr(tree, table).items():
+                check_number(f"{what} {table} at batch {b}", ms, low=0, low_open=low_open)
+        for kind, rows in (("", tree.rows), ("sampled ", (tree.sampled or {}).get("rows", []))):
+            if not isinstance(rows, list) or not all(isinstance(r, list) and r for r in rows):
+                raise ConfigError(f"{what} has an empty {kind}row (or rows that are not lists)")
+            for r, row in enumerate(rows):
+                for n in row:
+                    check_number(f"{what} {kind}row {r}", n, low=1, integer=True)
+        if not tree.rows:
+            raise ConfigError(f"{what} has no rows; its acceptance cannot be estimated")
 
-def _int_keys(table: Mapping) -> dict[int, dict[int, float]]:
-    return {int(b): {int(g): float(v) for g, v in row.items()} for b, row in table.items()}
+
+def _tree_profile(label: str, shape: str, raw: Any) -> TreeProfile:
+    """One tree entry of a profile's JSON; a malformed one is named in the error."""
+    try:
+        return TreeProfile(**{**raw, "propose_ms": _int_keys(raw["propose_ms"]),
+                              "overhead_ms": _int_keys(raw["overhead_ms"])})
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
+        raise ValueError(f"draft {label!r} tree {shape!r}: {exc!r}") from None
+
+
+def _int_keys(table: Mapping):
+    """JSON's string keys as ints again, one or two levels deep (batch [-> γ] -> ms)."""
+    return {int(b): _int_keys(v) if isinstance(v, Mapping) else float(v)
+            for b, v in table.items()}
 
 
 # -- timing ---------------------------------------------------------------------------------------
@@ -188,12 +248,15 @@ def verifier_latency(verifier, prompts: Sequence[Sequence[int]], batch: int, max
     return [statistics.median(ms) for ms in zip(*timed)]
 
 
-def draft_latency(draft, prompts: Sequence[Sequence[int]], batch: int, gammas: Sequence[int],
-                  device, repeats: int = 5, warmup: int = 2, verifier=None) -> dict[int, float]:
-    """Median ms of one ``propose(γ)`` call per γ, in steady state: after each call half the
-    proposals are accepted and a correction token is committed, as in a typical step. A
-    feature draft gets its first features from ``verifier``'s prefill and zeros after that
-    (latency depends on shapes only)."""
+def draft_latency(draft, prompts: Sequence[Sequence[int]], batch: int,
+                  gammas: Sequence[int | TreeShape], device, repeats: int = 5, warmup: int = 2,
+                  verifier=None) -> dict:
+    """Median ms of one proposal per entry of ``gammas``: ``propose(γ)`` for an int γ,
+    ``propose_tree(shape)`` for a :class:`TreeShape`. In steady state: after each call half a
+    chain's proposals are accepted (a tree keeps its root only: its cost depends on its shape,
+    not on the path kept) and a correction token is committed, as in a typical step. A feature
+    draft gets its first features from ``verifier``'s prefill and zeros after that (latency
+    depends on shapes only)."""
     import torch
 
     rows = _batch_rows(prompts, batch)
@@ -208,17 +271,40 @@ def draft_latency(draft, prompts: Sequence[Sequence[int]], batch: int, gammas: S
     draft.start(rows)
     greedy, gen = Sampling(), torch.Generator().manual_seed(0)
 
-    def settle(proposal) -> None:
+    def propose(size):
+        if isinstance(size, TreeShape):
+            return draft.propose_tree(size, greedy, gen)
+        return draft.propose(size, greedy, gen)
+
+    def settle(proposal, size) -> None:
         dev = proposal.tokens.device
         nxt = proposal.tokens[:, 0] if proposal.tokens.shape[1] else \
             torch.zeros(batch, dtype=torch.long, device=dev)
         if feeds:
             draft.observe(verifier.features.new_zeros(batch, proposal.tokens.shape[1] + 1,
                                                       width))
-        draft.commit((proposal.lengths // 2).to(dev), nxt)
+        if isinstance(size, TreeShape):
+            draft.commit_path(torch.zeros(batch, size.depth + 1, dtype=torch.long, device=dev),
+                              torch.ones(batch, dtype=torch.long, device=dev), nxt)
+        else:
+            draft.commit((proposal.lengths // 2).to(dev), nxt)
 
-    return {g: median_ms(lambda: draft.propose(g, greedy, gen), device, repeats, warmup,
-                         after=settle) for g in gammas}
+    return {g: median_ms(lambda: propose(g), device, repeats, warmup,
+                         after=lambda p: settle(p, g)) for g in gammas}
+
+
+def tree_rows(verifier, draft, shape: TreeShape, prompts: Sequence[Sequence[int]],
+              max_new_tokens: int, batch: int, sampling: Sampling | None = None,
+              seed: int = 0) -> list[list[int]]:
+    """Tokens each prompt gains at each verifier pass when the engine decodes ``prompts`` with
+    trees of ``shape`` through ``batch`` continuously refilled rows (static batches where the
+    models cannot refill). Under greedy decoding a row's walk does not depend on its batch, so
+    one run gives every batch size its TAR (``static_tar``/``continuous_tar``)."""
+    rows: list[list[int]] = [[] for _ in prompts]
+    SpeculativeDecoder(verifier, draft, shape).generate(
+        prompts, max_new_tokens=max_new_tokens, sampling=sampling, seed=seed, batch_size=batch,
+        stream=lambda row, new, _: rows[row].append(len(new)))
+    return rows
 
 
 class _TimedPrefill:
@@ -265,8 +351,8 @@ def measure(verifier, draft, gamma, batch: int, prompts: Sequence[Sequence[int]]
     them through ``batch`` continuously refilled rows) and report the median (over
     ``repeats``) decode throughput: tokens / (total − prefill) time.
 
-    ``gamma`` is a fixed lookahead or a :class:`LookaheadPolicy`; ``draft=None`` or ``gamma=0``
-    decodes target-only."""
+    ``gamma`` is a fixed lookahead, a :class:`TreeShape` or a :class:`LookaheadPolicy`;
+    ``draft=None`` or ``gamma=0`` decodes target-only."""
     if not prompts:
         raise ConfigError("measure needs at least one prompt")
     device = verifier.device
@@ -356,25 +442,30 @@ def profile(verifier, drafts: Mapping[str, tuple[Any, dict]], prompts: Sequence[
             workload: str = "", batches: Sequence[int] = (1, 4, 16), gamma_max: int = 8,
             max_new_tokens: int = 64, repeats: int = 5, warmup: int = 2,
             temperature: float | None = None, shapes: Sequence[tuple[int, int]] = (),
-            dtype: str = "float32", sweeps: int = 3,
+            dtype: str = "float32", sweeps: int = 3, trees: Sequence[TreeShape | str] = (),
             progress: Progress | None = None) -> Profile:
     """Profile ``verifier`` and ``drafts`` (label -> (draft, config)) on ``prompts``.
 
     Latencies use ``repeats`` medians (the verifier's, over ``sweeps`` sweeps of every width);
     the engine overhead per step is read from short live runs at γ = 1 and γmax (its only live
-    measurement); acceptance comes from record and replay.
+    measurement); acceptance comes from record and replay. Each of ``trees`` (shapes, or text
+    such as ``"4x2:8"``) is profiled for every draft that grows trees, if the verifier scores
+    them, with its acceptance from a live run; the drafts that cannot are listed in
+    ``meta["trees_skipped"]`` (label -> why).
     """
     say = progress or (lambda _: None)
     if gamma_max < 1 or not batches or min(batches) < 1 or sweeps < 1:
         raise ConfigError("profile needs gamma_max >= 1, batch sizes >= 1 and sweeps >= 1")
+    trees = [TreeShape.parse(t) if isinstance(t, str) else t for t in trees]
     device = verifier.device
     ids = [verifier.tokenizer.encode(p) if isinstance(p, str) else list(p) for p in prompts]
     result = Profile(verifier.name, str(device), workload, gamma_max, sorted(batches),
                      meta=_meta(repeats, warmup, max_new_tokens, len(ids)) | {"sweeps": sweeps})
     draft_gammas = sorted({1, 2, 4, gamma_max} & set(range(1, gamma_max + 1)))
+    widest = max([gamma_max] + [t.nodes for t in trees]) + 1
     for b in result.batches:
         say(f"verifier latency, batch {b}")
-        result.verify_ms[b] = verifier_latency(verifier, ids, b, gamma_max + 1, repeats, warmup,
+        result.verify_ms[b] = verifier_latency(verifier, ids, b, widest, repeats, warmup,
                                                sweeps)
         rows = _batch_rows(ids, b)
         result.target_overhead_ms[b] = measure(verifier, None, 0, b, rows, max_new_tokens,
@@ -382,8 +473,13 @@ def profile(verifier, drafts: Mapping[str, tuple[Any, dict]], prompts: Sequence[
     say("recording the verifier's greedy continuations")
     rec = record(verifier, ids, max_new_tokens, horizon=gamma_max, batch=max(result.batches),
                  workload=workload)
+    skipped = {label: why for label, (draft, _) in drafts.items()
+               if trees and (why := _no_trees(verifier, draft))}
+    if skipped:
+        result.meta["trees_skipped"] = skipped
     for label, (draft, config) in drafts.items():
         dp = DraftProfile(label, config)
+        grown = [] if label in skipped else trees
         say(f"{label}: replaying acceptance")
         dp.acceptance = replay(rec, draft, gamma_max, batch=max(result.batches),
                                verifier=verifier)
@@ -392,14 +488,29 @@ def profile(verifier, drafts: Mapping[str, tuple[Any, dict]], prompts: Sequence[
                               max_new_tokens, 1, Sampling(temperature=temperature))
             dp.acceptance.sampled = {"temperature": temperature,
                                      "cumulative": sampled.acceptance}
+        for shape in grown:
+            say(f"{label}: tree {shape} acceptance")
+            tree = dp.trees[str(shape)] = TreeProfile(rows=tree_rows(
+                verifier, draft, shape, ids, max_new_tokens, max(result.batches)))
+            if temperature:
+                tree.sampled = {"temperature": temperature, "rows": tree_rows(
+                    verifier, draft, shape, ids, max_new_tokens, max(result.batches),
+                    Sampling(temperature=temperature))}
         for b in result.batches:
             say(f"{label}: latency and overhead, batch {b}")
-            dp.propose_ms[b] = draft_latency(draft, ids, b, draft_gammas, device, repeats, warmup,
-                                             verifier)
+            ms = draft_latency(draft, ids, b, draft_gammas + grown, device, repeats, warmup,
+                               verifier)
+            dp.propose_ms[b] = {g: ms[g] for g in draft_gammas}
             rows = _batch_rows(ids, b)
-            dp.overhead_ms[b] = {g: measure(verifier, draft, g, b, rows, max_new_tokens,
-                                            repeats=min(repeats, 3)).overhead_ms
-                                 for g in sorted({1, gamma_max})}
+
+            def overhead(lookahead) -> float:
+                return measure(verifier, draft, lookahead, b, rows, max_new_tokens,
+                               repeats=min(repeats, 3)).overhead_ms
+
+            dp.overhead_ms[b] = {g: overhead(g) for g in sorted({1, gamma_max})}
+            for shape in grown:
+                dp.trees[str(shape)].propose_ms[b] = ms[shape]
+                dp.trees[str(shape)].overhead_ms[b] = overhead(shape)
         result.drafts[label] = dp
     for layers, width in shapes:
         for b in result.batches:
@@ -409,6 +520,14 @@ def profile(verifier, drafts: Mapping[str, tuple[Any, dict]], prompts: Sequence[
                                                       str(device), dtype, repeats=repeats,
                                                       warmup=warmup)})
     return result
+
+
+def _no_trees(verifier, draft) -> str | None:
+    """Why ``draft`` cannot be profiled with token trees against ``verifier``, or None."""
+    lacking = [f"{role} {m.name!r} has no {methods}" for role, m, able, methods in (
+        ("verifier", verifier, scores_trees(verifier), "score_tree/keep_path"),
+        ("draft", draft, grows_trees(draft), "propose_tree/commit_path")) if not able]
+    return "; ".join(lacking) + " (chains only)" if lacking else None
 
 
 def _meta(repeats: int, warmup: int, max_new_tokens: int, prompts: int) -> dict:

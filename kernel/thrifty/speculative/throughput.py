@@ -5,8 +5,10 @@
 TAR is the mean number of tokens a row emits per verifier pass (bonus included); D the time of
 one ``propose(γ)`` call of draft d at batch B (≈ γ · L_draft(d, B), the paper's term); V the
 verifier's time to score γ + 1 tokens per row; O the engine's own time per step (acceptance
-rule, cache roll-back, detokenisation). Everything here is a pure function of numbers, except
-:class:`ThroughputModel`, which holds a fitted profile and answers questions about it.
+rule, cache roll-back, detokenisation). A token tree of n nodes takes γ's place: D is its
+``propose_tree`` call, V scores 1 + n tokens, and TAR is its measured accepted path + 1.
+Everything here is a pure function of numbers, except :class:`ThroughputModel`, which holds a
+fitted profile and answers questions about it.
 ``docs/throughput-model.md`` states the assumptions.
 """
 
@@ -19,6 +21,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import attrs
 
 from ..errors import ConfigError
+from .tree import TreeShape
 
 
 # -- acceptance -> tokens per pass ------------------------------------------------------------
@@ -104,32 +107,38 @@ def batched(items: Sequence, batch: int) -> list:
     return [items[i % len(items)] for i in range(n)]
 
 
-def batch_tar(rows: Sequence[Sequence[int]], gamma: int, batch: int,
-              max_new_tokens: int) -> float:
-    """Effective tokens per row per pass when ``rows`` run in consecutive batches of ``batch``
-    (see :func:`batched`).
+def chain_walks(rows: Sequence[Sequence[int]], gamma: int,
+                max_new_tokens: int) -> list[tuple[int, int]]:
+    """``(verifier passes, tokens)`` of each replayed row at γ (see :func:`walk`)."""
+    return [(walk(r, gamma, max_new_tokens)[0], min(max_new_tokens, len(r))) for r in rows]
+
+
+def tree_walks(rows: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
+    """``(verifier passes, tokens)`` of each row of a live tree run: ``rows[r]`` lists the
+    tokens prompt r gained at each of its passes, so its passes are the list's length."""
+    return [(len(r), sum(r)) for r in rows]
+
+
+def static_tar(walks: Sequence[tuple[int, int]], batch: int) -> float:
+    """Effective tokens per row per pass when rows of these ``(passes, tokens)`` walks run in
+    consecutive batches of ``batch`` (see :func:`batched`).
 
     A batch runs until its slowest row is done, so a pass yields fewer tokens than the mean TAR
     once some rows have finished: TAR_eff = Σ tokens / (B · Σ_batches max_row passes).
     """
-    rows = batched(rows, batch)
-    tokens = passes = 0
-    for i in range(0, len(rows), batch):
-        group = rows[i:i + batch]
-        steps = [walk(r, gamma, max_new_tokens)[0] for r in group]
-        tokens += sum(min(max_new_tokens, len(r)) for r in group)
-        passes += batch * max(steps)
-    return tokens / passes if passes else 0.0
+    walks = batched(walks, batch)
+    passes = sum(batch * max(p for p, _ in walks[i:i + batch])
+                 for i in range(0, len(walks), batch))
+    return sum(t for _, t in walks) / passes if passes else 0.0
 
 
-def refill_tar(rows: Sequence[Sequence[int]], gamma: int, batch: int,
-               max_new_tokens: int) -> float:
-    """Effective tokens per row per pass when ``rows`` (see :func:`batched`) run through
-    ``batch`` rows that each take the next waiting prompt as soon as theirs is done (continuous
-    batching): no row idles until the queue is empty, so only its drain costs idle passes.
-    TAR_eff = Σ tokens / (B · passes until the last row is done)."""
-    rows = batched(rows, batch)
-    waiting = deque(walk(r, gamma, max_new_tokens)[0] for r in rows)
+def continuous_tar(walks: Sequence[tuple[int, int]], batch: int) -> float:
+    """Effective tokens per row per pass when rows of these ``(passes, tokens)`` walks (see
+    :func:`batched`) run through ``batch`` rows that each take the next waiting prompt as soon
+    as theirs is done (continuous batching): no row idles until the queue is empty, so only its
+    drain costs idle passes. TAR_eff = Σ tokens / (B · passes until the last row is done)."""
+    walks = batched(walks, batch)
+    waiting = deque(p for p, _ in walks)
     running = [waiting.popleft() for _ in range(batch)]
     passes = 0
     while running:
@@ -138,8 +147,19 @@ def refill_tar(rows: Sequence[Sequence[int]], gamma: int, batch: int,
         running = [left - step for left in running]
         running = [left if left else waiting.popleft() for left in running
                    if left or waiting]
-    tokens = sum(min(max_new_tokens, len(r)) for r in rows)
-    return tokens / (batch * passes) if passes else 0.0
+    return sum(t for _, t in walks) / (batch * passes) if passes else 0.0
+
+
+def batch_tar(rows: Sequence[Sequence[int]], gamma: int, batch: int,
+              max_new_tokens: int) -> float:
+    """:func:`static_tar` of replayed rows at γ."""
+    return static_tar(chain_walks(rows, gamma, max_new_tokens), batch)
+
+
+def refill_tar(rows: Sequence[Sequence[int]], gamma: int, batch: int,
+               max_new_tokens: int) -> float:
+    """:func:`continuous_tar` of replayed rows at γ."""
+    return continuous_tar(chain_walks(rows, gamma, max_new_tokens), batch)
 
 
 def mean_verify_ms(matches: Sequence[Sequence[int]], proposed: Sequence[Sequence[int]],
@@ -199,6 +219,11 @@ def interp_table(table: Mapping[int, Mapping[int, float]], batch: int, x: int) -
     return interp(batch, batches, values)
 
 
+def interp_batch(table: Mapping[int, float], batch: int) -> float:
+    """Look up ``table[batch]``, interpolating across the profiled batch sizes."""
+    return interp(batch, sorted(table), [table[b] for b in sorted(table)])
+
+
 def throughput(batch: int, tar: float, draft_ms: float, verify_ms: float,
                overhead_ms: float) -> float:
     """Tokens per second of a batch: B · TAR per pass, one pass every D + V + O milliseconds."""
@@ -253,7 +278,8 @@ class ShapeModel:
 # -- the fitted model ----------------------------------------------------------------------------
 @attrs.frozen
 class Prediction:
-    """One predicted operating point and where its time goes."""
+    """One predicted operating point and where its time goes. ``tree``: the token tree's shape
+    (``"4x2:8"``) of a tree step, whose ``gamma`` is the tree's depth; None for a chain."""
 
     draft: str | None
     gamma: int
@@ -262,6 +288,12 @@ class Prediction:
     draft_ms: float
     verify_ms: float
     overhead_ms: float
+    tree: str | None = None
+
+    @property
+    def lookahead(self) -> "int | TreeShape":
+        """What the engine takes as its policy to run this point: γ or the tree's shape."""
+        return TreeShape.parse(self.tree) if self.tree else self.gamma
 
     @property
     def step_ms(self) -> float:
@@ -280,14 +312,15 @@ class Prediction:
         """Where the time goes, in one sentence a person can act on."""
         s = self.shares()
         who = self.draft or "target-only"
-        return (f"{who} γ={self.gamma} batch {self.batch}: {self.throughput:.1f} tok/s = "
+        step = f"tree {self.tree}" if self.tree else f"γ={self.gamma}"
+        return (f"{who} {step} batch {self.batch}: {self.throughput:.1f} tok/s = "
                 f"{self.batch} × TAR {self.tar:.2f} tokens per {self.step_ms:.2f} ms pass; "
                 f"draft {100 * s['draft']:.0f}% ({self.draft_ms:.2f} ms), verify "
                 f"{100 * s['verify']:.0f}% ({self.verify_ms:.2f} ms), overhead "
                 f"{100 * s['overhead']:.0f}% ({self.overhead_ms:.2f} ms)")
 
     def as_dict(self) -> dict:
-        return {"draft": self.draft, "gamma": self.gamma, "batch": self.batch,
+        return {"draft": self.draft, "gamma": self.gamma, "tree": self.tree, "batch": self.batch,
                 "tar": round(self.tar, 4), "draft_ms": round(self.draft_ms, 4),
                 "verify_ms": round(self.verify_ms, 4), "overhead_ms": round(self.overhead_ms, 4),
                 "throughput": round(self.throughput, 3),
@@ -342,9 +375,7 @@ class ThroughputModel:
 
     def overhead_ms(self, draft: str | None, gamma: int, batch: int) -> float:
         if draft is None or gamma == 0:
-            return interp(batch, sorted(self.profile.target_overhead_ms),
-                          [self.profile.target_overhead_ms[b]
-                           for b in sorted(self.profile.target_overhead_ms)])
+            return interp_batch(self.profile.target_overhead_ms, batch)
         if draft in self.hypotheticals:
             draft = self.hypotheticals[draft].like or next(iter(self.profile.drafts))
         return interp_table(self._draft(draft).overhead_ms, batch, gamma)
@@ -374,8 +405,38 @@ class ThroughputModel:
             return effective(acc.rows, gamma, batch, acc.max_new_tokens)
         return tar_positional(conditional_from_matches(acc.match_hist), gamma)
 
+    def trees(self, draft: str) -> list[TreeShape]:
+        """The token-tree shapes profiled for ``draft`` (none for a hypothetical draft)."""
+        found = self.profile.drafts.get(draft)
+        return [TreeShape.parse(s) for s in found.trees] if found is not None else []
+
+    def predict_tree(self, draft: str, shape: TreeShape, batch: int) -> Prediction:
+        """A tree step of ``draft``: its measured ``propose_tree`` latency and overhead, the
+        verifier scoring 1 + nodes tokens a row, and TAR from the live tree run's per-row passes
+        (idle-aware as for chains)."""
+        found = self.profile.drafts[draft].trees.get(str(shape)) \
+            if draft in self.profile.drafts else None
+        if found is None:
+            raise ConfigError(f"tree {shape} of draft {draft!r} is not in the profile; profiled "
+                              f"trees: {[str(s) for s in self.trees(draft)]}; profile it with "
+                              f"`thrifty profile --trees {shape}`")
+        rows = found.rows
+        if self.sampled:
+            if not found.sampled:
+                raise ConfigError(f"tree {shape} of draft {draft!r} was profiled without "
+                                  f"sampling; re-run `thrifty profile --temperature T`")
+            rows = found.sampled["rows"]
+        effective = continuous_tar if self.refill else static_tar
+        return Prediction(draft, shape.depth, batch, effective(tree_walks(rows), batch),
+                          interp_batch(found.propose_ms, batch),
+                          self.verify_ms(1 + shape.nodes, batch),
+                          interp_batch(found.overhead_ms, batch), tree=str(shape))
+
     # -- questions -----------------------------------------------------------------------------
-    def predict(self, draft: str | None, gamma: int, batch: int) -> Prediction:
+    def predict(self, draft: str | None, gamma: "int | TreeShape", batch: int) -> Prediction:
+        """The point (draft, γ or tree shape, batch); ``draft=None``: target-only decoding."""
+        if isinstance(gamma, TreeShape):
+            return self.predict_tree(draft, gamma, batch)
         if draft is None:
             gamma = 0
         return Prediction(draft, gamma, batch, self.tar(draft, gamma, batch),
@@ -397,11 +458,15 @@ class ThroughputModel:
         return list(self.profile.drafts) + list(self.hypotheticals)
 
     def rank(self, batch: int, gammas: Iterable[int] | None = None,
-             drafts: Sequence[str] | None = None) -> list[Prediction]:
-        """Every (draft, γ) at ``batch``, fastest first; target-only decoding is included."""
+             drafts: Sequence[str] | None = None, trees: bool = True) -> list[Prediction]:
+        """Every (draft, γ) and, with ``trees``, every profiled (draft, tree shape) at ``batch``,
+        fastest first; target-only decoding is included."""
         gammas = list(gammas or range(1, self.profile.gamma_max + 1))
+        drafts = drafts or self.drafts()
         preds = [self.predict(None, 0, batch)]
-        preds += [self.predict(d, g, batch) for d in (drafts or self.drafts()) for g in gammas]
+        preds += [self.predict(d, g, batch) for d in drafts for g in gammas]
+        if trees:
+            preds += [self.predict_tree(d, s, batch) for d in drafts for s in self.trees(d)]
         return sorted(preds, key=lambda p: -p.throughput)
 
     def best(self, batch: int, **kwargs) -> Prediction:
