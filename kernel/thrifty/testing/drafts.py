@@ -29,7 +29,7 @@ import torch
 from ..errors import IncompatibleModelsError
 from ..protocols import DraftModel, Proposal, TreeProposal, Verifier, reads_features, scores_trees
 from ..speculative import Sampling, SpeculativeDecoder, TreeShape
-from .toy import ToyDraft, ToyVerifier
+from .toy import ToyVerifier
 
 TREE_PARENTS = [[-1, 0, 0, 1, 1, 3, 5, 6],   # two branches, one five deep
                 [-1, 0, 1, 7, 2, 0, 4, 3],   # the root alone; padding hangs anywhere
@@ -194,8 +194,7 @@ class VerifierSuite(_Common):
     def _refuses_trees(self, verifier) -> None:
         """A verifier without trees is refused a tree policy before decoding."""
         with pytest.raises(IncompatibleModelsError, match="score_tree"):
-            SpeculativeDecoder(verifier, ToyDraft(vocab=verifier.vocab_size),
-                               TreeShape(2, 2, 4))
+            SpeculativeDecoder(verifier, TreeOracle(verifier.vocab_size, []), TreeShape(2, 2, 4))
 
     def test_score_tree_equals_each_path_scored_as_a_chain(self, verifier, prompts):
         """``score_tree`` (optional: token trees) gives every node the logits of its own
@@ -231,11 +230,11 @@ class VerifierSuite(_Common):
         continuation among random branches equals target-only decoding, in fewer passes."""
         if not scores_trees(verifier):
             return self._refuses_trees(verifier)
-        base = SpeculativeDecoder(verifier).generate(prompts, max_new_tokens=12)
+        base = SpeculativeDecoder(verifier).generate(prompts, max_new_tokens=8)
         oracle = TreeOracle(verifier.vocab_size,
                             [p + out for p, out in zip(prompts, base.token_ids)])
         spec = SpeculativeDecoder(verifier, oracle, TreeShape(3, 2, 5)).generate(
-            prompts, max_new_tokens=12)
+            prompts, max_new_tokens=8)
         assert spec.token_ids == base.token_ids
         assert spec.metrics.target_passes < base.metrics.target_passes
 

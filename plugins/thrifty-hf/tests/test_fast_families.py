@@ -259,14 +259,32 @@ def _host_reads(fn) -> list[str]:
 
 @pytest.mark.parametrize("family", sorted(MODELS))
 def test_the_static_forward_never_reads_a_tensor_on_the_host(family):
-    """What lets every family capture as a CUDA graph, checked on the CPU: a prefill and a
-    multi-token step (and an admission) dispatch no operator that reads a tensor on the host."""
+    """What lets every family capture as a CUDA graph, checked on the CPU: a prefill, a
+    multi-token step, a tree step over part of the slots (and an admission) dispatch no
+    operator that reads a tensor on the host."""
     model = MODELS[family]()
     lm = StaticLM(model, max_len=32, graphs=False)
     n, _ = lm.prefill([[1, 2, 3], [4, 5]])
     assert _host_reads(lambda: lm.prefill([[1, 2, 3], [4, 5]])) == []
     assert _host_reads(lambda: lm.forward(torch.tensor([[6, 7], [8, 9]]), n)) == []
+    parents = torch.tensor([[-1, 0, 0, 1], [-1, 0, 1, 1]])
+    assert _host_reads(lambda: lm.forward(torch.tensor([[6, 7, 8, 9]] * 2), n, parents=parents,
+                                          span=16)) == []
     assert _host_reads(lambda: lm.prefill([[7, 8, 9]], row=1)) == []
+
+
+def test_a_tree_step_and_its_compaction_never_read_a_tensor_on_the_host():
+    """``score_tree`` and ``keep_path`` as the engine calls them, far from the cache's end
+    (where the capacity check reads the longest row once)."""
+    fv = FastVerifier(families.make_model("gemma2"), None, max_len=32, graphs=False,
+                      eos_token_ids=())
+    fv.start([[1, 2, 3], [4, 5]])
+    tokens = torch.tensor([[3, 7, 8, 9], [5, 1, 2, 3]])
+    parents = torch.tensor([[-1, 0, 0, 1], [-1, 0, 1, 1]])
+    lengths = torch.tensor([4, 3])
+    assert _host_reads(lambda: fv.score_tree(tokens, parents, lengths)) == []
+    path, kept = torch.tensor([[0, 1, 3], [0, 2, 0]]), torch.tensor([3, 2])
+    assert _host_reads(lambda: fv.keep_path(path, kept)) == []
 
 
 def test_the_eager_experts_loop_reads_the_host_so_the_fast_path_swaps_it():
