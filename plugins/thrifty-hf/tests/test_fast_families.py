@@ -230,6 +230,21 @@ def test_compiled_generic_body_is_one_graph_per_shape_and_equals_the_eager_one()
     assert counters["stats"]["unique_graphs"] == 2  # the prefill and the step
 
 
+def test_compiled_generic_body_serves_a_tree_after_a_chain_of_the_same_shape():
+    """A tree step of the shape a chain step compiled for equals the eager tree step: the
+    compiled forward reads the step's slots and positions as two inputs even where a chain
+    makes them equal."""
+    model = families.make_model("qwen2")
+    lm = StaticLM(model, max_len=32, graphs=False, compile=True)
+    ref = StaticLM(model, max_len=32, graphs=False)
+    tokens = torch.tensor([[9, 10, 11, 12], [11, 12, 13, 14]])
+    for parents in (None, torch.tensor([[-1, 0, 0, 1], [-1, 0, 1, 1]])):
+        for m in (lm, ref):
+            n, _ = m.prefill([[1, 2, 3, 4], [5, 6, 7]])
+        got, want = lm.forward(tokens, n, parents=parents), ref.forward(tokens, n, parents=parents)
+        _close(got[1], want[1], f"{'tree' if parents is not None else 'chain'} logits")
+
+
 SYNCING = {"_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique",
            "_unique2", "unique_consecutive", "unique_dim", "equal", "is_nonzero", "bincount",
            "repeat_interleave"}

@@ -9,7 +9,11 @@ prefills too, padded to a few bucket lengths.
 
 Rollback is free: row b's cache is valid in slots ``[0, n[b])``; a step writes its k tokens at
 slots ``n[b] .. n[b]+k-1`` and every query sees only slots up to its own position, so slots past
-``n[b]`` are never read until overwritten. Keeping ``m`` of the k tokens is ``n[b] += m``.
+``n[b]`` are never read until overwritten. Keeping ``m`` of the k tokens is ``n[b] += m``. A
+token tree is the same step with another mask and other positions (:mod:`.steps`); keeping a
+root-to-node path moves its keys and values to the first slots of the step, in every layer.
+Attention reads only the slots the rows hold, rounded up to a bucket chosen on the host
+(:meth:`StaticLM.span`), so its cost follows the context in use rather than ``max_len``.
 
 The same :class:`StaticLM` runs a verifier or a thrifty draft (:mod:`thrifty_hf.drafts`) with
 one of two bodies over the same cache (:func:`make_body`): the fused Llama forward of

@@ -10,9 +10,10 @@ How: transformers looks its attention function up by name (``AttentionInterface`
 with each layer's queries, keys and values after their projections, norms and rotary. Thrifty
 registers one such function, ``thrifty-static``, and runs the model without a transformers
 cache: the function writes the step's keys and values into the per-row static cache (row b's
-token i at slot ``n[b] + i``) and attends over the whole row with thrifty's own masks: causal
-over each row's valid slots, and windowed for layers that pass ``sliding_window`` (Mistral,
-Qwen2, Phi-3, and Gemma 2/3's local layers). Soft-capped layers (Gemma 2) take the eager
+token i at slot ``n[b] + i``) and attends over the row's slots in use with thrifty's own masks
+(:class:`thrifty_hf.steps.Step`): causal over each row's valid slots (or a token tree's
+ancestors), and windowed for layers that pass ``sliding_window`` (Mistral, Qwen2, Phi-3, and
+Gemma 2/3's local layers). Soft-capped layers (Gemma 2) take the eager
 formula, as transformers' own eager attention does; the rest take SDPA. The model gets the
 positions of every row and a ready 4-D mask, so transformers builds no mask of its own.
 

@@ -37,7 +37,9 @@ class Step:
         rows = torch.arange(batch, device=n.device) if at is None else at
         self.rows = rows[:, None].expand(batch, k)
         if parents is None:
-            self.pos = self.where
+            # the same values as ``where`` but not the same tensor: a graph that torch.compile
+            # traced for a chain would otherwise take them for one and serve trees wrongly
+            self.pos = n[:, None] + slots[:k]
             self.visible = slots[None, None, :] <= self.pos[:, :, None]  # [B, k, S]
             self.key_pos = slots[None, :]
         else:
