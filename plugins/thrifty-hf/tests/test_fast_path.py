@@ -216,3 +216,17 @@ def test_a_run_captures_one_graph_per_span_and_crosses_buckets_exactly(tiny_llam
         runs.append((alone, spec, spans))
     assert runs[0][2] == {16, 24, 32, 40, 48} and runs[1][2] == {64}
     assert runs[0][0] == runs[1][0] == runs[0][1] == runs[1][1]
+
+
+def test_a_path_wider_than_its_tree_keeps_its_nodes_at_the_end_of_the_cache(tiny_llama):
+    """The engine's path is as wide as the tree shape's depth + 1, which a draft's tree may be
+    narrower than; in the cache's last slots only the tree's own columns may move."""
+    model = tiny_llama()
+    fv = FastVerifier(model, ToyTokenizer(), max_len=16, graphs=False, eos_token_ids=())
+    prompt = list(range(1, 15))  # 13 cached tokens: the tree's 3 columns fill the cache
+    fv.start([prompt])
+    fv.score_tree(torch.tensor([[14, 20, 21]]), torch.tensor([[-1, 0, 0]]), torch.tensor([3]))
+    fv.keep_path(torch.tensor([[0, 2, 0, 0, 0]]), torch.tensor([2]))
+    got = fv.score(torch.tensor([[22]]), torch.tensor([1]))[0, 0]
+    want = model(torch.tensor([prompt + [21, 22]])).logits[0, -1]
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)

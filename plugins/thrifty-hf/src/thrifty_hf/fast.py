@@ -335,13 +335,13 @@ class FastVerifier:
     def keep_path(self, path, lengths) -> None:
         """Keep the scored columns ``path[b, :lengths[b]]`` of row b as its next tokens: their
         keys and values move from slots ``n[b] + path[b, i]`` to ``n[b] + i`` in every layer
-        (the rest of ``path`` moves garbage past the new count, where nothing reads it)."""
+        (the rest of ``path`` moves garbage past the new count, where nothing reads it). A
+        path may be wider than the tree it walked (the tree shape's depth); no row keeps more
+        than the tree's columns."""
         import torch
 
-        path = path.to(self.n.device)
-        cache = self.lm.cache
-        rows = torch.arange(len(self.n), device=self.n.device)[:, None]
-        start = self.n[:, None]
+        path = path[:, : self._k].to(self.n.device)
+        cache, rows, start = self.lm.cache, self.lm.rows[:, None], self.n[:, None]
         cache[:, :, rows, :, start + torch.arange(path.shape[1], device=path.device)] = \
             cache[:, :, rows, :, start + path]
         self.n = self.n + lengths.to(self.n.device)
