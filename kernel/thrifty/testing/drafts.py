@@ -136,7 +136,6 @@ class VerifierSuite(_Common):
         torch.testing.assert_close(got, self._last_logits(verifier, committed),
                                    atol=self.atol, rtol=1e-4)
 
-
     # -- token trees (optional: scores_trees) ----------------------------------------------------
     def _tree(self, verifier, rows, seed: int):
         """The suite's trees (:data:`TREE_PARENTS`) with random tokens under roots that are the
