@@ -74,3 +74,31 @@ def test_command_suite_catches_a_command_without_help():
                          plugin="p", distribution="d")
     with pytest.raises(AssertionError, match="description"):
         CommandSuite().test_record(silent)
+
+
+class ChainTreeVerifier(ToyVerifier):
+    """Scores a token tree as a chain: each column after the column before it."""
+
+    def score_tree(self, tokens, parents, lengths):
+        chain = torch.arange(-1, tokens.shape[1] - 1).expand_as(parents)
+        return super().score_tree(tokens, chain, lengths)
+
+
+class ColumnsKeptVerifier(ToyVerifier):
+    """Keeps the first columns of its last tree, whatever path acceptance took."""
+
+    def keep_path(self, path, lengths) -> None:
+        super().keep_path(torch.arange(path.shape[1]).expand_as(path), lengths)
+
+
+def test_verifier_suite_catches_trees_scored_as_chains_and_columns_kept_for_paths():
+    suite = VerifierSuite()
+    verifier, prompts = _fixtures(suite)
+    suite.test_score_tree_equals_each_path_scored_as_a_chain(verifier, prompts)
+    suite.test_keep_path_continues_as_a_fresh_start(verifier, prompts)
+    with pytest.raises(AssertionError, match="node"):
+        suite.test_score_tree_equals_each_path_scored_as_a_chain(
+            ChainTreeVerifier(vocab=8, seed=0), prompts)
+    with pytest.raises(AssertionError):
+        suite.test_keep_path_continues_as_a_fresh_start(ColumnsKeptVerifier(vocab=8, seed=0),
+                                                        prompts)

@@ -75,19 +75,21 @@ def with_root(proposal, pending):
 
 def ancestors(parents):
     """bool [B, K, K]: ``out[b, i, j]`` when column j is column i or one of its ancestors, the
-    attention a tree node is allowed among the new columns. ``parents`` as in ``score_tree``."""
+    attention a tree node is allowed among the new columns. ``parents`` as in ``score_tree``.
+
+    Computed by squaring reachability (a node reaches itself and its parent; after t squarings,
+    every ancestor up to 2^t levels up): ceil(log2 K) batched products with no value read on
+    the host, so a verifier can build it inside a captured CUDA graph. A padding column that
+    hangs on a cycle reaches only columns, never more than K of them."""
     import torch
 
     batch, k = parents.shape
-    out = torch.zeros(batch, k, k, dtype=torch.bool, device=parents.device)
-    cur = torch.arange(k, device=parents.device).expand(batch, k)
-    rows = torch.arange(batch, device=parents.device)[:, None]
-    cols = torch.arange(k, device=parents.device)[None, :]
-    for _ in range(k):  # a path is at most k long; finished walks stay at -1
-        live = cur >= 0
-        out[rows.expand(batch, k)[live], cols.expand(batch, k)[live], cur[live]] = True
-        cur = torch.where(live, parents.gather(1, cur.clamp(min=0)), cur)
-    return out
+    cols = torch.arange(k, device=parents.device)
+    reach = (parents[:, :, None] == cols) | (cols[:, None] == cols)
+    for _ in range((k - 1).bit_length()):  # 2^t >= k > the longest path's k - 1 steps
+        r = reach.float()  # 0/1 products: their sums count paths exactly
+        reach = torch.bmm(r, r) > 0
+    return reach
 
 
 def depths(parents):

@@ -21,12 +21,26 @@ equal target-only greedy output.
 
 from __future__ import annotations
 
+import random
+
 import pytest
 import torch
 
-from ..protocols import DraftModel, Proposal, Verifier, reads_features
-from ..speculative import Sampling, SpeculativeDecoder
+from ..errors import IncompatibleModelsError
+from ..protocols import DraftModel, Proposal, TreeProposal, Verifier, reads_features, scores_trees
+from ..speculative import Sampling, SpeculativeDecoder, TreeShape
 from .toy import ToyVerifier
+
+TREE_PARENTS = [[-1, 0, 0, 1, 1, 3, 5, 6],   # two branches, one five deep
+                [-1, 0, 1, 7, 2, 0, 4, 3],   # the root alone; padding hangs anywhere
+                [-1, 0, 1, 1, 0, 2, 5, 4],   # siblings that are not neighbours, then padding
+                [-1, 0, 1, 2, 3, 4, 5, 6]]   # a chain
+TREE_LENGTHS = [8, 1, 5, 8]
+"""The suites' ragged batch of token trees, as ``score_tree`` takes them (columns; -1: the
+root); row b's first ``TREE_LENGTHS[b]`` columns are real."""
+
+TREE_PATHS = [[0, 1, 3, 5, 6], [0], [0, 1, 3], [0, 1, 2, 3]]
+"""A root-to-node path of each tree above, as ``keep_path`` takes them."""
 
 
 class _Common:
@@ -121,6 +135,172 @@ class VerifierSuite(_Common):
         committed[1] = new
         torch.testing.assert_close(got, self._last_logits(verifier, committed),
                                    atol=self.atol, rtol=1e-4)
+
+    # -- token trees (optional: scores_trees) ----------------------------------------------------
+    def _tree(self, verifier, rows, seed: int):
+        """The suite's trees (:data:`TREE_PARENTS`) with random tokens under roots that are the
+        rows' last tokens: (tokens, parents, lengths)."""
+        parents = torch.tensor(TREE_PARENTS)[: len(rows)]
+        g = torch.Generator().manual_seed(seed)
+        tokens = torch.randint(1, min(verifier.vocab_size, 1000), parents.shape, generator=g)
+        tokens[:, 0] = torch.tensor([r[-1] for r in rows])
+        return tokens, parents, torch.tensor(TREE_LENGTHS)[: len(rows)]
+
+    @staticmethod
+    def _path(tokens, parents, b: int, j: int) -> list[int]:
+        """Row b's tokens from the root to column j, root first."""
+        out = []
+        while j >= 0:
+            out.append(int(tokens[b, j]))
+            j = int(parents[b, j])
+        return out[::-1]
+
+    @staticmethod
+    def _score_tree(verifier, tree):
+        """``score_tree``'s logits and, for a verifier that has them, features (copies)."""
+        logits = verifier.score_tree(*tree).clone()
+        features = getattr(verifier, "features", None)
+        return logits, None if features is None else features.clone()
+
+    def _check_tree(self, verifier, rows, tree, logits, features) -> None:
+        """Each real node's logits (and features) equal those of its root-to-node path scored
+        as a chain after ``rows`` (whose last tokens are the roots), from a fresh start."""
+        tokens, parents, lengths = tree
+        assert logits.shape == (*tokens.shape, verifier.vocab_size)
+        assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
+        nodes = [(b, j) for b in range(len(rows)) for j in range(int(lengths[b]))]
+        chains = [rows[b] + self._path(tokens, parents, b, j)[1:] for b, j in nodes]
+        ref = self._last_logits(verifier, chains)
+        for (b, j), want, chain in zip(nodes, ref, chains):
+            torch.testing.assert_close(logits[b, j], want, atol=self.atol, rtol=1e-4,
+                                       msg=lambda m: f"row {b}, node {j} ({chain}): {m}")
+        if features is not None:
+            assert features.shape[:2] == tokens.shape
+            for (b, j), want in zip(nodes, verifier.features[:, -1]):
+                torch.testing.assert_close(features[b, j], want, atol=self.atol, rtol=1e-4)
+
+    @staticmethod
+    def _keep_paths(verifier, rows, tree, step: int) -> list[list[int]]:
+        """``keep_path`` of :data:`TREE_PATHS` (padded with real columns that are not kept);
+        returns the rows with the kept tokens and a next token appended."""
+        width = max(len(p) for p in TREE_PATHS)
+        path = torch.tensor([p + [len(p)] * (width - len(p)) for p in TREE_PATHS])[: len(rows)]
+        kept = torch.tensor([len(p) for p in TREE_PATHS])[: len(rows)]
+        verifier.keep_path(path, kept)
+        return [r + tree[0][b, path[b, 1: kept[b]]].tolist()
+                + [(5 * b + 3 * step + 2) % verifier.vocab_size] for b, r in enumerate(rows)]
+
+    def _refuses_trees(self, verifier) -> None:
+        """A verifier without trees is refused a tree policy before decoding."""
+        with pytest.raises(IncompatibleModelsError, match="score_tree"):
+            SpeculativeDecoder(verifier, TreeOracle(verifier.vocab_size, []), TreeShape(2, 2, 4))
+
+    def test_score_tree_equals_each_path_scored_as_a_chain(self, verifier, prompts):
+        """``score_tree`` (optional: token trees) gives every node the logits of its own
+        root-to-node path: branches in one pass do not see each other, and positions count
+        depth, not columns. Ragged rows, padding columns, a root alone."""
+        if not scores_trees(verifier):
+            return self._refuses_trees(verifier)
+        verifier.start(prompts)
+        tree = self._tree(verifier, prompts, 11)
+        self._check_tree(verifier, prompts, tree, *self._score_tree(verifier, tree))
+
+    def test_keep_path_continues_as_a_fresh_start(self, verifier, prompts):
+        """After ``keep_path``, the next tree and then, after another ``keep_path``, the next
+        chain score as if the kept paths had been part of the prompts (rows keeping five
+        nodes, the root alone, a path that skips a sibling, and a chain's prefix)."""
+        if not scores_trees(verifier):
+            return self._refuses_trees(verifier)
+        verifier.start(prompts)
+        first = self._tree(verifier, prompts, 11)
+        verifier.score_tree(*first)
+        rows = self._keep_paths(verifier, [list(p) for p in prompts], first, 0)
+        second = self._tree(verifier, rows, 12)
+        scored = self._score_tree(verifier, second)
+        after = self._keep_paths(verifier, rows, second, 1)
+        got = verifier.score(torch.tensor([[r[-1]] for r in after]),
+                             torch.ones(len(after), dtype=torch.long))[:, 0].clone()
+        self._check_tree(verifier, rows, second, *scored)
+        torch.testing.assert_close(got, self._last_logits(verifier, after), atol=self.atol,
+                                   rtol=1e-4)
+
+    def test_tree_speculation_greedy_equals_target_only(self, verifier, prompts):
+        """Lossless with trees: greedy decoding with a tree draft that hides the verifier's own
+        continuation among random branches equals target-only decoding, in fewer passes."""
+        if not scores_trees(verifier):
+            return self._refuses_trees(verifier)
+        base = SpeculativeDecoder(verifier).generate(prompts, max_new_tokens=8)
+        oracle = TreeOracle(verifier.vocab_size,
+                            [p + out for p, out in zip(prompts, base.token_ids)])
+        spec = SpeculativeDecoder(verifier, oracle, TreeShape(3, 2, 5)).generate(
+            prompts, max_new_tokens=8)
+        assert spec.token_ids == base.token_ids
+        assert spec.metrics.target_passes < base.metrics.target_passes
+
+
+class TreeOracle:
+    """A test-only tree draft that knows the verifier's greedy continuation of every row (a
+    target-only run's output) and hides it among random branches: each node on the true path
+    gets 1 .. ``branch`` children, the true one at a random rank and missing one time in five
+    (the tree then stops), the others random tokens that may get a child of their own. What
+    acceptance keeps is then the verifier's to decide, branch by branch."""
+
+    name = "tree-oracle"
+
+    def __init__(self, vocab_size: int, continuations, seed: int = 0) -> None:
+        self.vocab_size = vocab_size
+        self.rows = [list(c) for c in continuations]
+        self.rng = random.Random(seed)
+        self.done: list[int] = []
+
+    def start(self, prompts) -> None:
+        self.done = [len(p) for p in prompts]
+
+    def _other(self, truth) -> int:
+        while True:
+            t = self.rng.randrange(1, self.vocab_size)
+            if t != truth:
+                return t
+
+    def _grow(self, b: int, shape: TreeShape):
+        truth = self.rows[b][self.done[b]: self.done[b] + shape.depth]
+        tokens: list[int] = []
+        parents: list[int] = []
+        spine = 0
+        for d in range(shape.depth):
+            room = shape.nodes - len(tokens)
+            if spine is None or room <= 0:
+                break
+            real = truth[d] if d < len(truth) else None
+            kids = [self._other(real) for _ in range(self.rng.randint(1, min(shape.branch, room)))]
+            rank = self.rng.randrange(len(kids)) if real is not None and \
+                self.rng.random() < 0.8 else None
+            if rank is not None:
+                kids[rank] = real
+            first = len(tokens) + 1
+            tokens += kids
+            parents += [spine] * len(kids)
+            spine = None if rank is None else first + rank
+            wrong = [first + i for i in range(len(kids)) if i != rank]
+            if wrong and d + 2 <= shape.depth and len(tokens) < shape.nodes and \
+                    self.rng.random() < 0.5:
+                tokens.append(self._other(None))
+                parents.append(self.rng.choice(wrong))
+        return tokens, parents
+
+    def propose_tree(self, shape: TreeShape, sampling, generator) -> TreeProposal:
+        trees = [self._grow(b, shape) for b in range(len(self.done))]
+        width = max(len(t) for t, _ in trees)
+        tokens = torch.zeros(len(trees), width, dtype=torch.long)
+        parents = torch.zeros(len(trees), width, dtype=torch.long)
+        for b, (t, p) in enumerate(trees):
+            tokens[b, : len(t)] = torch.tensor(t, dtype=torch.long)
+            parents[b, : len(p)] = torch.tensor(p, dtype=torch.long)
+        return TreeProposal(tokens, parents, torch.tensor([len(t) for t, _ in trees]))
+
+    def commit_path(self, path, lengths, next_tokens) -> None:
+        # the kept nodes after the root, then the next token
+        self.done = [d + int(n) for d, n in zip(self.done, lengths.tolist())]
 
 
 class DraftModelSuite(_Common):

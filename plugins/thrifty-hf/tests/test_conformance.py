@@ -5,6 +5,7 @@ draft."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from thrifty.testing.drafts import DraftModelSuite, VerifierSuite
 
@@ -58,3 +59,47 @@ class TestFastFeatureDraft(_OnFastVerifier, DraftModelSuite):
     @pytest.fixture
     def make_draft(self):
         return _fast("smollm2-draft-feat")
+
+
+def _narrow_window():
+    """A Mistral whose 3-token window is shorter than the suite's deepest tree path, so that
+    tree nodes fall out of each other's windows (counted by position, not slot)."""
+    import families
+    import transformers
+
+    cfg = families.make_config("mistral-window")
+    cfg.sliding_window = 3
+    return families.perturb(transformers.MistralForCausalLM(cfg), 3).eval()
+
+
+FAMILY_VERIFIERS = {"llama": "llama", "qwen2": "qwen2", "gemma2": "gemma2",
+                    "mistral-window": "mistral-window", "qwen2-moe": "qwen2-moe",
+                    "narrow-window": _narrow_window}
+"""Tiny verifiers of both bodies: the fused one (Llama), and the generic one with biases
+(Qwen2), soft-capped local and global layers (Gemma 2), a 16-token window (Mistral), experts
+(Qwen2-MoE) and a window shorter than a tree's depth."""
+
+
+class TestFastFamilyVerifier(VerifierSuite):
+    """The verifier suite (token trees included) on tiny models of both bodies, with prompts
+    long enough that every window cuts into them."""
+
+    @pytest.fixture(params=sorted(FAMILY_VERIFIERS))
+    def verifier(self, request, family_tokenizer):
+        import families
+        from transformers import AutoTokenizer
+
+        from thrifty_hf.fast import FastVerifier
+
+        make = FAMILY_VERIFIERS[request.param]
+        model = families.make_model(make) if isinstance(make, str) else make()
+        verifier = FastVerifier(model, AutoTokenizer.from_pretrained(family_tokenizer),
+                                max_len=128, graphs=False)
+        assert verifier.lm.body.kind == ("fused" if request.param == "llama" else "generic")
+        return verifier
+
+    @pytest.fixture
+    def prompts(self, verifier):
+        g = torch.Generator().manual_seed(7)
+        return [torch.randint(1, verifier.vocab_size, (n,), generator=g).tolist()
+                for n in (40, 1, 19, 3)]

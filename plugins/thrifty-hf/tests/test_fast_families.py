@@ -230,6 +230,21 @@ def test_compiled_generic_body_is_one_graph_per_shape_and_equals_the_eager_one()
     assert counters["stats"]["unique_graphs"] == 2  # the prefill and the step
 
 
+def test_compiled_generic_body_serves_a_tree_after_a_chain_of_the_same_shape():
+    """A tree step of the shape a chain step compiled for equals the eager tree step: the
+    compiled forward reads the step's slots and positions as two inputs even where a chain
+    makes them equal."""
+    model = families.make_model("qwen2")
+    lm = StaticLM(model, max_len=32, graphs=False, compile=True)
+    ref = StaticLM(model, max_len=32, graphs=False)
+    tokens = torch.tensor([[9, 10, 11, 12], [11, 12, 13, 14]])
+    for parents in (None, torch.tensor([[-1, 0, 0, 1], [-1, 0, 1, 1]])):
+        for m in (lm, ref):
+            n, _ = m.prefill([[1, 2, 3, 4], [5, 6, 7]])
+        got, want = lm.forward(tokens, n, parents=parents), ref.forward(tokens, n, parents=parents)
+        _close(got[1], want[1], f"{'tree' if parents is not None else 'chain'} logits")
+
+
 SYNCING = {"_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique",
            "_unique2", "unique_consecutive", "unique_dim", "equal", "is_nonzero", "bincount",
            "repeat_interleave"}
@@ -259,14 +274,32 @@ def _host_reads(fn) -> list[str]:
 
 @pytest.mark.parametrize("family", sorted(MODELS))
 def test_the_static_forward_never_reads_a_tensor_on_the_host(family):
-    """What lets every family capture as a CUDA graph, checked on the CPU: a prefill and a
-    multi-token step (and an admission) dispatch no operator that reads a tensor on the host."""
+    """What lets every family capture as a CUDA graph, checked on the CPU: a prefill, a
+    multi-token step, a tree step over part of the slots (and an admission) dispatch no
+    operator that reads a tensor on the host."""
     model = MODELS[family]()
     lm = StaticLM(model, max_len=32, graphs=False)
     n, _ = lm.prefill([[1, 2, 3], [4, 5]])
     assert _host_reads(lambda: lm.prefill([[1, 2, 3], [4, 5]])) == []
     assert _host_reads(lambda: lm.forward(torch.tensor([[6, 7], [8, 9]]), n)) == []
+    parents = torch.tensor([[-1, 0, 0, 1], [-1, 0, 1, 1]])
+    assert _host_reads(lambda: lm.forward(torch.tensor([[6, 7, 8, 9]] * 2), n, parents=parents,
+                                          span=16)) == []
     assert _host_reads(lambda: lm.prefill([[7, 8, 9]], row=1)) == []
+
+
+def test_a_tree_step_and_its_compaction_never_read_a_tensor_on_the_host():
+    """``score_tree`` and ``keep_path`` as the engine calls them, far from the cache's end
+    (where the capacity check reads the longest row once)."""
+    fv = FastVerifier(families.make_model("gemma2"), None, max_len=32, graphs=False,
+                      eos_token_ids=())
+    fv.start([[1, 2, 3], [4, 5]])
+    tokens = torch.tensor([[3, 7, 8, 9], [5, 1, 2, 3]])
+    parents = torch.tensor([[-1, 0, 0, 1], [-1, 0, 1, 1]])
+    lengths = torch.tensor([4, 3])
+    assert _host_reads(lambda: fv.score_tree(tokens, parents, lengths)) == []
+    path, kept = torch.tensor([[0, 1, 3], [0, 2, 0]]), torch.tensor([3, 2])
+    assert _host_reads(lambda: fv.keep_path(path, kept)) == []
 
 
 def test_the_eager_experts_loop_reads_the_host_so_the_fast_path_swaps_it():

@@ -142,3 +142,91 @@ def test_fast_and_hf_paths_stop_at_the_same_tokens(tiny_llama):
     assert fv.eos_token_ids == eos_token_ids(model, EosTokenizer()) == {7}
     model.generation_config.eos_token_id = [3, 5]
     assert FastVerifier(model, EosTokenizer(), max_len=16, graphs=False).eos_token_ids == {3, 5}
+
+
+# -- attention over the slots in use -------------------------------------------------------------
+@pytest.mark.parametrize("family", ["llama", "gemma2"])
+def test_a_step_reads_only_the_slots_of_its_span(family):
+    """With a span, attention never touches the slots past it: NaN there (which reading them,
+    even masked, would spread) changes nothing; the fused body (Llama) and the generic one
+    (Gemma 2: soft-capped scores, windows)."""
+    import families
+
+    lm = StaticLM(families.make_model(family), max_len=64, graphs=False)
+    n, _ = lm.prefill([list(range(1, 12)), [1, 2, 3]])
+    tokens = torch.tensor([[4, 5, 6], [7, 8, 9]])
+    _, want = lm.forward(tokens, n)
+    lm.cache[..., 16:, :] = float("nan")
+    _, got = lm.forward(tokens, n, span=16)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert not torch.isfinite(lm.forward(tokens, n)[1]).all()  # the poison is there to see
+
+
+def test_span_is_the_next_bucket_of_the_rows_reach():
+    lm = StaticLM(transformers.LlamaForCausalLM(_llama_config()), max_len=40, graphs=False)
+    lm.span_bucket = 16
+    assert [lm.span(r) for r in (0, 1, 16, 17, 33, 40)] == [16, 16, 16, 32, 40, 40]
+    assert lm.span(None) == 40
+
+
+def _llama_config():
+    import families
+
+    return families.make_config("llama")
+
+
+def _as_graphs(lm):
+    """Let ``lm`` replay its functions as stand-in CUDA graphs on the CPU: captured once per
+    key, their outputs buffers refilled in place at each replay, as a real graph's are."""
+
+    class Replayed:
+        def __init__(self, fn, static):
+            self.fn, self.static = fn, static
+            self.out = fn(*static)
+
+        def replay(self):
+            for mine, new in zip(self.out, self.fn(*self.static)):
+                if mine is not None:
+                    mine.copy_(new)
+
+    def capture(fn, inputs):
+        graph = Replayed(fn, tuple(t.clone() for t in inputs))
+        return graph, graph.static, graph.out
+
+    lm.graphs_on = True
+    lm._capture = capture
+    return lm
+
+
+def test_a_run_captures_one_graph_per_span_and_crosses_buckets_exactly(tiny_llama, tiny_draft):
+    """Rows that grow across span buckets mid-run (a prompt that starts in one bucket and a
+    longer one) get one step graph per (shape, span), and the same tokens as a verifier that
+    reads every slot, target-only and speculative."""
+    verifier = tiny_llama()
+    prompts = [[1, 5, 9, 2, 7], list(range(1, 14))]
+    runs = []
+    for bucket in (8, 64):
+        fv = FastVerifier(verifier, ToyTokenizer(), max_len=64, graphs=False, eos_token_ids=())
+        _as_graphs(fv.lm).span_bucket = bucket
+        fd = FastDraft(tiny_draft(verifier, 32), max_len=64, graphs=False)
+        alone = SpeculativeDecoder(fv).generate(prompts, max_new_tokens=30).token_ids
+        spans = {key[1] for key in fv.lm._graphs if key[0] == "step"}
+        spec = SpeculativeDecoder(fv, fd, 3).generate(prompts, max_new_tokens=30).token_ids
+        runs.append((alone, spec, spans))
+    assert runs[0][2] == {16, 24, 32, 40, 48} and runs[1][2] == {64}
+    assert runs[0][0] == runs[1][0] == runs[0][1] == runs[1][1]
+
+
+def test_a_path_wider_than_its_tree_keeps_its_nodes_at_the_end_of_the_cache(tiny_llama):
+    """The engine's path is as wide as the tree shape's depth + 1, which a draft's tree may be
+    narrower than; in the cache's last slots only the tree's own columns may move."""
+    model = tiny_llama()
+    fv = FastVerifier(model, ToyTokenizer(), max_len=16, graphs=False, eos_token_ids=())
+    prompt = list(range(1, 15))  # 13 cached tokens: the tree's 3 columns fill the cache
+    fv.start([prompt])
+    fv.score_tree(torch.tensor([[14, 20, 21]]), torch.tensor([[-1, 0, 0]]), torch.tensor([3]))
+    fv.keep_path(torch.tensor([[0, 2, 0, 0, 0]]), torch.tensor([2]))
+    got = fv.score(torch.tensor([[22]]), torch.tensor([1]))[0, 0]
+    want = model(torch.tensor([prompt + [21, 22]])).logits[0, -1]
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)

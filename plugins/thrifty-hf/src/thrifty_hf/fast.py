@@ -9,7 +9,11 @@ prefills too, padded to a few bucket lengths.
 
 Rollback is free: row b's cache is valid in slots ``[0, n[b])``; a step writes its k tokens at
 slots ``n[b] .. n[b]+k-1`` and every query sees only slots up to its own position, so slots past
-``n[b]`` are never read until overwritten. Keeping ``m`` of the k tokens is ``n[b] += m``.
+``n[b]`` are never read until overwritten. Keeping ``m`` of the k tokens is ``n[b] += m``. A
+token tree is the same step with another mask and other positions (:mod:`.steps`); keeping a
+root-to-node path moves its keys and values to the first slots of the step, in every layer.
+Attention reads only the slots the rows hold, rounded up to a bucket chosen on the host
+(:meth:`StaticLM.span`), so its cost follows the context in use rather than ``max_len``.
 
 The same :class:`StaticLM` runs a verifier or a thrifty draft (:mod:`thrifty_hf.drafts`) with
 one of two bodies over the same cache (:func:`make_body`): the fused Llama forward of
@@ -85,6 +89,11 @@ class StaticLM:
         serve every prompt length: an eager prefill launches its ~1,200 kernels one by one
         from Python, which cost more than the pass itself and weighed on every generate call
         (3x more per step for speculative decoding, which takes 3x fewer steps)."""
+        self.span_bucket = 256 if self.graphs_on else 16
+        """Attention reads the first S slots of each row, S the next multiple of this many
+        that covers the longest row (see :meth:`span`): a step's attention and masks then cost
+        what the rows hold, not ``max_len`` (SmolLM2-135M lost a third of its speed on an
+        H100 when ``max_len`` grew from 1024 to 2560), and each (shape, S) is one graph."""
         self.batch = 0
         self.cache = None
         self._graphs: dict = {}
@@ -112,10 +121,22 @@ class StaticLM:
         self.batch = batch
 
     # -- the forward ---------------------------------------------------------------------------
-    def forward(self, tokens, n, features=None, logits: bool = True, at=None):
+    def span(self, reach: int | None) -> int:
+        """The slots a step reads when no row holds more than ``reach`` tokens after it (a
+        host-side bound, so choosing costs no synchronisation): ``reach`` rounded up to a
+        multiple of :attr:`span_bucket`, every slot when ``reach`` is None."""
+        if reach is None:
+            return self.max_len
+        return min(-(-max(reach, 1) // self.span_bucket) * self.span_bucket, self.max_len)
+
+    def forward(self, tokens, n, features=None, logits: bool = True, at=None, parents=None,
+                span: int | None = None):
         """Append ``tokens`` [B, k] at slots ``n[b] + i``; return (hidden [B, k, E], float32
         logits [B, k, V] or None). ``features`` [B, k, E]: a feature draft's second input.
         ``at`` (LongTensor [B]): the cache rows to use, when not all of them (an admission).
+        ``parents`` [B, k]: the tokens are a tree (see :class:`thrifty_hf.steps.Step`), not a
+        chain. ``span``: attention reads slots ``0 .. span-1`` only (every slot by default),
+        which must cover ``n[b] + k`` of every row.
 
         Runs without autograd: one weight that still required grad once turned every cache write
         into an autograd node, so each step's graph held the previous caches alive and the
@@ -123,13 +144,23 @@ class StaticLM:
         import torch
 
         with torch.no_grad():
-            return self.body.forward(self.cache, self.slots, tokens, n, features, logits, at)
+            return self.body.forward(self.cache, self.slots[:span], tokens, n, features,
+                                     logits, at, parents)
 
-    def run(self, tokens, n, features=None):
-        """``forward`` through the CUDA graph of this shape (captured on first use)."""
-        inputs = (tokens, n) if features is None else (tokens, n, features)
-        return self.replay(("step",) + tuple(tuple(t.shape) for t in inputs), self.forward,
-                           inputs)
+    def run(self, tokens, n, features=None, parents=None, reach: int | None = None):
+        """``forward`` through the CUDA graph of this shape (captured on first use).
+        ``reach``: a host-side bound on every row's tokens after the step, which picks the
+        slots attention reads (:meth:`span`), a part of the graph's key."""
+        span = self.span(reach)
+        extra = {name: t for name, t in (("features", features), ("parents", parents))
+                 if t is not None}
+        inputs = (tokens, n, *extra.values())
+
+        def step(tokens, n, *rest):
+            return self.forward(tokens, n, span=span, **dict(zip(extra, rest)))
+
+        key = ("step", span, *extra) + tuple(tuple(t.shape) for t in inputs)
+        return self.replay(key, step, inputs)
 
     def replay(self, key, fn, inputs):
         """``fn(*inputs)``, a function of tensors that runs this model over its cache, as the
@@ -190,11 +221,13 @@ class StaticLM:
             inputs = (_upload(pad, self.device), n)
             if features is not None:
                 inputs += (torch.nn.functional.pad(features, (0, 0, 0, width - longest)),)
+            span = self.span(width)
             if row is None:
-                fn = lambda *x: self.forward(*x, logits=False)  # noqa: E731
+                fn = lambda *x: self.forward(*x, logits=False, span=span)  # noqa: E731
             else:
                 inputs += (_upload([row], self.device),)
-                fn = lambda *x: self.forward(*x[:-1], logits=False, at=x[-1])  # noqa: E731
+                fn = lambda *x: self.forward(*x[:-1], logits=False, at=x[-1],  # noqa: E731
+                                             span=span)
             key = ("prefill", row is None) + tuple(tuple(t.shape) for t in inputs)
             hidden, _ = self.replay(key, fn, inputs)
             hidden = hidden[:, :longest]
@@ -281,15 +314,38 @@ class FastVerifier:
         self.room = _Room(self.lm, self.n)
 
     def score(self, tokens, lengths):
-        k = tokens.shape[1]
-        self.room.ensure(self.n, k)
-        self._k = k
-        self.features, logits = self.lm.run(tokens, self.n)
-        return logits.clone()
+        return self.score_tree(tokens, None, lengths)
 
     def keep(self, lengths) -> None:
         self.n = self.n + lengths.to(self.n.device)
         self.room.grow(self._k)
+
+    def score_tree(self, tokens, parents, lengths):
+        """``score`` of a token tree per row (``parents`` None: a chain, each column the
+        parent of the next). The nodes are written at slots ``n[b] ..`` in column order, each
+        at the position of its depth and seeing its ancestors only (:class:`.steps.Step`);
+        :meth:`keep_path` then moves the kept ones into place."""
+        k = tokens.shape[1]
+        self.room.ensure(self.n, k)
+        self._k = k
+        self.features, logits = self.lm.run(tokens, self.n, parents=parents,
+                                             reach=self.room.bound + k)
+        return logits.clone()
+
+    def keep_path(self, path, lengths) -> None:
+        """Keep the scored columns ``path[b, :lengths[b]]`` of row b as its next tokens: their
+        keys and values move from slots ``n[b] + path[b, i]`` to ``n[b] + i`` in every layer
+        (the rest of ``path`` moves garbage past the new count, where nothing reads it). A
+        path may be wider than the tree it walked (the tree shape's depth); no row keeps more
+        than the tree's columns."""
+        import torch
+
+        path = path[:, : self._k].to(self.n.device)
+        cache, rows, start = self.lm.cache, self.lm.rows[:, None], self.n[:, None]
+        cache[:, :, rows, :, start + torch.arange(path.shape[1], device=path.device)] = \
+            cache[:, :, rows, :, start + path]
+        self.n = self.n + lengths.to(self.n.device)
+        self.room.grow(path.shape[1])
 
     def admit(self, row: int, prompt) -> None:
         _, self.features = self.lm.prefill([list(prompt[:-1])], row=row)

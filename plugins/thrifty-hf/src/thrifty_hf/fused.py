@@ -160,21 +160,19 @@ class FusedBody:
 
         self.forward = torch.compile(self.forward, dynamic=False)
 
-    def forward(self, cache, slots, tokens, n, features, logits: bool, at):
+    def forward(self, cache, slots, tokens, n, features, logits: bool, at, parents):
         import torch
         import torch.nn.functional as F
+
+        from .steps import Step
 
         p = self.p
         batch, k = tokens.shape
         heads, kv, hd = p["heads"], p["kv_heads"], p["head_dim"]
         group = heads // kv
-        pos = n[:, None] + slots[:k]  # [B, k]
-        cos, sin = self.cos[pos], self.sin[pos]  # [B, k, q|k|v heads, hd]
-        mask = slots[None, None, :] <= pos[:, :, None]  # [B, k, S]
-        mask = mask[:, None, None].expand(batch, 1, group, k, slots.shape[0])
-        mask = mask.reshape(batch, 1, group * k, slots.shape[0])
-        rows = (torch.arange(batch, device=tokens.device) if at is None else at)[:, None]
-        rows = rows.expand(batch, k)
+        step = Step(cache, slots, n, k, parents, at)
+        cos, sin = self.cos[step.pos], self.sin[step.pos]  # [B, k, q|k|v heads, hd]
+        mask = step.mask(group)
         h = F.embedding(tokens, p["embed"])
         if p["fc"] is not None:
             h = F.linear(torch.cat([h, features.to(h.dtype)], -1), p["fc"])
@@ -187,12 +185,11 @@ class FusedBody:
             # made each multi-token pass slower per layer)
             t = F.linear(x, w["qkv"]).view(batch, k, heads + 2 * kv, hd)
             t = t * cos + _swap_halves(t) * sin
-            cache[i][:, rows, :, pos] = t[:, :, heads:].view(batch, k, 2, kv, hd)
+            step.store(i, t[:, :, heads:].view(batch, k, 2, kv, hd))
             # grouped-query attention without copying K/V: each KV head's group of query heads
             # becomes extra query rows
             q = t[:, :, :heads].transpose(1, 2).reshape(batch, kv, group * k, hd)
-            keys, values = (cache[i, 0], cache[i, 1]) if at is None else \
-                (cache[i, 0, at], cache[i, 1, at])
+            keys, values = step.read(i)
             o = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
             o = o.reshape(batch, heads, k, hd).transpose(1, 2).reshape(batch, k, heads * hd)
             h = h + F.linear(o, w["o"])

@@ -10,9 +10,10 @@ How: transformers looks its attention function up by name (``AttentionInterface`
 with each layer's queries, keys and values after their projections, norms and rotary. Thrifty
 registers one such function, ``thrifty-static``, and runs the model without a transformers
 cache: the function writes the step's keys and values into the per-row static cache (row b's
-token i at slot ``n[b] + i``) and attends over the whole row with thrifty's own masks: causal
-over each row's valid slots, and windowed for layers that pass ``sliding_window`` (Mistral,
-Qwen2, Phi-3, and Gemma 2/3's local layers). Soft-capped layers (Gemma 2) take the eager
+token i at slot ``n[b] + i``) and attends over the row's slots in use with thrifty's own masks
+(:class:`thrifty_hf.steps.Step`): causal over each row's valid slots (or a token tree's
+ancestors), and windowed for layers that pass ``sliding_window`` (Mistral, Qwen2, Phi-3, and
+Gemma 2/3's local layers). Soft-capped layers (Gemma 2) take the eager
 formula, as transformers' own eager attention does; the rest take SDPA. The model gets the
 positions of every row and a ready 4-D mask, so transformers builds no mask of its own.
 
@@ -46,8 +47,8 @@ against transformers' own forward)."""
 SHIFTING_ROPE = ("dynamic", "longrope")
 
 _step = None
-"""The step in flight (:class:`_Step`) that :func:`attend` reads; set only inside
-:meth:`GenericBody.forward`."""
+"""The step in flight (a :class:`thrifty_hf.steps.Step`) that :func:`attend` reads; set only
+inside :meth:`GenericBody.forward`."""
 
 
 def generic_refusal(model) -> str | None:
@@ -83,29 +84,6 @@ def decoder_config(model):
     return model.base_model.config
 
 
-class _Step:
-    """What :func:`attend` needs for one forward: the cache, where this step's tokens go, and
-    the masks (built once per step, expanded per query group on first use)."""
-
-    def __init__(self, cache, slots, pos, rows, at) -> None:
-        self.cache, self.slots, self.pos, self.rows, self.at = cache, slots, pos, rows, at
-        self.visible = slots[None, None, :] <= pos[:, :, None]  # [B, k, S]
-        self._masks: dict = {}
-
-    def mask(self, group: int, window):
-        """[B, 1, group * k, S]: which slots each query row sees (``window``: the last
-        ``window`` positions only, as transformers' sliding-window mask)."""
-        key = (group, window)
-        if key not in self._masks:
-            m = self.visible
-            if window is not None:
-                m = m & (self.slots[None, None, :] > self.pos[:, :, None] - window)
-            b, k, s = m.shape
-            self._masks[key] = m[:, None, None].expand(b, 1, group, k, s).reshape(
-                b, 1, group * k, s)
-        return self._masks[key]
-
-
 def attend(module, query, key, value, attention_mask, scaling=None, dropout=0.0, softcap=None,
            sliding_window=None, **kwargs):
     """transformers' attention-function contract over thrifty's static cache.
@@ -126,16 +104,16 @@ def attend(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
     if isinstance(step, dict):  # measuring: the layer's key/value shape sizes the cache
         step[module.layer_idx] = (key.shape[1], key.shape[-1], value.shape[-1])
         return query.new_zeros(query.transpose(1, 2).shape), None
-    cache = step.cache[module.layer_idx]  # [key | value, row, kv head, slot, head dim]
+    layer = module.layer_idx
+    cache = step.cache[layer]  # [key | value, row, kv head, slot, head dim]
     batch, heads, k, hd = query.shape
     kv = key.shape[1]
     if (kv, key.shape[-1], value.shape[-1]) != (cache.shape[2], cache.shape[4], cache.shape[4]):
         raise ModelFormatError(
-            f"layer {module.layer_idx} has {kv} key/value heads of size {key.shape[-1]}, the "
-            f"cache was sized for {cache.shape[2]} of {cache.shape[4]}; use the 'hf' verifier")
-    cache[:, step.rows, :, step.pos] = torch.stack((key, value), 1).permute(0, 3, 1, 2, 4)
-    keys, values = (cache[0], cache[1]) if step.at is None else (cache[0, step.at],
-                                                                  cache[1, step.at])
+            f"layer {layer} has {kv} key/value heads of size {key.shape[-1]}, the cache was "
+            f"sized for {cache.shape[2]} of {cache.shape[4]}; use the 'hf' verifier")
+    step.store(layer, torch.stack((key, value), 1).permute(0, 3, 1, 2, 4))
+    keys, values = step.read(layer)
     group = heads // kv
     # grouped-query attention without copying K/V: each KV head's group of query heads becomes
     # extra query rows (query head h reads KV head h // group, as transformers' repeat_kv)
@@ -212,15 +190,12 @@ class GenericBody:
         kv, hd, _ = shapes[0]
         return len(shapes), kv, hd
 
-    def forward(self, cache, slots, tokens, n, features, logits: bool, at):
-        import torch
+    def forward(self, cache, slots, tokens, n, features, logits: bool, at, parents):
+        from .steps import Step
 
-        batch, k = tokens.shape
-        pos = n[:, None] + slots[:k]  # [B, k]
-        rows = (torch.arange(batch, device=tokens.device) if at is None else at)[:, None]
-        step = _Step(cache, slots, pos, rows.expand(batch, k), at)
+        step = Step(cache, slots, n, tokens.shape[1], parents, at)
         mask = step.visible[:, None]  # [B, 1, k, S]: a ready mask, so transformers builds none
-        args = dict(attention_mask=mask, position_ids=pos, use_cache=False)
+        args = dict(attention_mask=mask, position_ids=step.pos, use_cache=False)
         return self._call(step, tokens, features, args, logits)
 
     def _call(self, step, tokens, features, args, logits: bool):
