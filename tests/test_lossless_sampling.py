@@ -2,8 +2,9 @@
 
 On a 3-token trigram model the exact distribution of a 3-token continuation is enumerable
 (27 outcomes): a chi-square test compares thousands of speculative samples against it, for
-several lookaheads and sampling transforms. The same test must reject a deliberately broken
-acceptance rule, which shows it has the power to notice.
+several lookaheads and sampling transforms, and for token trees of a sampled chain with
+deterministic siblings. The same test must reject a deliberately broken acceptance rule (and
+siblings reported as sampled), which shows it has the power to notice.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import pytest
 import torch
 from scipy.stats import chi2
 
-from thrifty.speculative import Sampling, SpeculativeDecoder, acceptance, engine, warp
+from thrifty.speculative import (Sampling, SpeculativeDecoder, TreeShape, acceptance, engine,
+                                 warp)
 from thrifty.testing.toy import ToyDraft, ToyVerifier
 
 VOCAB, NEW, SAMPLES = 3, 3, 6000
@@ -91,3 +93,52 @@ def test_target_only_sampling_follows_target_distribution():
     p = chi_square_pvalue([tuple(t) for t in out.token_ids],
                           exact_distribution(verifier, sampling))
     assert p > 1e-3
+
+
+class SiblingDraft(ToyDraft):
+    """The toy draft's sampled chain with its runners-up as leaf siblings, as the model drafts
+    grow trees (:func:`~thrifty.speculative.tree.sibling_tree`)."""
+
+    one_hot_siblings = True
+
+    def propose_tree(self, shape, sampling, generator):
+        from thrifty.protocols import TreeProposal
+        from thrifty.speculative.tree import sibling_tree
+
+        chain = self.propose(shape.depth, sampling, generator)
+        tree, on_chain = sibling_tree(chain.tokens, chain.q, shape, sampled=True)
+        self._tree = tree.tokens
+        if self.one_hot_siblings:
+            return tree
+        # the mistake: siblings reported as if drawn from the draft's q, like the chain
+        at = on_chain.long().cumsum(1) - 1  # the chain node each column sits beside
+        q = chain.q.gather(1, at.clamp(max=shape.depth - 1)[..., None].expand(
+            -1, -1, chain.q.shape[-1]))
+        return TreeProposal(tree.tokens, tree.parents, tree.lengths, q)
+
+
+class SiblingsAsSampled(SiblingDraft):
+    one_hot_siblings = False
+
+
+def tree_samples(draft: ToyDraft, sampling: Sampling) -> list[tuple]:
+    out = SpeculativeDecoder(ToyVerifier(vocab=VOCAB, seed=11), draft, TreeShape(3, 3, 5)).generate(
+        [PROMPT] * SAMPLES, max_new_tokens=NEW, sampling=sampling, seed=0)
+    return [tuple(t) for t in out.token_ids]
+
+
+@pytest.mark.parametrize("name", list(SAMPLINGS))
+def test_sibling_trees_follow_target_distribution(name):
+    """A sampled chain with deterministic siblings (one-hot q rows) is exact."""
+    sampling = SAMPLINGS[name]
+    expected = exact_distribution(ToyVerifier(vocab=VOCAB, seed=11), sampling)
+    p = chi_square_pvalue(tree_samples(SiblingDraft(vocab=VOCAB, seed=12), sampling), expected)
+    assert p > 1e-3, f"tree samples differ from the target distribution (p={p:.2e})"
+
+
+def test_chi_square_catches_siblings_reported_as_sampled():
+    sampling = SAMPLINGS["t1"]
+    expected = exact_distribution(ToyVerifier(vocab=VOCAB, seed=11), sampling)
+    p = chi_square_pvalue(tree_samples(SiblingsAsSampled(vocab=VOCAB, seed=12), sampling),
+                          expected)
+    assert p < 1e-6, "the test failed to notice siblings reported with the chain's q"
