@@ -19,7 +19,8 @@ for every other tested family; the rest are refused at load. On the CPU, or with
 ``graphs=False``, it runs the same forward eagerly, which is what the CPU tests check against
 transformers' own forward, family by family. Every forward also returns the final hidden states,
 which the verifier passes on to a feature draft (:class:`FastFeatureDraft`); a greedy proposal
-of γ tokens is captured as one graph.
+of γ tokens is captured as one graph, and so is a greedy token tree (the chain with its
+runners-up as leaf siblings, :func:`thrifty.speculative.tree.sibling_tree`).
 """
 
 from __future__ import annotations
@@ -363,7 +364,6 @@ class _Proposer:
         ``lengths - 1``) and how many of them are chain nodes."""
         import torch
 
-        path = path.to(self.n.device)
         tokens, on_chain = self._tree
         nodes = torch.cat([torch.zeros_like(tokens[:, :1]), tokens], 1).gather(1, path)[:, 1:]
         real = torch.arange(path.shape[1] - 1, device=path.device) < lengths[:, None] - 1
@@ -451,7 +451,7 @@ class FastDraft(_Proposer):
 
     def commit_path(self, path, lengths, next_tokens) -> None:
         """The path runs down the chain and may end on a sibling leaf (see :meth:`_advance`)."""
-        lengths = lengths.to(self.n.device)
+        path, lengths = path.to(self.n.device), lengths.to(self.n.device)
         nodes, chain = self._kept_nodes(path, lengths)
         self._advance(nodes, lengths - 1, chain, next_tokens.to(self.n.device), self._depth)
         self._tree = None
@@ -560,9 +560,8 @@ class FastFeatureDraft(_Proposer):
     def commit_path(self, path, lengths, next_tokens) -> None:
         """The verifier's features of the path's columns pair with the path's tokens."""
         seen = self._need_features()  # [B, 1 + N, E]: every tree column
-        lengths = lengths.to(self.n.device)
+        path, lengths = path.to(self.n.device), lengths.to(self.n.device)
         nodes, _ = self._kept_nodes(path, lengths)
-        path = path.to(self.n.device)
         feats = seen.gather(1, path[..., None].expand(-1, -1, seen.shape[-1]))
         self._repend(nodes, feats, lengths - 1, next_tokens.to(self.n.device))
         self._tree = None

@@ -4,7 +4,9 @@ Both wrap a :class:`~thrifty_hf.cached.CachedLM`. The verifier is a thin delegat
 engine's ``start/score/keep`` contract is exactly CachedLM's. The draft keeps each row's
 committed tokens and a cache that covers a prefix of them; every ``propose`` first feeds what
 the cache lacks (ragged), then extends each row one token at a time, and ``commit`` rolls the
-cache back to the part of its proposals that was accepted.
+cache back to the part of its proposals that was accepted. A token tree is the draft's chain with
+its runners-up as leaf siblings (:func:`thrifty.speculative.tree.sibling_tree`), so the draft
+never attends over a tree: it keeps the chain nodes of the path the verifier accepted.
 """
 
 from __future__ import annotations
