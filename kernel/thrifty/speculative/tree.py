@@ -228,8 +228,7 @@ def sibling_tree(chain, probs, shape: TreeShape, sampled: bool):
     parent = torch.cat([torch.zeros_like(chain_node[:, :1]), chain_node[:, :-1]], 1)
     grid = {"tokens": torch.cat([chain[..., None], sib_tok], 2),
             "parents": parent[..., None].expand(-1, -1, 1 + slots),
-            "on_chain": torch.zeros_like(keep).index_fill_(2, torch.zeros(
-                1, dtype=torch.long, device=device), True)}
+            "on_chain": (torch.arange(1 + slots, device=device) == 0).expand_as(keep)}
     out = {}
     for name, values in grid.items():
         flat = torch.zeros(batch, shape.nodes + 1, dtype=values.dtype, device=device)
