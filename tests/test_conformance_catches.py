@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from thrifty.speculative import Sampling, TreeShape
 from thrifty.testing.commands import CommandSuite
 from thrifty.testing.drafts import DraftModelSuite, VerifierSuite
 from thrifty.testing.toy import ToyDraft, ToyTokenizer, ToyVerifier
@@ -16,6 +17,21 @@ class NoRollbackDraft(ToyDraft):
 
     def commit(self, accepted, next_tokens) -> None:
         super().commit(torch.full_like(accepted, self._last.shape[1]), next_tokens)
+
+
+class LeafLosingDraft(ToyDraft):
+    """Forgets the last node of every path it keeps (a sibling leaf, say)."""
+
+    def commit_path(self, path, lengths, next_tokens) -> None:
+        super().commit_path(path, (lengths - 1).clamp(min=1), next_tokens)
+
+
+class BushyDraft(ToyDraft):
+    """Gives a node one child more than the tree's branch allows."""
+
+    def propose_tree(self, shape, sampling, generator):
+        wider = TreeShape(shape.depth, shape.branch + 1, shape.nodes)
+        return super().propose_tree(wider, sampling, generator)
 
 
 class LossyTokenizer(ToyTokenizer):
@@ -56,6 +72,24 @@ def test_draft_suite_catches_an_ngram_draft_that_never_rolls_back():
     suite.test_commit_equals_fresh_start(lambda v: NgramDraft(), verifier, prompts)
     with pytest.raises(AssertionError, match="rollback"):
         suite.test_commit_equals_fresh_start(lambda v: NoRollbackNgram(), verifier, prompts)
+
+
+def test_draft_suite_catches_a_tree_draft_that_loses_a_kept_leaf():
+    suite = DraftModelSuite()
+    verifier, prompts = _fixtures(suite)
+    good = lambda v: ToyDraft(vocab=v.vocab_size, seed=3)  # noqa: E731
+    suite.test_commit_path_equals_fresh_start(good, verifier, prompts)
+    broken = lambda v: LeafLosingDraft(vocab=v.vocab_size, seed=3)  # noqa: E731
+    with pytest.raises(AssertionError, match="commit_path is not exact"):
+        suite.test_commit_path_equals_fresh_start(broken, verifier, prompts)
+
+
+def test_draft_suite_catches_a_tree_wider_than_its_branch():
+    suite = DraftModelSuite()
+    verifier, prompts = _fixtures(suite)
+    suite.test_tree_shapes(ToyDraft(vocab=8, seed=3), verifier, prompts, Sampling())
+    with pytest.raises(AssertionError, match="children per node"):
+        suite.test_tree_shapes(BushyDraft(vocab=8, seed=3), verifier, prompts, Sampling())
 
 
 def test_verifier_suite_catches_a_tokenizer_that_loses_text():

@@ -2,8 +2,9 @@
 
 On a 3-token trigram model the exact distribution of a 3-token continuation is enumerable
 (27 outcomes): a chi-square test compares thousands of speculative samples against it, for
-several lookaheads and sampling transforms. The same test must reject a deliberately broken
-acceptance rule, which shows it has the power to notice.
+several lookaheads and sampling transforms, and for token trees of a sampled chain with
+deterministic siblings. The same test must reject a deliberately broken acceptance rule (and
+siblings reported as sampled), which shows it has the power to notice.
 """
 
 from __future__ import annotations
@@ -148,3 +149,45 @@ def test_chi_square_catches_a_broken_tree_rule(monkeypatch):
     expected = exact_distribution(ToyVerifier(vocab=VOCAB, seed=11), sampling)
     p = chi_square_pvalue(tree_samples("2x3", sampling), expected)
     assert p < 1e-6, "the test failed to notice children tried against p, not the residual"
+
+
+class SiblingDraft(ToyDraft):
+    """The toy draft's sampled chain with its runners-up as leaf siblings, as the model drafts
+    grow trees (:func:`~thrifty.speculative.tree.sibling_tree`)."""
+
+    one_hot_siblings = True
+
+    def propose_tree(self, shape, sampling, generator):
+        from thrifty.protocols import TreeProposal
+        from thrifty.speculative.tree import sibling_tree
+
+        chain = self.propose(shape.depth, sampling, generator)
+        tree, on_chain = sibling_tree(chain.tokens, chain.q, shape, sampled=True)
+        self._tree = tree.tokens
+        if self.one_hot_siblings:
+            return tree
+        # the mistake: siblings reported as if drawn from the draft's q, like the chain
+        at = on_chain.long().cumsum(1) - 1  # the chain node each column sits beside
+        q = chain.q.gather(1, at.clamp(max=shape.depth - 1)[..., None].expand(
+            -1, -1, chain.q.shape[-1]))
+        return TreeProposal(tree.tokens, tree.parents, tree.lengths, q)
+
+
+class SiblingsAsSampled(SiblingDraft):
+    one_hot_siblings = False
+
+
+@pytest.mark.parametrize("name", list(SAMPLINGS))
+def test_sibling_trees_follow_target_distribution(name):
+    """A sampled chain with deterministic siblings (one-hot q rows) is exact."""
+    sampling = SAMPLINGS[name]
+    expected = exact_distribution(ToyVerifier(vocab=VOCAB, seed=11), sampling)
+    p = chi_square_pvalue(tree_samples("3x3:5", sampling, SiblingDraft), expected)
+    assert p > 1e-3, f"tree samples differ from the target distribution (p={p:.2e})"
+
+
+def test_chi_square_catches_siblings_reported_as_sampled():
+    sampling = SAMPLINGS["t1"]
+    expected = exact_distribution(ToyVerifier(vocab=VOCAB, seed=11), sampling)
+    p = chi_square_pvalue(tree_samples("3x3:5", sampling, SiblingsAsSampled), expected)
+    assert p < 1e-6, "the test failed to notice siblings reported with the chain's q"

@@ -3,7 +3,7 @@
 import pytest
 import torch
 from thrifty.errors import ConfigError
-from thrifty.speculative import Sampling, SpeculativeDecoder
+from thrifty.speculative import Sampling, SpeculativeDecoder, TreeShape
 from thrifty.testing.drafts import DraftModelSuite
 from thrifty.testing.toy import ToyVerifier
 from thrifty_ngram.draft import NgramDraft
@@ -16,8 +16,9 @@ class TestNgramConformance(DraftModelSuite):
 
     @pytest.fixture
     def prompts(self):
-        # repetitive prompts, so that lookups hit and the rollback path is exercised
-        return [[1, 2, 3, 1, 2, 3, 1, 2], [4], [5, 6, 5, 6, 5], [1, 1, 1]]
+        # repetitive prompts, so that lookups hit and the rollback path is exercised; "1 2" was
+        # followed by two different tokens, so that trees branch
+        return [[1, 2, 3, 1, 2, 4, 1, 2], [4], [5, 6, 5, 6, 5], [1, 1, 1]]
 
 
 def test_copies_continuation_of_latest_match():
@@ -36,6 +37,30 @@ def test_short_and_missing_continuations_are_ragged():
     assert prop.lengths.tolist() == [3, 0, 3]
     assert prop.tokens[0, :3].tolist() == [5, 3, 4]
     assert prop.tokens[2, :3].tolist() == [7, 1, 2]
+
+
+def _tree(draft, shape, sampling=Sampling()):
+    prop = draft.propose_tree(TreeShape.parse(shape), sampling, None)
+    m = int(prop.lengths[0])
+    return prop.tokens[0, :m].tolist(), prop.parents[0, :m].tolist(), prop.q
+
+
+def test_tree_merges_continuations_latest_first():
+    d = NgramDraft()
+    d.start([[7, 1, 2, 9, 1, 2, 5, 6, 1, 2, 5, 8, 1, 2]])
+    # "1 2" was followed by "5 8 1", then "5 6 1", then "9 1 2": one trie, latest first
+    assert _tree(d, "3x2:8")[:2] == ([5, 8, 1, 6, 1, 9, 1, 2], [0, 1, 2, 1, 4, 0, 6, 7])
+    assert _tree(d, "3x2:4")[:2] == ([5, 8, 1, 6], [0, 1, 2, 1])  # the budget runs out
+    assert _tree(d, "3x1:8")[0] == d.propose(3, Sampling(), None).tokens[0].tolist()
+
+
+def test_tree_is_deterministic_under_sampling():
+    d = NgramDraft()
+    d.start([[3, 4, 5, 3, 4, 6, 3, 4], [8, 9]])
+    sampled = d.propose_tree(TreeShape(2, 2, 4), Sampling(temperature=0.7), None)
+    assert sampled.q is None
+    assert sampled.lengths.tolist() == [4, 0]  # a row with no match grows no tree
+    assert sampled.tokens[0].tolist() == [6, 3, 5, 3]
 
 
 def test_unigram_matches_only_when_asked():

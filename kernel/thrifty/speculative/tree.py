@@ -180,3 +180,66 @@ def _sample_children(r, children, tokens, q, branch: int, alive, nxt, generator)
         r = torch.where((has & ~take)[:, None], residual, r)
     drawn = sample(r, generator)
     return found, child, torch.where(alive & ~found, drawn, nxt)
+
+
+def sibling_tree(chain, probs, shape: TreeShape, sampled: bool):
+    """A draft's chain with its runners-up as leaf siblings: a dynamic tree (EAGLE-2) that the
+    draft grows without attending over a tree itself, since it only ever runs its chain.
+
+    Args:
+        chain: long [B, D], the draft's chain (D = ``shape.depth``): token d was picked from
+            ``probs[:, d]`` after tokens 0..d-1.
+        probs: float [B, D, V], the draft's distribution at each depth (softmax of its logits
+            under greedy decoding; the q the chain was sampled from otherwise).
+        sampled: the chain was sampled from ``probs``, which is then reported as its q.
+
+    The siblings at depth d are the likeliest tokens of ``probs[:, d]`` besides the chain's,
+    children of chain node d - 1 (alternatives at the chain token's position), at most
+    ``branch - 1`` of them. The ``nodes - depth`` leaves of the budget go to the siblings most
+    likely to be kept by the draft's own estimate: the probability of reaching their parent
+    (the product of the chain's probabilities above) times their own, so they gather where the
+    draft is least sure of its chain. A sibling is a deterministic candidate: after its chain
+    node is rejected it is a fixed function of what was drawn, a point mass (a one-hot q row
+    when the chain is sampled), which keeps the acceptance exact. Pure tensor code with fixed
+    shapes and no host synchronisation, so it runs inside a captured CUDA graph.
+
+    Returns:
+        (TreeProposal with ``shape.nodes`` columns, per depth the chain node then its siblings;
+        on_chain bool [B, nodes], which columns are chain nodes).
+    """
+    import torch
+
+    from ..protocols import TreeProposal
+
+    batch, depth = chain.shape
+    vocab, device = probs.shape[-1], chain.device
+    slots = min(shape.branch - 1, vocab - 1)  # sibling slots a depth
+    extra = min(shape.nodes - depth, depth * slots)
+    conf = probs.gather(-1, chain[..., None])  # [B, D, 1]
+    others = probs.scatter(-1, chain[..., None], -1.0)
+    sib_p, sib_tok = others.topk(slots, -1)  # [B, D, slots]
+    reach = torch.cat([conf.new_ones(batch, 1), conf[:, :-1, 0]], 1).cumprod(1)
+    value = (reach[..., None] * sib_p).flatten(1)
+    chosen = torch.zeros_like(value, dtype=torch.bool)
+    chosen.scatter_(1, value.topk(extra, 1).indices, True)
+    keep = torch.cat([torch.ones(batch, depth, 1, dtype=torch.bool, device=device),
+                      chosen.view(batch, depth, slots)], 2)  # [B, D, 1 + slots]
+    col = keep.flatten(1).long().cumsum(1) - 1
+    dest = torch.where(keep.flatten(1), col, shape.nodes)  # dropped slots land past the end
+    chain_node = col.view(batch, depth, 1 + slots)[:, :, 0] + 1  # node index of each chain node
+    parent = torch.cat([torch.zeros_like(chain_node[:, :1]), chain_node[:, :-1]], 1)
+    grid = {"tokens": torch.cat([chain[..., None], sib_tok], 2),
+            "parents": parent[..., None].expand(-1, -1, 1 + slots),
+            "on_chain": (torch.arange(1 + slots, device=device) == 0).expand_as(keep)}
+    out = {}
+    for name, values in grid.items():
+        flat = torch.zeros(batch, shape.nodes + 1, dtype=values.dtype, device=device)
+        out[name] = flat.scatter_(1, dest, values.flatten(1))[:, :-1]
+    q = None
+    if sampled:
+        rows = torch.cat([probs[:, :, None], torch.nn.functional.one_hot(
+            sib_tok, vocab).to(probs.dtype)], 2).flatten(1, 2)  # [B, D * (1 + slots), V]
+        q = probs.new_zeros(batch, shape.nodes + 1, vocab).scatter_(
+            1, dest[..., None].expand(-1, -1, vocab), rows)[:, :-1]
+    lengths = torch.full((batch,), depth + extra, dtype=torch.long, device=device)
+    return TreeProposal(out["tokens"], out["parents"], lengths, q), out["on_chain"]

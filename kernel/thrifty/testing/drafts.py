@@ -16,7 +16,8 @@ prompts (ragged on purpose).
 
 The suites check the protocol's shapes and also its meaning: rollback must leave a model in the
 same state as a fresh one that saw only the committed tokens, and speculative greedy output must
-equal target-only greedy output.
+equal target-only greedy output. A draft that grows token trees
+(:func:`thrifty.protocols.grows_trees`) is held to the same for its trees.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ import pytest
 import torch
 
 from ..errors import IncompatibleModelsError
-from ..protocols import DraftModel, Proposal, TreeProposal, Verifier, reads_features, scores_trees
+from ..protocols import (DraftModel, Proposal, TreeProposal, Verifier, grows_trees,
+                         reads_features, scores_trees)
 from ..speculative import Sampling, SpeculativeDecoder, TreeShape
+from ..speculative.tree import depths, with_root
 from .toy import ToyVerifier
 
 TREE_PARENTS = [[-1, 0, 0, 1, 1, 3, 5, 6],   # two branches, one five deep
@@ -464,3 +467,170 @@ class DraftModelSuite(_Common):
         assert spec.token_ids == base.token_ids
         if batch_size is None:  # (refilled rows finish in another order: passes may differ)
             assert spec.metrics.target_passes <= base.metrics.target_passes
+
+    # -- token trees (drafts that grow them) -----------------------------------------------------
+    tree = TreeShape(3, 3, 6)
+    """Deep enough for paths that end inside the tree, narrow enough that the budget is short
+    of depth x branch (a draft must choose where its nodes go)."""
+
+    def _grows(self, draft, verifier) -> bool:
+        """Whether ``draft`` grows trees; without (they are optional) the engine must refuse
+        to ask it for them."""
+        if grows_trees(draft):
+            return True
+        with pytest.raises(IncompatibleModelsError, match="token trees"):
+            SpeculativeDecoder(verifier, draft, self.tree)
+        return False
+
+    def _check_tree(self, prop, batch, verifier) -> None:
+        shape = self.tree
+        assert isinstance(prop, TreeProposal)
+        n = prop.tokens.shape[1]
+        assert prop.tokens.shape == prop.parents.shape == (batch, n) and n <= shape.nodes
+        assert prop.tokens.dtype == prop.parents.dtype == torch.long
+        assert prop.lengths.shape == (batch,)
+        assert ((prop.lengths >= 0) & (prop.lengths <= n)).all()
+        col = torch.arange(n)
+        # every column, padding included, must be safe to score: a token of the vocabulary
+        # and a parent before it (the verifier lays out attention over all of them)
+        assert ((prop.tokens >= 0) & (prop.tokens < verifier.vocab_size)).all()
+        assert ((prop.parents >= 0) & (prop.parents <= col)).all(), "parents must precede"
+        real = col[None, :] < prop.lengths[:, None].cpu()
+        deep = depths(torch.cat([torch.full((batch, 1), -1), prop.parents.cpu()], 1))[:, 1:]
+        assert (deep[real] <= shape.depth).all(), f"a node is deeper than {shape.depth}"
+        for b in range(batch):
+            m = int(prop.lengths[b])
+            kids = torch.bincount(prop.parents[b, :m].cpu(), minlength=m + 1)
+            assert int(kids.max()) <= shape.branch, f"row {b}: children per node {kids}"
+        if prop.q is not None:
+            assert prop.q.shape == (batch, n, verifier.vocab_size)
+            for b in range(batch):
+                m = int(prop.lengths[b])
+                q = prop.q[b, :m].float().cpu()
+                torch.testing.assert_close(q.sum(-1), torch.ones(m), atol=1e-3, rtol=0)
+                assert (q.gather(-1, prop.tokens[b, :m, None].cpu()) > 0).all()
+
+    @pytest.mark.parametrize("sampling", [Sampling(), Sampling(temperature=0.8, top_k=5)],
+                             ids=["greedy", "sampled"])
+    def test_tree_shapes(self, draft, verifier, prompts, sampling):
+        """At most ``nodes`` nodes a row, no deeper than ``depth``, at most ``branch``
+        children a node, in topological order; q (when reported) a distribution per node."""
+        if not self._grows(draft, verifier):
+            return
+        self._start(draft, verifier, prompts)
+        prop = draft.propose_tree(self.tree, sampling, torch.Generator().manual_seed(0))
+        self._check_tree(prop, len(prompts), verifier)
+
+    def test_tree_greedy_is_deterministic(self, make_draft, verifier, prompts):
+        draft, other = make_draft(verifier), make_draft(verifier)
+        if not self._grows(draft, verifier):
+            return
+        self._start(draft, verifier, prompts)
+        self._start(other, verifier, prompts)
+        a = draft.propose_tree(self.tree, Sampling(), torch.Generator().manual_seed(0))
+        b = other.propose_tree(self.tree, Sampling(), torch.Generator().manual_seed(1))
+        assert a.q is None and b.q is None, "greedy trees are deterministic candidates"
+        assert self._real_nodes(a) == self._real_nodes(b)
+
+    @staticmethod
+    def _real_nodes(prop) -> list[list[tuple[int, int]]]:
+        """Each row's real nodes as (token, parent) pairs."""
+        return [list(zip(prop.tokens[b, :m].tolist(), prop.parents[b, :m].tolist()))
+                for b, m in enumerate(prop.lengths.tolist())]
+
+    @staticmethod
+    def _paths(prop, depth: int, shift: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A path per row, of the kinds the engine may keep: the root alone, one ending on the
+        last node that is not its parent's first child (a sibling), the chain of first children
+        down to the deepest node, one ending halfway through the columns; row b takes kind
+        (b + shift) % 4. Returns (path [B, depth + 1], lengths [B])."""
+        batch = len(prop.lengths)
+        path = torch.zeros(batch, depth + 1, dtype=torch.long)
+        lengths = torch.ones(batch, dtype=torch.long)
+        for b in range(batch):
+            m = int(prop.lengths[b])
+            parents = [0] + prop.parents[b, :m].tolist()  # by node index; the root's unused
+            first = {}
+            for j in range(1, m + 1):
+                first.setdefault(parents[j], j)
+            seconds = [j for j in range(1, m + 1) if first[parents[j]] != j]
+            kind = (b + shift) % 4
+            node = [0, (seconds or [m])[-1], 0, (m + 1) // 2][kind]
+            if kind == 2:
+                while node in first:
+                    node = first[node]
+            nodes = []
+            while node:
+                nodes.append(node)
+                node = parents[node]
+            nodes.reverse()
+            path[b, 1: len(nodes) + 1] = torch.tensor(nodes, dtype=torch.long)
+            lengths[b] = len(nodes) + 1
+        return path, lengths
+
+    def _commit_path(self, draft, verifier, rows, prop, path, lengths, nxt) -> None:
+        """Commit a path as the engine does: a feature draft first sees the verifier's
+        features of every tree column. A verifier without ``score_tree`` stands in by scoring
+        each row's path as a chain: the path's columns get the features a tree scorer gives
+        them, the other columns noise, which the draft must not read."""
+        if reads_features(draft):
+            pending = torch.tensor([r[-1] for r in rows])
+            tokens, parents, real = with_root(prop, pending.to(verifier.device))
+            if scores_trees(verifier):
+                verifier.score_tree(tokens, parents, real)
+                features = verifier.features
+                verifier.keep_path(path.to(verifier.device), lengths.to(verifier.device))
+            else:
+                chain = tokens.gather(1, path.to(tokens.device))
+                verifier.score(chain, lengths.to(chain.device))
+                on_path = verifier.features
+                g = torch.Generator(device=on_path.device).manual_seed(0)
+                features = torch.randn(*tokens.shape, on_path.shape[-1], generator=g,
+                                       device=on_path.device).to(on_path.dtype)
+                for b, m in enumerate(lengths.tolist()):
+                    features[b, path[b, :m]] = on_path[b, :m]
+                verifier.keep(lengths.to(chain.device))
+            draft.observe(features)
+        draft.commit_path(path, lengths, nxt)
+
+    def test_commit_path_equals_fresh_start(self, make_draft, verifier, prompts):
+        """Step after step, each row keeps a different kind of path (the root alone, one ending
+        on a sibling, the whole chain, one ending inside the tree) and then a next token; the
+        draft's next tree is then the one a fresh draft on the committed tokens grows."""
+        draft, fresh = make_draft(verifier), make_draft(verifier)
+        if not self._grows(draft, verifier):
+            return
+        gen = torch.Generator().manual_seed(0)
+        self._start(draft, verifier, prompts)
+        rows = [list(p) for p in prompts]
+        for step in range(3):
+            prop = draft.propose_tree(self.tree, Sampling(), gen)
+            self._start(fresh, verifier, rows)  # a new batch: nothing of the last one remains
+            ref = fresh.propose_tree(self.tree, Sampling(), gen)
+            got, want = self._real_nodes(prop), self._real_nodes(ref)
+            for b in range(len(rows)):
+                assert got[b] == want[b], (
+                    f"step {step}, row {b}: the draft grows {got[b]} where a fresh draft on the "
+                    f"committed tokens grows {want[b]}: its commit_path is not exact")
+            path, lengths = self._paths(prop, self.tree.depth, step)
+            nxt = torch.tensor([row[(3 * step) % len(row)] for row in rows])
+            self._commit_path(draft, verifier, rows, prop, path, lengths, nxt)
+            nodes = torch.cat([torch.zeros(len(rows), 1, dtype=torch.long), prop.tokens.cpu()], 1)
+            kept = nodes.gather(1, path)
+            rows = [row + kept[b, 1: int(lengths[b])].tolist() + [int(nxt[b])]
+                    for b, row in enumerate(rows)]
+
+    def test_tree_greedy_equals_target_only(self, make_draft, verifier, prompts):
+        """Lossless with trees: greedy output equals the verifier's own (where the verifier
+        scores trees; otherwise the engine refuses the pair)."""
+        draft = make_draft(verifier)
+        if not self._grows(draft, verifier):
+            return
+        if not scores_trees(verifier):
+            with pytest.raises(IncompatibleModelsError, match="token trees"):
+                SpeculativeDecoder(verifier, draft, self.tree)
+            return
+        base = SpeculativeDecoder(verifier).generate(prompts, max_new_tokens=12)
+        spec = SpeculativeDecoder(verifier, draft, self.tree).generate(prompts, max_new_tokens=12)
+        assert spec.token_ids == base.token_ids
+        assert spec.metrics.target_passes <= base.metrics.target_passes

@@ -103,3 +103,43 @@ class TestFastFamilyVerifier(VerifierSuite):
         g = torch.Generator().manual_seed(7)
         return [torch.randint(1, verifier.vocab_size, (n,), generator=g).tolist()
                 for n in (40, 1, 19, 3)]
+
+
+# -- the same drafts over the toy verifier, which scores token trees: the suites' end-to-end tree
+# test runs with them (a tiny draft over the toy's vocabulary, its biases and norms perturbed)
+@pytest.fixture(scope="module")
+def toy_sized_draft():
+    """A perturbed one-layer Qwen2 (biased q/k/v) over the 40 tokens of the toy verifier."""
+    import families
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = families.make_config("qwen2", layers=1)
+    config.vocab_size = 40
+    torch.manual_seed(3)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    return families.perturb(model, 3).eval()
+
+
+class _OnToyVerifier:
+    @pytest.fixture
+    def verifier(self):
+        from thrifty.testing.toy import ToyVerifier
+
+        return ToyVerifier(vocab=40, seed=0)
+
+
+class TestHFDraftOnToy(_OnToyVerifier, DraftModelSuite):
+    @pytest.fixture
+    def make_draft(self, toy_sized_draft):
+        from thrifty_hf.models import HFDraft
+
+        return lambda verifier: HFDraft(toy_sized_draft, "tiny-qwen2")
+
+
+class TestFastDraftOnToy(_OnToyVerifier, DraftModelSuite):
+    @pytest.fixture
+    def make_draft(self, toy_sized_draft):
+        from thrifty_hf.fast import FastDraft
+
+        return lambda verifier: FastDraft(toy_sized_draft, max_len=128, graphs=False)

@@ -23,7 +23,8 @@ for every other tested family; the rest are refused at load. On the CPU, or with
 ``graphs=False``, it runs the same forward eagerly, which is what the CPU tests check against
 transformers' own forward, family by family. Every forward also returns the final hidden states,
 which the verifier passes on to a feature draft (:class:`FastFeatureDraft`); a greedy proposal
-of γ tokens is captured as one graph.
+of γ tokens is captured as one graph, and so is a greedy token tree (the chain with its
+runners-up as leaf siblings, :func:`thrifty.speculative.tree.sibling_tree`).
 """
 
 from __future__ import annotations
@@ -369,30 +370,61 @@ class _Proposer:
         self.name = name
         self.vocab_size = self.lm.vocab_size
 
-    def _propose(self, tokens, feats, gamma: int, sampling, generator) -> Proposal:
+    def _propose(self, tokens, feats, gamma: int, sampling, generator, shape=None):
+        """The chain of ``gamma`` tokens as a Proposal; with a TreeShape ``shape`` (depth
+        ``gamma``), the chain with runners-up as leaf siblings
+        (:func:`~thrifty.speculative.tree.sibling_tree`) as (TreeProposal, on_chain)."""
         import torch
+        from thrifty.protocols import TreeProposal
+        from thrifty.speculative.tree import sibling_tree
 
-        lengths = torch.full_like(self.n, gamma)
         if sampling.greedy:
             inputs = (tokens, self.n, self.plen) + (() if feats is None else (feats,))
-            key = ("greedy", gamma) + tuple(tuple(t.shape) for t in inputs)
-            chain = self.lm.replay(key, lambda *x: self._greedy(gamma, *x), inputs)
-            return Proposal(chain.clone(), lengths)
+            key = ("greedy", gamma, shape) + tuple(tuple(t.shape) for t in inputs)
+            out = self.lm.replay(key, lambda *x: self._greedy(gamma, shape, *x), inputs)
+            if shape is None:
+                return Proposal(out.clone(), torch.full_like(self.n, gamma))
+            *tree, on_chain = (t.clone() for t in out)
+            return TreeProposal(*tree), on_chain
         chooser = _Chooser(sampling, generator)
         _walk(self.lm.run, self.lm.rows, tokens, self.n, self.plen, feats, gamma, chooser.choose)
-        return Proposal(torch.stack(chooser.tokens, 1), lengths, torch.stack(chooser.qs, 1))
+        chain, q = torch.stack(chooser.tokens, 1), torch.stack(chooser.qs, 1)
+        if shape is None:
+            return Proposal(chain, torch.full_like(self.n, gamma), q)
+        return sibling_tree(chain, q, shape, sampled=True)
 
-    def _greedy(self, gamma: int, tokens, n, plen, feats=None):
+    def _greedy(self, gamma: int, shape, tokens, n, plen, feats=None):
+        """The greedy chain [B, γ], or the fields of its tree and on_chain (a tuple of
+        tensors, a graph's outputs)."""
         import torch
+        from thrifty.speculative.tree import sibling_tree
 
         picked: list = []
+        seen: list = []
 
         def argmax(logits):
+            seen.append(logits)
             picked.append(logits.argmax(-1))
             return picked[-1]
 
         _walk(self.lm.forward, self.lm.rows, tokens, n, plen, feats, gamma, argmax)
-        return torch.stack(picked, 1)
+        chain = torch.stack(picked, 1)
+        if shape is None:
+            return chain
+        tree, on_chain = sibling_tree(chain, torch.stack(seen, 1).softmax(-1), shape,
+                                      sampled=False)
+        return tree.tokens, tree.parents, tree.lengths, on_chain
+
+    def _kept_nodes(self, path, lengths):
+        """The tokens of the last tree's kept nodes ``path[:, 1:]`` (valid up to
+        ``lengths - 1``) and how many of them are chain nodes."""
+        import torch
+
+        tokens, on_chain = self._tree
+        nodes = torch.cat([torch.zeros_like(tokens[:, :1]), tokens], 1).gather(1, path)[:, 1:]
+        real = torch.arange(path.shape[1] - 1, device=path.device) < lengths[:, None] - 1
+        chain = torch.cat([torch.zeros_like(on_chain[:, :1]), on_chain], 1).gather(1, path)
+        return nodes, (chain[:, 1:] & real).sum(1)
 
 
 def _walk(step, rows, tokens, n, plen, feats, gamma: int, choose) -> None:
@@ -446,6 +478,15 @@ class FastDraft(_Proposer):
         self._proposed = proposal.tokens
         return proposal
 
+    def propose_tree(self, shape, sampling, generator):
+        self.room.ensure(self.n, shape.depth + 2)
+        tree, on_chain = self._propose(self.pending, None, shape.depth, sampling, generator,
+                                       shape)
+        self.room.grow(shape.depth + 2)
+        self._tree = tree.tokens, on_chain
+        self._depth = shape.depth
+        return tree
+
     def commit(self, accepted, next_tokens) -> None:
         import torch
 
@@ -457,17 +498,35 @@ class FastDraft(_Proposer):
             self.lm.run(self.pending, self.n)
             self.room.grow(2)
             self.n = self.n + self.plen
-            whole = torch.zeros_like(accepted, dtype=torch.bool)
-            last = next_tokens
+            self.pending = torch.stack([next_tokens, torch.zeros_like(next_tokens)], 1)
+            self.plen = torch.ones_like(self.plen)
         else:
-            gamma = self._proposed.shape[1]
-            whole = accepted >= gamma
-            self.n = self.n + self.plen + accepted.clamp(max=gamma - 1)
-            last = self._proposed[:, -1]
-        self.pending = torch.stack([torch.where(whole, last, next_tokens),
-                                    torch.where(whole, next_tokens, 0)], 1)
-        self.plen = 1 + whole.long()
+            self._advance(self._proposed, accepted, accepted, next_tokens,
+                          self._proposed.shape[1])
         self._proposed = None
+
+    def commit_path(self, path, lengths, next_tokens) -> None:
+        """The path runs down the chain and may end on a sibling leaf (see :meth:`_advance`)."""
+        path, lengths = path.to(self.n.device), lengths.to(self.n.device)
+        nodes, chain = self._kept_nodes(path, lengths)
+        self._advance(nodes, lengths - 1, chain, next_tokens.to(self.n.device), self._depth)
+        self._tree = None
+
+    def _advance(self, kept_tokens, kept, chain, next_tokens, depth: int) -> None:
+        """Row b kept ``kept_tokens[b, :kept[b]]``, whose first ``chain[b]`` are nodes of the
+        chain of ``depth`` just proposed, then ``next_tokens[b]``. The cache holds the pending
+        tokens and the chain's first depth - 1 tokens, so it keeps those of them that were kept;
+        the last kept token, when the cache lacks it (the chain's end or a sibling), is pending
+        again with the next token."""
+        import torch
+
+        cached = chain.clamp(max=depth - 1)
+        self.n = self.n + self.plen + cached
+        extra = kept > cached
+        last = kept_tokens.gather(1, (kept - 1).clamp(min=0)[:, None])[:, 0]
+        self.pending = torch.stack([torch.where(extra, last, next_tokens),
+                                    torch.where(extra, next_tokens, 0)], 1)
+        self.plen = 1 + extra.long()
 
 
 class FastFeatureDraft(_Proposer):
@@ -528,6 +587,15 @@ class FastFeatureDraft(_Proposer):
         self._proposed = proposal.tokens
         return proposal
 
+    def propose_tree(self, shape, sampling, generator):
+        width = self.pend_tok.shape[1]
+        self.room.ensure(self.n, width + shape.depth)
+        tree, on_chain = self._propose(self.pend_tok, self.pend_feat, shape.depth, sampling,
+                                       generator, shape)
+        self.room.grow(width)
+        self._tree = tree.tokens, on_chain
+        return tree
+
     def commit(self, accepted, next_tokens) -> None:
         import torch
 
@@ -539,17 +607,33 @@ class FastFeatureDraft(_Proposer):
             self.room.ensure(self.n, self.pend_tok.shape[1])
             self.lm.run(self.pend_tok, self.n, self.pend_feat)
             self.room.grow(self.pend_tok.shape[1])
-        self.n = self.n + self.plen
-        # scored: [pending, d_1 .. d_{k-1}] with features f of each; row b kept a_b proposals
-        # and appends its correction, so its new pending tokens are d_1..d_a, c
+        # scored: [pending, d_1 .. d_{k-1}] with features f of each
         k = seen.shape[1]
         proposed = self._proposed if self._proposed is not None else next_tokens[:, None][:, :0]
-        tokens = torch.cat([proposed[:, : k - 1], next_tokens[:, None]], 1)
-        col = torch.arange(k, device=self.n.device)
-        self.pend_tok = torch.where(col == accepted[:, None], next_tokens[:, None], tokens)
-        self.pend_feat = seen.clone()
-        self.plen = accepted + 1
+        self._repend(proposed[:, : k - 1], seen.clone(), accepted, next_tokens)
         self._proposed = None
+
+    def commit_path(self, path, lengths, next_tokens) -> None:
+        """The verifier's features of the path's columns pair with the path's tokens."""
+        seen = self._need_features()  # [B, 1 + N, E]: every tree column
+        path, lengths = path.to(self.n.device), lengths.to(self.n.device)
+        nodes, _ = self._kept_nodes(path, lengths)
+        feats = seen.gather(1, path[..., None].expand(-1, -1, seen.shape[-1]))
+        self._repend(nodes, feats, lengths - 1, next_tokens.to(self.n.device))
+        self._tree = None
+
+    def _repend(self, kept_tokens, feats, kept, next_tokens) -> None:
+        """Row b kept its first ``kept[b]`` proposals ``kept_tokens[b]`` and then
+        ``next_tokens[b]``: those become its pending positions, each paired with the verifier's
+        feature of the token before it (``feats`` [B, W + 1, E], the root's first)."""
+        import torch
+
+        self.n = self.n + self.plen
+        tokens = torch.cat([kept_tokens, next_tokens[:, None]], 1)
+        col = torch.arange(tokens.shape[1], device=self.n.device)
+        self.pend_tok = torch.where(col == kept[:, None], next_tokens[:, None], tokens)
+        self.pend_feat = feats
+        self.plen = kept + 1
 
     def _need_features(self):
         if self._seen is None:

@@ -4,7 +4,9 @@ Both wrap a :class:`~thrifty_hf.cached.CachedLM`. The verifier is a thin delegat
 engine's ``start/score/keep`` contract is exactly CachedLM's. The draft keeps each row's
 committed tokens and a cache that covers a prefix of them; every ``propose`` first feeds what
 the cache lacks (ragged), then extends each row one token at a time, and ``commit`` rolls the
-cache back to the part of its proposals that was accepted.
+cache back to the part of its proposals that was accepted. A token tree is the draft's chain with
+its runners-up as leaf siblings (:func:`thrifty.speculative.tree.sibling_tree`), so the draft
+never attends over a tree: it keeps the chain nodes of the path the verifier accepted.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from typing import Any, Sequence
 import torch
 
 from thrifty.errors import ConfigError, IncompatibleModelsError, ModelFormatError
-from thrifty.protocols import Proposal
+from thrifty.protocols import Proposal, TreeProposal
 from thrifty.speculative import Sampling, sample, warp
+from thrifty.speculative.tree import sibling_tree
 
 from .cached import CachedLM, pad
 from .plugin import DEVICES, DTYPES
@@ -71,8 +74,9 @@ class HFDraft:
         self.max_context = getattr(model.config, "max_position_embeddings", None)
         self.vocab_size = int(model.config.vocab_size)
         self._rows: list[list[int]] = []
-        self._proposed: list[list[int]] = []
-        self._fed = 0  # how many of the last proposals went into the cache
+        self._proposed: list[list[int]] = []  # the last chain, or the last tree's nodes 1..
+        self._on_chain: list[list[bool]] = []  # which of the last tree's nodes are its chain
+        self._fed = 0  # how many of the chain's tokens went into the cache
 
     def start(self, prompts: Sequence[Sequence[int]]) -> None:
         self._rows = [list(map(int, p)) for p in prompts]
@@ -86,6 +90,26 @@ class HFDraft:
         if gamma <= 0:
             empty = torch.zeros(batch, 0, dtype=torch.long, device=out_device)
             return Proposal(empty, torch.zeros(batch, dtype=torch.long, device=out_device))
+        proposal, q, _ = self._chain(gamma, sampling, generator, out_device)
+        self._proposed = proposal.tolist()
+        return Proposal(proposal, torch.full((batch,), gamma, dtype=torch.long,
+                                             device=out_device), q)
+
+    def propose_tree(self, shape, sampling: Sampling, generator: Any) -> TreeProposal:
+        """Its chain of ``shape.depth`` tokens with runners-up as leaf siblings
+        (:func:`~thrifty.speculative.tree.sibling_tree`)."""
+        out_device = generator.device if generator is not None else self.lm.device
+        chain, q, logits = self._chain(shape.depth, sampling, generator, out_device)
+        tree, on_chain = sibling_tree(chain, logits.softmax(-1) if q is None else q, shape,
+                                      sampled=q is not None)
+        self._proposed = tree.tokens.tolist()
+        self._on_chain = on_chain.tolist()
+        return tree
+
+    def _chain(self, gamma: int, sampling: Sampling, generator: Any, out_device):
+        """Feed what the cache lacks, then draft ``gamma`` tokens one at a time. Returns the
+        tokens [B, γ], their q [B, γ, V] (None under greedy) and the logits they came from."""
+        batch = len(self._rows)
         # Feed each row's committed tokens that the cache lacks; keep the logits after the last.
         counts = self.lm.counts.tolist()
         tokens, lengths = pad([r[c:] for r, c in zip(self._rows, counts)], self.lm.device)
@@ -93,28 +117,42 @@ class HFDraft:
         skip = width - int(lengths.min())  # leftmost column whose logits any row needs
         logits = self.lm.append(tokens, lengths, logits=skip + 1)
         logits = logits[torch.arange(batch, device=logits.device), lengths - 1 - (width - skip - 1)]
-        drafted, qs = [], []
+        drafted, qs, seen = [], [], []
         ones = torch.ones(batch, dtype=torch.long, device=self.lm.device)
         for i in range(gamma):
-            token, q = _pick(logits.to(out_device), sampling, generator)
+            seen.append(logits.to(out_device))
+            token, q = _pick(seen[-1], sampling, generator)
             drafted.append(token)
             qs.append(q)
             if i + 1 < gamma:
                 logits = self.lm.append(token[:, None].to(self.lm.device), ones)[:, 0]
         self._fed = gamma - 1
-        proposal = torch.stack(drafted, dim=1)
-        self._proposed = proposal.tolist()
         q = None if sampling.greedy else torch.stack(qs, dim=1)
-        return Proposal(proposal, torch.full((batch,), gamma, dtype=torch.long,
-                                             device=out_device), q)
+        return torch.stack(drafted, dim=1), q, torch.stack(seen, dim=1)
 
     def commit(self, accepted: torch.Tensor, next_tokens: torch.Tensor) -> None:
+        accepted = accepted.tolist()
+        kept = [prop[:a] for prop, a in zip(self._proposed, accepted)]
+        self._extend(kept, accepted, next_tokens.tolist())
+
+    def commit_path(self, path: torch.Tensor, lengths: torch.Tensor,
+                    next_tokens: torch.Tensor) -> None:
+        """The path runs down the chain and may end on a sibling leaf: the cache keeps the
+        chain nodes on it, and the row gains every kept token."""
+        kept, chain = [], []
+        for nodes, tokens, on_chain, m in zip(path.tolist(), self._proposed, self._on_chain,
+                                              lengths.tolist()):
+            kept.append([tokens[j - 1] for j in nodes[1:m]])
+            chain.append(sum(on_chain[j - 1] for j in nodes[1:m]))
+        self._extend(kept, chain, next_tokens.tolist())
+
+    def _extend(self, kept: list[list[int]], chain: list[int], next_tokens: list[int]) -> None:
+        """Row b gains ``kept[b]`` and ``next_tokens[b]``; its cache keeps the first
+        ``chain[b]`` of the proposals it holds (the chain's first ``_fed``)."""
         keep = []
-        for row, prop, a, t in zip(self._rows, self._proposed, accepted.tolist(),
-                                   next_tokens.tolist()):
-            # the cache holds the whole row, then the first `_fed` proposals
-            keep.append(len(row) + min(a, self._fed))
-            row.extend(prop[:a])
+        for row, toks, c, t in zip(self._rows, kept, chain, next_tokens):
+            keep.append(len(row) + min(c, self._fed))
+            row.extend(toks)
             row.append(int(t))
         self.lm.truncate(torch.tensor(keep, dtype=torch.long))
         self._proposed = [[] for _ in self._rows]
