@@ -37,13 +37,18 @@ def _close(got, want, what):
     assert err <= 1e-4 * want.abs().max().item(), f"{what}: max error {err:.3g}"
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2"])
-def test_each_tree_node_scores_as_its_path_would_as_a_chain(family):
+def _scored(family):
+    """(model, its CachedLM with PROMPTS cached and TREE scored, the tree's logits)."""
     model = families.make_model(family)
     lm = CachedLM(model)
     lm.start(PROMPTS)
+    return model, lm, lm.score_tree(*TREE)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_each_tree_node_scores_as_its_path_would_as_a_chain(family):
+    model, lm, logits = _scored(family)
     tokens, parents, lengths = TREE
-    logits = lm.score_tree(tokens, parents, lengths)
     for b, prompt in enumerate(PROMPTS):
         for j in range(int(lengths[b])):
             path = _chain(tokens[b], parents[b], j)
@@ -54,11 +59,8 @@ def test_each_tree_node_scores_as_its_path_would_as_a_chain(family):
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
 def test_a_kept_path_becomes_the_rows_next_tokens(family):
     """After keep_path, the next step (a chain) scores as if the path had been fed as one."""
-    model = families.make_model(family)
-    lm = CachedLM(model)
-    lm.start(PROMPTS)
-    tokens, parents, lengths = TREE
-    lm.score_tree(tokens, parents, lengths)
+    model, lm, _ = _scored(family)
+    tokens = TREE[0]
     path = torch.tensor([[0, 1, 3, 4], [0, 3, 0, 0], [0, 0, 0, 0]])  # padding after the path
     kept = torch.tensor([4, 2, 1])
     lm.keep_path(path, kept)
@@ -78,11 +80,12 @@ def test_a_kept_path_becomes_the_rows_next_tokens(family):
 def test_a_tree_is_settled_by_keep_path_only():
     lm = CachedLM(families.make_model("llama"))
     lm.start(PROMPTS)
+    one = torch.ones(3, dtype=torch.long)
     with pytest.raises(ConfigError, match="scored none"):
-        lm.keep_path(torch.zeros(3, 1, dtype=torch.long), torch.ones(3, dtype=torch.long))
+        lm.keep_path(one[:, None] - 1, one)
     lm.score_tree(*TREE)
     with pytest.raises(ConfigError, match="keep_path"):
-        lm.keep(torch.ones(3, dtype=torch.long))
+        lm.keep(one)
 
 
 def test_a_tree_deeper_than_the_sliding_window_is_refused():
