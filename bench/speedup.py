@@ -182,11 +182,23 @@ def transformers_references(hf, prompts, args, eos, assistant) -> dict[str, dict
             rate, outs = hf_run(hf, prompts, args.max_new_tokens, eos, assistant=helper,
                                 gamma=gamma, mode=mode)
         except Exception as exc:  # reported in the table, not hidden
+            if _device_fault(exc):
+                raise RuntimeError(f"transformers {mode} generation faulted on the device; the "
+                                   f"CUDA context is lost, so nothing after it would run") \
+                    from exc
             out[mode] = dict(error=repr(exc)[:300])
             continue
         out[mode] = dict(tok_s=round(rate, 1), gamma=gamma, prompts=len(prompts),
                          same_as_eager=f"{sum(a == b for a, b in zip(outs, ref))}/{len(ref)}")
     return out
+
+
+def _device_fault(exc: Exception) -> bool:
+    """Whether ``exc`` is a fault of the GPU itself (a kernel's illegal access or launch
+    failure): it poisons every later CUDA call, which would then be blamed for it."""
+    import torch
+
+    return isinstance(exc, getattr(torch, "AcceleratorError", ())) or "CUDA error" in str(exc)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from thrifty_hf.cached import attention_mask
 
 def test_mask_hides_holes_and_the_future():
     valid = torch.tensor([[True, False, True, True, False]])
-    mask = attention_mask(valid, k=2, dtype=torch.float32)[0, 0]
+    causal = torch.ones(2, 2, dtype=torch.bool).tril()[None]
+    mask = attention_mask(valid, causal, dtype=torch.float32)[0, 0]
     low = torch.finfo(torch.float32).min
     # query 0 is slot 3: sees real slots 0, 2 and itself; slot 1 is a hole
     assert mask[0].tolist() == [0, low, 0, 0, low]

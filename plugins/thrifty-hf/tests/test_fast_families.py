@@ -17,6 +17,7 @@ transformers = pytest.importorskip("transformers")
 import families  # noqa: E402
 from thrifty.errors import ConfigError, ModelFormatError  # noqa: E402
 from thrifty_hf.fast import FastVerifier, StaticLM  # noqa: E402
+from thrifty_hf import generic  # noqa: E402
 from thrifty_hf.fused import fused_refusal  # noqa: E402
 
 FUSED = {"llama", "llama3-rope"}
@@ -73,6 +74,11 @@ def test_static_forward_equals_transformers_over_ragged_steps_and_an_admission(f
     model = MODELS[family]()
     lm = StaticLM(model, max_len=64, graphs=False)
     assert lm.body.kind == ("fused" if family in FUSED else "generic")
+    _ragged_steps(lm, model, family)
+
+
+def _ragged_steps(lm, model, family):
+    """Prefill, three ragged steps and an admission, each checked by :func:`_check`."""
     gen = torch.Generator().manual_seed(3)
     vocab = lm.vocab_size
 
@@ -315,6 +321,47 @@ def test_the_eager_experts_loop_reads_the_host_so_the_fast_path_swaps_it():
     assert _host_reads(lambda: lm.forward(torch.tensor([[3, 4]]), n)) == []
     _close(lm.forward(torch.tensor([[3, 4]]), n)[1][0], model(ids).logits[0, 2:], "logits")
     assert model.config._experts_implementation == "eager"  # restored after each forward
+
+
+MOE = ("mixtral", "qwen2-moe", "qwen2-moe-window")
+
+
+@pytest.mark.parametrize("family", MOE)
+def test_dense_experts_equal_transformers_with_no_host_read(family, monkeypatch):
+    """The experts implementation CUDA graphs capture on every dtype and GPU, run on the CPU
+    (where the fast path would keep ``grouped_mm``): the same logits as transformers' own
+    forward over ragged steps, and nothing read on the host."""
+    calls, dense = [], generic.dense_experts
+
+    def counted(*args):
+        calls.append(1)
+        return dense(*args)
+
+    monkeypatch.setattr(generic, "dense_experts", counted)  # what the body registers
+    model = MODELS[family]()
+    lm = StaticLM(model, max_len=64, graphs=False)
+    lm.body.experts = generic.EXPERTS
+    _ragged_steps(lm, model, family)
+    assert calls
+    n, _ = lm.prefill([[1, 2, 3], [4, 5]])
+    assert _host_reads(lambda: lm.forward(torch.tensor([[6, 7], [8, 9]]), n)) == []
+
+
+def test_cuda_graphs_get_grouped_mm_only_where_its_kernel_runs_on_the_device():
+    assert generic.experts_for(torch.bfloat16, (9, 0)) == "grouped_mm"
+    assert generic.experts_for(torch.bfloat16, (10, 0)) == "grouped_mm"
+    for dtype, capability in ((torch.float32, (9, 0)), (torch.float16, (9, 0)),
+                              (torch.bfloat16, (8, 0))):
+        assert generic.experts_for(dtype, capability) == generic.EXPERTS
+
+
+def test_dense_experts_refuse_a_layout_they_do_not_compute():
+    model = MODELS["mixtral"]()
+    experts = model.model.layers[0].mlp.experts
+    experts.has_bias = True
+    h = torch.randn(3, experts.gate_up_proj.shape[-1])
+    with pytest.raises(ModelFormatError, match="gated, unbiased"):
+        generic.dense_experts(experts, h, torch.tensor([[0, 1]] * 3), torch.ones(3, 2))
 
 
 def test_a_draft_whose_layers_are_not_llama_leaves_the_fused_body(tiny_llama, tiny_draft):

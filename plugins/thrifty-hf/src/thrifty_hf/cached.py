@@ -14,6 +14,13 @@ the cache's columns (slots):
 * columns that are holes in every row at the end of the cache are physically cropped
   (``DynamicCache.crop``), so the cache does not grow needlessly.
 
+Token trees (:meth:`CachedLM.score_tree`) need nothing more: a node's position id is the real
+tokens before the tree plus its depth, and among the new columns it sees its ancestors and
+itself. Keeping a root-to-node path (:meth:`CachedLM.keep_path`) marks the path's columns real
+and the others holes: the path's columns are in ascending order (a parent's column is before
+its child's) and each sits one position after the last, so they are exactly the row's next
+tokens, with the keys and values a chain of those tokens would have cached.
+
 Sliding-window layers: the 4D mask below is full causal attention, which equals windowed
 attention as long as no row holds more tokens than the window. The cache is therefore a plain
 full cache (a sliding cache drops old slots, which rollback needs), and every append checks that
@@ -62,6 +69,7 @@ class CachedLM:
         self._valid = torch.zeros(batch, 0, dtype=torch.bool, device=self.device)
         self._counts = torch.zeros(batch, dtype=torch.long, device=self.device)
         self._before = self._counts
+        self._tree = None  # the columns of a scored tree that keep_path has still to settle
 
     @property
     def counts(self) -> torch.Tensor:
@@ -109,7 +117,44 @@ class CachedLM:
 
     def keep(self, lengths: torch.Tensor) -> None:
         """Keep only the first ``lengths[b]`` tokens of the last append in row b."""
+        if self._tree is not None:
+            raise ConfigError("the last call scored a token tree: keep a path of it with "
+                              "keep_path, not a prefix of its columns with keep")
         self.truncate(self._before + lengths.to(self.device))
+
+    @torch.no_grad()
+    def score_tree(self, tokens: torch.Tensor, parents: torch.Tensor,
+                   lengths: torch.Tensor) -> torch.Tensor:
+        """Append one token tree per row (the Verifier protocol's ``score_tree``: column 0 the
+        root, ``parents`` the column of each node's parent, -1 for the root) and return float32
+        logits [B, K, V]; node j sits at position (real tokens before) + (its depth) and sees
+        the real prefix, its ancestors and itself. Until :meth:`keep_path`, every real node
+        counts as cached."""
+        from thrifty.speculative.tree import ancestors
+
+        tokens, parents, lengths = (t.to(self.device) for t in (tokens, parents, lengths))
+        seen = ancestors(parents)  # [B, K, K]
+        depth = seen.sum(-1) - 1
+        real = torch.arange(tokens.shape[1], device=self.device)[None, :] < lengths[:, None]
+        # node j sees depth + 1 tokens of its own: the window bounds the deepest real node
+        self._check_window(self._counts + torch.where(real, depth + 1, 0).amax(1))
+        logits = self._append(tokens, lengths, seen, self._counts[:, None] + depth)
+        self._tree = tokens.shape[1]
+        return logits
+
+    def keep_path(self, path: torch.Tensor, lengths: torch.Tensor) -> None:
+        """Keep the columns ``path[b, :lengths[b]]`` of the last tree (root first, each the
+        parent of the next) as row b's next tokens and turn its other columns into holes."""
+        if self._tree is None:
+            raise ConfigError("keep_path keeps a path of the last scored token tree; the last "
+                              "call scored none")
+        k, self._tree = self._tree, None
+        path, lengths = path.to(self.device), lengths.to(self.device)
+        on = torch.arange(path.shape[1], device=self.device)[None, :] < lengths[:, None]
+        kept = ((path[:, :, None] == torch.arange(k, device=self.device)) & on[:, :, None]).any(1)
+        self._valid = torch.cat([self._valid[:, :-k], kept], 1)
+        self._counts = self._before + lengths
+        self._crop()
 
     # -- the two primitives ----------------------------------------------------------------------
     @torch.no_grad()
@@ -128,15 +173,23 @@ class CachedLM:
             return torch.zeros(batch, 0, self.model.config.vocab_size, device=self.device)
         self._check_window(self._counts + lengths)
         col = torch.arange(k, device=self.device)
-        new = col[None, :] < lengths[:, None]
+        causal = col[None, None, :] <= col[None, :, None]
+        return self._append(tokens, lengths, causal, self._counts[:, None] + col, logits)
+
+    def _append(self, tokens, lengths, among, positions, logits: int | None = None):
+        """The forward of :meth:`append` and :meth:`score_tree`: ``tokens`` [B, k] at
+        ``positions``, each new column seeing the real prefix and the real new columns that
+        ``among`` [B, k, k] allows."""
+        self._tree = None
+        new = torch.arange(tokens.shape[1], device=self.device)[None, :] < lengths[:, None]
         valid = torch.cat([self._valid, new], dim=1)
         kwargs = {}
         if logits is not None and self._trim_logits:
             kwargs["logits_to_keep"] = logits
         out = self.model(
             input_ids=tokens,
-            attention_mask=attention_mask(valid, k, self.dtype),
-            position_ids=self._counts[:, None] + col[None, :],
+            attention_mask=attention_mask(valid, among, self.dtype),
+            position_ids=positions,
             use_cache=True,
             **{cache_name(): self._cache},
             **kwargs,
@@ -155,6 +208,11 @@ class CachedLM:
         self._valid = self._valid & (rank <= counts[:, None])
         self._counts = counts
         self._before = torch.minimum(self._before, counts)
+        self._tree = None
+        self._crop()
+
+    def _crop(self) -> None:
+        """Remove the columns that are holes in every row at the end of the cache."""
         used = self._valid.any(dim=0).nonzero()
         length = int(used[-1]) + 1 if len(used) else 0
         if length < self.slots:
@@ -200,18 +258,17 @@ def cache_name() -> str:
     return "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
 
-def attention_mask(valid: torch.Tensor, k: int, dtype: torch.dtype) -> torch.Tensor:
+def attention_mask(valid: torch.Tensor, among: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Additive mask [B, 1, k, S]: the last ``k`` of the ``S`` slots are the new queries.
 
     Query i (slot S - k + i) may see every real slot before the new block and the real new
-    slots up to itself.
+    slots j that ``among[b, i, j]`` (bool [B or 1, k, k]) allows: those up to itself for a
+    chain, its ancestors and itself for a tree.
     """
-    slots = valid.shape[1]
-    past = slots - k
-    q = torch.arange(k, device=valid.device)[:, None]
-    s = torch.arange(slots, device=valid.device)[None, :]
-    causal = s <= past + q  # [k, S]
-    allowed = causal[None] & valid[:, None, :]  # [B, k, S]
+    batch, slots = valid.shape
+    k = among.shape[-1]
+    past = valid[:, None, : slots - k].expand(batch, k, slots - k)
+    allowed = torch.cat([past, among & valid[:, None, slots - k:]], 2)  # [B, k, S]
     mask = torch.zeros(allowed.shape, dtype=dtype, device=valid.device)
     mask.masked_fill_(~allowed, torch.finfo(dtype).min)
     return mask[:, None]

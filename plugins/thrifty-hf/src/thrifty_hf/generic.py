@@ -18,11 +18,18 @@ formula, as transformers' own eager attention does; the rest take SDPA. The mode
 positions of every row and a ready 4-D mask, so transformers builds no mask of its own.
 
 Everything is tensor arithmetic with no host synchronisation, so the forward captures as a CUDA
-graph, with two exceptions found by testing: transformers' ``eager`` experts loop of a
-mixture-of-experts layer reads which experts were hit on the host, so the fast path switches
-it to ``grouped_mm`` (the same arithmetic, sorted by expert) while it runs; rotary types that
-change with the sequence length (``dynamic``, ``longrope``) read the longest position on the
-host and depend on the batch, so they are refused.
+graph, with two exceptions. Rotary types that change with the sequence length (``dynamic``,
+``longrope``) read the longest position on the host and depend on the batch, so they are
+refused. The experts of a mixture-of-experts layer are computed by an implementation the fast
+path picks (:func:`experts_for`) while it runs: transformers' ``eager`` loop reads which
+experts were hit on the host (``nonzero``), and its ``grouped_mm`` runs on the device only in
+torch's bfloat16 kernel for compute capability 9.x and 10.x; for every other dtype or GPU,
+torch's grouped product loops over the groups, copying their bounds to the host, which a CUDA
+graph capture refuses. So on CUDA the fast path runs ``grouped_mm`` where that kernel applies
+and :func:`dense_experts` (every expert over every token, weighted by the routing weights:
+E / top-k times the expert arithmetic, in a fixed sequence of batched products) everywhere
+else; on the CPU, where no graph is captured, it replaces only the ``eager`` loop, by
+``grouped_mm``.
 
 The families :data:`FAMILIES` are the ones the test suite checks against transformers' own
 forward; any other model is refused at load, naming the exact ``hf`` path as the way out.
@@ -38,6 +45,9 @@ from .fused import rope_types
 
 ATTENTION = "thrifty-static"
 """The name of thrifty's attention function in transformers' ``AttentionInterface``."""
+
+EXPERTS = "thrifty-dense"
+"""The name of :func:`dense_experts` in transformers' ``ExpertsInterface``."""
 
 FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3", "gpt_neox",
             "qwen2_moe", "mixtral")
@@ -134,10 +144,49 @@ def attend(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
     return o.reshape(batch, heads, k, hd).transpose(1, 2).contiguous(), None
 
 
+def dense_experts(module, hidden_states, top_k_index, top_k_weights):
+    """transformers' experts-function contract computed by every expert for every token.
+
+    ``hidden_states`` [T, H], ``top_k_index``/``top_k_weights`` [T, top-k]; returns [T, H]: the
+    sum over experts of each expert's gated MLP, weighted by the token's routing weight for it
+    (zero for the experts it did not pick), the arithmetic of the ``eager`` loop of Mixtral and
+    Qwen2-MoE. Two batched products over all experts and no host read, so it captures as a
+    CUDA graph on any dtype and GPU; only the gated, unbiased, untransposed layout of those
+    families is computed, any other is refused."""
+    import torch
+
+    gate_up, down = module.gate_up_proj, module.down_proj
+    experts, inner2, width = gate_up.shape
+    if getattr(module, "has_bias", False) or getattr(module, "is_transposed", False) or \
+            not getattr(module, "has_gate", True) or down.shape != (experts, width, inner2 // 2):
+        raise ModelFormatError(
+            f"{type(module).__name__} is not a gated, unbiased [experts, 2 x inner, hidden] "
+            f"layout, the one the fast path's dense experts compute; use the 'hf' verifier")
+    weights = torch.zeros(hidden_states.shape[0], experts, dtype=top_k_weights.dtype,
+                          device=top_k_weights.device).scatter_(1, top_k_index, top_k_weights)
+    gate, up = torch.matmul(hidden_states, gate_up.transpose(1, 2)).chunk(2, dim=-1)
+    out = torch.matmul(module.act_fn(gate) * up, down.transpose(1, 2))  # [E, T, H]
+    return (out * weights.T[:, :, None]).sum(0).to(hidden_states.dtype)
+
+
+def experts_for(dtype, capability) -> str:
+    """The experts implementation a CUDA graph can capture on a GPU of compute ``capability``
+    (major, minor) for weights of ``dtype``: ``grouped_mm`` where torch's grouped product runs
+    on the device (its bfloat16 kernel, compute capability 9.x or 10.x), :data:`EXPERTS`
+    elsewhere (torch's fallback copies the group bounds to the host)."""
+    import torch
+
+    on_device = dtype == torch.bfloat16 and capability[0] in (9, 10) and \
+        hasattr(torch.nn.functional, "grouped_mm")
+    return "grouped_mm" if on_device else EXPERTS
+
+
 def _register() -> None:
     from transformers import AttentionInterface
+    from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
 
     AttentionInterface.register(ATTENTION, attend)
+    ALL_EXPERTS_FUNCTIONS.register(EXPERTS, dense_experts)
 
 
 class GenericBody:
@@ -164,10 +213,20 @@ class GenericBody:
         self.draft = type(model).__name__ == "ThriftyDraftForCausalLM"
         self.reads_features = getattr(model, "fc", None) is not None
         self.configs = _configs(model)
-        experts = {getattr(c, "_experts_implementation", None) for c in self.configs} - {None}
-        self.experts = "grouped_mm" if "eager" in experts else None
+        self.experts = self._experts()
         self._caught: list = []  # the decoder's output, from a hook during ``run``
         self.layers, self.kv_heads, self.head_dim = self._measure()
+
+    def _experts(self) -> str | None:
+        """The experts implementation to run (the module docstring says why), or None to keep
+        the model's own (a model without experts, or one not on ``eager`` on the CPU)."""
+        import torch
+
+        own = {getattr(c, "_experts_implementation", None) for c in self.configs} - {None}
+        device = self.model.device
+        if own and device.type == "cuda":
+            return experts_for(self.dtype, torch.cuda.get_device_capability(device))
+        return "grouped_mm" if "eager" in own else None
 
     def _measure(self) -> tuple[int, int, int]:
         """(layers, key/value heads, head size) as the layers compute them, from one token
@@ -244,14 +303,15 @@ def _configs(model) -> list:
 
 @contextmanager
 def _implementations(configs, experts):
-    """Point every config at thrifty's attention (and ``experts``, if given) for the duration,
-    and restore what they had: the same model also serves transformers' own paths."""
+    """Point every config at thrifty's attention (and the configs of experts at ``experts``, if
+    given) for the duration, and restore what they had: the same model also serves
+    transformers' own paths."""
     saved = [(c, c._attn_implementation_internal,
               getattr(c, "_experts_implementation_internal", None)) for c in configs]
     try:
         for c, _, old_experts in saved:
             c._attn_implementation_internal = ATTENTION
-            if experts is not None and old_experts == "eager":
+            if experts is not None and old_experts is not None:
                 c._experts_implementation_internal = experts
         yield
     finally:

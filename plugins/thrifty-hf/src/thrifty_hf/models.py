@@ -1,7 +1,8 @@
 """The verifier and the draft model over Hugging Face causal LMs, and their factories.
 
 Both wrap a :class:`~thrifty_hf.cached.CachedLM`. The verifier is a thin delegation: the
-engine's ``start/score/keep`` contract is exactly CachedLM's. The draft keeps each row's
+engine's ``start/score/keep`` contract, and ``score_tree/keep_path`` for token trees, are
+exactly CachedLM's. The draft keeps each row's
 committed tokens and a cache that covers a prefix of them; every ``propose`` first feeds what
 the cache lacks (ragged), then extends each row one token at a time, and ``commit`` rolls the
 cache back to the part of its proposals that was accepted. A token tree is the draft's chain with
@@ -57,6 +58,13 @@ class HFVerifier:
 
     def keep(self, lengths: torch.Tensor) -> None:
         self.lm.keep(lengths)
+
+    def score_tree(self, tokens: torch.Tensor, parents: torch.Tensor,
+                   lengths: torch.Tensor) -> torch.Tensor:
+        return self.lm.score_tree(tokens, parents, lengths)
+
+    def keep_path(self, path: torch.Tensor, lengths: torch.Tensor) -> None:
+        self.lm.keep_path(path, lengths)
 
 
 class HFDraft:
