@@ -163,17 +163,11 @@ def test_a_step_reads_only_the_slots_of_its_span(family):
     assert not torch.isfinite(lm.forward(tokens, n)[1]).all()  # the poison is there to see
 
 
-def test_span_is_the_next_bucket_of_the_rows_reach():
-    lm = StaticLM(transformers.LlamaForCausalLM(_llama_config()), max_len=40, graphs=False)
+def test_span_is_the_next_bucket_of_the_rows_reach(tiny_llama):
+    lm = StaticLM(tiny_llama(), max_len=40, graphs=False)
     lm.span_bucket = 16
     assert [lm.span(r) for r in (0, 1, 16, 17, 33, 40)] == [16, 16, 16, 32, 40, 40]
     assert lm.span(None) == 40
-
-
-def _llama_config():
-    import families
-
-    return families.make_config("llama")
 
 
 def _as_graphs(lm):
