@@ -204,11 +204,14 @@ def test_a_run_captures_one_graph_per_span_and_crosses_buckets_exactly(tiny_llam
         fv = FastVerifier(verifier, ToyTokenizer(), max_len=64, graphs=False, eos_token_ids=())
         _as_graphs(fv.lm).span_bucket = bucket
         fd = FastDraft(tiny_draft(verifier, 32), max_len=64, graphs=False)
+        _as_graphs(fd.lm).span_bucket = bucket
         alone = SpeculativeDecoder(fv).generate(prompts, max_new_tokens=30).token_ids
         spans = {key[1] for key in fv.lm._graphs if key[0] == "step"}
         spec = SpeculativeDecoder(fv, fd, 3).generate(prompts, max_new_tokens=30).token_ids
-        runs.append((alone, spec, spans))
+        drafted = {key[3] for key in fd.lm._graphs if key[0] == "greedy"}
+        runs.append((alone, spec, spans, drafted))
     assert runs[0][2] == {16, 24, 32, 40, 48} and runs[1][2] == {64}
+    assert len(runs[0][3]) > 2 and runs[1][3] == {64}  # the draft's proposals read spans too
     assert runs[0][0] == runs[1][0] == runs[0][1] == runs[1][1]
 
 

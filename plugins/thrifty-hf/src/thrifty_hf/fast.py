@@ -370,8 +370,10 @@ class _Proposer:
         self.name = name
         self.vocab_size = self.lm.vocab_size
 
-    def _propose(self, tokens, feats, gamma: int, sampling, generator, shape=None):
-        """The chain of ``gamma`` tokens as a Proposal; with a TreeShape ``shape`` (depth
+    def _propose(self, tokens, feats, gamma: int, sampling, generator, reach: int, shape=None):
+        """The chain of ``gamma`` tokens as a Proposal (``reach``: a host-side bound on every
+        row's tokens after it, for which the caller ensured room: attention reads the span that
+        covers it, not the whole cache); with a TreeShape ``shape`` (depth
         ``gamma``), the chain with runners-up as leaf siblings
         (:func:`~thrifty.speculative.tree.sibling_tree`) as (TreeProposal, on_chain)."""
         import torch
@@ -380,20 +382,22 @@ class _Proposer:
 
         if sampling.greedy:
             inputs = (tokens, self.n, self.plen) + (() if feats is None else (feats,))
-            key = ("greedy", gamma, shape) + tuple(tuple(t.shape) for t in inputs)
-            out = self.lm.replay(key, lambda *x: self._greedy(gamma, shape, *x), inputs)
+            span = self.lm.span(reach)
+            key = ("greedy", gamma, shape, span) + tuple(tuple(t.shape) for t in inputs)
+            out = self.lm.replay(key, lambda *x: self._greedy(gamma, shape, span, *x), inputs)
             if shape is None:
                 return Proposal(out.clone(), torch.full_like(self.n, gamma))
             *tree, on_chain = (t.clone() for t in out)
             return TreeProposal(*tree), on_chain
         chooser = _Chooser(sampling, generator)
-        _walk(self.lm.run, self.lm.rows, tokens, self.n, self.plen, feats, gamma, chooser.choose)
+        _walk(lambda *x: self.lm.run(*x, reach=reach), self.lm.rows, tokens, self.n, self.plen,
+              feats, gamma, chooser.choose)
         chain, q = torch.stack(chooser.tokens, 1), torch.stack(chooser.qs, 1)
         if shape is None:
             return Proposal(chain, torch.full_like(self.n, gamma), q)
         return sibling_tree(chain, q, shape, sampled=True)
 
-    def _greedy(self, gamma: int, shape, tokens, n, plen, feats=None):
+    def _greedy(self, gamma: int, shape, span: int, tokens, n, plen, feats=None):
         """The greedy chain [B, γ], or the fields of its tree and on_chain (a tuple of
         tensors, a graph's outputs)."""
         import torch
@@ -407,7 +411,8 @@ class _Proposer:
             picked.append(logits.argmax(-1))
             return picked[-1]
 
-        _walk(self.lm.forward, self.lm.rows, tokens, n, plen, feats, gamma, argmax)
+        _walk(lambda *x: self.lm.forward(*x, span=span), self.lm.rows, tokens, n, plen, feats,
+              gamma, argmax)
         chain = torch.stack(picked, 1)
         if shape is None:
             return chain
@@ -473,7 +478,8 @@ class FastDraft(_Proposer):
 
     def propose(self, gamma: int, sampling, generator) -> Proposal:
         self.room.ensure(self.n, gamma + 2)
-        proposal = self._propose(self.pending, None, gamma, sampling, generator)
+        proposal = self._propose(self.pending, None, gamma, sampling, generator,
+                                 self.room.bound + gamma + 2)
         self.room.grow(gamma + 2)
         self._proposed = proposal.tokens
         return proposal
@@ -481,7 +487,7 @@ class FastDraft(_Proposer):
     def propose_tree(self, shape, sampling, generator):
         self.room.ensure(self.n, shape.depth + 2)
         tree, on_chain = self._propose(self.pending, None, shape.depth, sampling, generator,
-                                       shape)
+                                       self.room.bound + shape.depth + 2, shape)
         self.room.grow(shape.depth + 2)
         self._tree = tree.tokens, on_chain
         self._depth = shape.depth
@@ -495,7 +501,7 @@ class FastDraft(_Proposer):
         if self._proposed is None:
             # γ = 0 this step: feed the pending tokens so that only the new one is pending
             self.room.ensure(self.n, 2)
-            self.lm.run(self.pending, self.n)
+            self.lm.run(self.pending, self.n, reach=self.room.bound + 2)
             self.room.grow(2)
             self.n = self.n + self.plen
             self.pending = torch.stack([next_tokens, torch.zeros_like(next_tokens)], 1)
@@ -582,7 +588,8 @@ class FastFeatureDraft(_Proposer):
     def propose(self, gamma: int, sampling, generator) -> Proposal:
         width = self.pend_tok.shape[1]
         self.room.ensure(self.n, width + gamma)
-        proposal = self._propose(self.pend_tok, self.pend_feat, gamma, sampling, generator)
+        proposal = self._propose(self.pend_tok, self.pend_feat, gamma, sampling, generator,
+                                 self.room.bound + width + gamma)
         self.room.grow(width)
         self._proposed = proposal.tokens
         return proposal
@@ -591,7 +598,7 @@ class FastFeatureDraft(_Proposer):
         width = self.pend_tok.shape[1]
         self.room.ensure(self.n, width + shape.depth)
         tree, on_chain = self._propose(self.pend_tok, self.pend_feat, shape.depth, sampling,
-                                       generator, shape)
+                                       generator, self.room.bound + width + shape.depth, shape)
         self.room.grow(width)
         self._tree = tree.tokens, on_chain
         return tree
@@ -605,7 +612,8 @@ class FastFeatureDraft(_Proposer):
         if self._proposed is None:
             # γ = 0 this step: the pending positions were never fed; feed them now
             self.room.ensure(self.n, self.pend_tok.shape[1])
-            self.lm.run(self.pend_tok, self.n, self.pend_feat)
+            self.lm.run(self.pend_tok, self.n, self.pend_feat,
+                        reach=self.room.bound + self.pend_tok.shape[1])
             self.room.grow(self.pend_tok.shape[1])
         # scored: [pending, d_1 .. d_{k-1}] with features f of each
         k = seen.shape[1]
