@@ -19,6 +19,18 @@ def test_write_atomically_replaces_whole_file_and_leaves_no_temporary(tmp_path):
     assert sorted(p.name for p in target.parent.iterdir()) == ["out.json"]
 
 
+def test_an_atomic_file_has_the_mode_of_a_plain_one(tmp_path):
+    """Not the private 0600 of the temporary file it was written as."""
+    old = os.umask(0o027)
+    try:
+        write_atomically(tmp_path / "out.json", "{}")
+        (tmp_path / "plain.json").write_text("{}")
+    finally:
+        os.umask(old)
+    modes = {n: (tmp_path / n).stat().st_mode & 0o777 for n in ("out.json", "plain.json")}
+    assert modes["out.json"] == modes["plain.json"] == 0o640
+
+
 def test_atomic_path_keeps_old_file_when_the_writer_fails(tmp_path):
     target = tmp_path / "ck.bin"
     target.write_bytes(b"previous")

@@ -39,6 +39,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=folder)
     os.close(fd)
     tmp = Path(name)
+    # mkstemp makes the file private (0600); the finished file gets the mode a plain open()
+    # would have given it, so that outputs stay readable to whoever could read them before
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield tmp
         _fsync_file(tmp)
@@ -47,6 +50,13 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
         tmp.unlink(missing_ok=True)
         raise
     fsync_folder(folder)
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it; it is put back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_atomically(path: str | os.PathLike, data: bytes | str) -> None:
