@@ -99,11 +99,10 @@ def main() -> None:
         resolve(args.model).path, dtype=getattr(torch, dtype)).to(device).eval()
     eos = eos_token_ids(hf, tok)
     assistant = load_draft_named(args.assistant, hf) if args.assistant else None
-    from thrifty.speculative import TreeShape
+    from thrifty.speculative.tree import parse_lookahead
 
-    lookahead = lambda g: TreeShape.parse(g) if "x" in g else int(g)  # noqa: E731
-    gammas = {1: [lookahead(g) for g in args.gammas.split(",")],
-              8: [lookahead(g) for g in args.gammas_b8.split(",")]}
+    gammas = {1: [parse_lookahead(g, "--gammas") for g in args.gammas.split(",")],
+              8: [parse_lookahead(g, "--gammas-b8") for g in args.gammas_b8.split(",")]}
     modes = [(int(b), False) for b in args.batches.split(",") if b] + \
         [(8, True)] * bool(args.refill_prompts)
     res = {**environment(device), "suite": args.suite, "model": args.model,

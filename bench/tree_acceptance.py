@@ -45,10 +45,11 @@ def main() -> int:
     import torch
     import transformers
 
-    from thrifty.speculative import SpeculativeDecoder, TreeShape
+    from thrifty.speculative import SpeculativeDecoder
+    from thrifty.speculative.tree import parse_lookahead
     from thrifty_ngram.draft import NgramDraft
 
-    looks = [TreeShape.parse(t) if "x" in t else int(t) for t in args.lookaheads.split(",")]
+    looks = [parse_lookahead(t, "--lookaheads") for t in args.lookaheads.split(",")]
     names = [d for d in args.drafts.split(",") if d]
     tok, ver, drafts = fast_models(args.model, ",".join(n for n in names if n != "ngram"),
                                    "cpu", "float32", max_len=2048)

@@ -64,6 +64,7 @@ def pipeline_from_args(args):
     from .pipeline import from_config, load_config, pipeline, run_settings
     from .refs import draft_ref
     from .registry import registry
+    from .speculative.tree import parse_lookahead
 
     if args.config:
         config = load_config(args.config)
@@ -73,27 +74,11 @@ def pipeline_from_args(args):
         except ConfigError as exc:
             raise type(exc)(f"{args.config}: {exc}") from None
         return pipe, tables["generate"], tables["sampling"]
-    lookahead = 4 if args.lookahead is None else _lookahead(args.lookahead)
+    lookahead = 4 if args.lookahead is None else parse_lookahead(args.lookahead, "--lookahead")
     verifier = args.verifier or registry().preferred("verifiers")
     pipe = pipeline((verifier, {} if args.model is None else {"model": args.model}),
                     [draft_ref(d, registry()) for d in args.draft], lookahead=lookahead)
     return pipe, {}, {}
-
-
-def _lookahead(text: str):
-    """``--lookahead``: γ (an int >= 0) or a tree shape, which the pipeline parses."""
-    from .errors import ConfigError
-
-    if "x" in text:
-        return text
-    try:
-        gamma = int(text)
-    except ValueError:
-        raise ConfigError(f"--lookahead is γ (an int >= 0) or a tree DEPTHxBRANCH[:NODES] such "
-                          f"as 4x2:8; got {text!r}") from None
-    if gamma < 0:
-        raise ConfigError(f"--lookahead must be >= 0; got {gamma}")
-    return gamma
 
 
 def _run_generate(args) -> int:

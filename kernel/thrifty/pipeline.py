@@ -121,15 +121,15 @@ class Pipeline:
 def pipeline(verifier: Any, drafts: Sequence[Any] = (), lookahead: Any = 4,
              registry: Registry | None = None) -> Pipeline:
     """Assemble a pipeline by name; wrong names and options fail here, before loading models."""
+    from .speculative import BatchLookahead, FixedTree, TreeShape
+
     reg = registry or default_registry()
     if isinstance(lookahead, (list, tuple)):
-        from .speculative.schedule import BatchLookahead
-
         lookahead = BatchLookahead(lookahead)
     elif isinstance(lookahead, str):
-        from .speculative import FixedTree, TreeShape
-
-        lookahead = FixedTree(TreeShape.parse(lookahead))
+        lookahead = TreeShape.parse(lookahead)
+    if isinstance(lookahead, TreeShape):  # TOML text, or the CLI's parsed --lookahead
+        lookahead = FixedTree(lookahead)
     if isinstance(lookahead, bool) or not isinstance(lookahead, int) and not hasattr(
             lookahead, "gamma"):
         raise ConfigError(f"lookahead must be an int >= 0, a token tree's shape such as "

@@ -52,14 +52,31 @@ class TreeShape:
             d, b = int(depth), int(branch)
             n = int(nodes) if nodes else d * b
         except ValueError:
-            raise ConfigError(f"a tree shape is DEPTHxBRANCH[:NODES], such as 4x2:8; got "
-                              f"{text!r}") from None
+            sep = ""
         if not sep:
-            raise ConfigError(f"a tree shape is DEPTHxBRANCH[:NODES], such as 4x2:8; got {text!r}")
+            raise ConfigError(f"a tree shape is DEPTHxBRANCH[:NODES], such as 4x2:8; got "
+                              f"{text!r}")
         return cls(d, b, n)
 
     def __str__(self) -> str:
         return f"{self.depth}x{self.branch}:{self.nodes}"
+
+
+def parse_lookahead(text: str, where: str = "lookahead"):
+    """A lookahead given as text (a CLI flag, a benchmark's list): γ, an int >= 0, or a token
+    tree's shape ``DEPTHxBRANCH[:NODES]`` (a :class:`TreeShape`)."""
+    from ..errors import ConfigError
+
+    if "x" in text:
+        return TreeShape.parse(text)
+    try:
+        gamma = int(text)
+    except ValueError:
+        raise ConfigError(f"{where} is γ (an int >= 0) or a tree DEPTHxBRANCH[:NODES] such as "
+                          f"4x2:8; got {text!r}") from None
+    if gamma < 0:
+        raise ConfigError(f"{where} must be >= 0; got {gamma}")
+    return gamma
 
 
 def with_root(proposal, pending):

@@ -170,7 +170,7 @@ class ToyDraft(_History):
         for d in range(shape.depth):
             dist = warp(self.table[a, c], sampling)
             if sampling.greedy:
-                kids = dist.new_tensor(0).long() + torch.topk(self.table[a, c], 1 + per[d]).indices
+                kids = torch.topk(self.table[a, c], 1 + per[d]).indices
             else:
                 kids = torch.stack([sample(dist, generator) for _ in range(1 + per[d])], 1)
             for k in range(kids.shape[1]):
