@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,34 @@ def test_slow_link_flag_delays_every_collective():
     assert run["bytes_sent"] > 0 and run["rounds"] > 0
     assert run["link_delay_s"] == pytest.approx(run["bytes_sent"] * 8 / 2e6
                                                 + run["rounds"] * 0.002, rel=1e-6)
+
+
+def test_the_process_group_does_not_outlive_the_run(tmp_path):
+    """Gloo's worker threads must be joined before interpreter shutdown, where one freeing a
+    collective's tensors aborted finished runs at times ("terminate called without an active
+    exception"); torch's lazily imported torch.distributed.nn.functional used to pin the group
+    past destroy_process_group in its default arguments."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(textwrap.dedent("""
+        import sys, weakref
+        import torch.distributed as dist
+        from thrifty.cli import main
+        from thrifty_lsh.distributed import run
+
+        init, groups = run.init, []
+        def spy(backend):
+            joined = init(backend)
+            groups.append(weakref.ref(dist.group.WORLD))
+            return joined
+        run.init = spy
+        assert main(sys.argv[1:]) == 0
+        assert groups and groups[0]() is None, "the process group outlived the run"
+    """))
+    env = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(_port()), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, str(probe), "train", *ARGS], capture_output=True,
+                         text=True, timeout=240, env={**os.environ, **env})
+    assert out.returncode == 0, out.stderr[-3000:]
 
 
 @pytest.mark.parametrize("flags, problem", [

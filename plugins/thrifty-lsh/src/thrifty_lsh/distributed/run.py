@@ -35,6 +35,12 @@ _STEP = re.compile(r"^step-(\d+)\.safetensors$")
 def init(backend: str = "gloo") -> tuple[int, int]:
     """Join the process group torchrun describes (or run alone without one)."""
     import torch.distributed as dist
+    # torch.distributed.nn.functional binds ``group.WORLD`` as default arguments when it is first
+    # imported, which torch does lazily (the first optimiser pulls in torch._dynamo). Imported
+    # after the group exists, it would keep the group - and its gloo worker threads - alive past
+    # destroy_process_group into interpreter shutdown (see :func:`leave`); imported now, its
+    # defaults are None.
+    import torch.distributed.nn.functional  # noqa: F401
 
     if "WORLD_SIZE" in os.environ and not dist.is_initialized():
         # torchrun's restarted workers can reuse the agent's store, where the previous attempt's
@@ -151,12 +157,24 @@ class DistributedTrainer:
 def run_distributed(cfg, backend: str = "gloo", as_json: bool = False,
                     link: Link | None = None, allow: frozenset[str] = frozenset(),
                     overwrite: bool = False) -> int:
-    from ..train import check_model_size, load_data, run_settings
-
     if cfg.layer != "slide":
         raise ConfigError(f"--distributed shards the SLIDE layer; --layer {cfg.layer} cannot "
                           f"be trained distributed (leave --layer at slide)")
     rank, world = init(backend)
+    try:
+        _train(cfg, rank, world, backend, as_json, link, allow, overwrite)
+    except BaseException:
+        leave(together=False)
+        raise
+    leave(together=True)
+    return 0
+
+
+def _train(cfg, rank: int, world: int, backend: str, as_json: bool, link: Link | None,
+           allow: frozenset[str], overwrite: bool) -> None:
+    """The run on this rank; :func:`run_distributed` holds the process group around it."""
+    from ..train import check_model_size, load_data, run_settings
+
     settings = run_settings(cfg, world)
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if backend == "nccl" else "cpu"
     wire = Wire(link, device=device)
@@ -185,11 +203,22 @@ def run_distributed(cfg, backend: str = "gloo", as_json: bool = False,
                           "link_delay_s": wire.delayed_s, "bytes_sent": wire.sent,
                           "rounds": wire.rounds},
                          indent=2, allow_nan=False))
+
+
+def leave(together: bool) -> None:
+    """Destroy the process group while the interpreter is still whole, on every way out.
+
+    A gloo worker thread frees each finished collective's tensors, which needs the GIL; if the
+    group survives into interpreter shutdown, a thread doing that late (a loaded machine) is
+    ended by Python mid-destructor and the process aborts after a finished run ("terminate
+    called without an active exception"). Destroying the group joins those threads first.
+    ``together`` (the run finished on every rank) first waits at a barrier, so no rank closes
+    its connections while a peer is still in the last collective; after an error a peer may
+    never arrive, so the group is destroyed without it.
+    """
     import torch.distributed as dist
 
     if dist.is_initialized():
-        # leave together: a rank that tears its gloo pairs down while a peer is still sending
-        # can abort at exit ("terminate called without an active exception") under load
-        dist.barrier()
+        if together:
+            dist.barrier()
         dist.destroy_process_group()
-    return 0
