@@ -17,7 +17,14 @@ median of each is reported with the ratio hf-fast / static. ``--json FILE`` writ
 with machine, versions and date. ``--smoke`` runs tiny configs on the CPU with a few tokens, to
 check the script itself; its timings mean nothing.
 
+``--floors`` adds, per family and batch, how far hf-fast's pass is from two floors: the
+bandwidth floor (the weights' bytes over this GPU's copy bandwidth, measured here) and the
+graph-replay floor (a CUDA graph of as many trivial kernels as one hf-fast pass launches,
+replayed: the cost of the kernel count alone); kernels per pass and their summed device time
+come from the profiler, as the difference between two run lengths (prefill cancels out).
+
     python bench/architectures.py --json architectures.json
+    python bench/architectures.py --families smollm2-135m --floors --batches 1
     python bench/architectures.py --smoke
 """
 
@@ -158,6 +165,72 @@ def family_runs(model, prompts, max_new: int, max_len: int, body: str, compile: 
     return runs, fv
 
 
+def device_work(fn) -> tuple[int, float]:
+    """(kernels and copies the GPU ran, their summed time in ms) while ``fn`` ran."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        sync()
+    work = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+    return len(work), sum(e.time_range.elapsed_us() for e in work) / 1e3
+
+
+def graph_floor_ms(kernels: int, replays: int = 50) -> float:
+    """Replay time of a CUDA graph of ``kernels`` serial one-element kernels: what launching
+    that many kernels from a graph costs with no work in them."""
+    import torch
+
+    x = torch.zeros(1, device="cuda")
+    x.add_(1)  # kernel loaded before capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(kernels):
+            x.add_(1)
+    graph.replay()
+    return timed(lambda: [graph.replay() for _ in range(replays)]) * 1e3 / replays
+
+
+def copy_bandwidth(nbytes: int = 2**30) -> float:
+    """This GPU's device-to-device copy bandwidth in bytes/s (read + write counted)."""
+    import torch
+
+    src = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    seconds = statistics.median(timed(lambda: dst.copy_(src)) for _ in range(10))
+    return 2 * nbytes / seconds
+
+
+def weight_bytes(model) -> int:
+    """The bytes a pass must read at least: every weight, but of a mixture of experts only the
+    share of top-k experts a token routes to (every row may pick the same ones)."""
+    cfg = model.config
+    experts = getattr(cfg, "num_experts", None) or getattr(cfg, "num_local_experts", None)
+    share = cfg.num_experts_per_tok / experts if experts else 1.0
+    return round(sum(p.numel() * p.element_size() * (share if ".experts." in name else 1.0)
+                     for name, p in model.named_parameters()))
+
+
+def floors(model, fv, prompts, rate: float) -> dict:
+    """hf-fast's time per pass (target-only: one pass a token) against its floors."""
+    from thrifty.speculative import SpeculativeDecoder
+
+    dec = SpeculativeDecoder(fv)  # the verifier's graphs are captured already
+    short, long = 16, 48
+    (k0, ms0), (k1, ms1) = (device_work(lambda n=n: dec.generate(prompts, max_new_tokens=n))
+                            for n in (short, long))
+    kernels = round((k1 - k0) / (long - short))
+    if kernels < 1:
+        raise SystemExit("the profiler saw no kernels in hf-fast's passes (CUPTI unavailable?)")
+    weights = weight_bytes(model)
+    return dict(pass_ms=round(len(prompts) * 1e3 / rate, 3), kernels_per_pass=kernels,
+                busy_ms=round((ms1 - ms0) / (long - short), 3),
+                graph_floor_ms=round(graph_floor_ms(kernels), 3),
+                bandwidth_floor_ms=round(weights / copy_bandwidth() * 1e3, 3))
+
+
 def measure(name: str, args) -> list[dict]:
     import torch
 
@@ -194,6 +267,9 @@ def measure(name: str, args) -> list[dict]:
                    same_tokens_as_static=sum(a == b for a, b in zip(outs["hf-fast"],
                                                                     outs["static"])),
                    peak_mib=peak_mib(), repeats={k: len(v) for k, v in times.items()})
+        if args.floors:
+            row["floors"] = floors(model, fv, prompts, rate["hf-fast"])
+            print(f"{name:>18} b{batch}  floors: {row['floors']}", flush=True)
         rows.append(row)
         print(f"{name:>18} b{batch}  {row['body']:>7}  hf-fast {rate['hf-fast']:9.1f}  "
               f"static {rate['static']:9.1f}{'' if row['compiled'] else ' (not compiled)'}  "
@@ -222,6 +298,8 @@ def main() -> int:
                     help="hf-fast body (auto: fused Llama where its allow-list holds)")
     ap.add_argument("--compile", action="store_true",
                     help="also time hf-fast with its static forward torch.compile'd")
+    ap.add_argument("--floors", action="store_true",
+                    help="also hf-fast's pass against its bandwidth and graph-replay floors")
     ap.add_argument("--json", default="", help="write the results to this file")
     ap.add_argument("--smoke", action="store_true",
                     help="tiny configs on the CPU, 4 tokens: checks the script, times nothing")
@@ -230,6 +308,8 @@ def main() -> int:
         args.device, args.dtype, args.max_new_tokens, args.prompt_len = "cpu", "float32", 4, 8
         args.repeats, args.eager_repeats = 1, 1
     args.batches = [int(b) for b in args.batches.split(",")]
+    if args.floors and args.device != "cuda":
+        ap.error("--floors measures CUDA graphs and copy bandwidth: it needs --device cuda")
     info = machine(args.device)
     print(" | ".join(f"{k} {v}" for k, v in info.items()), flush=True)
     rows = []

@@ -2,7 +2,9 @@
 
 The profile measures the model's terms (verifier and draft latencies, the engine's overhead at
 γ = 1 and γmax, acceptance by record and replay); then every (draft, γ, batch) cell is run live
-and compared with the prediction. Reports the median absolute % error (goal <= 10%) and whether
+and compared with the prediction; ``--trees`` adds token-tree cells for the drafts that grow
+them (their acceptance is measured live in the profile, their cost priced as 1 + nodes scored
+tokens). Reports the median absolute % error (goal <= 10%) and whether
 the selector's choice is within 5% of the measured best, per batch size (over every draft and γ)
 and per (draft, batch) (the choice of γ).
 
@@ -11,6 +13,9 @@ and per (draft, batch) (the choice of γ).
     python bench/model_accuracy.py --device cuda --dtype bfloat16 \\
         --draft hf:smollm2-draft-l1 --draft hf:smollm2-draft-l2 --draft hf:smollm2-draft-l4 \\
         --draft hf:smollm2-draft-wide --draft ngram --gammas 1-8 --batches 1,4,16 --prompts 16
+    python bench/model_accuracy.py --device cuda --dtype bfloat16 --verifier hf-fast \\
+        --draft hf-fast:smollm2-draft-feat --gammas 2,3,4 --trees 3x2:6,4x2:8 --batches 1,8 \\
+        --workload heldout:chat --prompts 16 --max-new-tokens 128
 """
 
 from __future__ import annotations
@@ -30,6 +35,25 @@ def _range(text: str) -> list[int]:
     return [int(v) for v in text.split(",")]
 
 
+def _lookahead(value):
+    """A cell's lookahead as JSON keeps it (γ, or a tree's shape as text) back to the engine's."""
+    from thrifty.speculative.tree import parse_lookahead
+
+    return parse_lookahead(value) if isinstance(value, str) else value
+
+
+def _prompts(name: str, tokenizer, n: int) -> list[list[int]]:
+    """Token ids of ``n`` prompts of a built-in workload, or of ``heldout:NAME`` (bench/heldout:
+    sources no draft was distilled on)."""
+    if name.startswith("heldout:"):
+        import heldout
+
+        return heldout.load(tokenizer, [name.split(":", 1)[1]], n)[name.split(":", 1)[1]]
+    from thrifty.speculative.workloads import workload
+
+    return [tokenizer.encode(t) for t in workload(name, n=n).prompts]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--verifier", default="hf")
@@ -38,9 +62,13 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default=None)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--workload", default="code")
+    p.add_argument("--workload", default="code",
+                   help="a built-in workload, or heldout:NAME (code, humaneval, chat, ...)")
     p.add_argument("--prompts", type=int, default=8)
     p.add_argument("--gammas", type=_range, default=list(range(1, 9)), help="e.g. 1-8 or 1,2,4")
+    p.add_argument("--trees", default="",
+                   help="token-tree shapes to time beside the chains, e.g. 3x2:6,4x2:8 (drafts "
+                        "that grow trees)")
     p.add_argument("--batches", type=_range, default=[1, 4, 16])
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3)
@@ -84,30 +112,30 @@ def main(argv=None) -> int:
     from thrifty.speculative.commands import build_models
     from thrifty.speculative.profile import Profile, measure, median_run, profile
     from thrifty.speculative.throughput import ThroughputModel, batched
-    from thrifty.speculative.workloads import workload
 
     if not args.draft:
         p.error("give at least one --draft")
     verifier, drafts = build_models(args.verifier, args.model, args.draft, args.device,
                                     args.dtype)
-    prompts = workload(args.workload, n=args.prompts).prompts
-    ids = [verifier.tokenizer.encode(t) for t in prompts]
+    ids = _prompts(args.workload, verifier.tokenizer, args.prompts)
+    trees = [_lookahead(t) for t in args.trees.split(",") if t]
     t0 = time.time()
     if args.profile and Path(args.profile).exists():
         prof = Profile.load(args.profile)
     else:
-        prof = profile(verifier, drafts, prompts, workload=args.workload,
+        prof = profile(verifier, drafts, ids, workload=args.workload,
                        batches=args.profile_batches or args.batches,
                        gamma_max=max(args.gammas), max_new_tokens=args.max_new_tokens,
-                       repeats=args.repeats + 2, warmup=args.warmup,
+                       repeats=args.repeats + 2, warmup=args.warmup, trees=trees,
                        progress=lambda m: print(f"  … {m}", file=sys.stderr))
         if args.profile:
             prof.save(args.profile)
     profile_s = time.time() - t0
     model = ThroughputModel(prof, refill=args.refill)
     cells = []
+    # every chain, and every tree the profile holds for a draft (those that grow trees)
     drafted = {(None, 0): None} | {(label, g): draft for label, (draft, _) in drafts.items()
-                                   for g in args.gammas}
+                                   for g in args.gammas + model.trees(label)}
     for b in args.batches:
         rows = batched(ids, b)
         runs: dict = {key: [] for key in drafted}
@@ -158,14 +186,15 @@ def _repredict(cells, profile_path, refill: bool) -> None:
 
     model = ThroughputModel(Profile.load(profile_path), refill=refill)
     for c in cells:
-        pred = model.predict(c["draft"], c["gamma"], c["batch"])
+        pred = model.predict(c["draft"], _lookahead(c["gamma"]), c["batch"])
         c.update(predicted=pred.throughput, tar_model=pred.tar,
                  error=(pred.throughput - c["measured"]) / c["measured"],
                  pred_ms=[pred.draft_ms, pred.verify_ms, pred.overhead_ms])
 
 
 def _cell(draft, gamma, batch, pred, m, repeats: int) -> dict:
-    return {"draft": draft, "gamma": gamma, "batch": batch, "repeats": repeats,
+    return {"draft": draft, "gamma": gamma if isinstance(gamma, int) else str(gamma),
+            "batch": batch, "repeats": repeats,
             "predicted": pred.throughput,
             "measured": m.throughput, "error": (pred.throughput - m.throughput) / m.throughput,
             "tar_model": pred.tar, "tar_live": m.tar,

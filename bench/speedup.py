@@ -69,6 +69,8 @@ def main() -> None:
     ap.add_argument("--workloads", default="",
                     help=f"comma-separated (default: every workload of the suite; heldout has "
                          f"{','.join(heldout.WORKLOADS)}, indist has code,chat)")
+    ap.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"),
+                    help="float32 checks that every speculative output equals target-only's")
     ap.add_argument("--smoke", action="store_true", help="CPU, float32, few tokens")
     ap.add_argument("--out", default="speedup.json")
     args = ap.parse_args()
@@ -80,7 +82,7 @@ def main() -> None:
     from thrifty_hf.models import eos_token_ids
     from thrifty_hf.zoo import resolve
 
-    device, dtype = ("cpu", "float32") if args.smoke else ("cuda", "bfloat16")
+    device, dtype = ("cpu", "float32") if args.smoke else ("cuda", args.dtype)
     names = [w for w in args.workloads.split(",") if w] or (
         list(heldout.WORKLOADS) if args.suite == "heldout" else ["code", "chat"])
     n = max(args.prompts, args.refill_prompts)
@@ -105,7 +107,7 @@ def main() -> None:
               8: [parse_lookahead(g, "--gammas-b8") for g in args.gammas_b8.split(",")]}
     modes = [(int(b), False) for b in args.batches.split(",") if b] + \
         [(8, True)] * bool(args.refill_prompts)
-    res = {**environment(device), "suite": args.suite, "model": args.model,
+    res = {**environment(device), "suite": args.suite, "model": args.model, "dtype": dtype,
            "max_new_tokens": args.max_new_tokens, "rounds": args.rounds, "rows": []}
 
     def emit(row):
@@ -121,14 +123,16 @@ def main() -> None:
             configs = [(name, d, g) for name, d in drafts.items() for g in gammas[batch]]
             rates = {c[:1] + c[2:]: [] for c in [("target-only", None, 0)] + configs}
             hf_rates = {"static": []} if batch == 1 else {}
-            tars, same, peaks = {}, {}, {}
+            tars, same, peaks, audits = {}, {}, {}, {}
             fresh()
             if batch == 1:
                 hf_once = transformers_references(hf, prompts[: args.hf_prompts], args, eos,
                                                   assistant)
             for _ in range(args.rounds):
+                fresh()
                 base, _, ref = thrifty_run(ver, None, 0, prompts, batch, args.max_new_tokens, 1,
                                            refill=refill)
+                peaks["target-only", 0] = peak_mib()
                 rates[("target-only", 0)].append(base)
                 for name, draft, gamma in configs:
                     fresh()
@@ -137,6 +141,8 @@ def main() -> None:
                     peaks[name, gamma] = peak_mib()
                     rates[name, gamma].append(rate)
                     same[name, gamma] = sum(a == b for a, b in zip(outs, ref))
+                    if same[name, gamma] < len(prompts) and (name, gamma) not in audits:
+                        audits[name, gamma] = audit(hf, prompts, ref, outs)
                 if batch == 1:
                     rate, hf_out = hf_run(hf, prompts, args.max_new_tokens, eos, mode="static")
                     hf_rates["static"].append(rate)
@@ -159,6 +165,7 @@ def main() -> None:
                            ratios=[round(r, 3) for r in ratios],
                            tar=round(tars.get((name, gamma), 1.0), 3),
                            identical=f"{same.get((name, gamma), len(prompts))}/{len(prompts)}",
+                           **audits.get((name, gamma), {}),
                            peak_mib=peaks.get((name, gamma)))
                 if strongest is not None:
                     static = [r / s for r, s in zip(rs, hf_rates["static"])]
@@ -166,6 +173,16 @@ def main() -> None:
                                strongest=strongest,
                                vs_strongest=round(statistics.median(rs) / medians[strongest], 3))
                 emit(row)
+
+
+def audit(hf, prompts, reference, outs) -> dict:
+    """The outputs that differ from target-only's: at each first divergence, the float32
+    verifier's logit gap between the two tokens (:mod:`thrifty_hf.audit`; near-tie: <= 0.5)."""
+    from thrifty_hf.audit import audit_divergences
+
+    found = audit_divergences(hf, prompts, reference, outs)
+    return dict(near_ties=f"{sum(d.near_tie for d in found)}/{len(found)}",
+                max_gap=round(max((d.gap for d in found), default=0.0), 4))
 
 
 def transformers_references(hf, prompts, args, eos, assistant) -> dict[str, dict]:
