@@ -46,6 +46,59 @@ def test_greedy_walk_stops_at_the_first_miss_and_ignores_padding():
     assert path[0, : kept[0]].tolist() == [0, 1] and nxt.tolist() == [3]
 
 
+def _walk(targets, tokens, parents, length, depth):
+    """The greedy walk node by node in plain Python: (path, next token) of one row."""
+    path, cur = [0], 0
+    for _ in range(depth):
+        kids = [j for j in range(length) if parents[j] == cur and tokens[j] == targets[cur]]
+        if not kids:
+            break
+        cur = kids[0] + 1
+        path.append(cur)
+    return path, targets[cur]
+
+
+def _random_tree(n: int, depth: int, vocab: int, gen):
+    """(tokens, parents) of a random tree of ``n`` nodes no deeper than ``depth``, siblings'
+    tokens distinct (as every draft grows them)."""
+    def pick(k: int) -> int:
+        return int(torch.randint(0, k, (1,), generator=gen))
+
+    level, used, tokens, parents = {0: 0}, {0: set()}, [], []
+    for j in range(n):
+        open_ = [v for v in level if level[v] < depth and len(used[v]) < vocab]
+        parent = open_[pick(len(open_))]
+        free = [t for t in range(vocab) if t not in used[parent]]
+        token = free[pick(len(free))]
+        used[parent].add(token)
+        level[j + 1], used[j + 1] = level[parent] + 1, set()
+        tokens.append(token)
+        parents.append(parent)
+    return tokens, parents
+
+
+def test_greedy_walk_equals_a_node_by_node_walk_on_random_trees():
+    gen = torch.Generator().manual_seed(0)
+    deep = 0
+    for _ in range(200):
+        depth, batch, vocab = int(torch.randint(1, 5, (1,), generator=gen)), 3, 3
+        n = 2 * depth
+        trees = [_random_tree(n, depth, vocab, gen) for _ in range(batch)]
+        tokens = torch.tensor([t for t, _ in trees])
+        parents = torch.tensor([p for _, p in trees])
+        lengths = torch.randint(1, n + 1, (batch,), generator=gen)
+        logits = torch.randn(batch, n + 1, vocab, generator=gen)
+        path, kept, nxt = accept_tree(logits, tokens, parents, lengths,
+                                      TreeShape(depth, vocab, n), greedy=True)
+        for b in range(batch):
+            want, bonus = _walk(logits[b].argmax(-1).tolist(), tokens[b].tolist(),
+                                parents[b].tolist(), int(lengths[b]), depth)
+            assert path[b, : kept[b]].tolist() == want and int(nxt[b]) == bonus
+            assert path[b, kept[b]:].eq(0).all()
+            deep += len(want) > 2
+    assert deep > 50  # the walks went past the first level often enough to test ancestry
+
+
 @pytest.mark.parametrize("text", ["4", "x2", "4x", "4x2:3", "0x2", "4x2:a"])
 def test_tree_shape_parse_refuses_bad_text(text):
     with pytest.raises(ConfigError):

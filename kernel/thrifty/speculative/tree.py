@@ -138,9 +138,10 @@ def accept_tree(p, tokens, parents, lengths, shape: TreeShape, q=None, generator
     """
     import torch
 
+    if greedy:
+        return _greedy_walk(p, tokens, parents, lengths, shape.depth)
     batch, n = tokens.shape
     device = p.device
-    rows = torch.arange(batch, device=device)
     real = torch.arange(n, device=device)[None, :] < lengths[:, None]
     cur = torch.zeros(batch, dtype=torch.long, device=device)  # the node each row stands on
     alive = torch.ones(batch, dtype=torch.bool, device=device)
@@ -148,21 +149,39 @@ def accept_tree(p, tokens, parents, lengths, shape: TreeShape, q=None, generator
     path = [cur]
     for _ in range(shape.depth + 1):  # the last round finds no children and emits the bonus
         children = real & (parents == cur[:, None]) & alive[:, None]
-        at = p[rows, cur]
-        if greedy:
-            target = at.argmax(-1)
-            hit = children & (tokens == target[:, None])
-            found = hit.any(1)
-            child = hit.long().argmax(1)  # the first matching column
-            nxt = torch.where(alive & ~found, target, nxt)
-        else:
-            found, child, nxt = _sample_children(at.float(), children, tokens, q, shape.branch,
-                                                 alive, nxt, generator)
+        at = p[torch.arange(batch, device=device), cur]
+        found, child, nxt = _sample_children(at.float(), children, tokens, q, shape.branch,
+                                             alive, nxt, generator)
         cur = torch.where(alive & found, child + 1, cur)
         alive = alive & found
         path.append(torch.where(alive, cur, torch.zeros_like(cur)))
     kept = 1 + torch.stack(path[1:], 1).ne(0).long().sum(1)
     return torch.stack(path, 1)[:, : shape.depth + 1], kept, nxt
+
+
+def _greedy_walk(p, tokens, parents, lengths, depth: int):
+    """:func:`accept_tree` under greedy decoding, all nodes at once: a node holds if its token
+    is the verifier's argmax at its parent and every ancestor holds; the row keeps the deepest
+    node that holds (the first column among equals) and its root-to-node path. A walk of the
+    tree level by level would launch a dozen small kernels a level on the host's critical
+    path; this is a fixed few (ancestry by :func:`ancestors`), whatever the depth."""
+    import torch
+
+    batch, n = tokens.shape
+    cols = torch.arange(n + 1, device=p.device)
+    target = p.argmax(-1)  # [B, 1 + N]: the verifier's token after the root and each node
+    holds = torch.cat([torch.ones_like(target[:, :1], dtype=torch.bool),
+                       (cols[None, 1:] <= lengths[:, None])
+                       & (tokens == target.gather(1, parents.clamp(min=0)))], 1)
+    reach = ancestors(torch.cat([torch.full_like(parents[:, :1], -1), parents], 1))
+    kept_ok = ~(reach & ~holds[:, None, :]).any(-1)  # the node and all its ancestors hold
+    level = reach.sum(-1) - 1
+    best = torch.where(kept_ok, level * (n + 1) + n - cols, -1).argmax(1)
+    chosen = reach[torch.arange(batch, device=p.device), best]  # best's ancestors and itself
+    at = chosen[:, None, :] & (level[:, None, :]
+                               == torch.arange(depth + 1, device=p.device)[None, :, None])
+    path = at.long().argmax(-1)  # [B, depth + 1]: the node of each level (0: none, the root)
+    return path, level.gather(1, best[:, None])[:, 0] + 1, target.gather(1, best[:, None])[:, 0]
 
 
 def _sample_children(r, children, tokens, q, branch: int, alive, nxt, generator):
