@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from thrifty.protocols import Proposal
+from thrifty.protocols import Proposal, TreeProposal
 
 from .layout import (ATTENTION_MASK, INPUT_IDS, LOGITS, LOGITS_INDEX, POSITION_IDS, GraphLayout,
                      check_compatible, load_layout, past_names, present_names)
@@ -98,6 +98,7 @@ class OnnxDraft:
         self._cache: SlotCache | None = None
         self._pending: list[list[int]] = []
         self._proposed: tuple[np.ndarray, int] | None = None
+        self._tree: tuple[np.ndarray, np.ndarray] | None = None  # tokens, on-chain columns
 
     # -- DraftModel protocol -----------------------------------------------------------------------
     def start(self, prompts: Sequence[Sequence[int]]) -> None:
@@ -112,6 +113,30 @@ class OnnxDraft:
         if gamma <= 0:
             return Proposal(torch.zeros(batch, 0, dtype=torch.long),
                             torch.zeros(batch, dtype=torch.long))
+        drafted, q, _ = self._chain(gamma, sampling, generator)
+        return Proposal(torch.from_numpy(drafted), torch.full((batch,), gamma, dtype=torch.long),
+                        q)
+
+    def propose_tree(self, shape: Any, sampling: Any, generator: Any) -> TreeProposal:
+        """Its chain of ``shape.depth`` tokens with runners-up as leaf siblings
+        (:func:`~thrifty.speculative.tree.sibling_tree`)."""
+        import torch
+
+        from thrifty.speculative.tree import sibling_tree
+
+        drafted, q, probs = self._chain(shape.depth, sampling, generator)
+        tree, on_chain = sibling_tree(torch.from_numpy(drafted).to(probs.device), probs, shape,
+                                      sampled=q is not None)
+        self._tree = (tree.tokens.cpu().numpy(), on_chain.cpu().numpy())
+        return tree
+
+    def _chain(self, gamma: int, sampling: Any, generator: Any):
+        """Feed every row's uncached committed tokens, then draft ``gamma`` tokens one step at
+        a time: the tokens [B, γ] (numpy), their q [B, γ, V] (None under greedy) and the
+        distribution each was picked from (the softmax under greedy, else q), as torch."""
+        import torch
+
+        batch = len(self._pending)
         # feed every row's uncached committed tokens (ragged, right-padded) in one step
         counts = np.array([len(p) for p in self._pending])
         tokens = np.zeros((batch, counts.max()), dtype=np.int64)
@@ -127,30 +152,49 @@ class OnnxDraft:
         for i in range(gamma):
             tok, q = self._pick(logits, sampling, generator)
             picked.append(tok)
-            qs.append(q)
+            qs.append(torch.from_numpy(logits).softmax(-1) if q is None else q)
             if i + 1 < gamma:
                 logits = self.forward(tok[:, None], np.ones((batch, 1), dtype=bool),
                                       np.zeros(1, dtype=np.int64))[:, 0]
         drafted = np.stack(picked, 1)
         self._proposed = (drafted, first_slot)
-        return Proposal(torch.from_numpy(drafted), torch.full((batch,), gamma, dtype=torch.long),
-                        None if sampling.greedy else torch.stack(qs, 1))
+        probs = torch.stack(qs, 1)
+        return drafted, None if sampling.greedy else probs, probs
 
     def commit(self, accepted: Any, next_tokens: Any) -> None:
         accepted, next_tokens = accepted.tolist(), next_tokens.tolist()
-        cache = self._cache
         if self._proposed is None:  # a step without proposals (γ = 0)
             for pending, nxt in zip(self._pending, next_tokens):
                 pending.append(int(nxt))
             return
+        drafted = self._proposed[0]
+        self._keep([drafted[b, :acc].tolist() for b, acc in enumerate(accepted)], accepted,
+                   next_tokens)
+
+    def commit_path(self, path: Any, lengths: Any, next_tokens: Any) -> None:
+        """The path runs down the chain and may end on a sibling leaf: the cache keeps the
+        chain nodes on it, and the row gains every kept token."""
+        tokens, on_chain = self._tree
+        kept, chain = [], []
+        for b, (nodes, m) in enumerate(zip(path.tolist(), lengths.tolist())):
+            cols = [j - 1 for j in nodes[1:m]]
+            kept.append(tokens[b, cols].tolist())
+            chain.append(int(on_chain[b, cols].sum()))
+        self._keep(kept, chain, next_tokens.tolist())
+
+    def _keep(self, kept: list[list[int]], chain: list[int], next_tokens: list[int]) -> None:
+        """Row b gains ``kept[b]`` and ``next_tokens[b]``; its cache keeps the first
+        ``chain[b]`` proposals it was fed (the rest become holes) and the other kept tokens
+        wait to be fed with the next proposal."""
+        cache = self._cache
         drafted, first = self._proposed
         fed = drafted.shape[1] - 1  # the last proposal was sampled, never fed
-        for b, (acc, nxt) in enumerate(zip(accepted, next_tokens)):
-            kept = min(acc, fed)
-            cache.mask[b, first + kept: first + fed] = 0
-            cache.positions[b] -= fed - kept
-            self._pending[b] = drafted[b, kept:acc].tolist() + [int(nxt)]
-        self._proposed = None
+        for b, (toks, c, nxt) in enumerate(zip(kept, chain, next_tokens)):
+            cached = min(c, fed)
+            cache.mask[b, first + cached: first + fed] = 0
+            cache.positions[b] -= fed - cached
+            self._pending[b] = toks[cached:] + [int(nxt)]
+        self._proposed = self._tree = None
         wasted = cache.wasted()
         if wasted >= self.compact_after and 4 * wasted >= cache.length:
             cache.compact()

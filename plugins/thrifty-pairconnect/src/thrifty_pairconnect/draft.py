@@ -17,8 +17,9 @@ import torch
 
 from thrifty.errors import IncompatibleModelsError, ModelFormatError, ModelNotFoundError
 from thrifty.atomic import atomic_path
-from thrifty.protocols import Proposal
+from thrifty.protocols import Proposal, TreeProposal
 from thrifty.speculative import Sampling, sample, warp
+from thrifty.speculative.tree import sibling_tree
 
 from .lm import PairConnectLM
 
@@ -42,7 +43,7 @@ class WindowDraft:
     def __init__(self, step, window: int, vocab_size: int, name: str, device="cpu") -> None:
         self.step, self.window, self.vocab_size = step, window, vocab_size
         self.name, self.device = name, torch.device(device)
-        self._past = self._last = self._proposed = None
+        self._past = self._last = self._proposed = self._tree = None
 
     def start(self, prompts) -> None:
         past = torch.full((len(prompts), self.window), -1, dtype=torch.long, device=self.device)
@@ -56,6 +57,23 @@ class WindowDraft:
 
     @torch.no_grad()
     def propose(self, gamma: int, sampling: Sampling, generator) -> Proposal:
+        proposed, q, _ = self._chain(gamma, sampling, generator)
+        self._proposed = proposed
+        return Proposal(proposed, torch.full((len(proposed),), gamma, dtype=torch.long), q)
+
+    @torch.no_grad()
+    def propose_tree(self, shape, sampling: Sampling, generator) -> TreeProposal:
+        """Its chain of ``shape.depth`` tokens with runners-up as leaf siblings
+        (:func:`~thrifty.speculative.tree.sibling_tree`)."""
+        chain, q, probs = self._chain(shape.depth, sampling, generator)
+        tree, _ = sibling_tree(chain, probs, shape, sampled=q is not None)
+        self._tree = tree.tokens
+        return tree
+
+    def _chain(self, gamma: int, sampling: Sampling, generator):
+        """``gamma`` tokens one step at a time from the pending token and the past: the tokens
+        [B, γ], their q [B, γ, V] (None under greedy) and the distribution each was picked
+        from (the softmax under greedy, else q)."""
         past, cur = self._past, self._last
         tokens, qs = [], []
         for _ in range(gamma):
@@ -63,16 +81,15 @@ class WindowDraft:
             logits = logits[:, 0].float()
             if sampling.greedy:
                 cur = logits.argmax(-1)
+                qs.append(logits.softmax(-1))
             else:
-                q = warp(logits, sampling)
-                cur = sample(q, generator)
-                qs.append(q)
+                qs.append(warp(logits, sampling))
+                cur = sample(qs[-1], generator)
             tokens.append(cur)
-        batch = len(self._last)
-        proposed = torch.stack(tokens, 1) if tokens else self._last.new_zeros(batch, 0)
-        self._proposed = proposed
-        q = torch.stack(qs, 1) if qs else None
-        return Proposal(proposed, torch.full((batch,), gamma, dtype=torch.long), q)
+        if not tokens:
+            return self._last.new_zeros(len(self._last), 0), None, None
+        probs = torch.stack(qs, 1)
+        return torch.stack(tokens, 1), None if sampling.greedy else probs, probs
 
     def commit(self, accepted, next_tokens) -> None:
         """The new past is the newest W of (accepted proposals, pending, past): a gather."""
@@ -83,6 +100,12 @@ class WindowDraft:
         self._past = full.gather(1, index)
         self._last = next_tokens.to(self.device)
         self._proposed = self._last.new_zeros(len(self._last), 0)
+
+    def commit_path(self, path, lengths, next_tokens) -> None:
+        """The kept nodes' tokens (the path after the root) play the accepted proposals."""
+        nodes = path[:, 1:].to(self.device)
+        self._proposed = self._tree.to(self.device).gather(1, (nodes - 1).clamp(min=0))
+        self.commit(lengths - 1, next_tokens)
 
 
 class PairConnectDraft(WindowDraft):
