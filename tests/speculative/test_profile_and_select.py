@@ -1,6 +1,7 @@
 """The profiler and the ``profile``/``select`` commands end to end, on the toy models."""
 
 import json
+import time
 
 import pytest
 import torch
@@ -206,7 +207,8 @@ def test_profile_measures_trees_and_round_trips(tree_profile, tmp_path):
     trees = prof.drafts["toy"].trees
     assert sorted(trees) == ["2x3:6", "3x2:6"]
     for tree in trees.values():
-        assert sorted(tree.propose_ms) == sorted(tree.overhead_ms) == [2, 3]
+        assert sorted(tree.propose_ms) == sorted(tree.overhead_ms) == sorted(tree.verify_ms) \
+            == [2, 3]
         assert len(tree.rows) == len(tree.sampled["rows"]) == len(prompts)
         assert all(sum(row) == 12 for row in tree.rows)  # the toy verifier has no EOS
     prof.save(tmp_path / "p.json")
@@ -214,10 +216,32 @@ def test_profile_measures_trees_and_round_trips(tree_profile, tmp_path):
     assert again == prof
     pred = ThroughputModel(again).predict("toy", TreeShape(3, 2, 6), 3)
     assert pred.tree == "3x2:6" and pred.gamma == 3
-    assert pred.verify_ms == ThroughputModel(again).verify_ms(7, 3)
+    assert pred.verify_ms == trees["3x2:6"].verify_ms[3]
     assert pred.draft_ms == trees["3x2:6"].propose_ms[3]
     assert "tree 3x2:6 batch 3" in pred.explain() and pred.as_dict()["tree"] == "3x2:6"
     assert ThroughputModel(again, sampled=True).predict("toy", TreeShape(2, 3, 6), 2).tar >= 1
+
+
+class _SlowTrees(ToyVerifier):
+    """A verifier whose tree passes cost 20 ms more than chain passes of as many tokens."""
+
+    def score_tree(self, tokens, parents, lengths):
+        time.sleep(0.02)
+        return super().score_tree(tokens, parents, lengths)
+
+
+def test_a_tree_is_priced_by_its_own_pass():
+    verifier = _SlowTrees(vocab=6, seed=0)
+    prompts = [[0, 1, 2], [3, 4]]
+    prof = profile(verifier, {"toy": (close_draft(verifier), {"name": "toy"})}, prompts,
+                   batches=(1,), gamma_max=2, max_new_tokens=4, repeats=1, warmup=0, sweeps=1,
+                   trees=("2x2",))
+    tree = prof.drafts["toy"].trees["2x2:4"]
+    assert tree.verify_ms[1] >= 20 > prof.verify_ms[1][4]  # 1 + 4 tokens scored as a chain
+    model = ThroughputModel(prof)
+    assert model.predict("toy", TreeShape(2, 2, 4), 1).verify_ms == tree.verify_ms[1]
+    tree.verify_ms = {}  # as a profile saved before trees' passes were timed
+    assert model.predict("toy", TreeShape(2, 2, 4), 1).verify_ms == model.verify_ms(5, 1)
 
 
 @pytest.mark.parametrize("refill", [False, True], ids=["static", "continuous"])

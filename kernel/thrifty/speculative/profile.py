@@ -50,6 +50,7 @@ class TreeProfile:
     overhead_ms: dict[int, float] = attrs.field(factory=dict)  # batch -> ms
     rows: list[list[int]] = attrs.field(factory=list)
     sampled: dict | None = None
+    verify_ms: dict[int, float] = attrs.field(factory=dict)  # batch -> ms of one score_tree
 
 
 @attrs.define
@@ -164,7 +165,8 @@ class Profile:
             if len(row) < nodes + 1:
                 raise ConfigError(f"{what} scores {nodes + 1} tokens a row, but verify_ms at "
                                   f"batch {b} lists {len(row)} widths")
-        for table, low_open in (("propose_ms", True), ("overhead_ms", False)):
+        for table, low_open in (("propose_ms", True), ("overhead_ms", False),
+                                ("verify_ms", True)):
             for b, ms in getattr(tree, table).items():
                 check_number(f"{what} {table} at batch {b}", ms, low=0, low_open=low_open)
         for kind, rows in (("", tree.rows), ("sampled ", (tree.sampled or {}).get("rows", []))):
@@ -180,8 +182,10 @@ class Profile:
 def _tree_profile(label: str, shape: str, raw: Any) -> TreeProfile:
     """One tree entry of a profile's JSON; a malformed one is named in the error."""
     try:
+        # a profile saved before trees' own verifier timing holds no verify_ms
         return TreeProfile(**{**raw, "propose_ms": _int_keys(raw["propose_ms"]),
-                              "overhead_ms": _int_keys(raw["overhead_ms"])})
+                              "overhead_ms": _int_keys(raw["overhead_ms"]),
+                              "verify_ms": _int_keys(raw.get("verify_ms", {}))})
     except (TypeError, KeyError, ValueError, AttributeError) as exc:
         raise ValueError(f"draft {label!r} tree {shape!r}: {exc!r}") from None
 
@@ -246,6 +250,30 @@ def verifier_latency(verifier, prompts: Sequence[Sequence[int]], batch: int, max
 
     timed = [[one(k) for k in range(1, max_tokens + 1)] for _ in range(sweeps)]
     return [statistics.median(ms) for ms in zip(*timed)]
+
+
+def tree_verifier_latency(verifier, prompts: Sequence[Sequence[int]], batch: int,
+                          shape: TreeShape, repeats: int = 5, warmup: int = 2) -> float:
+    """Median ms of one ``score_tree`` call over a full tree of ``shape`` a row (its chain of
+    ``depth`` nodes, the other nodes siblings along it), each followed untimed by keeping the
+    root. A tree pass attends through its ancestor mask, which can cost more than a chain pass
+    of as many tokens (a causal kernel), so a tree is priced by its own pass."""
+    import torch
+
+    rows = _batch_rows(prompts, batch)
+    verifier.start(rows)
+    device = verifier.device
+    k = 1 + shape.nodes
+    # with the root: chain column c + 1 hangs on column c; sibling i on chain column i % depth
+    parents = [-1] + list(range(shape.depth)) + [i % shape.depth
+                                                 for i in range(shape.nodes - shape.depth)]
+    tokens = torch.tensor([(row * k)[:k] for row in rows], device=device)
+    parents = torch.tensor([parents] * batch, device=device)
+    lengths = torch.full((batch,), k, dtype=torch.long, device=device)
+    root = torch.zeros(batch, shape.depth + 1, dtype=torch.long, device=device)
+    one = torch.ones(batch, dtype=torch.long, device=device)
+    return median_ms(lambda: verifier.score_tree(tokens, parents, lengths), device, repeats,
+                     warmup, after=lambda _: verifier.keep_path(root, one))
 
 
 def draft_latency(draft, prompts: Sequence[Sequence[int]], batch: int,
@@ -510,6 +538,8 @@ def profile(verifier, drafts: Mapping[str, tuple[Any, dict]], prompts: Sequence[
             dp.overhead_ms[b] = {g: overhead(g) for g in sorted({1, gamma_max})}
             for shape in grown:
                 dp.trees[str(shape)].propose_ms[b] = ms[shape]
+                dp.trees[str(shape)].verify_ms[b] = tree_verifier_latency(
+                    verifier, ids, b, shape, repeats, warmup)
                 dp.trees[str(shape)].overhead_ms[b] = overhead(shape)
         result.drafts[label] = dp
     for layers, width in shapes:

@@ -411,9 +411,9 @@ class ThroughputModel:
         return [TreeShape.parse(s) for s in found.trees] if found is not None else []
 
     def predict_tree(self, draft: str, shape: TreeShape, batch: int) -> Prediction:
-        """A tree step of ``draft``: its measured ``propose_tree`` latency and overhead, the
-        verifier scoring 1 + nodes tokens a row, and TAR from the live tree run's per-row passes
-        (idle-aware as for chains)."""
+        """A tree step of ``draft``: its measured ``propose_tree`` latency, ``score_tree``
+        latency (1 + nodes tokens a row through the tree's mask) and overhead, and TAR from the
+        live tree run's per-row passes (idle-aware as for chains)."""
         found = self.profile.drafts[draft].trees.get(str(shape)) \
             if draft in self.profile.drafts else None
         if found is None:
@@ -427,9 +427,11 @@ class ThroughputModel:
                                   f"sampling; re-run `thrifty profile --temperature T`")
             rows = found.sampled["rows"]
         effective = continuous_tar if self.refill else static_tar
+        # the tree's own pass; a profile from before that was timed: a chain of as many tokens
+        verify = interp_batch(found.verify_ms, batch) if found.verify_ms \
+            else self.verify_ms(1 + shape.nodes, batch)
         return Prediction(draft, shape.depth, batch, effective(tree_walks(rows), batch),
-                          interp_batch(found.propose_ms, batch),
-                          self.verify_ms(1 + shape.nodes, batch),
+                          interp_batch(found.propose_ms, batch), verify,
                           interp_batch(found.overhead_ms, batch), tree=str(shape))
 
     # -- questions -----------------------------------------------------------------------------
