@@ -3,7 +3,8 @@
 For every tiny perturbed model of the test families (plugins/thrifty-hf/tests/families.py, and
 the Mixtral of test_fast_families.py), float32 on CUDA: transformers' greedy ``generate`` (its
 own dynamic cache and attention) is the reference; hf-fast target-only and hf-fast speculative
-with the n-gram draft (γ ``--gamma``) must produce the same tokens, at batch 1 (each prompt
+with the n-gram draft (γ ``--gamma``; ``--modes`` adds ``ngram-tree``, token trees of
+``--tree``, scored through the tree mask and kept by ``keep_path``) must produce the same tokens, at batch 1 (each prompt
 alone) and as one ragged batch of 3. Generations outgrow every sliding window. Where a row
 differs, the first divergence is audited (:mod:`thrifty_hf.audit`): the float32 logit gap
 between the two tokens there, so that a near-tie is told apart from a defect. The body that ran
@@ -11,6 +12,7 @@ each family (fused or generic) is printed. Exit status 1 if any row differs.
 
     python bench/gpu_exactness.py --json gpu_exactness.json
     python bench/gpu_exactness.py --zoo smollm2-135m:chat:8   # also the real model, held-out chat
+    python bench/gpu_exactness.py --modes ngram-tree --tree 4x2:8 --json trees.json
     python bench/gpu_exactness.py --smoke      # CPU, no graphs, two families: checks the script
 """
 
@@ -68,6 +70,7 @@ def reference(model, prompts, max_new: int) -> list[list[int]]:
 
 def check_family(name: str, make, prompts, args) -> list[dict]:
     from thrifty.speculative import SpeculativeDecoder
+    from thrifty.speculative.tree import parse_lookahead
     from thrifty.testing.toy import ToyTokenizer  # ids are compared, never decoded
     from thrifty_hf.audit import audit_divergences
     from thrifty_hf.fast import FastVerifier
@@ -76,14 +79,19 @@ def check_family(name: str, make, prompts, args) -> list[dict]:
     model = make().to(args.device)
     model.generation_config.eos_token_id = None
     ref = reference(model, prompts, args.max_new_tokens)
+    tree = parse_lookahead(args.tree, "--tree")
     # a row that is done keeps being stepped (its tokens discarded) until the whole static batch
-    # is, up to γ + 1 tokens a step: room for the slowest row's steps on every row
-    longest = max(map(len, prompts)) + (args.gamma + 1) * args.max_new_tokens + 2
+    # is, up to γ + 1 (a tree: nodes + 1) tokens a step: room for the slowest row's steps
+    widest = max(args.gamma, tree.nodes) + 1
+    longest = max(map(len, prompts)) + widest * args.max_new_tokens + 2
     fv = FastVerifier(model, ToyTokenizer(), max_len=longest, eos_token_ids=(),
                       graphs=args.device == "cuda", body=args.body, compile=args.compile)
     rows = []
-    for mode, draft, gamma in (("target-only", None, 0), ("ngram", NgramDraft(), args.gamma)):
-        dec = SpeculativeDecoder(fv, draft, gamma)
+    modes = {"target-only": (None, 0), "ngram": (NgramDraft(), args.gamma),
+             "ngram-tree": (NgramDraft(), tree)}
+    for mode in args.modes.split(","):
+        draft, lookahead = modes[mode]
+        dec = SpeculativeDecoder(fv, draft, lookahead)
         for batch in (1, 3):
             if batch == 1:
                 got = [dec.generate([p], max_new_tokens=args.max_new_tokens).token_ids[0]
@@ -119,6 +127,10 @@ def main() -> int:
     ap.add_argument("--max-new-tokens", type=int, default=48,
                     help="long enough to outgrow every window")
     ap.add_argument("--gamma", type=int, default=4)
+    ap.add_argument("--modes", default="target-only,ngram",
+                    help="comma-separated, of target-only, ngram (a chain of --gamma) and "
+                         "ngram-tree (token trees of --tree)")
+    ap.add_argument("--tree", default="4x2:8", help="the tree shape of the ngram-tree mode")
     ap.add_argument("--tol", type=float, default=0.5, help="largest logit gap called a near-tie")
     ap.add_argument("--body", default="auto", choices=["auto", "generic"],
                     help="hf-fast body (auto: fused Llama where its allow-list holds)")
