@@ -12,6 +12,8 @@
 #           GPU, batch 32, on a corpus with 4,800 self-generated answers;
 #   round 4 (2026-12-06, 358 s on an H200: what one 10-minute call left after building the
 #           corpus): round 3's feature draft trained further the same way (the shipped one).
+#   round 5 (not run; commented out at the end): the shipped feature draft trained further on
+#           a corpus that adds the multi-language sources and prose of bench/draft_corpus.py.
 # Usage: bench/gpu_distill.sh OUT_DIR [SECONDS_PER_DRAFT] [ROUND]
 set -euo pipefail
 out=${1:?output folder}
@@ -45,3 +47,12 @@ else
       "${common[@]}" &
 fi
 wait
+# round 5, not run: build the multi-language corpus (pip downloads the sdists), cache it with the
+# standard library and the chat answers, and train the shipped feature draft further on it.
+#   python bench/draft_corpus.py --out "$out/draft-corpus"
+#   thrifty distill --out "$out/scratch" --depth 1 --steps 1 --corpus code,chat,files \
+#       --files "$out/draft-corpus" --corpus-cache "$out/corpus-files.safetensors" \
+#       --code-tokens 6000000 --self-generate 4800 --gen-batch 400 --seq-len 512 --quiet
+#   thrifty distill --out "$out/smollm2-draft-feat" --resume smollm2-draft-feat \
+#       --verifier smollm2-135m --corpus-cache "$out/corpus-files.safetensors" --steps 40000 \
+#       --max-seconds "$secs" --batch 32 --seq-len 512 --quiet

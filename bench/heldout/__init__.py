@@ -3,7 +3,8 @@
 ``suite.json`` (built by ``build.py`` from pinned packages of the index) holds five workloads:
 third-party code, HumanEval problems, single-turn chat, multi-turn chat and long-context
 summarisation; ``load`` turns them into token ids for a tokenizer (chat workloads through its
-chat template).
+chat template). ``lines`` is the rule by which a corpus shares no text with the suite: no line
+of it is a line of a prompt (``tests/test_heldout_suite.py``, ``bench/draft_corpus.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,28 @@ from pathlib import Path
 
 SUITE = Path(__file__).resolve().parent / "suite.json"
 WORKLOADS = ("code", "humaneval", "chat", "multiturn", "summarise")
+MIN_LINE = 40
+MIN_LETTERS = 20
+
+
+def lines(text: str) -> set[str]:
+    """The lines of ``text`` that a corpus may not share with the suite: whitespace-normalised
+    lines of ``MIN_LINE``+ characters, ``MIN_LETTERS``+ of them letters (shorter ones,
+    separators and one-call idioms such as ``handler = logging.StreamHandler()`` are shared
+    by all code)."""
+    return {s for line in text.splitlines() if len(s := " ".join(line.split())) >= MIN_LINE
+            and sum(c.isalpha() for c in s) >= MIN_LETTERS}
+
+
+def texts(row: dict) -> list[str]:
+    """The texts of one prompt: its ``text``, or the content of each of its messages."""
+    return [row["text"]] if "text" in row else [m["content"] for m in row["messages"]]
+
+
+def suite_lines() -> dict[str, str]:
+    """Every :func:`lines` line of every prompt, with the prompt's source."""
+    return {line: r["source"] for wl in prompts().values() for r in wl["prompts"]
+            for text in texts(r) for line in lines(text)}
 
 
 def prompts() -> dict[str, dict]:

@@ -7,8 +7,10 @@ every position. Acceptance in speculative decoding is exactly the overlap of tho
 distributions, so this is the objective that matters, not perplexity.
 
 Corpus: Python standard-library source (the interpreter's own, so it is always there offline;
-files whose path hashes to 0 mod 10 are held out for evaluation and benchmarks) and the
-verifier's own sampled answers to built-in chat-style prompts (code and prose requests).
+files whose path hashes to 0 mod 10 are held out for evaluation and benchmarks), the text files
+of a folder (``--files``, split the same way; ``bench/draft_corpus.py`` builds one of several
+languages and prose) and the verifier's own sampled answers to built-in chat-style prompts
+(code and prose requests).
 
 A feature draft (``--features``) also learns the verifier's final hidden state: it is fed the
 verifier's features (shifted by one token, as at decoding time) and trained on KL plus a
@@ -46,6 +48,12 @@ def chat_prompts() -> list[str]:
     return [t.format(topic) for topic in TOPICS for t in TASKS]
 
 
+def held_out(rel: str) -> bool:
+    """Whether the file at relative path ``rel`` is held out (1 in 10, by a hash of the path):
+    a file stays on its side of the split whatever else its folder holds."""
+    return int(hashlib.sha1(rel.encode()).hexdigest(), 16) % 10 == 0
+
+
 def stdlib_files(split: str = "train") -> list[Path]:
     """Python standard-library sources; ``split`` is ``"train"`` or ``"heldout"`` (1 in 10)."""
     root = Path(sysconfig.get_paths()["stdlib"])
@@ -62,16 +70,39 @@ def stdlib_files(split: str = "train") -> list[Path]:
             rel = name if here == "." else f"{here}/{name}"
             if not name.endswith(".py") or skipped(rel):
                 continue
-            held = int(hashlib.sha1(rel.encode()).hexdigest(), 16) % 10 == 0
-            if held == (split == "heldout"):
+            if held_out(rel) == (split == "heldout"):
                 out.append(root / rel)
     return sorted(out)
 
 
+MANIFEST = "SOURCES.json"
+"""A corpus folder's description of its sources (``bench/draft_corpus.py`` writes one at the
+top): not training text."""
+
+
+def folder_files(root: Path, split: str = "train") -> list[Path]:
+    """Every file under ``root`` but its top-level :data:`MANIFEST`, sorted by relative path,
+    split as :func:`stdlib_files` splits: ``split`` is ``"train"`` or ``"heldout"``."""
+    rels = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    return [root / rel for rel in rels
+            if rel != MANIFEST and held_out(rel) == (split == "heldout")]
+
+
 def code_tokens(tokenizer, split: str, limit: int) -> list[int]:
     """Up to ``limit`` tokens of standard-library code (files joined by blank lines)."""
+    return file_tokens(tokenizer, stdlib_files(split), limit)
+
+
+def files_tokens(tokenizer, root: Path, split: str, limit: int) -> list[int]:
+    """Up to ``limit`` tokens of the files under ``root`` (``--files``), in path order."""
+    return file_tokens(tokenizer, folder_files(root, split), limit)
+
+
+def file_tokens(tokenizer, paths, limit: int) -> list[int]:
+    """Up to ``limit`` tokens of ``paths`` read as UTF-8 and joined by blank lines; a file that
+    does not decode is skipped."""
     ids: list[int] = []
-    for path in stdlib_files(split):
+    for path in paths:
         try:
             text = path.read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError):
@@ -451,6 +482,28 @@ def load_corpus(path: Path) -> dict:
     return data
 
 
+CORPORA = ("code", "files", "chat")
+"""The kinds of training text ``--corpus`` names."""
+
+
+def corpus_kinds(args) -> set[str]:
+    """The kinds ``--corpus`` names, checked with the options they need."""
+    kinds = set(args.corpus.split(","))
+    unknown = kinds - set(CORPORA)
+    if unknown:
+        raise ConfigError(f"--corpus takes a comma-separated list of {', '.join(CORPORA)} "
+                          f"(e.g. code,chat); got {sorted(unknown)}")
+    if ("files" in kinds) != bool(args.files):
+        raise ConfigError("--corpus files and --files DIR go together: --files names the "
+                          "folder of text files that --corpus files trains on (bench/"
+                          "draft_corpus.py builds one); pass both or neither")
+    root = Path(args.files) if args.files else None
+    if root and not (root.is_dir() and any(p.is_file() for p in root.rglob("*"))):
+        raise ConfigError(f"--files {root} is not a folder with files in it; build one with "
+                          f"bench/draft_corpus.py --out {root}, or drop 'files' from --corpus")
+    return kinds
+
+
 def build_corpus(args, verifier, tokenizer) -> dict:
     """Training and held-out sequences, cached in ``--corpus-cache`` when given."""
     cache = Path(args.corpus_cache) if args.corpus_cache else None
@@ -458,10 +511,7 @@ def build_corpus(args, verifier, tokenizer) -> dict:
         data = load_corpus(cache)
         if data["seq_len"] == args.seq_len:
             return data
-    kinds = set(args.corpus.split(","))
-    unknown = kinds - {"code", "chat"}
-    if unknown:
-        raise ConfigError(f"--corpus takes 'code', 'chat' or 'code,chat'; got {sorted(unknown)}")
+    kinds = corpus_kinds(args)
     if "chat" in kinds and args.self_generate and not getattr(tokenizer, "chat_template", None):
         raise ConfigError(f"verifier {args.verifier!r} has no chat template, so it cannot answer "
                           f"the chat prompts of --corpus chat; pass --corpus code (or "
@@ -471,6 +521,11 @@ def build_corpus(args, verifier, tokenizer) -> dict:
         train += code_tokens(tokenizer, "train", args.code_tokens)
         held += code_tokens(tokenizer, "heldout", 16 * args.seq_len)
         describe["code_tokens"] = len(train)
+    if "files" in kinds:
+        files_train = files_tokens(tokenizer, Path(args.files), "train", args.files_tokens)
+        train += files_train
+        held += files_tokens(tokenizer, Path(args.files), "heldout", 16 * args.seq_len)
+        describe["files_tokens"] = len(files_train)
     if "chat" in kinds and args.self_generate:
         base = chat_prompts()
         prompts = (base * math.ceil(args.self_generate / len(base)))[: args.self_generate]
@@ -525,8 +580,17 @@ def configure(p) -> None:
                    help="train an existing draft further (zoo name or folder); its architecture "
                         "is kept, so --depth, --width, --init, --features and their kin must "
                         "stay unset")
-    p.add_argument("--corpus", default="code,chat", help="'code', 'chat' or 'code,chat'")
+    p.add_argument("--corpus", default="code,chat",
+                   help="comma-separated kinds of training text: code (the Python standard "
+                        "library), files (the text files under --files) and chat (the "
+                        "verifier's answers to built-in prompts)")
     p.add_argument("--code-tokens", type=int, default=2_000_000)
+    p.add_argument("--files", default=None, metavar="DIR",
+                   help="folder of text files for --corpus files, read in path order, 1 file "
+                        "in 10 held out (bench/draft_corpus.py builds one)")
+    p.add_argument("--files-tokens", type=int, default=12_000_000,
+                   help="most training tokens --corpus files takes, from the first files in "
+                        "path order")
     p.add_argument("--self-generate", type=int, default=800,
                    help="chat-style prompts the verifier answers to make training text")
     p.add_argument("--gen-tokens", type=int, default=256)
@@ -551,6 +615,7 @@ def run(args) -> int:
         raise ConfigError("--depth must be >= 1")
     if args.steps < 1 or args.batch < 1 or args.seq_len < 2:
         raise ConfigError("--steps and --batch must be >= 1 and --seq-len >= 2")
+    corpus_kinds(args)  # before the verifier loads
     if args.resume and any(getattr(args, k) != v for k, v in ARCHITECTURE.items()):
         raise ConfigError("--resume keeps the draft's own architecture; drop --depth, --width, "
                           "--intermediate-size, --kv-heads, --init, --features and --layers")
