@@ -11,11 +11,11 @@ packages in ``PACKAGES`` (about 32 MB), none of them a source of the held-out su
 The archives are read as tar or zip files; nothing is built or installed (pip prepares each
 sdist's metadata with its build backend, so a package whose backend needs more than the index,
 as maturin's ``cargo metadata`` does, cannot be listed). A file is kept by its
-extension (``LANGUAGES``) unless it looks generated or minified (``junk``), and dropped if it
-shares a line with a held-out prompt (``heldout.lines``, the rule of
-``tests/test_heldout_suite.py``). Each kept file is written as ``OUT/<name>-<version>/<path>``;
+extension (``LANGUAGES``) unless it looks generated or minified (``junk``), without the lines
+it shares with a held-out prompt (``heldout.lines``, the rule of ``tests/test_heldout_suite.py``;
+mostly licence headers a held-out README quotes, which would otherwise cost whole files). Each kept file is written as ``OUT/<name>-<version>/<path>``;
 ``OUT/SOURCES.json`` records every package (archive, sha256, files, bytes), the bytes of each
-language and the dropped files.
+language and every file that lost lines, with the held-out prompt it shared them with.
 """
 
 from __future__ import annotations
@@ -117,9 +117,10 @@ def junk(path: str, data: bytes) -> str | None:
 
 
 def select(files, held: dict[str, str]):
-    """Split ``(path, bytes)`` files into kept ones, a count of each reason to skip a file, and
-    the files dropped for a line a held-out prompt has (path and that prompt's source)."""
-    kept, skipped, dropped = [], Counter(), []
+    """Split ``(path, bytes)`` files into kept ones (without their held-out lines), a count of
+    each reason to skip a file, and the files that lost lines (path, how many, and the source
+    of the held-out prompt of the first)."""
+    kept, skipped, scrubbed = [], Counter(), []
     for path, data in files:
         if Path(path).suffix.lower() not in LANGUAGES:
             continue
@@ -127,12 +128,25 @@ def select(files, held: dict[str, str]):
         if reason:
             skipped[reason] += 1
             continue
-        shared = sorted(lines(data.decode("utf-8")) & held.keys())
-        if shared:
-            dropped.append({"file": path, "heldout": held[shared[0]], "line": shared[0]})
+        text, removed = scrub(data.decode("utf-8"), held)
+        if removed:
+            scrubbed.append({"file": path, "lines": len(removed), "heldout": held[removed[0]],
+                             "line": removed[0]})
+        kept.append((path, text.encode("utf-8")))
+    return kept, skipped, scrubbed
+
+
+def scrub(text: str, held: dict[str, str]) -> tuple[str, list[str]]:
+    """``text`` without the lines a held-out prompt has (compared whitespace-normalised, as
+    :func:`heldout.lines` does), and those lines."""
+    kept, removed = [], []
+    for line in text.splitlines(keepends=True):
+        normal = " ".join(line.split())
+        if normal in held:
+            removed.append(normal)
         else:
-            kept.append((path, data))
-    return kept, skipped, dropped
+            kept.append(line)
+    return "".join(kept), removed
 
 
 def language_bytes(files) -> dict[str, int]:
@@ -147,7 +161,7 @@ def write_package(spec: str, archive: Path, out: Path, held: dict[str, str]) -> 
     """Write one sdist's kept files under ``out/<name>-<version>``; its SOURCES.json entry."""
     name, version = spec.split("==")
     folder = f"{name}-{version}"
-    kept, skipped, dropped = select(members(archive), held)
+    kept, skipped, scrubbed = select(members(archive), held)
     for path, data in kept:
         target = out / folder / path
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -156,7 +170,7 @@ def write_package(spec: str, archive: Path, out: Path, held: dict[str, str]) -> 
             "sha256": hashlib.sha256(archive.read_bytes()).hexdigest(), "folder": folder,
             "files": len(kept), "bytes": sum(len(d) for _, d in kept),
             "languages": language_bytes(kept), "skipped": dict(skipped),
-            "dropped": [{**d, "file": f"{folder}/{d['file']}"} for d in dropped]}
+            "scrubbed": [{**d, "file": f"{folder}/{d['file']}"} for d in scrubbed]}
 
 
 def prepare(out: Path) -> None:
@@ -183,7 +197,7 @@ def build(specs: list[str], archives: Path, out: Path) -> dict:
                "languages": dict(sorted(total.items())),
                "files": sum(p["files"] for p in packages),
                "bytes": sum(p["bytes"] for p in packages),
-               "dropped": [d for p in packages for d in p["dropped"]]}
+               "scrubbed": [d for p in packages for d in p["scrubbed"]]}
     (out / MANIFEST).write_text(json.dumps(sources, indent=1) + "\n", encoding="utf-8")
     return sources
 
@@ -203,7 +217,7 @@ def main() -> None:
     for lang, n in sources["languages"].items():
         print(f"{lang}: {n / 1e6:.1f} MB")
     print(f"{sources['files']} files, {sources['bytes'] / 1e6:.1f} MB in {args.out}; "
-          f"{len(sources['dropped'])} dropped for a held-out line")
+          f"{len(sources['scrubbed'])} files lost a line a held-out prompt has")
 
 
 if __name__ == "__main__":

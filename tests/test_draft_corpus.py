@@ -1,7 +1,7 @@
 """``bench/draft_corpus.py`` keeps source and prose, and nothing the held-out suite holds.
 
-On a fake sdist (no download): a file with a line of a held-out prompt is dropped and listed, a
-clean one is kept, a minified one and a Python one are not read; a package that is a source of
+On a fake sdist (no download): a file with a line of a held-out prompt is kept without that line
+and listed, a clean one is kept whole, a minified one and a Python one are not read; a package that is a source of
 the held-out suite is refused before anything is downloaded.
 """
 
@@ -34,7 +34,7 @@ def _sdist(folder: Path, files: dict[str, str]) -> Path:
     return archive
 
 
-def test_a_file_sharing_a_heldout_line_is_dropped_and_a_clean_one_kept(tmp_path, monkeypatch):
+def test_a_heldout_line_is_removed_and_the_rest_kept(tmp_path, monkeypatch):
     planted = sorted(heldout.suite_lines())[0]
     archive = _sdist(tmp_path, {"src/add.c": CLEAN, "src/copied.c": f"{CLEAN}    {planted}\n",
                                 "web/app.min.js": "var a=1;" * 100, "setup.py": CLEAN})
@@ -42,14 +42,16 @@ def test_a_file_sharing_a_heldout_line_is_dropped_and_a_clean_one_kept(tmp_path,
     out = tmp_path / "corpus"
     sources = draft_corpus.build(["fake==1.0"], tmp_path, out)
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == \
-        ["SOURCES.json", "fake-1.0/src/add.c"]
+        ["SOURCES.json", "fake-1.0/src/add.c", "fake-1.0/src/copied.c"]
     assert (out / "fake-1.0" / "src" / "add.c").read_text() == CLEAN
-    assert [d["file"] for d in sources["dropped"]] == ["fake-1.0/src/copied.c"]
-    assert sources["dropped"][0]["heldout"] == heldout.suite_lines()[planted]
+    assert (out / "fake-1.0" / "src" / "copied.c").read_text() == CLEAN
+    assert [(d["file"], d["lines"]) for d in sources["scrubbed"]] == \
+        [("fake-1.0/src/copied.c", 1)]
+    assert sources["scrubbed"][0]["heldout"] == heldout.suite_lines()[planted]
     package = sources["packages"][0]
-    assert package["files"] == 1 and package["skipped"] == {
+    assert package["files"] == 2 and package["skipped"] == {
         "minified, vendored bundle or lock file": 1}
-    assert sources["languages"] == {"C": len(CLEAN)}
+    assert sources["languages"] == {"C": 2 * len(CLEAN)}
     assert json.loads((out / "SOURCES.json").read_text()) == sources
     # building again replaces the corpus; a folder that is not one is refused
     draft_corpus.build(["fake==1.0"], tmp_path, out)
