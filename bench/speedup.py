@@ -18,6 +18,10 @@ generation with ``--assistant`` (a token draft). ``vs_strongest`` divides by the
 ``--suite indist`` the standard-library code and chat prompts of gpu_speed.py.
 ``--refill-prompts N`` adds batch 8 with continuous batching: N prompts through 8 rows, each
 row taking the next prompt as soon as its output is done (target-only runs the same way).
+Every output is compared with target-only's; where some differ, each row's first divergence is
+audited (the float32 verifier's logit gap there: ``near_ties``, ``max_gap``), so a bf16 rounding
+flip at a near-tie is told apart from a defect. ``--dtype float32`` runs the GPU in float32,
+where every output must equal target-only's.
 ``--smoke`` runs everything on the CPU in float32 with a few tokens (a check of the script).
 """
 
