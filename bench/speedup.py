@@ -22,7 +22,9 @@ Every output is compared with target-only's; where some differ, each row's first
 audited (the float32 verifier's logit gap there: ``near_ties``, ``max_gap``), so a bf16 rounding
 flip at a near-tie is told apart from a defect. ``--dtype float32`` runs the GPU in float32,
 where every output must equal target-only's.
-``--smoke`` runs everything on the CPU in float32 with a few tokens (a check of the script).
+``--device cpu`` runs it off a GPU (with ``--dtype bfloat16``: where bf16 rounding parts
+outputs, and by how much). ``--smoke`` runs everything on the CPU in float32 (a check of the
+script).
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ def environment(device: str) -> dict:
     import torch
     import transformers
 
-    return {"device": torch.cuda.get_device_name() if device == "cuda" else platform.processor(),
+    return {"device": torch.cuda.get_device_name() if device == "cuda" else platform.processor()
+            or platform.machine(),
             "torch": torch.__version__, "transformers": transformers.__version__,
             "date": datetime.date.today().isoformat()}
 
@@ -75,7 +78,9 @@ def main() -> None:
                          f"{','.join(heldout.WORKLOADS)}, indist has code,chat)")
     ap.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"),
                     help="float32 checks that every speculative output equals target-only's")
-    ap.add_argument("--smoke", action="store_true", help="CPU, float32, few tokens")
+    ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
+                    help="cpu: exactness and the divergence audit off a GPU (timings mean little)")
+    ap.add_argument("--smoke", action="store_true", help="CPU, float32 (a check of the script)")
     ap.add_argument("--out", default="speedup.json")
     args = ap.parse_args()
 
@@ -86,7 +91,7 @@ def main() -> None:
     from thrifty_hf.models import eos_token_ids
     from thrifty_hf.zoo import resolve
 
-    device, dtype = ("cpu", "float32") if args.smoke else ("cuda", args.dtype)
+    device, dtype = ("cpu", "float32") if args.smoke else (args.device, args.dtype)
     names = [w for w in args.workloads.split(",") if w] or (
         list(heldout.WORKLOADS) if args.suite == "heldout" else ["code", "chat"])
     n = max(args.prompts, args.refill_prompts)
