@@ -218,6 +218,20 @@ def _sample_children(r, children, tokens, q, branch: int, alive, nxt, generator)
     return found, child, torch.where(alive & ~found, drawn, nxt)
 
 
+def kept_on_path(path, lengths, tokens, on_chain) -> tuple[list[list[int]], list[int]]:
+    """What a draft that grew a :func:`sibling_tree` keeps after :func:`accept_tree`'s
+    ``path``: per row, the tokens of the kept nodes after the root, and how many of them are
+    chain nodes (the path runs down the chain and may end on a sibling leaf, so they are a prefix
+    of its chain: what the draft's cache holds). ``tokens``/``on_chain``: the proposal's columns
+    per row (nested lists or arrays)."""
+    kept, chain = [], []
+    for b, (nodes, m) in enumerate(zip(path.tolist(), lengths.tolist())):
+        cols = [j - 1 for j in nodes[1:m]]
+        kept.append([int(tokens[b][c]) for c in cols])
+        chain.append(sum(bool(on_chain[b][c]) for c in cols))
+    return kept, chain
+
+
 def sibling_tree(chain, probs, shape: TreeShape, sampled: bool):
     """A draft's chain with its runners-up as leaf siblings: a dynamic tree (EAGLE-2) that the
     draft grows without attending over a tree itself, since it only ever runs its chain.

@@ -22,7 +22,7 @@ import torch
 from thrifty.errors import ConfigError, IncompatibleModelsError, ModelFormatError
 from thrifty.protocols import Proposal, TreeProposal
 from thrifty.speculative import Sampling, sample, warp
-from thrifty.speculative.tree import sibling_tree
+from thrifty.speculative.tree import kept_on_path, sibling_tree
 
 from .cached import CachedLM, pad
 from .plugin import DEVICES, DTYPES
@@ -147,11 +147,7 @@ class HFDraft:
                     next_tokens: torch.Tensor) -> None:
         """The path runs down the chain and may end on a sibling leaf: the cache keeps the
         chain nodes on it, and the row gains every kept token."""
-        kept, chain = [], []
-        for nodes, tokens, on_chain, m in zip(path.tolist(), self._proposed, self._on_chain,
-                                              lengths.tolist()):
-            kept.append([tokens[j - 1] for j in nodes[1:m]])
-            chain.append(sum(on_chain[j - 1] for j in nodes[1:m]))
+        kept, chain = kept_on_path(path, lengths, self._proposed, self._on_chain)
         self._extend(kept, chain, next_tokens.tolist())
 
     def _extend(self, kept: list[list[int]], chain: list[int], next_tokens: list[int]) -> None:

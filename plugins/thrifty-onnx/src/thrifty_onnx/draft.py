@@ -124,7 +124,8 @@ class OnnxDraft:
 
         from thrifty.speculative.tree import sibling_tree
 
-        drafted, q, probs = self._chain(shape.depth, sampling, generator)
+        drafted, q, seen = self._chain(shape.depth, sampling, generator)
+        probs = torch.from_numpy(np.stack(seen, 1)).softmax(-1) if q is None else q
         tree, on_chain = sibling_tree(torch.from_numpy(drafted).to(probs.device), probs, shape,
                                       sampled=q is not None)
         self._tree = (tree.tokens.cpu().numpy(), on_chain.cpu().numpy())
@@ -132,8 +133,8 @@ class OnnxDraft:
 
     def _chain(self, gamma: int, sampling: Any, generator: Any):
         """Feed every row's uncached committed tokens, then draft ``gamma`` tokens one step at
-        a time: the tokens [B, γ] (numpy), their q [B, γ, V] (None under greedy) and the
-        distribution each was picked from (the softmax under greedy, else q), as torch."""
+        a time: the tokens [B, γ] (numpy), their q [B, γ, V] (torch; None under greedy) and the
+        logits each was picked from (numpy [B, V] a step)."""
         import torch
 
         batch = len(self._pending)
@@ -148,18 +149,18 @@ class OnnxDraft:
                                                   np.searchsorted(last, counts - 1)]
         self._pending = [[] for _ in range(batch)]
         first_slot = self._cache.length
-        picked, qs = [], []
+        picked, qs, seen = [], [], []
         for i in range(gamma):
             tok, q = self._pick(logits, sampling, generator)
             picked.append(tok)
-            qs.append(torch.from_numpy(logits).softmax(-1) if q is None else q)
+            qs.append(q)
+            seen.append(logits)
             if i + 1 < gamma:
                 logits = self.forward(tok[:, None], np.ones((batch, 1), dtype=bool),
                                       np.zeros(1, dtype=np.int64))[:, 0]
         drafted = np.stack(picked, 1)
         self._proposed = (drafted, first_slot)
-        probs = torch.stack(qs, 1)
-        return drafted, None if sampling.greedy else probs, probs
+        return drafted, None if sampling.greedy else torch.stack(qs, 1), seen
 
     def commit(self, accepted: Any, next_tokens: Any) -> None:
         accepted, next_tokens = accepted.tolist(), next_tokens.tolist()
@@ -174,12 +175,9 @@ class OnnxDraft:
     def commit_path(self, path: Any, lengths: Any, next_tokens: Any) -> None:
         """The path runs down the chain and may end on a sibling leaf: the cache keeps the
         chain nodes on it, and the row gains every kept token."""
-        tokens, on_chain = self._tree
-        kept, chain = [], []
-        for b, (nodes, m) in enumerate(zip(path.tolist(), lengths.tolist())):
-            cols = [j - 1 for j in nodes[1:m]]
-            kept.append(tokens[b, cols].tolist())
-            chain.append(int(on_chain[b, cols].sum()))
+        from thrifty.speculative.tree import kept_on_path
+
+        kept, chain = kept_on_path(path, lengths, *self._tree)
         self._keep(kept, chain, next_tokens.tolist())
 
     def _keep(self, kept: list[list[int]], chain: list[int], next_tokens: list[int]) -> None:

@@ -65,31 +65,31 @@ class WindowDraft:
     def propose_tree(self, shape, sampling: Sampling, generator) -> TreeProposal:
         """Its chain of ``shape.depth`` tokens with runners-up as leaf siblings
         (:func:`~thrifty.speculative.tree.sibling_tree`)."""
-        chain, q, probs = self._chain(shape.depth, sampling, generator)
+        chain, q, seen = self._chain(shape.depth, sampling, generator)
+        probs = torch.stack(seen, 1).softmax(-1) if q is None else q
         tree, _ = sibling_tree(chain, probs, shape, sampled=q is not None)
         self._tree = tree.tokens
         return tree
 
     def _chain(self, gamma: int, sampling: Sampling, generator):
         """``gamma`` tokens one step at a time from the pending token and the past: the tokens
-        [B, γ], their q [B, γ, V] (None under greedy) and the distribution each was picked
-        from (the softmax under greedy, else q)."""
+        [B, γ], their q [B, γ, V] (None under greedy) and the logits each was picked from
+        ([B, V] a step)."""
         past, cur = self._past, self._last
-        tokens, qs = [], []
+        tokens, qs, seen = [], [], []
         for _ in range(gamma):
             logits, past = self.step(cur[:, None], past)
             logits = logits[:, 0].float()
+            seen.append(logits)
             if sampling.greedy:
                 cur = logits.argmax(-1)
-                qs.append(logits.softmax(-1))
             else:
                 qs.append(warp(logits, sampling))
                 cur = sample(qs[-1], generator)
             tokens.append(cur)
         if not tokens:
-            return self._last.new_zeros(len(self._last), 0), None, None
-        probs = torch.stack(qs, 1)
-        return torch.stack(tokens, 1), None if sampling.greedy else probs, probs
+            return self._last.new_zeros(len(self._last), 0), None, seen
+        return torch.stack(tokens, 1), torch.stack(qs, 1) if qs else None, seen
 
     def commit(self, accepted, next_tokens) -> None:
         """The new past is the newest W of (accepted proposals, pending, past): a gather."""
