@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import re
 import shutil
 import subprocess
@@ -33,8 +32,9 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
-from heldout import lines, suite_lines
+from heldout import normalise, suite_lines
 from heldout.build import CHATTER, CODE, HUMANEVAL, READMES
+from thrifty.atomic import write_json_atomically
 from thrifty_hf.distill import MANIFEST
 
 PACKAGES = ["bcrypt==5.0.0", "django==5.2.20", "gojsonnet==0.22.0", "jpype1==1.7.1",
@@ -137,11 +137,11 @@ def select(files, held: dict[str, str]):
 
 
 def scrub(text: str, held: dict[str, str]) -> tuple[str, list[str]]:
-    """``text`` without the lines a held-out prompt has (compared whitespace-normalised, as
-    :func:`heldout.lines` does), and those lines."""
+    """``text`` without the lines a held-out prompt has (compared :func:`heldout.normalise`d, as
+    :func:`heldout.lines` compares them), and those lines."""
     kept, removed = [], []
     for line in text.splitlines(keepends=True):
-        normal = " ".join(line.split())
+        normal = normalise(line)
         if normal in held:
             removed.append(normal)
         else:
@@ -198,7 +198,7 @@ def build(specs: list[str], archives: Path, out: Path) -> dict:
                "files": sum(p["files"] for p in packages),
                "bytes": sum(p["bytes"] for p in packages),
                "scrubbed": [d for p in packages for d in p["scrubbed"]]}
-    (out / MANIFEST).write_text(json.dumps(sources, indent=1) + "\n", encoding="utf-8")
+    write_json_atomically(out / MANIFEST, sources, indent=1)
     return sources
 
 

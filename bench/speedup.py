@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import platform
 import statistics
@@ -189,9 +190,20 @@ def audit(hf, prompts, reference, outs) -> dict:
     verifier's logit gap between the two tokens (:mod:`thrifty_hf.audit`; near-tie: <= 0.5)."""
     from thrifty_hf.audit import audit_divergences
 
-    found = audit_divergences(hf, prompts, reference, outs)
+    found = audit_divergences(_float32(hf), prompts, reference, outs)
     return dict(near_ties=f"{sum(d.near_tie for d in found)}/{len(found)}",
                 max_gap=round(max((d.gap for d in found), default=0.0), 4))
+
+
+@functools.cache
+def _float32(hf):
+    """The verifier in float32 for :func:`audit`, copied once: a bf16 run audits several
+    configurations (the audit itself would copy the model for each)."""
+    import copy
+
+    import torch
+
+    return hf if next(hf.parameters()).dtype == torch.float32 else copy.deepcopy(hf).float()
 
 
 def transformers_references(hf, prompts, args, eos, assistant) -> dict[str, dict]:

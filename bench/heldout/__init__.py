@@ -18,12 +18,17 @@ MIN_LINE = 40
 MIN_LETTERS = 20
 
 
+def normalise(line: str) -> str:
+    """A line as the suite and a corpus are compared: whitespace runs made one space, trimmed."""
+    return " ".join(line.split())
+
+
 def lines(text: str) -> set[str]:
-    """The lines of ``text`` that a corpus may not share with the suite: whitespace-normalised
+    """The lines of ``text`` that a corpus may not share with the suite: :func:`normalise`d
     lines of ``MIN_LINE``+ characters, ``MIN_LETTERS``+ of them letters (shorter ones,
     separators and one-call idioms such as ``handler = logging.StreamHandler()`` are shared
     by all code)."""
-    return {s for line in text.splitlines() if len(s := " ".join(line.split())) >= MIN_LINE
+    return {s for line in text.splitlines() if len(s := normalise(line)) >= MIN_LINE
             and sum(c.isalpha() for c in s) >= MIN_LETTERS}
 
 
