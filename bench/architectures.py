@@ -37,6 +37,7 @@ import platform
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -135,8 +136,9 @@ def timed(fn) -> float:
 
 def family_runs(model, prompts, max_new: int, max_len: int, body: str, compile: bool):
     """{config: zero-argument function that generates ``max_new`` tokens for every prompt and
-    returns the new tokens}, and the hf-fast verifier (``compile``: also ``hf-fast+compile``,
-    the static forward compiled by ``torch.compile`` before graph capture)."""
+    returns the new tokens}, and {hf-fast config: its verifier} (``compile``: also
+    ``hf-fast+compile``, the static forward compiled by ``torch.compile`` before graph
+    capture)."""
     import torch
 
     from thrifty.speculative import SpeculativeDecoder
@@ -160,21 +162,27 @@ def family_runs(model, prompts, max_new: int, max_len: int, body: str, compile: 
         return model.generate(ids, **kw)[:, ids.shape[1]:].tolist()
 
     runs = {"hf-fast": fast, "static": static, "eager": eager}
+    verifiers = {"hf-fast": fv}
     if compile:
-        runs["hf-fast+compile"] = fast_run(compile=True)[1]
-    return runs, fv
+        verifiers["hf-fast+compile"], runs["hf-fast+compile"] = fast_run(compile=True)
+    return runs, verifiers
 
 
-def device_work(fn) -> tuple[int, float]:
-    """(kernels and copies the GPU ran, their summed time in ms) while ``fn`` ran."""
+def device_work(fn) -> tuple[int, float, Counter]:
+    """(kernels and copies the GPU ran, their summed time in ms, ms by kernel name) while
+    ``fn`` ran."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         fn()
         sync()
-    work = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
-    return len(work), sum(e.time_range.elapsed_us() for e in work) / 1e3
+    by_name: Counter = Counter()
+    for e in prof.events():
+        if e.device_type == DeviceType.CUDA:
+            by_name[e.name] += e.time_range.elapsed_us() / 1e3
+    return sum(1 for e in prof.events() if e.device_type == DeviceType.CUDA), \
+        sum(by_name.values()), by_name
 
 
 def graph_floor_ms(kernels: int, replays: int = 50) -> float:
@@ -219,16 +227,19 @@ def floors(model, fv, prompts, rate: float) -> dict:
 
     dec = SpeculativeDecoder(fv)  # the verifier's graphs are captured already
     short, long = 16, 48
-    (k0, ms0), (k1, ms1) = (device_work(lambda n=n: dec.generate(prompts, max_new_tokens=n))
-                            for n in (short, long))
+    (k0, ms0, names0), (k1, ms1, names1) = (
+        device_work(lambda n=n: dec.generate(prompts, max_new_tokens=n)) for n in (short, long))
     kernels = round((k1 - k0) / (long - short))
+    names1.subtract(names0)  # the passes' kernels, without the prefill's
     if kernels < 1:
         raise SystemExit("the profiler saw no kernels in hf-fast's passes (CUPTI unavailable?)")
     weights = weight_bytes(model)
     return dict(pass_ms=round(len(prompts) * 1e3 / rate, 3), kernels_per_pass=kernels,
                 busy_ms=round((ms1 - ms0) / (long - short), 3),
                 graph_floor_ms=round(graph_floor_ms(kernels), 3),
-                bandwidth_floor_ms=round(weights / copy_bandwidth() * 1e3, 3))
+                bandwidth_floor_ms=round(weights / copy_bandwidth() * 1e3, 3),
+                top_kernels_ms={name[:80]: round(ms / (long - short), 4)
+                                for name, ms in names1.most_common(8)})
 
 
 def measure(name: str, args) -> list[dict]:
@@ -242,7 +253,7 @@ def measure(name: str, args) -> list[dict]:
     for batch in args.batches:
         prompts = torch.randint(1, model.config.vocab_size, (batch, args.prompt_len),
                                 generator=gen).tolist()
-        runs, fv = family_runs(model, prompts, args.max_new_tokens,
+        runs, verifiers = family_runs(model, prompts, args.max_new_tokens,
                                args.prompt_len + args.max_new_tokens + 8, args.body,
                                args.compile)
         outs = {}
@@ -257,7 +268,7 @@ def measure(name: str, args) -> list[dict]:
         tokens = batch * args.max_new_tokens
         rate = {cfg: tokens / statistics.median(t) for cfg, t in times.items()}
         row = dict(family=name, params_m=round(params / 1e6, 1), batch=batch,
-                   body=fv.lm.body.kind, compiled=hasattr(model, "_compiled_call"),
+                   body=verifiers["hf-fast"].lm.body.kind, compiled=hasattr(model, "_compiled_call"),
                    tok_s={k: round(v, 1) for k, v in rate.items()},
                    fast_vs_static=round(rate["hf-fast"] / rate["static"], 3),
                    **({"compiled_fast_vs_static": round(rate["hf-fast+compile"]
@@ -268,8 +279,10 @@ def measure(name: str, args) -> list[dict]:
                                                                     outs["static"])),
                    peak_mib=peak_mib(), repeats={k: len(v) for k, v in times.items()})
         if args.floors:
-            row["floors"] = floors(model, fv, prompts, rate["hf-fast"])
-            print(f"{name:>18} b{batch}  floors: {row['floors']}", flush=True)
+            row["floors"] = {cfg: floors(model, fv, prompts, rate[cfg])
+                             for cfg, fv in verifiers.items()}
+            for cfg, floor in row["floors"].items():
+                print(f"{name:>18} b{batch}  {cfg} floors: {floor}", flush=True)
         rows.append(row)
         print(f"{name:>18} b{batch}  {row['body']:>7}  hf-fast {rate['hf-fast']:9.1f}  "
               f"static {rate['static']:9.1f}{'' if row['compiled'] else ' (not compiled)'}  "
@@ -277,7 +290,7 @@ def measure(name: str, args) -> list[dict]:
               f"same as static {row['same_tokens_as_static']}/{batch}"
               + (f"  hf-fast+compile/static {row['compiled_fast_vs_static']:.2f}x"
                  if args.compile else ""), flush=True)
-        del runs, fv
+        del runs, verifiers
         fresh()
     del model
     return rows

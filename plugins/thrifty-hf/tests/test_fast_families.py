@@ -327,24 +327,48 @@ MOE = ("mixtral", "qwen2-moe", "qwen2-moe-window")
 
 
 @pytest.mark.parametrize("family", MOE)
-def test_dense_experts_equal_transformers_with_no_host_read(family, monkeypatch):
-    """The experts implementation CUDA graphs capture on every dtype and GPU, run on the CPU
-    (where the fast path would keep ``grouped_mm``): the same logits as transformers' own
-    forward over ragged steps, and nothing read on the host."""
-    calls, dense = [], generic.dense_experts
+@pytest.mark.parametrize("name, implementation", [
+    (generic.EXPERTS, "dense_experts"),
+    (f"{generic.GATHERED}+{generic.EXPERTS}", "gathered_experts")])
+def test_thriftys_experts_equal_transformers_with_no_host_read(family, name, implementation,
+                                                               monkeypatch):
+    """The experts implementations of CUDA graphs (dense, on every dtype and GPU) and of
+    compiled steps (gathered for steps of few tokens, dense here beyond), run on the CPU: the
+    same logits as transformers' own forward over ragged steps, and nothing read on the host."""
+    calls, original = [], getattr(generic, implementation)
 
     def counted(*args):
-        calls.append(1)
-        return dense(*args)
+        calls.append(args[-1].shape[0])  # the step's tokens
+        return original(*args)
 
-    monkeypatch.setattr(generic, "dense_experts", counted)  # what the body registers
+    monkeypatch.setattr(generic, implementation, counted)  # what the body registers
     model = MODELS[family]()
     lm = StaticLM(model, max_len=64, graphs=False)
-    lm.body.experts = generic.EXPERTS
+    lm.body.experts = name
     _ragged_steps(lm, model, family)
-    assert calls
+    seq = list(range(1, 25))  # a decoding step: one row, one token (2 pairs of 4 experts)
+    n, _ = lm.prefill([seq])
+    _check(lm, model, [seq], torch.tensor([[7]]), n, f"{family} decoding step")
+    assert 1 in calls
     n, _ = lm.prefill([[1, 2, 3], [4, 5]])
     assert _host_reads(lambda: lm.forward(torch.tensor([[6, 7], [8, 9]]), n)) == []
+
+
+def test_compiled_steps_gather_the_experts_of_few_tokens_only(monkeypatch):
+    """A step of no more (token, expert) pairs than experts runs gathered, a larger one the
+    fallback: gathering reads each pair's expert, so it must not serve a prefill."""
+    model = MODELS["qwen2-moe"]()
+    experts = model.model.layers[0].mlp.experts
+    count, top_k = experts.gate_up_proj.shape[0], model.config.num_experts_per_tok
+    ran = []
+    monkeypatch.setattr(generic, "gathered_experts", lambda *a: ran.append("gathered"))
+    monkeypatch.setattr(generic, "dense_experts", lambda *a: ran.append("dense"))
+    generic._register()
+    h = torch.randn(count // top_k + 1, experts.gate_up_proj.shape[-1])
+    for tokens in (1, count // top_k, count // top_k + 1):
+        index = torch.zeros(tokens, top_k, dtype=torch.long)
+        generic.fitted_experts(generic.EXPERTS, experts, h[:tokens], index, index.float())
+    assert ran == ["gathered", "gathered", "dense"]
 
 
 def test_cuda_graphs_get_grouped_mm_only_where_its_kernel_runs_on_the_device():

@@ -156,9 +156,9 @@ class FusedBody:
 
     def compile(self) -> None:
         """Compile ``forward`` with ``torch.compile``; CUDA graphs then capture its kernels."""
-        import torch
+        from .steps import compiled
 
-        self.forward = torch.compile(self.forward, dynamic=False)
+        self.forward = compiled(self.forward)
 
     def forward(self, cache, slots, tokens, n, features, logits: bool, at, parents):
         import torch

@@ -29,7 +29,10 @@ graph capture refuses. So on CUDA the fast path runs ``grouped_mm`` where that k
 and :func:`dense_experts` (every expert over every token, weighted by the routing weights:
 E / top-k times the expert arithmetic, in a fixed sequence of batched products) everywhere
 else; on the CPU, where no graph is captured, it replaces only the ``eager`` loop, by
-``grouped_mm``.
+``grouped_mm``. A compiled body (``compile=True``) runs steps of no more (token, expert) pairs
+than experts — decoding, short verifications — through :func:`gathered_experts`, which reads
+only the chosen experts' weights in fused products (:func:`thrifty_hf.steps.compiled`), and
+larger steps as above.
 
 The families :data:`FAMILIES` are the ones the test suite checks against transformers' own
 forward; any other model is refused at load, naming the exact ``hf`` path as the way out.
@@ -38,6 +41,7 @@ forward; any other model is refused at load, naming the exact ``hf`` path as the
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import partial
 
 from thrifty.errors import ModelFormatError
 
@@ -48,6 +52,10 @@ ATTENTION = "thrifty-static"
 
 EXPERTS = "thrifty-dense"
 """The name of :func:`dense_experts` in transformers' ``ExpertsInterface``."""
+
+GATHERED = "thrifty-gathered"
+"""The prefix of :func:`fitted_experts`' names in ``ExpertsInterface``: ``GATHERED + "+" +
+fallback``, one for each experts implementation a step too large for gathering runs."""
 
 FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3", "gpt_neox",
             "qwen2_moe", "mixtral")
@@ -155,18 +163,58 @@ def dense_experts(module, hidden_states, top_k_index, top_k_weights):
     families is computed, any other is refused."""
     import torch
 
+    gate_up, down = _gated_layout(module)
+    experts = gate_up.shape[0]
+    weights = torch.zeros(hidden_states.shape[0], experts, dtype=top_k_weights.dtype,
+                          device=top_k_weights.device).scatter_(1, top_k_index, top_k_weights)
+    gate, up = torch.matmul(hidden_states, gate_up.transpose(1, 2)).chunk(2, dim=-1)
+    out = torch.matmul(module.act_fn(gate) * up, down.transpose(1, 2))  # [E, T, H]
+    return (out * weights.T[:, :, None]).sum(0).to(hidden_states.dtype)
+
+
+def gathered_experts(module, hidden_states, top_k_index, top_k_weights):
+    """transformers' experts-function contract computed pair by pair: each (token, chosen
+    expert) pair's gated MLP as batched matrix-vector products over that expert's weights,
+    gathered by index, then each token's sum weighted by its routing weights. It reads the
+    chosen experts' weights only; compiled (:func:`thrifty_hf.steps.compiled`), a product reads
+    its gathered weights in place, with nothing copied, so a decoding step costs what its
+    experts weigh. The layout checks of :func:`dense_experts` apply."""
+    import torch
+
+    gate_up, down = _gated_layout(module)
+    tokens, top_k = top_k_index.shape
+    ids = top_k_index.reshape(-1)
+    x = hidden_states.repeat_interleave(top_k, 0)[:, :, None]  # [pairs, H, 1]
+    gate, up = torch.bmm(gate_up[ids], x)[..., 0].chunk(2, dim=-1)
+    out = torch.bmm(down[ids], (module.act_fn(gate) * up)[:, :, None])[..., 0]  # [pairs, H]
+    return (out.view(tokens, top_k, -1) * top_k_weights[..., None]).sum(1).to(hidden_states.dtype)
+
+
+def fitted_experts(fallback: str, module, hidden_states, top_k_index, top_k_weights):
+    """A compiled step's experts: :func:`gathered_experts` when the step has no more (token,
+    expert) pairs than the layer has experts (gathering then reads no more weights than a
+    grouped product, and decoding steps read only what they route to), else the experts
+    implementation named ``fallback``. The step's shape is fixed when it compiles, so the
+    choice is made once per shape."""
+    from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
+
+    few = top_k_index.numel() <= module.gate_up_proj.shape[0]
+    run = gathered_experts if few else ALL_EXPERTS_FUNCTIONS[fallback]
+    return run(module, hidden_states, top_k_index, top_k_weights)
+
+
+def _gated_layout(module):
+    """(gate_up [E, 2 x inner, H], down [E, H, inner]) of an experts module of the gated,
+    unbiased, untransposed layout of Mixtral and Qwen2-MoE, the one thrifty's experts
+    functions compute; any other is refused."""
     gate_up, down = module.gate_up_proj, module.down_proj
     experts, inner2, width = gate_up.shape
     if getattr(module, "has_bias", False) or getattr(module, "is_transposed", False) or \
             not getattr(module, "has_gate", True) or down.shape != (experts, width, inner2 // 2):
         raise ModelFormatError(
             f"{type(module).__name__} is not a gated, unbiased [experts, 2 x inner, hidden] "
-            f"layout, the one the fast path's dense experts compute; use the 'hf' verifier")
-    weights = torch.zeros(hidden_states.shape[0], experts, dtype=top_k_weights.dtype,
-                          device=top_k_weights.device).scatter_(1, top_k_index, top_k_weights)
-    gate, up = torch.matmul(hidden_states, gate_up.transpose(1, 2)).chunk(2, dim=-1)
-    out = torch.matmul(module.act_fn(gate) * up, down.transpose(1, 2))  # [E, T, H]
-    return (out * weights.T[:, :, None]).sum(0).to(hidden_states.dtype)
+            f"layout, the one the fast path's experts functions compute; use the 'hf' verifier")
+    return gate_up, down
 
 
 def experts_for(dtype, capability) -> str:
@@ -187,6 +235,8 @@ def _register() -> None:
 
     AttentionInterface.register(ATTENTION, attend)
     ALL_EXPERTS_FUNCTIONS.register(EXPERTS, dense_experts)
+    for fallback in ("grouped_mm", EXPERTS):
+        ALL_EXPERTS_FUNCTIONS.register(f"{GATHERED}+{fallback}", partial(fitted_experts, fallback))
 
 
 class GenericBody:
@@ -274,11 +324,13 @@ class GenericBody:
                 hook.remove()
 
     def compile(self) -> None:
-        """Compile ``run`` with ``torch.compile`` (fused elementwise work, fewer kernels); CUDA
-        graphs then capture the compiled kernels."""
-        import torch
+        """Compile ``run`` (fused elementwise work, fewer kernels; experts of small steps
+        gathered, see the module docstring); CUDA graphs then capture the compiled kernels."""
+        from .steps import compiled
 
-        self.run = torch.compile(self.run, dynamic=False)
+        if self.experts is not None:
+            self.experts = f"{GATHERED}+{self.experts}"
+        self.run = compiled(self.run)
 
     def run(self, tokens, features, args, logits: bool):
         """(hidden states, float32 logits or None) by the model's own forward: tensor work only,

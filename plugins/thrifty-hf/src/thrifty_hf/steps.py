@@ -78,3 +78,16 @@ class Step:
             self._masks[key] = m[:, None, None].expand(b, 1, group, k, s).reshape(
                 b, 1, group * k, s)
         return self._masks[key]
+
+
+def compiled(forward):
+    """``forward`` compiled by ``torch.compile`` for the fast path's fixed step shapes.
+
+    Why ``coordinate_descent_tuning``: with it, inductor turns a matrix product of one row (a
+    batch-1 decoding step's every linear layer, and the batched products of
+    :func:`thrifty_hf.generic.gathered_experts`) into a fused multiply-and-sum it generates and
+    tunes itself, as gpt-fast does, instead of a library kernel sized for large products: a
+    gathered weight is then read in place, not copied first."""
+    import torch
+
+    return torch.compile(forward, dynamic=False, options={"coordinate_descent_tuning": True})
