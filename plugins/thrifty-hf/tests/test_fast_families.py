@@ -354,6 +354,26 @@ def test_thriftys_experts_equal_transformers_with_no_host_read(family, name, imp
     assert _host_reads(lambda: lm.forward(torch.tensor([[6, 7], [8, 9]]), n)) == []
 
 
+def test_only_bodies_with_experts_compile_one_row_products_fused(monkeypatch):
+    """A compiled body with experts gathers those of small steps and so needs inductor to fuse
+    a gathered weight into its product (``coordinate_descent_tuning``); a dense one compiles
+    with inductor's defaults."""
+    seen = {}
+
+    def compile_(fn, **kwargs):
+        seen[type(fn.__self__).__name__ + str(id(fn.__self__))] = kwargs["options"]
+        return fn
+
+    monkeypatch.setattr(torch, "compile", compile_)
+    model = MODELS["qwen2-moe"]()
+    model.set_experts_implementation("eager")  # which the CPU fast path replaces
+    moe = StaticLM(model, max_len=16, graphs=False, compile=True)
+    dense = StaticLM(MODELS["qwen2"](), max_len=16, graphs=False, compile=True)
+    assert moe.body.experts.startswith(generic.GATHERED + "+")
+    assert seen[f"GenericBody{id(moe.body)}"] == {"coordinate_descent_tuning": True}
+    assert seen[f"GenericBody{id(dense.body)}"] == {}
+
+
 def test_compiled_steps_gather_the_experts_of_few_tokens_only(monkeypatch):
     """A step of no more (token, expert) pairs than experts runs gathered, a larger one the
     fallback: gathering reads each pair's expert, so it must not serve a prefill."""

@@ -269,9 +269,14 @@ class GenericBody:
 
     def _experts(self) -> str | None:
         """The experts implementation to run (the module docstring says why), or None to keep
-        the model's own (a model without experts, or one not on ``eager`` on the CPU)."""
+        the model's own (a model without experts, or one not on ``eager`` on the CPU). Experts
+        are found by their stacked weights: every config names an experts implementation,
+        a dense model's too."""
         import torch
 
+        if not any(isinstance(getattr(m, "gate_up_proj", None), torch.nn.Parameter)
+                   for m in self.model.modules()):
+            return None
         own = {getattr(c, "_experts_implementation", None) for c in self.configs} - {None}
         device = self.model.device
         if own and device.type == "cuda":
@@ -330,7 +335,7 @@ class GenericBody:
 
         if self.experts is not None:
             self.experts = f"{GATHERED}+{self.experts}"
-        self.run = compiled(self.run)
+        self.run = compiled(self.run, fuse_one_row_products=self.experts is not None)
 
     def run(self, tokens, features, args, logits: bool):
         """(hidden states, float32 logits or None) by the model's own forward: tensor work only,

@@ -80,14 +80,17 @@ class Step:
         return self._masks[key]
 
 
-def compiled(forward):
+def compiled(forward, *, fuse_one_row_products: bool = False):
     """``forward`` compiled by ``torch.compile`` for the fast path's fixed step shapes.
 
-    Why ``coordinate_descent_tuning``: with it, inductor turns a matrix product of one row (a
-    batch-1 decoding step's every linear layer, and the batched products of
-    :func:`thrifty_hf.generic.gathered_experts`) into a fused multiply-and-sum it generates and
-    tunes itself, as gpt-fast does, instead of a library kernel sized for large products: a
-    gathered weight is then read in place, not copied first."""
+    ``fuse_one_row_products`` turns on inductor's ``coordinate_descent_tuning``, under which a
+    matrix product of one row becomes a multiply-and-sum inductor generates and tunes (as
+    gpt-fast does) instead of a library call: a product over weights gathered by index (the
+    experts of :func:`thrifty_hf.generic.gathered_experts`) then reads them in place rather
+    than from a copy. Bodies with experts compile with it; the others keep inductor's
+    defaults, under which their compiled speeds in docs/benchmarks/architectures.md were
+    measured (the tuning also makes compilation longer)."""
     import torch
 
-    return torch.compile(forward, dynamic=False, options={"coordinate_descent_tuning": True})
+    options = {"coordinate_descent_tuning": True} if fuse_one_row_products else {}
+    return torch.compile(forward, dynamic=False, options=options)
