@@ -6,6 +6,11 @@ object with ``.logits`` and ``.past_key_values``: any ``*ForCausalLM`` of transf
 project's own distilled drafts. A thin wrapper turns the cache object into flat tensors, so the
 graph's inputs and outputs are plain tensors with the names of :mod:`thrifty_onnx.layout`.
 
+Sliding-window layers (Mistral, Gemma 2/3) get attention masks built here, with the window
+counted in the row's real tokens rather than cache slots, so that holes in the cache (ragged
+steps, rolled-back proposals) leave the graph computing what the model computes on the row's
+tokens alone, however long the row grows past the window (:func:`_attention_masks`).
+
 Exported graphs are build artefacts: :func:`cached_export` keeps them under the thrifty cache
 (``$THRIFTY_CACHE/onnx``, default ``~/.cache/thrifty/onnx``), keyed by a hash of the weights
 they were made from.
@@ -35,6 +40,12 @@ DEFAULT_OPSET = 17
 builds), new enough for everything a decoder needs."""
 
 
+EXPORTER_REVISION = 2
+"""Part of :func:`cached_export`'s key, bumped whenever the exporter builds a graph that
+computes differently from the previous revision's, so that a cached graph of the old one is
+never reused. 2: sliding windows counted in tokens, not cache slots."""
+
+
 def cache_dir() -> Path:
     """Where exported graphs are kept: ``$THRIFTY_CACHE/onnx`` (the thrifty cache the model zoo
     uses too), default ``~/.cache/thrifty/onnx``."""
@@ -48,12 +59,103 @@ def _flat_cache(cache: Any) -> list:
     return [t for kv in cache for t in kv[:2]]
 
 
+def layer_windows(model: Any) -> list[int | None]:
+    """Each decoder layer's sliding window (None: full attention), as transformers' own cache
+    lays out the layers of ``model``'s config (Mistral: every layer; Gemma 2/3: the local
+    ones); all None for a model without a config transformers knows."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicSlidingWindowLayer
+
+    config = getattr(model, "config", None)
+    if config is None:
+        return []
+    try:
+        layers = DynamicCache(config=config).layers
+    except Exception:  # noqa: BLE001 - not a transformers config: no windows it declares
+        return []
+    return [int(layer.sliding_window) if isinstance(layer, DynamicSlidingWindowLayer) else None
+            for layer in layers]
+
+
+def _window_plan(model: Any, num_layers: int) -> tuple[list, list[str] | None]:
+    """(windows, layer types) for :func:`_attention_masks`: ``windows`` the distinct windows
+    the layers use (empty: no sliding-window layer, so transformers' own masks are exact);
+    ``types`` the config's ``layer_types`` when the layers differ (the model then takes one
+    mask per type), else None (one mask for every layer).
+
+    Raises :class:`ModelFormatError` for windowed layers the exporter cannot mask exactly."""
+    windows = layer_windows(model)
+    if not any(w is not None for w in windows):
+        return [], None
+    config = model.config
+    family = getattr(config, "model_type", type(model).__name__)
+    if len(windows) != num_layers:
+        raise ModelFormatError(
+            f"cannot export {type(model).__name__} (family {family!r}) to ONNX: its config lays "
+            f"out {len(windows)} sliding-window/full layers but its forward caches {num_layers}, "
+            f"so the exporter cannot tell which layers to window; run this draft with draft "
+            f"'hf-fast' (windowed attention) instead of 'onnx'")
+    if len(set(windows)) == 1:
+        return windows[:1], None
+    types = list(getattr(config, "layer_types", None) or [])
+    by_type: dict = {}
+    for kind, window in zip(types, windows):
+        by_type.setdefault(kind, set()).add(window)
+    if len(types) != num_layers or any(len(w) > 1 for w in by_type.values()):
+        raise ModelFormatError(
+            f"cannot export {type(model).__name__} (family {family!r}) to ONNX: its layers have "
+            f"different sliding windows ({windows}) and its config's layer_types "
+            f"({types or 'none'}) do not tell them apart by type, so the exporter cannot give "
+            f"each layer its own window mask; run this draft with draft 'hf-fast' (windowed "
+            f"attention) instead of 'onnx'")
+    return windows, types
+
+
+def _attention_masks(attention_mask, seq: int, windows: list, types: list[str] | None,
+                     dtype):
+    """The 4D additive masks [batch, 1, seq, total] of a step whose layers have sliding
+    windows, counting *tokens*, not cache slots.
+
+    transformers windows by slot index (a key is seen when its slot is less than ``window``
+    slots before the query's), which is the model's own window only in a cache without holes.
+    A thrifty draft cache has holes (right padding of a ragged step, rolled-back proposals),
+    so here a key is seen when it is a real slot, not after the query, and fewer than
+    ``window`` real tokens lie between them: ``0 <= count(query) - count(key) < window`` with
+    ``count`` the running number of real slots (for a real key, ``count(key) <= count(query)``
+    exactly when its slot is not after the query's). That is the attention the model computes
+    on the row's tokens alone. Full-attention layers get the same mask without the window
+    bound. The mask is additive with ``finfo.min``, not ``-inf``: a query that sees nothing (a
+    padding column of an empty row) gets a uniform softmax instead of a NaN that would reach
+    real rows through ``0 * NaN`` in later layers.
+
+    Returns one tensor (every layer alike) or a ``{layer type: mask}`` dict (Gemma's local and
+    global layers), the two forms transformers' decoders take as ``attention_mask`` in place
+    of building their own."""
+    import torch
+
+    count = attention_mask.cumsum(1)                      # [B, T]
+    ahead = count[:, -seq:, None] - count[:, None, :]     # [B, S, T]: real tokens in (key, query]
+    seen = (attention_mask[:, None, :] > 0) & (ahead >= 0)
+    low = torch.finfo(dtype).min
+
+    def mask(window):
+        keep = seen if window is None else seen & (ahead < window)
+        return torch.zeros_like(ahead, dtype=dtype).masked_fill(~keep, low)[:, None]
+
+    if types is None:
+        return mask(windows[0])
+    masks = {window: mask(window) for window in set(windows)}
+    return {kind: masks[window] for kind, window in zip(types, windows)}
+
+
 def _kv_wrapper(model: Any, num_layers: int):
     """A module with flat cache tensors in and out around ``model``'s HF-style forward.
 
     Where the forward takes ``logits_to_keep`` (transformers' causal LMs and thrifty's drafts
     do), the LM head runs only on the ``logits_index`` columns; otherwise all logits are
-    computed and those columns picked.
+    computed and those columns picked. A model with sliding-window layers gets its attention
+    masks from :func:`_attention_masks` (windows counted in tokens, so holes in the cache do
+    not shrink them); any other model builds its own from the 2D ``attention_mask``.
     """
     import inspect
 
@@ -62,6 +164,8 @@ def _kv_wrapper(model: Any, num_layers: int):
 
     trims = "logits_to_keep" in inspect.signature(model.forward).parameters
     key = cache_keyword(model)
+    windows, types = _window_plan(model, num_layers)
+    dtype = next(model.parameters()).dtype
 
     class KVCacheWrapper(torch.nn.Module):
         def __init__(self) -> None:
@@ -72,6 +176,9 @@ def _kv_wrapper(model: Any, num_layers: int):
             cache = DynamicCache(ddp_cache_data=[(past[2 * i], past[2 * i + 1])
                                                  for i in range(num_layers)])
             extra = {"logits_to_keep": logits_index} if trims else {}
+            if windows:
+                attention_mask = _attention_masks(attention_mask, input_ids.shape[1], windows,
+                                                  types, dtype)
             out = self.model(input_ids=input_ids, attention_mask=attention_mask,
                              position_ids=position_ids, use_cache=True, **{key: cache}, **extra)
             logits = out.logits if trims else out.logits.index_select(1, logits_index)
@@ -145,6 +252,7 @@ def export_draft(model: Any, path: str | os.PathLike, *, verifier: Any = None,
     refuse_experts(model)
     model = model.to(device="cpu", dtype=torch.float32).eval()
     layers, kv_heads, head_dim, vocab = probe(model)
+    _window_plan(model, layers)  # refuse windows it cannot place before writing anything
     batch, seq, past = 2, 3, 4
     args = (torch.zeros(batch, seq, dtype=torch.long),
             torch.ones(batch, past + seq, dtype=torch.long),
@@ -212,7 +320,8 @@ def cached_export(model: Any, *, verifier: Any = None, source: str = "",
                    if verifier is not None else None)
     key = json.dumps({"weights": weights_digest(model), "format": FORMAT, "opset": opset,
                       "tokenizer": fingerprint, "verifier": getattr(verifier, "name", ""),
-                      "thrifty_onnx": __version__}, sort_keys=True)
+                      "thrifty_onnx": __version__, "exporter": EXPORTER_REVISION},
+                     sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in (source or "draft"))
     path = cache_dir() / f"{stem}-{digest}.onnx"
@@ -222,30 +331,46 @@ def cached_export(model: Any, *, verifier: Any = None, source: str = "",
 
 
 def export_error(model: Any, path: str | os.PathLike, seed: int = 0) -> float:
-    """Largest |ONNX Runtime - PyTorch| logit of ``model`` and its graph at ``path`` over a
-    ragged two-row prefill (one row right-padded) and a cached follow-up step with a hole."""
+    """Largest |ONNX Runtime - PyTorch| logit of the graph at ``path`` against ``model`` itself.
+
+    The graph is driven the way the ``onnx`` draft drives it: a ragged two-row prefill (one row
+    right-padded, which leaves holes in its cache), a cached step, and, for a model with
+    sliding-window layers, a step that takes both rows past the largest window followed by a
+    one-token step with holes inside the window. Every real token's logits are compared with
+    ``model``'s plain forward over that row's real tokens alone (no cache, no holes), so a
+    graph that lets holes or the window change what a token sees is caught, not matched by a
+    reference that does the same."""
     import onnxruntime as ort
     import torch
 
     layers, kv_heads, head_dim, vocab = probe(model)
-    wrapper = _kv_wrapper(model, layers)
+    device = next(model.parameters()).device
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     g = torch.Generator().manual_seed(seed)
     past = [torch.zeros(2, kv_heads, 0, head_dim) for _ in range(2 * layers)]
     mask = torch.zeros(2, 0, dtype=torch.long)
+    steps = [(5, [5, 3]), (2, [2, 2])]
+    window = max((w for w in layer_windows(model) if w is not None), default=None)
+    if window is not None:
+        steps += [(window + 2, [window + 2, window]), (1, [1, 1])]
+    rows: list[list[int]] = [[], []]
     worst = 0.0
-    for width, real in ((5, [5, 3]), (2, [2, 2])):
+    for width, real in steps:
         ids = torch.randint(0, vocab, (2, width), generator=g)
         mask = torch.cat([mask, (torch.arange(width)[None] < torch.tensor(real)[:, None]).long()],
                          1)
         pos = mask[:, :-width].sum(1, keepdim=True) + torch.arange(width)[None]
         keep = torch.arange(width)
-        with torch.no_grad():
-            ref = wrapper(ids, mask, pos, keep, *past)
         feeds = dict(zip(input_names(layers),
                          [t.numpy() for t in (ids, mask, pos, keep, *past)]))
         got = session.run(None, feeds)
         for b, n in enumerate(real):
-            worst = max(worst, float(abs(got[0][b, :n] - ref[0][b, :n].numpy()).max()))
+            rows[b] += ids[b, :n].tolist()
+            row = torch.tensor([rows[b]], device=device)
+            with torch.no_grad():
+                ref = model(input_ids=row, attention_mask=torch.ones_like(row),
+                            position_ids=torch.arange(row.shape[1], device=device)[None],
+                            use_cache=False).logits[0, -n:].float().cpu()
+            worst = max(worst, float(abs(got[0][b, :n] - ref.numpy()).max()))
         past = [torch.from_numpy(t) for t in got[1:]]
     return worst
