@@ -93,9 +93,11 @@ def _options(spec, wanted: dict) -> dict:
     return {k: v for k, v in wanted.items() if v is not None and k in spec.options}
 
 
-def build_models(verifier: str, model: str | None, drafts: list[str], device=None, dtype=None):
+def build_models(verifier: str, model: str | None, drafts: list, device=None, dtype=None):
     """Verifier and drafts by name through the registry: ``(verifier, {label: (draft, config)})``.
-    ``config`` records how to build the draft again and, when it has one, its weights' path."""
+    ``drafts``: ``--draft`` texts, or ``(name, options)`` pairs (a profiled draft's ``config``,
+    built again as it was profiled). ``config`` records how to build the draft again and, when
+    it has one, its weights' path."""
     from ..pipeline import pipeline
     from ..refs import ref_options, split_ref
     from ..registry import registry
@@ -104,10 +106,15 @@ def build_models(verifier: str, model: str | None, drafts: list[str], device=Non
     common = {"device": device, "dtype": dtype}
     vspec = reg.get("verifiers", verifier)
     drafts_ref = []
-    for text in drafts:
-        name, value, pairs = split_ref(text)
-        spec = reg.get("draft_models", name)
-        drafts_ref.append((name, {**_options(spec, common), **ref_options(spec, value, pairs)}))
+    for ref in drafts:
+        if isinstance(ref, str):
+            name, value, pairs = split_ref(ref)
+            spec = reg.get("draft_models", name)
+            options = ref_options(spec, value, pairs)
+        else:
+            name, options = ref
+            spec = reg.get("draft_models", name)
+        drafts_ref.append((name, {**_options(spec, common), **options}))
     pipe = pipeline((verifier, _options(vspec, {**common, "model": model})), drafts_ref)
     out = {}
     for i, part in enumerate(pipe.draft_parts):
@@ -312,9 +319,12 @@ def _print_schedule(scheduled: dict) -> None:
         print(f"  {name}: {line}")
 
 
-def _ref(config: dict) -> str:
-    model = config.get("options", {}).get("model")
-    return f"{config['name']}:{model}" if model else config["name"]
+def _ref(config: dict) -> tuple[str, dict]:
+    """A profiled draft's ``(name, options)`` for :func:`build_models`: every option it was
+    profiled with, not its model alone, so that ``select --measure`` measures the draft the
+    profile holds (an ``hf-fast`` draft profiled with ``graphs=false`` or ``compile=true``, an
+    ``ngram`` draft with its ``max_ngram``) rather than one with default options."""
+    return config["name"], dict(config.get("options", {}))
 
 
 def _print_report(prof, report, args) -> None:
