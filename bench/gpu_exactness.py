@@ -1,7 +1,7 @@
 """Exactness of hf-fast on a GPU, family by family: float32, CUDA graphs, against transformers.
 
 For every tiny perturbed model of the test families (plugins/thrifty-hf/tests/families.py, and
-the Mixtral of test_fast_families.py), float32 on CUDA: transformers' greedy ``generate`` (its
+the windowed Qwen2-MoE of test_fast_families.py), float32 on CUDA: transformers' greedy ``generate`` (its
 own dynamic cache and attention) is the reference; hf-fast target-only and hf-fast speculative
 with the n-gram draft (γ ``--gamma``; ``--modes`` adds ``ngram-tree``, token trees of
 ``--tree``, scored through the tree mask and kept by ``keep_path``) must produce the same tokens, at batch 1 (each prompt

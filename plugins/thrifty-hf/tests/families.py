@@ -73,6 +73,8 @@ FAMILIES: dict[str, tuple[str, dict[str, Any]]] = {
                                          moe_intermediate_size=32,
                                          shared_expert_intermediate_size=64,
                                          decoder_sparse_step=1)),
+    "mixtral": ("MixtralConfig", dict(num_local_experts=4, num_experts_per_tok=2,
+                                      sliding_window=16)),  # experts, no shared one; a window
 }
 """Family name -> (config class, overrides). Every name here must build with transformers 5.17."""
 

@@ -210,7 +210,7 @@ def test_architecture_families_are_what_they_claim(tiny_family):
     assert config(tiny_family("gpt-neox"))["rope_parameters"]["partial_rotary_factor"] == 0.5
     assert config(tiny_family("llama3-rope"))["rope_parameters"]["rope_type"] == "llama3"
     assert config(tiny_family("llama-bias"))["attention_bias"]
-    assert list(families.WINDOWS) == ["mistral-window", "gemma2", "gemma3"]
+    assert list(families.WINDOWS) == ["mistral-window", "gemma2", "gemma3", "mixtral"]
 
 
 # -- what the paths refuse ---------------------------------------------------------------------

@@ -24,16 +24,6 @@ FUSED = {"llama", "llama3-rope"}
 """The families whose tiny models the fused Llama body may run; the rest take the generic body."""
 
 
-def mixtral():
-    """A perturbed tiny Mixtral: the second mixture-of-experts family (top-2 of 4 experts, no
-    shared expert, a 16-token sliding window)."""
-    torch.manual_seed(7)
-    cfg = transformers.MixtralConfig(**{**families.COMMON, "num_local_experts": 4,
-                                        "num_experts_per_tok": 2, "sliding_window": 16})
-    model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
-    return families.perturb(model, 7).eval()
-
-
 def qwen2_moe_window():
     """A perturbed tiny Qwen2-MoE with one layer of a 16-token window: its attention passes
     no ``sliding_window``, so the window must come from the layer itself."""
@@ -47,7 +37,7 @@ def qwen2_moe_window():
 
 
 MODELS = {**{name: (lambda name=name: families.make_model(name)) for name in families.FAMILIES},
-          "mixtral": mixtral, "qwen2-moe-window": qwen2_moe_window}
+          "qwen2-moe-window": qwen2_moe_window}
 
 
 def _close(got, want, what):

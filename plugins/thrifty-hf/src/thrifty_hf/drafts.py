@@ -67,7 +67,7 @@ CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 
 FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3", "gpt_neox",
-            "qwen2_moe")
+            "qwen2_moe", "mixtral")
 """Verifier families a draft is built from (``model_type``), each checked by the tests: a draft
 of all the verifier's layers, copied, computes the verifier's own logits. A family outside the
 list may keep its logits in a place the draft does not know of (a scale in its LM-head class,
