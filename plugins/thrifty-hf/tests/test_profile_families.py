@@ -49,10 +49,11 @@ from thrifty.speculative.schedule import gamma_at
 from thrifty.speculative.throughput import ThroughputModel, batched
 
 FAMILIES = ["qwen2", "qwen3", "mistral-window", "gemma2", "gemma3", "phi3", "gpt-neox",
-            "qwen2-moe"]
+            "qwen2-moe", "mixtral"]
 """Every family but the Llama ones: biases (qwen2), q/k norms (qwen3), windows (mistral-window,
 gemma2, gemma3), soft-capping (gemma2, gemma3), fused projections (phi3), partial rotary and a
-parallel residual (gpt-neox), experts with a shared expert (qwen2-moe)."""
+parallel residual (gpt-neox), experts with a shared expert (qwen2-moe) and without one, under
+a window (mixtral)."""
 
 BATCHES = [1, 2]
 GAMMA_MAX = 3

@@ -39,9 +39,11 @@ def test_onnxruntime_matches_pytorch_on_a_family_draft(family, width, tmp_path):
     assert export.export_error(draft, path) < 1e-4
 
 
-def test_a_mixture_of_experts_draft_is_refused_naming_its_family(tmp_path):
-    draft, _ = init_draft(families.make_model("qwen2-moe"), depth=1, width=64, init="select")
-    with pytest.raises(ModelFormatError, match="'qwen2_moe'.*'hf-fast'"):
+@pytest.mark.parametrize("family,model_type", [("qwen2-moe", "qwen2_moe"),
+                                               ("mixtral", "mixtral")])
+def test_a_mixture_of_experts_draft_is_refused_naming_its_family(family, model_type, tmp_path):
+    draft, _ = init_draft(families.make_model(family), depth=1, width=64, init="select")
+    with pytest.raises(ModelFormatError, match=f"'{model_type}'.*'hf-fast'"):
         export.export_draft(draft, tmp_path / "moe.onnx")
     assert not list(tmp_path.iterdir())
 
