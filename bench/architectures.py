@@ -177,12 +177,11 @@ def device_work(fn) -> tuple[int, float, Counter]:
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         fn()
         sync()
+    work = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
     by_name: Counter = Counter()
-    for e in prof.events():
-        if e.device_type == DeviceType.CUDA:
-            by_name[e.name] += e.time_range.elapsed_us() / 1e3
-    return sum(1 for e in prof.events() if e.device_type == DeviceType.CUDA), \
-        sum(by_name.values()), by_name
+    for e in work:
+        by_name[e.name] += e.time_range.elapsed_us() / 1e3
+    return len(work), sum(by_name.values()), by_name
 
 
 def graph_floor_ms(kernels: int, replays: int = 50) -> float:
@@ -254,8 +253,8 @@ def measure(name: str, args) -> list[dict]:
         prompts = torch.randint(1, model.config.vocab_size, (batch, args.prompt_len),
                                 generator=gen).tolist()
         runs, verifiers = family_runs(model, prompts, args.max_new_tokens,
-                               args.prompt_len + args.max_new_tokens + 8, args.body,
-                               args.compile)
+                                      args.prompt_len + args.max_new_tokens + 8, args.body,
+                                      args.compile)
         outs = {}
         for cfg, fn in runs.items():  # warm-up: graph capture, compilation
             outs[cfg] = fn()
@@ -268,7 +267,8 @@ def measure(name: str, args) -> list[dict]:
         tokens = batch * args.max_new_tokens
         rate = {cfg: tokens / statistics.median(t) for cfg, t in times.items()}
         row = dict(family=name, params_m=round(params / 1e6, 1), batch=batch,
-                   body=verifiers["hf-fast"].lm.body.kind, compiled=hasattr(model, "_compiled_call"),
+                   body=verifiers["hf-fast"].lm.body.kind,
+                   compiled=hasattr(model, "_compiled_call"),
                    tok_s={k: round(v, 1) for k, v in rate.items()},
                    fast_vs_static=round(rate["hf-fast"] / rate["static"], 3),
                    **({"compiled_fast_vs_static": round(rate["hf-fast+compile"]

@@ -90,15 +90,15 @@ def folder_files(root: Path, split: str = "train") -> list[Path]:
 
 def code_tokens(tokenizer, split: str, limit: int) -> list[int]:
     """Up to ``limit`` tokens of standard-library code (files joined by blank lines)."""
-    return file_tokens(tokenizer, stdlib_files(split), limit)
+    return read_tokens(tokenizer, stdlib_files(split), limit)
 
 
 def files_tokens(tokenizer, root: Path, split: str, limit: int) -> list[int]:
     """Up to ``limit`` tokens of the files under ``root`` (``--files``), in path order."""
-    return file_tokens(tokenizer, folder_files(root, split), limit)
+    return read_tokens(tokenizer, folder_files(root, split), limit)
 
 
-def file_tokens(tokenizer, paths, limit: int) -> list[int]:
+def read_tokens(tokenizer, paths, limit: int) -> list[int]:
     """Up to ``limit`` tokens of ``paths`` read as UTF-8 and joined by blank lines; a file that
     does not decode is skipped."""
     ids: list[int] = []
