@@ -171,10 +171,10 @@ def hf_run(model, prompts, max_new, eos, assistant=None, gamma=4, mode="eager"):
 
 
 def fast_models(model: str, drafts: str, device: str = "cuda", dtype: str = "bfloat16",
-                max_len: int = 1024):
+                max_len: int = 1024, compile: bool = False):
     """(tokenizer, hf-fast verifier, {name: fast draft}), by default in bf16 on the GPU, for the
     benchmarks that time thrifty alone (``drafts``: comma-separated zoo names or folders);
-    ``max_len``: the static cache's tokens per row."""
+    ``max_len``: the static cache's tokens per row; ``compile``: the option of hf-fast."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -185,8 +185,8 @@ def fast_models(model: str, drafts: str, device: str = "cuda", dtype: str = "bfl
     path = resolve(model).path
     tok = AutoTokenizer.from_pretrained(path)
     hf = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
-    return tok, FastVerifier(hf, tok, max_len=max_len), {
-        name: fast_draft(load_draft_named(name, hf), max_len=max_len)
+    return tok, FastVerifier(hf, tok, max_len=max_len, compile=compile), {
+        name: fast_draft(load_draft_named(name, hf), max_len=max_len, compile=compile)
         for name in drafts.split(",") if name}
 
 

@@ -22,6 +22,9 @@ Every output is compared with target-only's; where some differ, each row's first
 audited (the float32 verifier's logit gap there: ``near_ties``, ``max_gap``), so a bf16 rounding
 flip at a near-tie is told apart from a defect. ``--dtype float32`` runs the GPU in float32,
 where every output must equal target-only's.
+``--compile`` gives thrifty's verifier and drafts hf-fast's ``compile=true`` (norms, rotary
+and activations fused by torch.compile under the CUDA graphs); an untimed round then compiles
+every shape before any is timed.
 ``--device cpu`` runs it off a GPU (with ``--dtype bfloat16``: where bf16 rounding parts
 outputs, and by how much). ``--smoke`` runs everything on the CPU in float32 (a check of the
 script).
@@ -81,6 +84,8 @@ def main() -> None:
                     help="float32 checks that every speculative output equals target-only's")
     ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
                     help="cpu: exactness and the divergence audit off a GPU (timings mean little)")
+    ap.add_argument("--compile", action="store_true",
+                    help="thrifty's verifier and drafts with hf-fast's compile=true")
     ap.add_argument("--smoke", action="store_true", help="CPU, float32 (a check of the script)")
     ap.add_argument("--out", default="speedup.json")
     args = ap.parse_args()
@@ -106,7 +111,8 @@ def main() -> None:
         loads = {k: v for k, v in workloads(tok, n).items() if k in names}
     longest = max(len(p) for every in loads.values() for p in every)
     max_len = -(-(longest + args.max_new_tokens + 16) // 256) * 256
-    tok, ver, drafts = fast_models(args.model, args.drafts, device, dtype, max_len=max_len)
+    tok, ver, drafts = fast_models(args.model, args.drafts, device, dtype, max_len=max_len,
+                                   compile=args.compile)
     hf = AutoModelForCausalLM.from_pretrained(
         resolve(args.model).path, dtype=getattr(torch, dtype)).to(device).eval()
     eos = eos_token_ids(hf, tok)
@@ -118,6 +124,7 @@ def main() -> None:
     modes = [(int(b), False) for b in args.batches.split(",") if b] + \
         [(8, True)] * bool(args.refill_prompts)
     res = {**environment(device), "suite": args.suite, "model": args.model, "dtype": dtype,
+           "compile": args.compile,
            "max_new_tokens": args.max_new_tokens, "rounds": args.rounds, "rows": []}
 
     def emit(row):
@@ -138,6 +145,10 @@ def main() -> None:
             if batch == 1:
                 hf_once = transformers_references(hf, prompts[: args.hf_prompts], args, eos,
                                                   assistant)
+            if args.compile:  # an untimed round: every shape compiles before any is timed
+                for _, draft, gamma in [("target-only", None, 0)] + configs:
+                    thrifty_run(ver, draft, gamma, prompts, batch, args.max_new_tokens, 1,
+                                refill=refill)
             for _ in range(args.rounds):
                 fresh()
                 base, _, ref = thrifty_run(ver, None, 0, prompts, batch, args.max_new_tokens, 1,

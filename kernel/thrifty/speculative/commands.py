@@ -57,8 +57,9 @@ def _choice(lookahead) -> str:
 
 
 def _configure_models(p) -> None:
-    p.add_argument("--verifier", help="registered verifier (default: the one of highest "
-                                      "priority; `thrifty plugins` lists them)")
+    p.add_argument("--verifier", help="registered verifier, NAME[,KEY=VALUE...] (default: the "
+                                      "one of highest priority; `thrifty plugins` lists them), "
+                                      "e.g. hf-fast,compile=true")
     p.add_argument("--model", help="the verifier's model (default: the verifier's own)")
     p.add_argument("--draft", action="append", default=[],
                    help="candidate draft, NAME[:VALUE][,KEY=VALUE...] (repeatable), e.g. "
@@ -95,6 +96,8 @@ def _options(spec, wanted: dict) -> dict:
 
 def build_models(verifier: str, model: str | None, drafts: list, device=None, dtype=None):
     """Verifier and drafts by name through the registry: ``(verifier, {label: (draft, config)})``.
+    ``verifier``: ``NAME[:VALUE][,KEY=VALUE...]`` as a ``--draft`` text (a profile keeps it
+    whole, so ``select --measure`` builds the verifier with the options it was profiled with).
     ``drafts``: ``--draft`` texts, or ``(name, options)`` pairs (a profiled draft's ``config``,
     built again as it was profiled). ``config`` records how to build the draft again and, when
     it has one, its weights' path."""
@@ -104,7 +107,9 @@ def build_models(verifier: str, model: str | None, drafts: list, device=None, dt
 
     reg = registry()
     common = {"device": device, "dtype": dtype}
+    verifier, value, pairs = split_ref(verifier)
     vspec = reg.get("verifiers", verifier)
+    voptions = {**_options(vspec, {**common, "model": model}), **ref_options(vspec, value, pairs)}
     drafts_ref = []
     for ref in drafts:
         if isinstance(ref, str):
@@ -115,7 +120,7 @@ def build_models(verifier: str, model: str | None, drafts: list, device=None, dt
             name, options = ref
             spec = reg.get("draft_models", name)
         drafts_ref.append((name, {**_options(spec, common), **options}))
-    pipe = pipeline((verifier, _options(vspec, {**common, "model": model})), drafts_ref)
+    pipe = pipeline((verifier, voptions), drafts_ref)
     out = {}
     for i, part in enumerate(pipe.draft_parts):
         draft = pipe.draft(i)

@@ -245,11 +245,36 @@ def test_compiled_experts_equal_the_eager_ones_gathered_or_grouped():
     assert not torch._dynamo.utils.counters["graph_break"]
 
 
-def test_compiled_generic_body_serves_a_tree_after_a_chain_of_the_same_shape():
+def test_compiled_fused_body_is_one_graph_per_half_and_shape_for_every_layer():
+    """The fused Llama body compiles the two halves of a layer, not the forward: a step shape
+    costs two graphs whatever the depth (a layer's weights are the graphs' inputs), with no
+    graph break, and the logits are the eager body's, for chains and trees."""
+    import torch._dynamo
+
+    model = families.make_model("llama", layers=3)
+    lm = StaticLM(model, max_len=32, graphs=False, compile=True)
+    ref = StaticLM(model, max_len=32, graphs=False)
+    assert lm.body.kind == "fused"
+    torch._dynamo.utils.counters.clear()
+    tokens = torch.tensor([[9, 10, 11, 12], [11, 12, 13, 14]])
+    for parents in (None, torch.tensor([[-1, 0, 0, 1], [-1, 0, 1, 1]])):
+        for m in (lm, ref):
+            n, _ = m.prefill([[1, 2, 3, 4, 5], [5, 6, 7]])
+        got, want = lm.forward(tokens, n, parents=parents), ref.forward(tokens, n, parents=parents)
+        what = "tree" if parents is not None else "chain"
+        _close(got[0], want[0], f"{what} hidden states")
+        _close(got[1], want[1], f"{what} logits")
+    counters = torch._dynamo.utils.counters
+    assert not counters["graph_break"]
+    assert counters["stats"]["unique_graphs"] == 4  # two halves x (the prefill, the step)
+
+
+@pytest.mark.parametrize("family", ["qwen2", "llama"])
+def test_compiled_body_serves_a_tree_after_a_chain_of_the_same_shape(family):
     """A tree step of the shape a chain step compiled for equals the eager tree step: the
     compiled forward reads the step's slots and positions as two inputs even where a chain
-    makes them equal."""
-    model = families.make_model("qwen2")
+    makes them equal (the generic body, and the fused one, whose rotary tables come in)."""
+    model = families.make_model(family)
     lm = StaticLM(model, max_len=32, graphs=False, compile=True)
     ref = StaticLM(model, max_len=32, graphs=False)
     tokens = torch.tensor([[9, 10, 11, 12], [11, 12, 13, 14]])

@@ -59,6 +59,7 @@ BATCHES = [1, 2]
 GAMMA_MAX = 3
 TREES = ["2x2:3", "3x2:5"]
 MAX_NEW = 12
+MAX_LEN = 96  # the verifier's cache: an option of --verifier that select --measure keeps
 
 PROFILE_PROMPTS = [
     "The capital of France is Paris, and the capital of Italy is",
@@ -105,7 +106,8 @@ def run(request, tiny_family, tiny_family_draft, tmp_path_factory):
     workload = folder / "prompts.txt"
     workload.write_text("\n".join(PROFILE_PROMPTS) + "\n")
     path = folder / "profile.json"
-    rc, out = _cli(["profile", "--verifier", "hf-fast", "--model", str(verifier_dir),
+    rc, out = _cli(["profile", "--verifier", f"hf-fast,max_len={MAX_LEN}",
+                    "--model", str(verifier_dir),
                     "--device", "cpu", "--dtype", "float32",
                     "--draft", f"hf-fast:{draft_dir},graphs=false",
                     "--workload", str(workload), "--prompts", str(len(PROFILE_PROMPTS)),
@@ -117,11 +119,13 @@ def run(request, tiny_family, tiny_family_draft, tmp_path_factory):
     assert rc == 0
     selected = json.loads(out)
     rebuilt = []  # the drafts select --measure builds again from the profile: their configs
+    rebuilt_max_len = []  # and its verifier's cache, an option of the profiled --verifier
     build_models = commands.build_models
 
     def spy(*args, **kwargs):
         verifier, drafts = build_models(*args, **kwargs)
         rebuilt.append({label: config for label, (_, config) in drafts.items()})
+        rebuilt_max_len.append(verifier.lm.max_len)
         return verifier, drafts
 
     with pytest.MonkeyPatch.context() as patch:
@@ -135,7 +139,8 @@ def run(request, tiny_family, tiny_family_draft, tmp_path_factory):
     pipe = from_config(f"[speculative]\n{verifier}\n{selected['thrifty']['toml']}\n")
     return {"family": family, "profile": Profile.load(path),
             "label": f"hf-fast(model={draft_dir})", "verifier_dir": verifier_dir,
-            "selected": selected, "measured": measured, "rebuilt": rebuilt, "pipe": pipe}
+            "selected": selected, "measured": measured, "rebuilt": rebuilt,
+            "rebuilt_max_len": rebuilt_max_len, "pipe": pipe}
 
 
 def _target_only(verifier, prompts, batch_size=None):
@@ -156,7 +161,8 @@ def _candidates(label):
 def test_the_profile_holds_every_configuration_with_positive_latencies(run):
     prof, label = run["profile"], run["label"]
     assert prof.verifier == f"hf-fast:{run['verifier_dir']}" and prof.device == "cpu"
-    assert prof.meta["verifier_config"] == {"name": "hf-fast", "model": str(run["verifier_dir"]),
+    assert prof.meta["verifier_config"] == {"name": f"hf-fast,max_len={MAX_LEN}",
+                                            "model": str(run["verifier_dir"]),
                                             "device": "cpu", "dtype": "float32"}
     assert "trees_skipped" not in prof.meta  # hf-fast scores and grows trees in every family
     assert prof.batches == BATCHES and prof.gamma_max == GAMMA_MAX
@@ -256,9 +262,10 @@ def test_select_ranks_the_candidates_and_names_the_draft(run):
         best = entry["recommended"]
         assert gamma_at(ranges, entry["batch"]) == (best["tree"] or best["gamma"])
     # --measure measures the draft the profile holds, every option as profiled (graphs=false
-    # here), not one built again from its model name with default options
+    # here), not one built again from its model name with default options; so the verifier
     assert run["rebuilt"] == [{label: d.config for label, d in run["profile"].drafts.items()}]
     assert run["rebuilt"][0][label]["options"]["graphs"] is False
+    assert run["rebuilt_max_len"] == [MAX_LEN]
     measured = run["measured"]["batches"]
     assert [e["batch"] for e in measured] == BATCHES
     for entry in measured:

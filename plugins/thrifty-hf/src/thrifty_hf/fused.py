@@ -140,6 +140,41 @@ def model_parts(model) -> dict:
         inv_freq=rotary.inv_freq.detach().float(), rope_scale=float(rotary.attention_scaling))
 
 
+def layer_halves(eps: float, heads: int, kv_heads: int, head_dim: int):
+    """The two halves of a fused Llama layer around its attention, as functions of tensors
+    (the layer's weights among them), so that one compiled graph serves every layer.
+
+    ``attend_in(h, delta, ln1, qkv, cos, sin)``: the residual stream ``h + delta``, the
+    rotated queries [B, kv heads, group * k, hd] (each key/value head's group of query heads
+    stacked as extra query rows: grouped-query attention without copying keys and values) and
+    the step's keys and values [B, k, 2, kv heads, hd]. ``attend_out(h, o, wo, ln2, gate_up,
+    down)``: the residual stream after attention and the MLP's output, which the next
+    ``attend_in`` (or the final norm) adds."""
+    import torch.nn.functional as F
+
+    group = heads // kv_heads
+
+    def attend_in(h, delta, ln1, qkv, cos, sin):
+        h = h + delta
+        batch, k = h.shape[:2]
+        # every operand below is contiguous whatever k is: a pass over several tokens costs
+        # the same kernels as a pass over one (strided views of a split projection made each
+        # multi-token pass slower per layer)
+        t = F.linear(_rms(h, ln1, eps), qkv).view(batch, k, heads + 2 * kv_heads, head_dim)
+        t = t * cos + _swap_halves(t) * sin
+        q = t[:, :, :heads].transpose(1, 2).reshape(batch, kv_heads, group * k, head_dim)
+        return h, q, t[:, :, heads:].view(batch, k, 2, kv_heads, head_dim)
+
+    def attend_out(h, o, wo, ln2, gate_up, down):
+        batch, k = h.shape[:2]
+        o = o.reshape(batch, heads, k, head_dim).transpose(1, 2).reshape(batch, k, -1)
+        h = h + F.linear(o, wo)
+        gate, up = F.linear(_rms(h, ln2, eps), gate_up).chunk(2, -1)
+        return h, F.linear(F.silu(gate) * up, down)
+
+    return attend_in, attend_out
+
+
 class FusedBody:
     """The fused Llama forward over a :class:`thrifty_hf.fast.StaticLM`'s cache."""
 
@@ -153,12 +188,19 @@ class FusedBody:
         self.reads_features = p["fc"] is not None
         self.cos, self.sin = rope_tables(p["inv_freq"].to(p["embed"].device), p["rope_scale"],
                                          max_len, p["heads"], p["kv_heads"], self.dtype)
+        self.attend_in, self.attend_out = layer_halves(p["eps"], p["heads"], p["kv_heads"],
+                                                       p["head_dim"])
 
     def compile(self) -> None:
-        """Compile ``forward`` with ``torch.compile``; CUDA graphs then capture its kernels."""
+        """Compile the two halves of a layer with ``torch.compile`` (norms, rotary, activation
+        and residual adds fused around the projections); CUDA graphs then capture the compiled
+        kernels. A layer's weights are inputs, so one compilation per step shape serves every
+        layer: compiling the whole forward cost about a minute per shape (30 layers traced
+        and scheduled), and speculative decoding meets a dozen shapes (prefill buckets,
+        attention spans, chains and trees, the draft's own)."""
         from .steps import compiled
 
-        self.forward = compiled(self.forward)
+        self.attend_in, self.attend_out = map(compiled, (self.attend_in, self.attend_out))
 
     def forward(self, cache, slots, tokens, n, features, logits: bool, at, parents):
         import torch
@@ -167,35 +209,24 @@ class FusedBody:
         from .steps import Step
 
         p = self.p
-        batch, k = tokens.shape
-        heads, kv, hd = p["heads"], p["kv_heads"], p["head_dim"]
-        group = heads // kv
-        step = Step(cache, slots, n, k, parents, at)
+        step = Step(cache, slots, n, tokens.shape[1], parents, at)
         cos, sin = self.cos[step.pos], self.sin[step.pos]  # [B, k, q|k|v heads, hd]
-        mask = step.mask(group)
+        mask = step.mask(p["heads"] // p["kv_heads"])
         h = F.embedding(tokens, p["embed"])
         if p["fc"] is not None:
             h = F.linear(torch.cat([h, features.to(h.dtype)], -1), p["fc"])
         elif p["proj_in"] is not None:
             h = F.linear(h, p["proj_in"])
+        # ``delta``: the last MLP's output, added to the residual stream by the next half that
+        # normalises it (one fused kernel when compiled); the first layer's is zero (exact)
+        delta = torch.zeros_like(h)
         for i, w in enumerate(p["layers"]):
-            x = _rms(h, w["ln1"], p["eps"])
-            # every operand below is contiguous whatever k is: a pass over several tokens
-            # costs the same kernels as a pass over one (strided views of a split projection
-            # made each multi-token pass slower per layer)
-            t = F.linear(x, w["qkv"]).view(batch, k, heads + 2 * kv, hd)
-            t = t * cos + _swap_halves(t) * sin
-            step.store(i, t[:, :, heads:].view(batch, k, 2, kv, hd))
-            # grouped-query attention without copying K/V: each KV head's group of query heads
-            # becomes extra query rows
-            q = t[:, :, :heads].transpose(1, 2).reshape(batch, kv, group * k, hd)
+            h, q, kv = self.attend_in(h, delta, w["ln1"], w["qkv"], cos, sin)
+            step.store(i, kv)
             keys, values = step.read(i)
             o = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
-            o = o.reshape(batch, heads, k, hd).transpose(1, 2).reshape(batch, k, heads * hd)
-            h = h + F.linear(o, w["o"])
-            x = _rms(h, w["ln2"], p["eps"])
-            gate, up = F.linear(x, w["gate_up"]).chunk(2, -1)
-            h = h + F.linear(F.silu(gate) * up, w["down"])
+            h, delta = self.attend_out(h, o, w["o"], w["ln2"], w["gate_up"], w["down"])
+        h = h + delta
         h = _rms(h, p["norm"], p["eps"])
         if p["proj_out"] is not None:
             h = F.linear(h, p["proj_out"])
