@@ -110,19 +110,25 @@ def main() -> None:
     else:
         loads = {k: v for k, v in workloads(tok, n).items() if k in names}
     longest = max(len(p) for every in loads.values() for p in every)
-    max_len = -(-(longest + args.max_new_tokens + 16) // 256) * 256
-    tok, ver, drafts = fast_models(args.model, args.drafts, device, dtype, max_len=max_len,
-                                   compile=args.compile)
-    hf = AutoModelForCausalLM.from_pretrained(
-        resolve(args.model).path, dtype=getattr(torch, dtype)).to(device).eval()
-    eos = eos_token_ids(hf, tok)
-    assistant = load_draft_named(args.assistant, hf) if args.assistant else None
     from thrifty.speculative.tree import parse_lookahead
 
     gammas = {1: [parse_lookahead(g, "--gammas") for g in args.gammas.split(",")],
               8: [parse_lookahead(g, "--gammas-b8") for g in args.gammas_b8.split(",")]}
     modes = [(int(b), False) for b in args.batches.split(",") if b] + \
         [(8, True)] * bool(args.refill_prompts)
+    # a row of a batch whose output is done is stepped on (its tokens dropped) for up to
+    # max_new_tokens more steps, until the batch's last row is done, keeping up to a path of
+    # the lookahead a step
+    longest_path = max([1] + [1 + getattr(g, "depth", g) for g in gammas[8]])
+    idle = any(b > 1 for b, _ in modes)
+    grown = args.max_new_tokens * (1 + longest_path * idle)
+    max_len = -(-(longest + grown + 16) // 256) * 256
+    tok, ver, drafts = fast_models(args.model, args.drafts, device, dtype, max_len=max_len,
+                                   compile=args.compile)
+    hf = AutoModelForCausalLM.from_pretrained(
+        resolve(args.model).path, dtype=getattr(torch, dtype)).to(device).eval()
+    eos = eos_token_ids(hf, tok)
+    assistant = load_draft_named(args.assistant, hf) if args.assistant else None
     res = {**environment(device), "suite": args.suite, "model": args.model, "dtype": dtype,
            "compile": args.compile,
            "max_new_tokens": args.max_new_tokens, "rounds": args.rounds, "rows": []}

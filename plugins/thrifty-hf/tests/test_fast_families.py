@@ -269,6 +269,28 @@ def test_compiled_fused_body_is_one_graph_per_half_and_shape_for_every_layer():
     assert counters["stats"]["unique_graphs"] == 4  # two halves x (the prefill, the step)
 
 
+def test_a_fresh_prefill_attends_causally_as_the_masked_cache_read_does():
+    """A prefill's attention in the fused body is causal over the step's own keys (no mask, no
+    cache read): the same hidden states as reading the cache through the step's mask, for
+    ragged rows whose padding follows their real tokens, and the same keys and values cached."""
+    from thrifty_hf.steps import Step
+
+    model = families.make_model("llama", layers=3)
+    lm = StaticLM(model, max_len=32, graphs=False)
+    assert lm.body.kind == "fused"
+    tokens = torch.tensor([[5, 9, 2, 7, 30, 31], [3, 3, 8, 0, 0, 0]])
+    zeros = torch.zeros(2, dtype=torch.long)
+    lm.reset(2)
+    assert Step(lm.cache, lm.slots, zeros, 6, fresh=True).causal
+    assert not Step(lm.cache, lm.slots, zeros, 6, parents=torch.zeros(2, 6), fresh=True).causal
+    got, _ = lm.forward(tokens, zeros, logits=False, fresh=True)
+    cached = lm.cache.clone()
+    want, _ = lm.forward(tokens, zeros, logits=False)
+    for row, real in enumerate((6, 3)):
+        _close(got[row, :real], want[row, :real], f"row {row} hidden states")
+    _close(cached, lm.cache, "the keys and values written")
+
+
 @pytest.mark.parametrize("family", ["qwen2", "llama"])
 def test_compiled_body_serves_a_tree_after_a_chain_of_the_same_shape(family):
     """A tree step of the shape a chain step compiled for equals the eager tree step: the

@@ -131,13 +131,14 @@ class StaticLM:
         return min(-(-max(reach, 1) // self.span_bucket) * self.span_bucket, self.max_len)
 
     def forward(self, tokens, n, features=None, logits: bool = True, at=None, parents=None,
-                span: int | None = None):
+                span: int | None = None, fresh: bool = False):
         """Append ``tokens`` [B, k] at slots ``n[b] + i``; return (hidden [B, k, E], float32
         logits [B, k, V] or None). ``features`` [B, k, E]: a feature draft's second input.
         ``at`` (LongTensor [B]): the cache rows to use, when not all of them (an admission).
         ``parents`` [B, k]: the tokens are a tree (see :class:`thrifty_hf.steps.Step`), not a
         chain. ``span``: attention reads slots ``0 .. span-1`` only (every slot by default),
-        which must cover ``n[b] + k`` of every row.
+        which must cover ``n[b] + k`` of every row. ``fresh``: every row's ``n`` is 0 (a
+        prefill; see :class:`thrifty_hf.steps.Step`).
 
         Runs without autograd: one weight that still required grad once turned every cache write
         into an autograd node, so each step's graph held the previous caches alive and the
@@ -146,7 +147,7 @@ class StaticLM:
 
         with torch.no_grad():
             return self.body.forward(self.cache, self.slots[:span], tokens, n, features,
-                                     logits, at, parents)
+                                     logits, at, parents, fresh)
 
     def run(self, tokens, n, features=None, parents=None, reach: int | None = None):
         """``forward`` through the CUDA graph of this shape (captured on first use).
@@ -224,11 +225,12 @@ class StaticLM:
                 inputs += (torch.nn.functional.pad(features, (0, 0, 0, width - longest)),)
             span = self.span(width)
             if row is None:
-                fn = lambda *x: self.forward(*x, logits=False, span=span)  # noqa: E731
+                fn = lambda *x: self.forward(*x, logits=False, span=span,  # noqa: E731
+                                             fresh=True)
             else:
                 inputs += (_upload([row], self.device),)
                 fn = lambda *x: self.forward(*x[:-1], logits=False, at=x[-1],  # noqa: E731
-                                             span=span)
+                                             span=span, fresh=True)
             key = ("prefill", row is None) + tuple(tuple(t.shape) for t in inputs)
             hidden, _ = self.replay(key, fn, inputs)
             hidden = hidden[:, :longest]

@@ -175,6 +175,25 @@ def layer_halves(eps: float, heads: int, kv_heads: int, head_dim: int):
     return attend_in, attend_out
 
 
+def causal_attention(q, kv, group: int):
+    """Causal attention of a step over its own keys and values (``kv`` [B, k, 2, kv heads,
+    hd]; ``q`` stacked as :func:`layer_halves` gives it), for a step whose rows hold nothing
+    before it: [B, heads, k, hd]. Each key/value head is repeated for its group of query heads,
+    so the kernel needs no grouped-query support of its own."""
+    import torch.nn.functional as F
+
+    b, kv_heads, rows, hd = q.shape
+    k = rows // group
+    q = q.view(b, kv_heads * group, k, hd)  # head kv * group + g, as the stacking orders them
+
+    def repeated(t):
+        return t.transpose(1, 2)[:, :, None].expand(b, kv_heads, group, k, hd).reshape(
+            b, kv_heads * group, k, hd)
+
+    return F.scaled_dot_product_attention(q, repeated(kv[:, :, 0]), repeated(kv[:, :, 1]),
+                                          is_causal=True)
+
+
 class FusedBody:
     """The fused Llama forward over a :class:`thrifty_hf.fast.StaticLM`'s cache."""
 
@@ -202,16 +221,17 @@ class FusedBody:
 
         self.attend_in, self.attend_out = map(compiled, (self.attend_in, self.attend_out))
 
-    def forward(self, cache, slots, tokens, n, features, logits: bool, at, parents):
+    def forward(self, cache, slots, tokens, n, features, logits: bool, at, parents, fresh):
         import torch
         import torch.nn.functional as F
 
         from .steps import Step
 
         p = self.p
-        step = Step(cache, slots, n, tokens.shape[1], parents, at)
+        group = p["heads"] // p["kv_heads"]
+        step = Step(cache, slots, n, tokens.shape[1], parents, at, fresh)
         cos, sin = self.cos[step.pos], self.sin[step.pos]  # [B, k, q|k|v heads, hd]
-        mask = step.mask(p["heads"] // p["kv_heads"])
+        mask = None if step.causal else step.mask(group)
         h = F.embedding(tokens, p["embed"])
         if p["fc"] is not None:
             h = F.linear(torch.cat([h, features.to(h.dtype)], -1), p["fc"])
@@ -223,8 +243,11 @@ class FusedBody:
         for i, w in enumerate(p["layers"]):
             h, q, kv = self.attend_in(h, delta, w["ln1"], w["qkv"], cos, sin)
             step.store(i, kv)
-            keys, values = step.read(i)
-            o = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+            if step.causal:
+                o = causal_attention(q, kv, group)
+            else:
+                keys, values = step.read(i)
+                o = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
             h, delta = self.attend_out(h, o, w["o"], w["ln2"], w["gate_up"], w["down"])
         h = h + delta
         h = _rms(h, p["norm"], p["eps"])

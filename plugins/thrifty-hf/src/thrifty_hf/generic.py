@@ -304,10 +304,10 @@ class GenericBody:
         kv, hd, _ = shapes[0]
         return len(shapes), kv, hd
 
-    def forward(self, cache, slots, tokens, n, features, logits: bool, at, parents):
+    def forward(self, cache, slots, tokens, n, features, logits: bool, at, parents, fresh):
         from .steps import Step
 
-        step = Step(cache, slots, n, tokens.shape[1], parents, at)
+        step = Step(cache, slots, n, tokens.shape[1], parents, at, fresh)
         mask = step.visible[:, None]  # [B, 1, k, S]: a ready mask, so transformers builds none
         args = dict(attention_mask=mask, position_ids=step.pos, use_cache=False)
         return self._call(step, tokens, features, args, logits)

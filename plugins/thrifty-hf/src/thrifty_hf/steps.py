@@ -25,13 +25,22 @@ class Step:
 
     ``parents`` [B, k] (each column's parent column, -1 for the root) makes it a tree step,
     ``None`` a chain; ``at`` [B]: the cache rows to use, when not all of them (an admission).
+    ``fresh``: every row's ``n`` is 0 (a prefill or an admission), so a chain's attention may
+    read the step's own keys under a causal mask (``causal``) instead of the cache.
     Pure tensor work with no value read on the host, so it builds inside a captured graph.
     """
 
-    def __init__(self, cache, slots, n, k: int, parents=None, at=None) -> None:
+    def __init__(self, cache, slots, n, k: int, parents=None, at=None,
+                 fresh: bool = False) -> None:
         import torch
 
         self.cache, self.slots, self.at = cache, slots, at
+        self.causal = fresh and parents is None
+        """The step's attention is causal over its own tokens, which a fused kernel (flash
+        attention) computes without reading a mask or scoring the masked half: attention
+        through a [k, S] mask scores every query against every slot, which for a prompt of
+        thousands of tokens is most of the prefill. Padded columns come after every row's
+        real tokens, so no real token sees one."""
         batch, s = len(n), slots.shape[0]
         self.where = n[:, None] + slots[:k]  # [B, k]: the slot each token is written at
         rows = torch.arange(batch, device=n.device) if at is None else at
