@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from thrifty import CommandSpec, DraftModelSpec, hookimpl
+from thrifty import CommandSpec, DraftModelSpec, VerifierSpec, hookimpl
 from thrifty.errors import ConfigError, PluginConflictError, PluginError, PluginWarning
 from thrifty.plugins import PluginManager
 from thrifty.registry import Registry
@@ -345,9 +345,9 @@ def test_option_parse_reads_text_by_the_declared_type():
         Option(float, 1.0).parse("o", "beta", "half")
 
 
-def test_draft_options_on_the_command_line(register_plugin):
+def test_plugin_options_on_the_command_line(register_plugin):
     from thrifty import Option
-    from thrifty.refs import draft_ref
+    from thrifty.refs import plugin_ref
 
     class Weighted:
         @hookimpl
@@ -356,18 +356,38 @@ def test_draft_options_on_the_command_line(register_plugin):
                 "weights": Option(str, help="file"), "depth": Option(int, 2),
                 "greedy": Option(bool, False)})]
 
+        @hookimpl
+        def thrifty_verifiers(self):
+            return [VerifierSpec(name="toy", factory=lambda **o: None,
+                                 options={"vocab": Option(int, 6)})]
+
     reg = register_plugin(Weighted(), name="weighted", entry_points=True)
-    assert draft_ref("ngram,max_ngram=5,min_ngram=1", reg) == (
+    assert plugin_ref("ngram,max_ngram=5,min_ngram=1", "draft_models", reg) == (
         "ngram", {"max_ngram": 5, "min_ngram": 1})
-    assert draft_ref("weighted:w.safetensors,depth=3,greedy=true", reg) == (
+    assert plugin_ref("weighted:w.safetensors,depth=3,greedy=true", "draft_models", reg) == (
         "weighted", {"weights": "w.safetensors", "depth": 3, "greedy": True})
+    assert plugin_ref("toy,vocab=9", "verifiers", reg) == ("toy", {"vocab": 9})
     with pytest.raises(ConfigError, match="Did you mean 'max_ngram'.*accepts: max_ngram, "
                                           "min_ngram"):
-        draft_ref("ngram,max_ngrams=5", reg)
+        plugin_ref("ngram,max_ngrams=5", "draft_models", reg)
     with pytest.raises(ConfigError, match="no required option to take 'x'"):
-        draft_ref("ngram:x", reg)
+        plugin_ref("ngram:x", "draft_models", reg)
     with pytest.raises(ConfigError, match="'depth' must be int"):
-        draft_ref("weighted:w,depth=deep", reg)
+        plugin_ref("weighted:w,depth=deep", "draft_models", reg)
+    with pytest.raises(ConfigError, match="verifier 'toy' has no option 'vocabs'"):
+        plugin_ref("toy,vocabs=9", "verifiers", reg)
+
+
+def test_generate_takes_verifier_options(fake_site):
+    fake_site.add("thrifty-toy", {"toy": "toy_plugin"}, {"toy_plugin": TOY_PLUGIN})
+    args = ["generate", "--json", "--no-draft", "--max-new-tokens", "8", "abcabcab"]
+    six = fake_site.thrifty(*args, "--verifier", "toy")
+    nine = fake_site.thrifty(*args, "--verifier", "toy,vocab=9")
+    assert six.returncode == nine.returncode == 0, nine.stderr
+    # a larger vocabulary is another trigram table: the option reached the verifier
+    assert json.loads(six.stdout)["texts"] != json.loads(nine.stdout)["texts"]
+    bad = fake_site.thrifty(*args, "--verifier", "toy,vocab=nine")
+    assert bad.returncode != 0 and "'vocab' must be int" in bad.stderr
 
 
 def test_generate_takes_draft_options(fake_site):

@@ -33,8 +33,10 @@ def _run_plugins(args) -> int:
 def _configure_generate(p) -> None:
     p.add_argument("prompt", nargs="*", help="prompt text (repeat for a batch)")
     p.add_argument("--config", help="TOML pipeline file with a [speculative] table")
-    p.add_argument("--verifier", help="registered verifier (default: the one of highest "
-                                      "priority; `thrifty plugins` lists them)")
+    p.add_argument("--verifier", metavar="NAME[,KEY=VALUE]",
+                   help="registered verifier (default: the one of highest priority; `thrifty "
+                        "plugins` lists them), KEY=VALUE sets any option it declares, e.g. "
+                        "hf-fast,compile=true")
     p.add_argument("--model", help="the verifier's model (default: the verifier's own)")
     p.add_argument("--draft", action="append", default=[], metavar="NAME[:VALUE][,KEY=VALUE]",
                    help="draft by registered name; VALUE is its first required option (the "
@@ -62,7 +64,7 @@ def pipeline_from_args(args):
     ``[generate]`` and ``[sampling]`` tables of the config (empty without one)."""
     from .errors import ConfigError
     from .pipeline import from_config, load_config, pipeline, run_settings
-    from .refs import draft_ref
+    from .refs import plugin_ref
     from .registry import registry
     from .speculative.tree import parse_lookahead
 
@@ -75,9 +77,12 @@ def pipeline_from_args(args):
             raise type(exc)(f"{args.config}: {exc}") from None
         return pipe, tables["generate"], tables["sampling"]
     lookahead = 4 if args.lookahead is None else parse_lookahead(args.lookahead, "--lookahead")
-    verifier = args.verifier or registry().preferred("verifiers")
-    pipe = pipeline((verifier, {} if args.model is None else {"model": args.model}),
-                    [draft_ref(d, registry()) for d in args.draft], lookahead=lookahead)
+    reg = registry()
+    verifier, options = plugin_ref(args.verifier or reg.preferred("verifiers"), "verifiers", reg)
+    if args.model is not None:
+        options["model"] = args.model
+    pipe = pipeline((verifier, options), [plugin_ref(d, "draft_models", reg) for d in args.draft],
+                    lookahead=lookahead)
     return pipe, {}, {}
 
 

@@ -46,7 +46,8 @@ def ref_options(spec: Spec, value: str, pairs: dict[str, str]) -> dict[str, Any]
     return options
 
 
-def draft_ref(text: str, registry) -> tuple[str, dict[str, Any]]:
-    """A ``--draft`` argument as ``(name, options)`` for :func:`thrifty.pipeline`."""
+def plugin_ref(text: str, family: str, registry) -> tuple[str, dict[str, Any]]:
+    """A ``--draft`` or ``--verifier`` argument (``family``: "draft_models" or "verifiers") as
+    ``(name, options)`` for :func:`thrifty.pipeline`."""
     name, value, pairs = split_ref(text)
-    return name, ref_options(registry.draft_model(name), value, pairs)
+    return name, ref_options(registry.get(family, name), value, pairs)

@@ -102,23 +102,18 @@ def build_models(verifier: str, model: str | None, drafts: list, device=None, dt
     built again as it was profiled). ``config`` records how to build the draft again and, when
     it has one, its weights' path."""
     from ..pipeline import pipeline
-    from ..refs import ref_options, split_ref
+    from ..refs import plugin_ref
     from ..registry import registry
 
     reg = registry()
     common = {"device": device, "dtype": dtype}
-    verifier, value, pairs = split_ref(verifier)
-    vspec = reg.get("verifiers", verifier)
-    voptions = {**_options(vspec, {**common, "model": model}), **ref_options(vspec, value, pairs)}
+    verifier, voptions = plugin_ref(verifier, "verifiers", reg)
+    voptions = {**_options(reg.get("verifiers", verifier), {**common, "model": model}),
+                **voptions}
     drafts_ref = []
     for ref in drafts:
-        if isinstance(ref, str):
-            name, value, pairs = split_ref(ref)
-            spec = reg.get("draft_models", name)
-            options = ref_options(spec, value, pairs)
-        else:
-            name, options = ref
-            spec = reg.get("draft_models", name)
+        name, options = plugin_ref(ref, "draft_models", reg) if isinstance(ref, str) else ref
+        spec = reg.get("draft_models", name)
         drafts_ref.append((name, {**_options(spec, common), **options}))
     pipe = pipeline((verifier, voptions), drafts_ref)
     out = {}
