@@ -38,6 +38,9 @@ def main() -> int:
     ap.add_argument("--workloads", default="code,chat")
     ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--expand", action="store_true",
+                    help="also each feature draft with trees='expand' (EAGLE-2 trees; its "
+                         "trees only: its chains are the draft's)")
     ap.add_argument("--profile", default="", help="a thrifty profile to price the configurations")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
@@ -54,6 +57,13 @@ def main() -> int:
     tok, ver, drafts = fast_models(args.model, ",".join(n for n in names if n != "ngram"),
                                    "cpu", "float32", max_len=2048)
     drafts = {n: NgramDraft() if n == "ngram" else drafts[n] for n in names}
+    if args.expand:
+        from thrifty_hf.fast import FastFeatureDraft, fast_draft
+        from thrifty_hf.loading import load_draft_named
+
+        drafts.update({f"{n},trees=expand": fast_draft(load_draft_named(n, ver.model),
+                                                        max_len=2048, trees="expand")
+                       for n, d in list(drafts.items()) if isinstance(d, FastFeatureDraft)})
     model = None
     if args.profile:
         from thrifty.speculative.profile import Profile
@@ -68,6 +78,8 @@ def main() -> int:
         base = None if model is None else model.predict(None, 0, 1).throughput
         for name, draft in drafts.items():
             for look in looks:
+                if name.endswith("trees=expand") and isinstance(look, int):
+                    continue
                 out = SpeculativeDecoder(ver, draft, look).generate(
                     prompts, max_new_tokens=args.max_new_tokens, batch_size=1)
                 depth = look if isinstance(look, int) else look.depth
@@ -77,7 +89,9 @@ def main() -> int:
                            identical=f"{sum(a == b for a, b in zip(out.token_ids, ref))}/"
                                      f"{len(ref)}")
                 if model is not None:
-                    label = PROFILE_LABELS[name]
+                    # an expanding tree is priced as its draft's chain of its depth: its
+                    # wider draft steps are launch-bound like one-token steps on a GPU
+                    label = PROFILE_LABELS[name.removesuffix(",trees=expand")]
                     step = (model.draft_ms(label, depth, 1) + model.verify_ms(scored, 1)
                             + model.overhead_ms(label, depth, 1))
                     rate = 1000.0 * out.metrics.tar / step

@@ -40,13 +40,13 @@ class TestFastVerifier(_OnFastVerifier, VerifierSuite):
     pass
 
 
-def _fast(name):
+def _fast(name, **options):
     """A factory of fast-path drafts named ``name`` around the verifier's weights."""
     from thrifty_hf.fast import fast_draft
     from thrifty_hf.loading import load_draft_named
 
     return lambda verifier: fast_draft(load_draft_named(name, verifier.model), max_len=256,
-                                       graphs=False)
+                                       graphs=False, **options)
 
 
 class TestFastDraft(_OnFastVerifier, DraftModelSuite):
@@ -59,6 +59,14 @@ class TestFastFeatureDraft(_OnFastVerifier, DraftModelSuite):
     @pytest.fixture
     def make_draft(self):
         return _fast("smollm2-draft-feat")
+
+
+class TestExpandingFeatureDraft(_OnFastVerifier, DraftModelSuite):
+    """The shipped feature draft growing EAGLE-2 trees (``trees="expand"``)."""
+
+    @pytest.fixture
+    def make_draft(self):
+        return _fast("smollm2-draft-feat", trees="expand")
 
 
 def _narrow_window():

@@ -211,3 +211,76 @@ def test_profiling_feeds_a_feature_draft_through_the_timing_proxy(verifier, trai
     assert m.tar > 1.0
     ms = draft_latency(draft, PROMPTS, 2, [1, 3], v.device, repeats=1, warmup=0, verifier=v)
     assert set(ms) == {1, 3} and all(t > 0 for t in ms.values())
+
+
+def _proposal_start(draft, verifier, prompts):
+    """``draft`` started on ``prompts`` as the engine starts it (the verifier's prefill
+    features first)."""
+    ver = fast(verifier)
+    ver.start(prompts)
+    draft.observe(ver.features)
+    draft.start(prompts)
+    return draft
+
+
+def test_an_expanding_tree_of_one_branch_is_the_greedy_chain(verifier, trained):
+    """``trees="expand"`` with one child a node grows the draft's greedy chain: the tree
+    steps (every node so far at its depth's position, fed its parent's feature) compute what
+    the chain's single steps do."""
+    from thrifty.speculative import Sampling, TreeShape
+
+    prompts = PROMPTS[:3]
+    chain = _proposal_start(FastFeatureDraft(trained[0], max_len=128, graphs=False),
+                            verifier, prompts).propose(4, Sampling(), None).tokens
+    tree = _proposal_start(FastFeatureDraft(trained[0], max_len=128, graphs=False,
+                                            trees="expand"), verifier, prompts).propose_tree(
+        TreeShape(4, 1, 4), Sampling(), None)
+    assert torch.equal(tree.tokens, chain)
+    assert tree.parents.tolist() == [[0, 1, 2, 3]] * len(prompts)
+
+
+def test_an_expanding_tree_keeps_the_likeliest_nodes_parents_first(verifier, trained):
+    """With two children a node: every node's parent comes before it, no node has more than
+    two children, the first depth holds the draft's two likeliest tokens, and the tree goes
+    deeper than a chain with sibling leaves can (a node under a non-chain node)."""
+    from thrifty.speculative import Sampling, TreeShape
+
+    shape = TreeShape(4, 2, 7)
+    draft = _proposal_start(FastFeatureDraft(trained[0], max_len=128, graphs=False,
+                                             trees="expand"), verifier, PROMPTS)
+    chain = _proposal_start(FastFeatureDraft(trained[0], max_len=128, graphs=False),
+                            verifier, PROMPTS).propose(1, Sampling(), None).tokens
+    tree = draft.propose_tree(shape, Sampling(), None)
+    assert tree.lengths.tolist() == [7] * len(PROMPTS) and tree.q is None
+    deep_under_sibling = False
+    for b in range(len(PROMPTS)):
+        parents = tree.parents[b].tolist()
+        assert all(0 <= p <= j for j, p in enumerate(parents))
+        assert max(parents.count(p) for p in set(parents)) <= 2
+        roots = [j for j, p in enumerate(parents) if p == 0]
+        assert int(chain[b, 0]) in tree.tokens[b, roots].tolist()
+        first = roots[0] + 1  # node index of the likeliest first token
+        deep_under_sibling |= any(p not in (0, first) for p in parents)
+    assert deep_under_sibling
+
+
+@pytest.mark.parametrize("batch_size", [None, 2], ids=["one-batch", "two-rows-refilled"])
+def test_expanding_trees_keep_a_feature_draft_exact(verifier, trained, batch_size):
+    from thrifty.speculative import TreeShape
+
+    ver = fast(verifier)
+    draft = FastFeatureDraft(trained[0], max_len=128, graphs=False, trees="expand")
+    target = SpeculativeDecoder(ver).generate(PROMPTS, max_new_tokens=20).token_ids
+    spec = SpeculativeDecoder(ver, draft, TreeShape(3, 3, 8)).generate(
+        PROMPTS, max_new_tokens=20, batch_size=batch_size)
+    assert spec.token_ids == target
+    assert spec.metrics.tar > 1.5
+
+
+def test_only_a_feature_draft_expands_trees(tiny_draft, verifier, trained):
+    from thrifty_hf.fast import fast_draft
+
+    with pytest.raises(ConfigError, match="token draft.*trees='siblings'"):
+        fast_draft(tiny_draft(verifier, 32), trees="expand", max_len=64, graphs=False)
+    with pytest.raises(ConfigError, match="trees='bushy' is not one of siblings, expand"):
+        FastFeatureDraft(trained[0], max_len=64, graphs=False, trees="bushy")

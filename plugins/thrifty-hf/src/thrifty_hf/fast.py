@@ -549,11 +549,14 @@ class FastFeatureDraft(_Proposer):
     :meth:`observe` before :meth:`start` and before every :meth:`commit`.
     """
 
-    def __init__(self, model, **options) -> None:
+    def __init__(self, model, *, trees: str = "siblings", **options) -> None:
         super().__init__(model, **options)
         if not self.lm.body.reads_features:
             raise ConfigError(f"{self.name} is not a feature draft (its config lacks "
                               f"thrifty_features); load it with FastDraft")
+        if trees not in TREES:
+            raise ConfigError(f"{self.name}: trees={trees!r} is not one of {', '.join(TREES)}")
+        self.trees = trees
         self._seen = None
 
     def observe(self, features) -> None:
@@ -597,10 +600,27 @@ class FastFeatureDraft(_Proposer):
         return proposal
 
     def propose_tree(self, shape, sampling, generator):
+        import torch
+        from thrifty.protocols import TreeProposal
+
         width = self.pend_tok.shape[1]
-        self.room.ensure(self.n, width + shape.depth)
-        tree, on_chain = self._propose(self.pend_tok, self.pend_feat, shape.depth, sampling,
-                                       generator, self.room.bound + width + shape.depth, shape)
+        if self.trees == "siblings":
+            self.room.ensure(self.n, width + shape.depth)
+            tree, on_chain = self._propose(self.pend_tok, self.pend_feat, shape.depth, sampling,
+                                           generator, self.room.bound + width + shape.depth,
+                                           shape)
+        else:
+            grown = (shape.depth - 1) * shape.branch  # the columns of the last tree step
+            self.room.ensure(self.n, width + grown)
+            inputs = (self.pend_tok, self.n, self.plen, self.pend_feat)
+            span = self.lm.span(self.room.bound + width + grown)
+            key = ("expand", shape, span) + tuple(tuple(t.shape) for t in inputs)
+            out = self.lm.replay(key, lambda *x: _expanded(self.lm, shape, span, *x), inputs)
+            tokens, parents, lengths = (t.clone() for t in out)
+            # every node is the draft's deterministic choice: a point mass, whatever the
+            # sampling (TreeProposal.q None), which keeps multi-candidate acceptance exact
+            tree, on_chain = TreeProposal(tokens, parents, lengths), torch.zeros_like(
+                tokens, dtype=torch.bool)
         self.room.grow(width)
         self._tree = tree.tokens, on_chain
         return tree
@@ -653,6 +673,65 @@ class FastFeatureDraft(_Proposer):
         return self._seen
 
 
+TREES = ("siblings", "expand")
+"""How a feature draft grows a token tree: ``siblings``, its greedy chain with the runners-up of
+each depth as leaves (:func:`thrifty.speculative.tree.sibling_tree`); ``expand``, the likeliest
+nodes of each depth grown further (:func:`_expanded`, EAGLE-2)."""
+
+
+def _expanded(lm, shape, span: int, tokens, n, plen, feats):
+    """An EAGLE-2 tree grown by a feature draft over ``lm``: (tokens, parents, lengths) of a
+    :class:`~thrifty.protocols.TreeProposal`, pure tensor work (one graph on CUDA).
+
+    The root is the row's last pending position. Each depth takes the ``branch`` likeliest
+    children of the depth before, ranked by the product of the draft's probabilities along
+    their path (children of one node, or of several), so the tree widens where the draft is
+    unsure and deepens where it is sure. To score a depth the draft runs over every node so far
+    as one tree step above the pending tokens (each node at its depth's position, seeing the
+    cache and its ancestors, fed its parent's predicted feature): a step of a few dozen tokens
+    costs a one-layer draft what one token does, and it needs no cache of its own for the tree
+    (the engine's ``commit_path`` re-feeds whatever path the verifier keeps). Last, the
+    ``nodes`` likeliest of all are kept, parents before children."""
+    import torch
+
+    branch, depth = shape.branch, shape.depth
+    hidden, logits = lm.forward(tokens, n, feats, span=span)  # the pending tokens
+    rows, at = lm.rows, plen - 1
+    feat, logp = hidden[rows, at][:, None], logits[rows, at].log_softmax(-1)[:, None]
+    score = torch.zeros_like(logp[:, :, 0])  # [B, frontier]: log-probability of each path
+    base = n + plen
+    frontier = torch.zeros_like(plen)[:, None]  # node indices (0: the root)
+    toks, pars, scores, fed = [], [], [], []
+    for d in range(depth):
+        if d:  # score the frontier: the draft over every node so far, one tree step
+            hid, lg = lm.forward(torch.cat(toks, 1), base, torch.cat(fed, 1),
+                                 parents=torch.cat(pars, 1) - 1, span=span)
+            feat, logp = hid[:, -branch:], lg[:, -branch:].log_softmax(-1)
+        vocab = logp.shape[-1]
+        # a node's value never exceeds its parent's (log-probabilities <= 0); the tiny
+        # per-depth discount breaks ties so that keeping the likeliest keeps every ancestor
+        best, pick = (score[:, :, None] + logp).flatten(1).topk(branch, -1)
+        score = best - 1e-6 * (d + 1)
+        owner = pick // vocab
+        toks.append(pick % vocab)
+        pars.append(frontier.gather(1, owner))
+        fed.append(feat.gather(1, owner[..., None].expand(-1, -1, feat.shape[-1])))
+        scores.append(score)
+        frontier = 1 + d * branch + torch.arange(branch, device=n.device).expand_as(owner)
+    kept_n = min(shape.nodes, depth * branch)
+    keep = torch.zeros_like(torch.cat(scores, 1), dtype=torch.bool)
+    keep.scatter_(1, torch.cat(scores, 1).topk(kept_n, -1).indices, True)
+    col = keep.long().cumsum(1)  # the node index each kept node takes (1-based)
+    dest = torch.where(keep, col - 1, shape.nodes)  # dropped nodes land past the end
+    remap = torch.cat([torch.zeros_like(col[:, :1]), col], 1)  # old node index -> new
+    out = []
+    for values in (torch.cat(toks, 1), remap.gather(1, torch.cat(pars, 1))):
+        flat = torch.zeros(values.shape[0], shape.nodes + 1, dtype=values.dtype,
+                           device=values.device)
+        out.append(flat.scatter_(1, dest, values)[:, :-1])
+    return out[0], out[1], torch.full_like(n, kept_n)
+
+
 def _shifted(features):
     """Features one position later: draft position j reads f_{j-1}; nothing precedes 0."""
     import torch
@@ -660,11 +739,19 @@ def _shifted(features):
     return torch.cat([features.new_zeros(features.shape[0], 1, features.shape[-1]), features], 1)
 
 
-def fast_draft(model, **options):
+def fast_draft(model, trees: str = "siblings", **options):
     """The fast path for a draft module: :class:`FastFeatureDraft` for a feature draft,
-    :class:`FastDraft` otherwise (``options``: name, max_len, graphs, body, compile)."""
-    kind = FastFeatureDraft if getattr(model, "fc", None) is not None else FastDraft
-    return kind(model, **options)
+    :class:`FastDraft` otherwise (``options``: name, max_len, graphs, body, compile; ``trees``:
+    how a feature draft grows token trees, :data:`TREES`)."""
+    if getattr(model, "fc", None) is not None:
+        return FastFeatureDraft(model, trees=trees, **options)
+    if trees != "siblings":
+        raise ConfigError(
+            f"{options.get('name', 'this draft')} is a token draft, which keeps its own chain "
+            f"in its cache and so grows sibling trees only; trees={trees!r} runs the draft on "
+            f"every node of a growing tree, which a feature draft does (it re-feeds whichever "
+            f"path the verifier keeps): use trees='siblings' or a feature draft")
+    return FastDraft(model, **options)
 
 
 class _Chooser:

@@ -39,7 +39,7 @@ def make_fast_verifier(model="smollm2-135m", device="auto", dtype="auto", max_le
 
 
 def make_fast_draft(verifier, model, device="auto", dtype="auto", max_len=1024, graphs=True,
-                    body="auto", compile=False):
+                    body="auto", compile=False, trees="siblings"):
     from thrifty.errors import IncompatibleModelsError
 
     from .fast import fast_draft
@@ -55,7 +55,8 @@ def make_fast_draft(verifier, model, device="auto", dtype="auto", max_len=1024, 
     dt = emb.dtype if dtype == "auto" else resolve_dtype(dtype, dev)
     draft = load_draft_for(verifier, model, dev, dt)
     return fast_draft(draft, name=f"hf-fast:{model}", max_len=max_len,
-                      graphs=graphs and dev.type == "cuda", body=body, compile=compile)
+                      graphs=graphs and dev.type == "cuda", body=body, compile=compile,
+                      trees=trees)
 
 
 @hookimpl
@@ -75,5 +76,8 @@ def thrifty_draft_models():
         name="hf-fast", factory=make_fast_draft,
         description="a thrifty-distilled draft (or HF causal LM of a tested family) on a "
                     "static KV cache replayed as CUDA graphs",
-        options=_options(REQUIRED, "zoo draft name (smollm2-draft-l1, ...) or folder"),
+        options={**_options(REQUIRED, "zoo draft name (smollm2-draft-l1, ...) or folder"),
+                 "trees": Option(str, "siblings", "how a feature draft grows a token tree: "
+                                 "siblings (its chain with runners-up as leaves) or expand "
+                                 "(the likeliest nodes of each depth grown further, EAGLE-2)")},
         export=engine_settings)]
