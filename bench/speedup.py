@@ -22,7 +22,8 @@ Every output is compared with target-only's; where some differ, each row's first
 audited (the float32 verifier's logit gap there: ``near_ties``, ``max_gap``), so a bf16 rounding
 flip at a near-tie is told apart from a defect. ``--dtype float32`` runs the GPU in float32,
 where every output must equal target-only's.
-``--compile`` gives thrifty's verifier and drafts hf-fast's ``compile=true`` (norms, rotary
+``--expand`` adds each feature draft again growing EAGLE-2 trees (``trees=expand``; its trees
+only). ``--compile`` gives thrifty's verifier and drafts hf-fast's ``compile=true`` (norms, rotary
 and activations fused by torch.compile under the CUDA graphs); an untimed round then compiles
 every shape before any is timed.
 ``--device cpu`` runs it off a GPU (with ``--dtype bfloat16``: where bf16 rounding parts
@@ -41,7 +42,8 @@ import statistics
 from pathlib import Path
 
 import heldout
-from gpu_speed import fast_models, fresh, hf_run, peak_mib, thrifty_run, workloads
+from gpu_speed import (EXPAND, expanding, fast_models, fresh, hf_run, peak_mib, thrifty_run,
+                       workloads)
 
 HF_MODES = ("static", "eager", "lookup", "assisted")
 
@@ -86,6 +88,9 @@ def main() -> None:
                     help="cpu: exactness and the divergence audit off a GPU (timings mean little)")
     ap.add_argument("--compile", action="store_true",
                     help="thrifty's verifier and drafts with hf-fast's compile=true")
+    ap.add_argument("--expand", action="store_true",
+                    help="also each feature draft growing EAGLE-2 trees (trees=expand; its "
+                         "trees only)")
     ap.add_argument("--smoke", action="store_true", help="CPU, float32 (a check of the script)")
     ap.add_argument("--out", default="speedup.json")
     args = ap.parse_args()
@@ -125,6 +130,8 @@ def main() -> None:
     max_len = -(-(longest + grown + 16) // 256) * 256
     tok, ver, drafts = fast_models(args.model, args.drafts, device, dtype, max_len=max_len,
                                    compile=args.compile)
+    if args.expand:
+        drafts.update(expanding(drafts, ver.model, max_len, args.compile))
     hf = AutoModelForCausalLM.from_pretrained(
         resolve(args.model).path, dtype=getattr(torch, dtype)).to(device).eval()
     eos = eos_token_ids(hf, tok)
@@ -143,7 +150,8 @@ def main() -> None:
     for wl, every in loads.items():
         for batch, refill in modes:
             prompts = every[: args.refill_prompts if refill else args.prompts]
-            configs = [(name, d, g) for name, d in drafts.items() for g in gammas[batch]]
+            configs = [(name, d, g) for name, d in drafts.items() for g in gammas[batch]
+                       if not (name.endswith(EXPAND) and isinstance(g, int))]
             rates = {c[:1] + c[2:]: [] for c in [("target-only", None, 0)] + configs}
             hf_rates = {"static": []} if batch == 1 else {}
             tars, same, peaks, audits = {}, {}, {}, {}

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import heldout  # noqa: E402
-from gpu_speed import fast_models  # noqa: E402
+from gpu_speed import EXPAND, expanding, fast_models  # noqa: E402
 
 PROFILE_LABELS = {"ngram": "ngram", "smollm2-draft-feat": "hf-fast(model=smollm2-draft-feat)"}
 """The label each draft has in the profiles ``thrifty profile`` writes."""
@@ -58,12 +58,7 @@ def main() -> int:
                                    "cpu", "float32", max_len=2048)
     drafts = {n: NgramDraft() if n == "ngram" else drafts[n] for n in names}
     if args.expand:
-        from thrifty_hf.fast import FastFeatureDraft, fast_draft
-        from thrifty_hf.loading import load_draft_named
-
-        drafts.update({f"{n},trees=expand": fast_draft(load_draft_named(n, ver.model),
-                                                        max_len=2048, trees="expand")
-                       for n, d in list(drafts.items()) if isinstance(d, FastFeatureDraft)})
+        drafts.update(expanding(drafts, ver.model, max_len=2048))
     model = None
     if args.profile:
         from thrifty.speculative.profile import Profile
@@ -78,7 +73,7 @@ def main() -> int:
         base = None if model is None else model.predict(None, 0, 1).throughput
         for name, draft in drafts.items():
             for look in looks:
-                if name.endswith("trees=expand") and isinstance(look, int):
+                if name.endswith(EXPAND) and isinstance(look, int):
                     continue
                 out = SpeculativeDecoder(ver, draft, look).generate(
                     prompts, max_new_tokens=args.max_new_tokens, batch_size=1)
@@ -91,7 +86,7 @@ def main() -> int:
                 if model is not None:
                     # an expanding tree is priced as its draft's chain of its depth: its
                     # wider draft steps are launch-bound like one-token steps on a GPU
-                    label = PROFILE_LABELS[name.removesuffix(",trees=expand")]
+                    label = PROFILE_LABELS[name.removesuffix(EXPAND)]
                     step = (model.draft_ms(label, depth, 1) + model.verify_ms(scored, 1)
                             + model.overhead_ms(label, depth, 1))
                     rate = 1000.0 * out.metrics.tar / step
