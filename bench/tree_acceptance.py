@@ -84,8 +84,8 @@ def main() -> int:
                            identical=f"{sum(a == b for a, b in zip(out.token_ids, ref))}/"
                                      f"{len(ref)}")
                 if model is not None:
-                    # an expanding tree is priced as its draft's chain of its depth: its
-                    # wider draft steps are launch-bound like one-token steps on a GPU
+                    # an expanding tree is priced with its draft's chain of its depth, which
+                    # understates its wider draft steps (docs/trees.md says so beside the table)
                     label = PROFILE_LABELS[name.removesuffix(EXPAND)]
                     step = (model.draft_ms(label, depth, 1) + model.verify_ms(scored, 1)
                             + model.overhead_ms(label, depth, 1))

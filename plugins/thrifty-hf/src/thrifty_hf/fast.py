@@ -688,10 +688,10 @@ def _expanded(lm, shape, span: int, tokens, n, plen, feats):
     their path (children of one node, or of several), so the tree widens where the draft is
     unsure and deepens where it is sure. To score a depth the draft runs over every node so far
     as one tree step above the pending tokens (each node at its depth's position, seeing the
-    cache and its ancestors, fed its parent's predicted feature): a step of a few dozen tokens
-    costs a one-layer draft what one token does, and it needs no cache of its own for the tree
-    (the engine's ``commit_path`` re-feeds whatever path the verifier keeps). Last, the
-    ``nodes`` likeliest of all are kept, parents before children."""
+    cache and its ancestors, fed its parent's predicted feature): as many draft steps as a
+    chain of the tree's depth, each wider, and no cache of its own for the tree (the engine's
+    ``commit_path`` re-feeds whatever path the verifier keeps). Last, the ``nodes`` likeliest
+    of all are kept, parents before children."""
     import torch
 
     branch, depth = shape.branch, shape.depth
@@ -719,8 +719,9 @@ def _expanded(lm, shape, span: int, tokens, n, plen, feats):
         scores.append(score)
         frontier = 1 + d * branch + torch.arange(branch, device=n.device).expand_as(owner)
     kept_n = min(shape.nodes, depth * branch)
-    keep = torch.zeros_like(torch.cat(scores, 1), dtype=torch.bool)
-    keep.scatter_(1, torch.cat(scores, 1).topk(kept_n, -1).indices, True)
+    ranked = torch.cat(scores, 1)
+    keep = torch.zeros_like(ranked, dtype=torch.bool).scatter_(
+        1, ranked.topk(kept_n, -1).indices, True)
     col = keep.long().cumsum(1)  # the node index each kept node takes (1-based)
     dest = torch.where(keep, col - 1, shape.nodes)  # dropped nodes land past the end
     remap = torch.cat([torch.zeros_like(col[:, :1]), col], 1)  # old node index -> new
