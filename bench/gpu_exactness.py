@@ -80,11 +80,10 @@ def check_family(name: str, make, prompts, args) -> list[dict]:
     model.generation_config.eos_token_id = None
     ref = reference(model, prompts, args.max_new_tokens)
     tree = parse_lookahead(args.tree, "--tree")
-    # a row that is done keeps being stepped (its tokens discarded) until the whole static batch
-    # is, up to γ + 1 (a tree: nodes + 1) tokens a step: room for the slowest row's steps
-    widest = max(args.gamma, tree.nodes) + 1
-    longest = max(map(len, prompts)) + widest * args.max_new_tokens + 2
-    fv = FastVerifier(model, ToyTokenizer(), max_len=longest, eos_token_ids=(),
+    # room for the longest prompt, its new tokens and the widest lookahead (the engine resets
+    # a row whose output is done before it outgrows that)
+    room = max(map(len, prompts)) + args.max_new_tokens + max(args.gamma, tree.nodes)
+    fv = FastVerifier(model, ToyTokenizer(), max_len=room, eos_token_ids=(),
                       graphs=args.device == "cuda", body=args.body, compile=args.compile)
     rows = []
     modes = {"target-only": (None, 0), "ngram": (NgramDraft(), args.gamma),

@@ -121,13 +121,10 @@ def main() -> None:
               8: [parse_lookahead(g, "--gammas-b8") for g in args.gammas_b8.split(",")]}
     modes = [(int(b), False) for b in args.batches.split(",") if b] + \
         [(8, True)] * bool(args.refill_prompts)
-    # a row of a batch whose output is done is stepped on (its tokens dropped) for up to
-    # max_new_tokens more steps, until the batch's last row is done, keeping up to a path of
-    # the lookahead a step
-    longest_path = max([1] + [1 + getattr(g, "depth", g) for g in gammas[8]])
-    idle = any(b > 1 for b, _ in modes)
-    grown = args.max_new_tokens * (1 + longest_path * idle)
-    max_len = -(-(longest + grown + 16) // 256) * 256
+    # room for the longest prompt, its new tokens and the widest lookahead (the engine resets
+    # a row whose output is done before it outgrows that)
+    widest = max(getattr(g, "nodes", g) for every in gammas.values() for g in every)
+    max_len = -(-(longest + args.max_new_tokens + widest + 16) // 256) * 256
     tok, ver, drafts = fast_models(args.model, args.drafts, device, dtype, max_len=max_len,
                                    compile=args.compile)
     if args.expand:

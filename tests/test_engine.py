@@ -227,6 +227,55 @@ def test_refilled_rows_take_fewer_passes_than_static_batches():
     assert cont.metrics.target_passes < static.metrics.target_passes
 
 
+class _BoundedVerifier(ToyVerifier):
+    """A verifier whose rows hold at most ``max_context`` tokens, as a static cache does."""
+
+    def __init__(self, max_context: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.max_context = max_context
+        self.most = 0
+
+    def _fits(self, lengths) -> None:
+        self.most = max(self.most, int((self.lens + lengths).max()))
+        if self.most > self.max_context:
+            raise ConfigError(f"a row needs {self.most} tokens; the cache holds "
+                              f"{self.max_context}")
+
+    def score(self, tokens, lengths):
+        self._fits(lengths)
+        return super().score(tokens, lengths)
+
+    def score_tree(self, tokens, parents, lengths):
+        self._fits(lengths)
+        return super().score_tree(tokens, parents, lengths)
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+@pytest.mark.parametrize("lookahead", [4, "3x2:6"])
+@pytest.mark.parametrize("batch_size", [None, 3])
+def test_rows_done_early_never_outgrow_a_cache_sized_for_the_run(overlap, lookahead, batch_size):
+    """A row whose output is done is stepped on while its batch decodes, keeping what its
+    draft gets accepted (here nearly all of it, while the last row's draft is often wrong); it
+    must be reset before it holds more than prompt + max_new_tokens + lookahead, the room the
+    engine checks for before decoding, and no row's output may change."""
+    from thrifty.speculative.tree import parse_lookahead
+
+    g = torch.Generator().manual_seed(3)
+    prompts = [torch.randint(0, 4, (n,), generator=g).tolist() for n in (5, 1, 3, 7, 2, 4)]
+    shape = parse_lookahead(str(lookahead), "lookahead")
+    room = max(map(len, prompts)) + 30 + getattr(shape, "nodes", shape)
+    v = _BoundedVerifier(room, vocab=6, eos=4, seed=2)
+    draft = ToyDraft(vocab=6, table=v.table.clone())
+    draft.table[:, :2] = -draft.table[:, :2]  # wrong after tokens 0 and 1: rows differ
+    alone = [target_only(ToyVerifier(vocab=6, eos=4, seed=2), [p], 30).token_ids[0]
+             for p in prompts]
+    assert max(map(len, alone[:5])) < 8 and len(alone[5]) == 30  # five rows idle for long
+    out = SpeculativeDecoder(v, draft, shape, overlap=overlap).generate(
+        prompts, max_new_tokens=30, batch_size=batch_size)
+    assert out.token_ids == alone
+    assert v.max_context - 4 <= v.most <= v.max_context  # the bound is reached, not passed
+
+
 @pytest.mark.parametrize("batch_size", [0, -2, 1.5, "4"])
 def test_bad_batch_size_is_refused(batch_size):
     with pytest.raises(ConfigError, match="batch_size"):
