@@ -12,19 +12,27 @@
 #           GPU, batch 32, on a corpus with 4,800 self-generated answers;
 #   round 4 (2026-12-06, 358 s on an H200: what one 10-minute call left after building the
 #           corpus): round 3's feature draft trained further the same way (the shipped one).
-#   round 5 (not run; commented out at the end): the shipped feature draft trained further on
-#           a corpus that adds the multi-language sources and prose of bench/draft_corpus.py.
+#   round 5 (not run yet): the shipped feature draft trained further the same way on a corpus
+#           that adds the multi-language sources and prose of bench/draft_corpus.py (FILES: its
+#           folder, built where the package index is reachable and carried to the GPU; the
+#           device has no network).
 # Usage: bench/gpu_distill.sh OUT_DIR [SECONDS_PER_DRAFT] [ROUND]
 set -euo pipefail
 out=${1:?output folder}
 secs=${2:-290}
 round=${3:-1}
 chat=2400; [ "$round" -ge 3 ] && chat=4800
-thrifty distill --out "$out/scratch" --depth 1 --steps 1 --corpus-cache "$out/corpus.safetensors" \
+corpus=(--corpus-cache "$out/corpus.safetensors")
+if [ "$round" -ge 5 ]; then
+  files=${FILES:-$out/draft-corpus}
+  [ -d "$files" ] || python bench/draft_corpus.py --out "$files"
+  corpus=(--corpus code,chat,files --files "$files" --corpus-cache "$out/corpus-files.safetensors")
+fi
+thrifty distill --out "$out/scratch" --depth 1 --steps 1 "${corpus[@]}" \
     --code-tokens 6000000 --self-generate "$chat" --gen-batch 400 --seq-len 512 --quiet
 if [ "$round" -ge 3 ]; then
   exec thrifty distill --out "$out/smollm2-draft-feat" --resume smollm2-draft-feat \
-      --verifier smollm2-135m --corpus-cache "$out/corpus.safetensors" --steps 40000 \
+      --verifier smollm2-135m "${corpus[@]}" --steps 40000 \
       --max-seconds "$secs" --batch 32 --seq-len 512 --quiet
 fi
 common=(--verifier smollm2-135m --corpus-cache "$out/corpus.safetensors" --steps 20000
@@ -47,12 +55,3 @@ else
       "${common[@]}" &
 fi
 wait
-# round 5, not run: build the multi-language corpus (pip downloads the sdists), cache it with the
-# standard library and the chat answers, and train the shipped feature draft further on it.
-#   python bench/draft_corpus.py --out "$out/draft-corpus"
-#   thrifty distill --out "$out/scratch" --depth 1 --steps 1 --corpus code,chat,files \
-#       --files "$out/draft-corpus" --corpus-cache "$out/corpus-files.safetensors" \
-#       --code-tokens 6000000 --self-generate 4800 --gen-batch 400 --seq-len 512 --quiet
-#   thrifty distill --out "$out/smollm2-draft-feat" --resume smollm2-draft-feat \
-#       --verifier smollm2-135m --corpus-cache "$out/corpus-files.safetensors" --steps 40000 \
-#       --max-seconds "$secs" --batch 32 --seq-len 512 --quiet
