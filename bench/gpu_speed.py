@@ -191,18 +191,18 @@ def fast_models(model: str, drafts: str, device: str = "cuda", dtype: str = "bfl
 
 
 EXPAND = ",trees=expand"
-"""The suffix of a feature draft's name when it grows EAGLE-2 trees (``trees="expand"``)."""
+"""The suffix of a fast draft's name when it grows EAGLE-2 trees (``trees="expand"``)."""
 
 
 def expanding(drafts: dict, verifier_model, max_len: int, compile: bool = False) -> dict:
-    """Each feature draft of ``drafts`` ({name: fast draft}) again, growing EAGLE-2 trees, as
+    """Each fast draft of ``drafts`` ({name: draft}) again, growing EAGLE-2 trees, as
     ``NAME,trees=expand``; its chains are the draft's own, so only its trees are worth timing."""
-    from thrifty_hf.fast import FastFeatureDraft, fast_draft
+    from thrifty_hf.fast import FastDraft, FastFeatureDraft, fast_draft
     from thrifty_hf.loading import load_draft_named
 
     return {name + EXPAND: fast_draft(load_draft_named(name, verifier_model), max_len=max_len,
                                       compile=compile, trees="expand")
-            for name, d in drafts.items() if isinstance(d, FastFeatureDraft)}
+            for name, d in drafts.items() if isinstance(d, (FastDraft, FastFeatureDraft))}
 
 
 def agreeing(outs, reference) -> str:

@@ -22,7 +22,7 @@ Every output is compared with target-only's; where some differ, each row's first
 audited (the float32 verifier's logit gap there: ``near_ties``, ``max_gap``), so a bf16 rounding
 flip at a near-tie is told apart from a defect. ``--dtype float32`` runs the GPU in float32,
 where every output must equal target-only's.
-``--expand`` adds each feature draft again growing EAGLE-2 trees (``trees=expand``; its trees
+``--expand`` adds each fast draft again growing EAGLE-2 trees (``trees=expand``; its trees
 only). ``--compile`` gives thrifty's verifier and drafts hf-fast's ``compile=true`` (norms, rotary
 and activations fused by torch.compile under the CUDA graphs); an untimed round then compiles
 every shape before any is timed.
@@ -89,7 +89,7 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true",
                     help="thrifty's verifier and drafts with hf-fast's compile=true")
     ap.add_argument("--expand", action="store_true",
-                    help="also each feature draft growing EAGLE-2 trees (trees=expand; its "
+                    help="also each fast draft growing EAGLE-2 trees (trees=expand; its "
                          "trees only)")
     ap.add_argument("--smoke", action="store_true", help="CPU, float32 (a check of the script)")
     ap.add_argument("--out", default="speedup.json")

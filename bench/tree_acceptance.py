@@ -39,7 +39,7 @@ def main() -> int:
     ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--expand", action="store_true",
-                    help="also each feature draft with trees='expand' (EAGLE-2 trees; its "
+                    help="also each fast draft with trees='expand' (EAGLE-2 trees; its "
                          "trees only: its chains are the draft's)")
     ap.add_argument("--profile", default="", help="a thrifty profile to price the configurations")
     ap.add_argument("--json", default="")

@@ -55,6 +55,14 @@ class TestFastDraft(_OnFastVerifier, DraftModelSuite):
         return _fast(str(small_draft_dir))
 
 
+class TestExpandingFastDraft(_OnFastVerifier, DraftModelSuite):
+    """A token draft growing EAGLE-2 trees (``trees="expand"``)."""
+
+    @pytest.fixture
+    def make_draft(self, small_draft_dir):
+        return _fast(str(small_draft_dir), trees="expand")
+
+
 class TestFastFeatureDraft(_OnFastVerifier, DraftModelSuite):
     @pytest.fixture
     def make_draft(self):
@@ -152,3 +160,12 @@ class TestFastDraftOnToy(_OnToyVerifier, DraftModelSuite):
         from thrifty_hf.fast import FastDraft
 
         return lambda verifier: FastDraft(toy_sized_draft, max_len=128, graphs=False)
+
+
+class TestExpandingFastDraftOnToy(_OnToyVerifier, DraftModelSuite):
+    @pytest.fixture
+    def make_draft(self, toy_sized_draft):
+        from thrifty_hf.fast import FastDraft
+
+        return lambda verifier: FastDraft(toy_sized_draft, max_len=128, graphs=False,
+                                          trees="expand")

@@ -227,3 +227,39 @@ def test_a_path_wider_than_its_tree_keeps_its_nodes_at_the_end_of_the_cache(tiny
     got = fv.score(torch.tensor([[22]]), torch.tensor([1]))[0, 0]
     want = model(torch.tensor([prompt + [21, 22]])).logits[0, -1]
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_an_expanding_token_tree_of_one_branch_is_the_greedy_chain(tiny_llama, tiny_draft):
+    """A token draft's ``trees="expand"`` with one child a node grows its greedy chain: the
+    tree steps (every node so far at its depth's position, attending to its ancestors)
+    compute what the chain's single steps do."""
+    from thrifty.speculative import Sampling, TreeShape
+
+    verifier = tiny_llama()
+    prompts = [[1, 5, 9, 2], [3, 3], [7, 1, 2, 3, 4, 5, 6]]
+    chain, tree = (FastDraft(tiny_draft(verifier, 32), max_len=64, graphs=False, trees=trees)
+                   for trees in ("siblings", "expand"))
+    chain.start(prompts)
+    tree.start(prompts)
+    tokens = chain.propose(4, Sampling(), None).tokens
+    grown = tree.propose_tree(TreeShape(4, 1, 4), Sampling(), None)
+    assert torch.equal(grown.tokens, tokens)
+    assert grown.parents.tolist() == [[0, 1, 2, 3]] * len(prompts)
+
+
+@pytest.mark.parametrize("batch_size", [None, 2], ids=["one-batch", "two-rows-refilled"])
+def test_expanding_trees_keep_a_token_draft_exact(tiny_llama, batch_size):
+    """The verifier's own weights as a token draft growing EAGLE-2 trees: every output equals
+    target-only decoding, and the draft's likeliest path is the verifier's greedy one, so
+    nearly every pass keeps the tree's whole depth."""
+    from thrifty.speculative import TreeShape
+
+    verifier = tiny_llama()
+    prompts = [[1, 5, 9, 2], [3, 3], [7, 1, 2, 3, 4, 5, 6], [8]]
+    fv = FastVerifier(verifier, ToyTokenizer(), max_len=64, eos_token_ids=(), graphs=False)
+    draft = FastDraft(verifier, max_len=64, graphs=False, trees="expand")
+    target = SpeculativeDecoder(fv).generate(prompts, max_new_tokens=20).token_ids
+    spec = SpeculativeDecoder(fv, draft, TreeShape(3, 2, 5)).generate(
+        prompts, max_new_tokens=20, batch_size=batch_size)
+    assert spec.token_ids == target
+    assert spec.metrics.tar > 3.5

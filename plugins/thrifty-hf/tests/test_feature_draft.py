@@ -277,10 +277,10 @@ def test_expanding_trees_keep_a_feature_draft_exact(verifier, trained, batch_siz
     assert spec.metrics.tar > 1.5
 
 
-def test_only_a_feature_draft_expands_trees(tiny_draft, verifier, trained):
+@pytest.mark.parametrize("features", [False, True], ids=["token", "feature"])
+def test_an_unknown_way_to_grow_trees_is_refused(tiny_draft, verifier, features):
     from thrifty_hf.fast import fast_draft
 
-    with pytest.raises(ConfigError, match="token draft.*trees='siblings'"):
-        fast_draft(tiny_draft(verifier, 32), trees="expand", max_len=64, graphs=False)
     with pytest.raises(ConfigError, match="trees='bushy' is not one of siblings, expand"):
-        FastFeatureDraft(trained[0], max_len=64, graphs=False, trees="bushy")
+        fast_draft(tiny_draft(verifier, 32, features=features), trees="bushy", max_len=64,
+                   graphs=False)

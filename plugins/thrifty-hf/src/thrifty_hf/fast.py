@@ -366,11 +366,15 @@ class _Proposer:
     """
 
     def __init__(self, model, *, name: str = "hf-fast", max_len: int = 1024,
-                 graphs: bool | None = None, body: str = "auto", compile: bool = False) -> None:
+                 graphs: bool | None = None, body: str = "auto", compile: bool = False,
+                 trees: str = "siblings") -> None:
         self.lm = StaticLM(model, max_len=max_len, graphs=graphs, body=body, compile=compile)
         self.max_context = self.lm.max_context
         self.name = name
         self.vocab_size = self.lm.vocab_size
+        if trees not in TREES:
+            raise ConfigError(f"{self.name}: trees={trees!r} is not one of {', '.join(TREES)}")
+        self.trees = trees
 
     def _propose(self, tokens, feats, gamma: int, sampling, generator, reach: int, shape=None):
         """The chain of ``gamma`` tokens as a Proposal (``reach``: a host-side bound on every
@@ -433,6 +437,38 @@ class _Proposer:
         chain = torch.cat([torch.zeros_like(on_chain[:, :1]), on_chain], 1).gather(1, path)
         return nodes, (chain[:, 1:] & real).sum(1)
 
+    def _expand(self, shape, tokens, feats):
+        """An EAGLE-2 tree (:func:`_expanded`) grown above the pending ``tokens`` (and a feature
+        draft's ``feats``), as (TreeProposal, on_chain); the pending tokens are cached, the
+        tree is not (``commit_path`` re-feeds the kept path)."""
+        import torch
+        from thrifty.protocols import TreeProposal
+
+        width = tokens.shape[1]
+        grown = (shape.depth - 1) * shape.branch  # the columns of the last tree step
+        self.room.ensure(self.n, width + grown)
+        inputs = (tokens, self.n, self.plen) + (() if feats is None else (feats,))
+        span = self.lm.span(self.room.bound + width + grown)
+        key = ("expand", shape, span) + tuple(tuple(t.shape) for t in inputs)
+        out = self.lm.replay(key, lambda *x: _expanded(self.lm, shape, span, *x), inputs)
+        tokens, parents, lengths = (t.clone() for t in out)
+        self.room.grow(width)
+        # every node is the draft's deterministic choice: a point mass, whatever the sampling
+        # (TreeProposal.q None), which keeps multi-candidate acceptance exact
+        return TreeProposal(tokens, parents, lengths), torch.zeros_like(tokens, dtype=torch.bool)
+
+    def _repend(self, kept_tokens, kept, next_tokens):
+        """Row b kept its first ``kept[b]`` proposals ``kept_tokens[b]`` and then
+        ``next_tokens[b]``, which become its pending tokens, to be fed with the next proposal
+        after the ones pending now (fed by the last one) are counted as cached."""
+        import torch
+
+        self.n = self.n + self.plen
+        self.plen = kept + 1
+        tokens = torch.cat([kept_tokens, next_tokens[:, None]], 1)
+        col = torch.arange(tokens.shape[1], device=self.n.device)
+        return torch.where(col == kept[:, None], next_tokens[:, None], tokens)
+
 
 def _walk(step, rows, tokens, n, plen, feats, gamma: int, choose) -> None:
     """γ draft steps: one ragged step over each row's ``plen`` pending tokens (at slots
@@ -455,8 +491,9 @@ class FastDraft(_Proposer):
     """The DraftModel protocol over :class:`StaticLM`.
 
     Row b's cache holds its committed tokens but its ``plen[b]`` pending ones (1, or 2 when the
-    last proposal was accepted whole: its final token was never fed), which the first step of
-    the next proposal feeds as a ragged 2-column step.
+    last proposal was accepted whole: its final token was never fed; after an expanded tree,
+    the kept path and the next token), which the first step of the next proposal feeds as one
+    ragged step.
     """
 
     def start(self, prompts) -> None:
@@ -479,18 +516,23 @@ class FastDraft(_Proposer):
         self.room.cover(len(prompt) - 1)
 
     def propose(self, gamma: int, sampling, generator) -> Proposal:
-        self.room.ensure(self.n, gamma + 2)
+        reach = self.pending.shape[1] + gamma
+        self.room.ensure(self.n, reach)
         proposal = self._propose(self.pending, None, gamma, sampling, generator,
-                                 self.room.bound + gamma + 2)
-        self.room.grow(gamma + 2)
+                                 self.room.bound + reach)
+        self.room.grow(reach)
         self._proposed = proposal.tokens
         return proposal
 
     def propose_tree(self, shape, sampling, generator):
-        self.room.ensure(self.n, shape.depth + 2)
-        tree, on_chain = self._propose(self.pending, None, shape.depth, sampling, generator,
-                                       self.room.bound + shape.depth + 2, shape)
-        self.room.grow(shape.depth + 2)
+        if self.trees == "expand":
+            tree, on_chain = self._expand(shape, self.pending, None)
+        else:
+            reach = self.pending.shape[1] + shape.depth
+            self.room.ensure(self.n, reach)
+            tree, on_chain = self._propose(self.pending, None, shape.depth, sampling,
+                                           generator, self.room.bound + reach, shape)
+            self.room.grow(reach)
         self._tree = tree.tokens, on_chain
         self._depth = shape.depth
         return tree
@@ -502,9 +544,10 @@ class FastDraft(_Proposer):
         next_tokens = next_tokens.to(self.n.device)
         if self._proposed is None:
             # γ = 0 this step: feed the pending tokens so that only the new one is pending
-            self.room.ensure(self.n, 2)
-            self.lm.run(self.pending, self.n, reach=self.room.bound + 2)
-            self.room.grow(2)
+            width = self.pending.shape[1]
+            self.room.ensure(self.n, width)
+            self.lm.run(self.pending, self.n, reach=self.room.bound + width)
+            self.room.grow(width)
             self.n = self.n + self.plen
             self.pending = torch.stack([next_tokens, torch.zeros_like(next_tokens)], 1)
             self.plen = torch.ones_like(self.plen)
@@ -514,10 +557,15 @@ class FastDraft(_Proposer):
         self._proposed = None
 
     def commit_path(self, path, lengths, next_tokens) -> None:
-        """The path runs down the chain and may end on a sibling leaf (see :meth:`_advance`)."""
+        """A sibling tree's path runs down the chain and may end on a sibling leaf (see
+        :meth:`_advance`); an expanded tree's path is not cached, so it becomes pending."""
         path, lengths = path.to(self.n.device), lengths.to(self.n.device)
         nodes, chain = self._kept_nodes(path, lengths)
-        self._advance(nodes, lengths - 1, chain, next_tokens.to(self.n.device), self._depth)
+        next_tokens = next_tokens.to(self.n.device)
+        if self.trees == "expand":
+            self.pending = self._repend(nodes, lengths - 1, next_tokens)
+        else:
+            self._advance(nodes, lengths - 1, chain, next_tokens, self._depth)
         self._tree = None
 
     def _advance(self, kept_tokens, kept, chain, next_tokens, depth: int) -> None:
@@ -549,14 +597,11 @@ class FastFeatureDraft(_Proposer):
     :meth:`observe` before :meth:`start` and before every :meth:`commit`.
     """
 
-    def __init__(self, model, *, trees: str = "siblings", **options) -> None:
+    def __init__(self, model, **options) -> None:
         super().__init__(model, **options)
         if not self.lm.body.reads_features:
             raise ConfigError(f"{self.name} is not a feature draft (its config lacks "
                               f"thrifty_features); load it with FastDraft")
-        if trees not in TREES:
-            raise ConfigError(f"{self.name}: trees={trees!r} is not one of {', '.join(TREES)}")
-        self.trees = trees
         self._seen = None
 
     def observe(self, features) -> None:
@@ -600,28 +645,15 @@ class FastFeatureDraft(_Proposer):
         return proposal
 
     def propose_tree(self, shape, sampling, generator):
-        import torch
-        from thrifty.protocols import TreeProposal
-
-        width = self.pend_tok.shape[1]
-        if self.trees == "siblings":
+        if self.trees == "expand":
+            tree, on_chain = self._expand(shape, self.pend_tok, self.pend_feat)
+        else:
+            width = self.pend_tok.shape[1]
             self.room.ensure(self.n, width + shape.depth)
             tree, on_chain = self._propose(self.pend_tok, self.pend_feat, shape.depth, sampling,
                                            generator, self.room.bound + width + shape.depth,
                                            shape)
-        else:
-            grown = (shape.depth - 1) * shape.branch  # the columns of the last tree step
-            self.room.ensure(self.n, width + grown)
-            inputs = (self.pend_tok, self.n, self.plen, self.pend_feat)
-            span = self.lm.span(self.room.bound + width + grown)
-            key = ("expand", shape, span) + tuple(tuple(t.shape) for t in inputs)
-            out = self.lm.replay(key, lambda *x: _expanded(self.lm, shape, span, *x), inputs)
-            tokens, parents, lengths = (t.clone() for t in out)
-            # every node is the draft's deterministic choice: a point mass, whatever the
-            # sampling (TreeProposal.q None), which keeps multi-candidate acceptance exact
-            tree, on_chain = TreeProposal(tokens, parents, lengths), torch.zeros_like(
-                tokens, dtype=torch.bool)
-        self.room.grow(width)
+            self.room.grow(width)
         self._tree = tree.tokens, on_chain
         return tree
 
@@ -640,7 +672,8 @@ class FastFeatureDraft(_Proposer):
         # scored: [pending, d_1 .. d_{k-1}] with features f of each
         k = seen.shape[1]
         proposed = self._proposed if self._proposed is not None else next_tokens[:, None][:, :0]
-        self._repend(proposed[:, : k - 1], seen.clone(), accepted, next_tokens)
+        self.pend_tok = self._repend(proposed[:, : k - 1], accepted, next_tokens)
+        self.pend_feat = seen.clone()
         self._proposed = None
 
     def commit_path(self, path, lengths, next_tokens) -> None:
@@ -648,22 +681,10 @@ class FastFeatureDraft(_Proposer):
         seen = self._need_features()  # [B, 1 + N, E]: every tree column
         path, lengths = path.to(self.n.device), lengths.to(self.n.device)
         nodes, _ = self._kept_nodes(path, lengths)
-        feats = seen.gather(1, path[..., None].expand(-1, -1, seen.shape[-1]))
-        self._repend(nodes, feats, lengths - 1, next_tokens.to(self.n.device))
+        # each pending position pairs with the verifier's feature of the token before it
+        self.pend_tok = self._repend(nodes, lengths - 1, next_tokens.to(self.n.device))
+        self.pend_feat = seen.gather(1, path[..., None].expand(-1, -1, seen.shape[-1]))
         self._tree = None
-
-    def _repend(self, kept_tokens, feats, kept, next_tokens) -> None:
-        """Row b kept its first ``kept[b]`` proposals ``kept_tokens[b]`` and then
-        ``next_tokens[b]``: those become its pending positions, each paired with the verifier's
-        feature of the token before it (``feats`` [B, W + 1, E], the root's first)."""
-        import torch
-
-        self.n = self.n + self.plen
-        tokens = torch.cat([kept_tokens, next_tokens[:, None]], 1)
-        col = torch.arange(tokens.shape[1], device=self.n.device)
-        self.pend_tok = torch.where(col == kept[:, None], next_tokens[:, None], tokens)
-        self.pend_feat = feats
-        self.plen = kept + 1
 
     def _need_features(self):
         if self._seen is None:
@@ -674,13 +695,13 @@ class FastFeatureDraft(_Proposer):
 
 
 TREES = ("siblings", "expand")
-"""How a feature draft grows a token tree: ``siblings``, its greedy chain with the runners-up of
+"""How a fast draft grows a token tree: ``siblings``, its greedy chain with the runners-up of
 each depth as leaves (:func:`thrifty.speculative.tree.sibling_tree`); ``expand``, the likeliest
 nodes of each depth grown further (:func:`_expanded`, EAGLE-2)."""
 
 
-def _expanded(lm, shape, span: int, tokens, n, plen, feats):
-    """An EAGLE-2 tree grown by a feature draft over ``lm``: (tokens, parents, lengths) of a
+def _expanded(lm, shape, span: int, tokens, n, plen, feats=None):
+    """An EAGLE-2 tree grown by a draft over ``lm``: (tokens, parents, lengths) of a
     :class:`~thrifty.protocols.TreeProposal`, pure tensor work (one graph on CUDA).
 
     The root is the row's last pending position. Each depth takes the ``branch`` likeliest
@@ -688,23 +709,24 @@ def _expanded(lm, shape, span: int, tokens, n, plen, feats):
     their path (children of one node, or of several), so the tree widens where the draft is
     unsure and deepens where it is sure. To score a depth the draft runs over every node so far
     as one tree step above the pending tokens (each node at its depth's position, seeing the
-    cache and its ancestors, fed its parent's predicted feature): as many draft steps as a
-    chain of the tree's depth, each wider, and no cache of its own for the tree (the engine's
-    ``commit_path`` re-feeds whatever path the verifier keeps). Last, the ``nodes`` likeliest
-    of all are kept, parents before children."""
+    cache and its ancestors; a feature draft's node fed its parent's predicted feature): as
+    many draft steps as a chain of the tree's depth, each wider, and no cache of its own for
+    the tree (the engine's ``commit_path`` re-feeds whatever path the verifier keeps). Last,
+    the ``nodes`` likeliest of all are kept, parents before children."""
     import torch
 
     branch, depth = shape.branch, shape.depth
     hidden, logits = lm.forward(tokens, n, feats, span=span)  # the pending tokens
     rows, at = lm.rows, plen - 1
     feat, logp = hidden[rows, at][:, None], logits[rows, at].log_softmax(-1)[:, None]
+    reads = feats is not None
     score = torch.zeros_like(logp[:, :, 0])  # [B, frontier]: log-probability of each path
     base = n + plen
     frontier = torch.zeros_like(plen)[:, None]  # node indices (0: the root)
     toks, pars, scores, fed = [], [], [], []
     for d in range(depth):
         if d:  # score the frontier: the draft over every node so far, one tree step
-            hid, lg = lm.forward(torch.cat(toks, 1), base, torch.cat(fed, 1),
+            hid, lg = lm.forward(torch.cat(toks, 1), base, torch.cat(fed, 1) if reads else None,
                                  parents=torch.cat(pars, 1) - 1, span=span)
             feat, logp = hid[:, -branch:], lg[:, -branch:].log_softmax(-1)
         vocab = logp.shape[-1]
@@ -715,7 +737,8 @@ def _expanded(lm, shape, span: int, tokens, n, plen, feats):
         owner = pick // vocab
         toks.append(pick % vocab)
         pars.append(frontier.gather(1, owner))
-        fed.append(feat.gather(1, owner[..., None].expand(-1, -1, feat.shape[-1])))
+        if reads:
+            fed.append(feat.gather(1, owner[..., None].expand(-1, -1, feat.shape[-1])))
         scores.append(score)
         frontier = 1 + d * branch + torch.arange(branch, device=n.device).expand_as(owner)
     kept_n = min(shape.nodes, depth * branch)
@@ -743,16 +766,9 @@ def _shifted(features):
 def fast_draft(model, trees: str = "siblings", **options):
     """The fast path for a draft module: :class:`FastFeatureDraft` for a feature draft,
     :class:`FastDraft` otherwise (``options``: name, max_len, graphs, body, compile; ``trees``:
-    how a feature draft grows token trees, :data:`TREES`)."""
-    if getattr(model, "fc", None) is not None:
-        return FastFeatureDraft(model, trees=trees, **options)
-    if trees != "siblings":
-        raise ConfigError(
-            f"{options.get('name', 'this draft')} is a token draft, which keeps its own chain "
-            f"in its cache and so grows sibling trees only; trees={trees!r} runs the draft on "
-            f"every node of a growing tree, which a feature draft does (it re-feeds whichever "
-            f"path the verifier keeps): use trees='siblings' or a feature draft")
-    return FastDraft(model, **options)
+    how it grows token trees, :data:`TREES`)."""
+    kind = FastFeatureDraft if getattr(model, "fc", None) is not None else FastDraft
+    return kind(model, trees=trees, **options)
 
 
 class _Chooser:

@@ -77,7 +77,7 @@ def thrifty_draft_models():
         description="a thrifty-distilled draft (or HF causal LM of a tested family) on a "
                     "static KV cache replayed as CUDA graphs",
         options={**_options(REQUIRED, "zoo draft name (smollm2-draft-l1, ...) or folder"),
-                 "trees": Option(str, "siblings", "how a feature draft grows a token tree: "
-                                 "siblings (its chain with runners-up as leaves) or expand "
-                                 "(the likeliest nodes of each depth grown further, EAGLE-2)")},
+                 "trees": Option(str, "siblings", "how the draft grows a token tree: siblings "
+                                 "(its chain with runners-up as leaves) or expand (the "
+                                 "likeliest nodes of each depth grown further, EAGLE-2)")},
         export=engine_settings)]
