@@ -25,7 +25,9 @@ where every output must equal target-only's.
 ``--expand`` adds each fast draft again growing EAGLE-2 trees (``trees=expand``; its trees
 only). ``--compile`` gives thrifty's verifier and drafts hf-fast's ``compile=true`` (norms, rotary
 and activations fused by torch.compile under the CUDA graphs); an untimed round then compiles
-every shape before any is timed.
+every shape before any is timed, and its duration is reported (``compile_s``).
+``--out`` is rewritten after each cell's compile round and each timed round (``in_progress``:
+the rates so far), so a run stopped by a time limit keeps what it measured.
 ``--device cpu`` runs it off a GPU (with ``--dtype bfloat16``: where bf16 rounding parts
 outputs, and by how much). ``--smoke`` runs everything on the CPU in float32 (a check of the
 script).
@@ -39,6 +41,7 @@ import functools
 import json
 import platform
 import statistics
+import time
 from pathlib import Path
 
 import heldout
@@ -137,12 +140,23 @@ def main() -> None:
            "compile": args.compile,
            "max_new_tokens": args.max_new_tokens, "rounds": args.rounds, "rows": []}
 
-    def emit(row):
-        res["rows"].append(row)
-        print(json.dumps(row), flush=True)
+    def save():
         tmp = Path(args.out).with_suffix(".tmp")
         tmp.write_text(json.dumps(res, indent=2))
         tmp.replace(args.out)
+
+    def emit(row):
+        res["rows"].append(row)
+        res.pop("in_progress", None)
+        print(json.dumps(row), flush=True)
+        save()
+
+    def progress(**state):
+        """What a cell has measured so far, saved after its compile round and each round (a
+        run cut short by a time limit keeps it) and printed."""
+        res["in_progress"] = state
+        print(json.dumps({"in_progress": state}), flush=True)
+        save()
 
     for wl, every in loads.items():
         for batch, refill in modes:
@@ -157,10 +171,13 @@ def main() -> None:
                 hf_once = transformers_references(hf, prompts[: args.hf_prompts], args, eos,
                                                   assistant)
             if args.compile:  # an untimed round: every shape compiles before any is timed
+                began = time.perf_counter()
                 for _, draft, gamma in [("target-only", None, 0)] + configs:
                     thrifty_run(ver, draft, gamma, prompts, batch, args.max_new_tokens, 1,
                                 refill=refill)
-            for _ in range(args.rounds):
+                progress(workload=wl, batch=batch, refill=refill,
+                         compile_s=round(time.perf_counter() - began, 1))
+            for done in range(1, args.rounds + 1):
                 fresh()
                 base, _, ref = thrifty_run(ver, None, 0, prompts, batch, args.max_new_tokens, 1,
                                            refill=refill)
@@ -178,6 +195,11 @@ def main() -> None:
                 if batch == 1:
                     rate, hf_out = hf_run(hf, prompts, args.max_new_tokens, eos, mode="static")
                     hf_rates["static"].append(rate)
+                progress(workload=wl, batch=batch, refill=refill, rounds=done,
+                         tok_s={f"{name} {gamma}": [round(r, 1) for r in rs]
+                                for (name, gamma), rs in rates.items()},
+                         transformers={m: [round(r, 1) for r in rs]
+                                       for m, rs in hf_rates.items()})
             strongest = None
             if batch == 1:
                 medians = {m: statistics.median(r) for m, r in hf_rates.items()}
