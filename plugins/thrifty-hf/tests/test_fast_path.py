@@ -263,3 +263,38 @@ def test_expanding_trees_keep_a_token_draft_exact(tiny_llama, batch_size):
         prompts, max_new_tokens=20, batch_size=batch_size)
     assert spec.token_ids == target
     assert spec.metrics.tar > 3.5
+
+
+def test_every_step_of_an_expanding_tree_has_one_shape(tiny_llama, tiny_draft, monkeypatch):
+    """The tree steps of an expansion are padded to the last one's width (one compilation
+    under ``compile=true``), and the padding changes no node: the tree equals one grown with
+    each step only as wide as its nodes."""
+    from thrifty.speculative import Sampling, TreeShape
+    from torch.nn import functional
+
+    verifier = tiny_llama()
+    prompts = [[1, 5, 9, 2], [3, 3], [7, 1, 2, 3, 4, 5, 6]]
+    shape = TreeShape(5, 3, 12)
+
+    def grow():
+        draft = FastDraft(tiny_draft(verifier, 32), max_len=64, graphs=False, trees="expand")
+        draft.start(prompts)
+        widths = []
+        forward = draft.lm.forward
+
+        def recording(tokens, n, *args, parents=None, **kwargs):
+            if parents is not None:
+                widths.append(tokens.shape[1])
+            return forward(tokens, n, *args, parents=parents, **kwargs)
+
+        draft.lm.forward = recording
+        return draft.propose_tree(shape, Sampling(), None), widths
+
+    padded, widths = grow()
+    assert widths == [12] * 4
+    with monkeypatch.context() as m:  # no padding: each step as wide as its nodes
+        m.setattr(functional, "pad", lambda t, sizes, value=0: t)
+        plain, widths = grow()
+    assert widths == [3, 6, 9, 12]
+    assert torch.equal(padded.tokens, plain.tokens)
+    assert torch.equal(padded.parents, plain.parents)

@@ -710,12 +710,17 @@ def _expanded(lm, shape, span: int, tokens, n, plen, feats=None):
     unsure and deepens where it is sure. To score a depth the draft runs over every node so far
     as one tree step above the pending tokens (each node at its depth's position, seeing the
     cache and its ancestors; a feature draft's node fed its parent's predicted feature): as
-    many draft steps as a chain of the tree's depth, each wider, and no cache of its own for
-    the tree (the engine's ``commit_path`` re-feeds whatever path the verifier keeps). Last,
-    the ``nodes`` likeliest of all are kept, parents before children."""
+    many draft steps as a chain of the tree's depth, and no cache of its own for the tree (the
+    engine's ``commit_path`` re-feeds whatever path the verifier keeps). Every tree step has
+    the last one's width, padded with nodes no real node descends from, so that one shape
+    serves them all (``compile=true`` compiles each shape; a launch-bound draft step costs the
+    same a few columns wider). Last, the ``nodes`` likeliest of all are kept, parents before
+    children."""
     import torch
+    from torch.nn.functional import pad
 
     branch, depth = shape.branch, shape.depth
+    width = (depth - 1) * branch
     hidden, logits = lm.forward(tokens, n, feats, span=span)  # the pending tokens
     rows, at = lm.rows, plen - 1
     feat, logp = hidden[rows, at][:, None], logits[rows, at].log_softmax(-1)[:, None]
@@ -726,9 +731,12 @@ def _expanded(lm, shape, span: int, tokens, n, plen, feats=None):
     toks, pars, scores, fed = [], [], [], []
     for d in range(depth):
         if d:  # score the frontier: the draft over every node so far, one tree step
-            hid, lg = lm.forward(torch.cat(toks, 1), base, torch.cat(fed, 1) if reads else None,
-                                 parents=torch.cat(pars, 1) - 1, span=span)
-            feat, logp = hid[:, -branch:], lg[:, -branch:].log_softmax(-1)
+            real, extra = d * branch, width - d * branch
+            hid, lg = lm.forward(pad(torch.cat(toks, 1), (0, extra)), base,
+                                 pad(torch.cat(fed, 1), (0, 0, 0, extra)) if reads else None,
+                                 parents=pad(torch.cat(pars, 1) - 1, (0, extra), value=-1),
+                                 span=span)
+            feat, logp = hid[:, real - branch: real], lg[:, real - branch: real].log_softmax(-1)
         vocab = logp.shape[-1]
         # a node's value never exceeds its parent's (log-probabilities <= 0); the tiny
         # per-depth discount breaks ties so that keeping the likeliest keeps every ancestor
