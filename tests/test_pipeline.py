@@ -21,7 +21,7 @@ def _verifier(model, vocab):
     return ToyVerifier(vocab=vocab)
 
 
-def _draft(verifier, seed):
+def _draft(verifier, seed, device="cpu"):
     from thrifty.testing.toy import ToyDraft
 
     return ToyDraft(vocab=verifier.vocab_size, seed=seed)
@@ -43,7 +43,8 @@ class ToyParts:
     @hookimpl
     def thrifty_draft_models(self):
         return [DraftModelSpec(name="toy-draft", factory=_draft,
-                               options={"seed": Option(int, 1)}),
+                               options={"seed": Option(int, 1),
+                                        "device": Option(str, "cpu")}),
                 DraftModelSpec(name="toy-never", factory=_never)]
 
 
@@ -77,7 +78,7 @@ def test_python_and_toml_are_equivalent(parts, tmp_path):
 def test_defaults_are_filled_in(parts):
     pipe = thrifty.pipeline(verifier=("toy", {"model": "m"}), drafts=["toy-draft"])
     assert pipe.verifier_part.options == {"model": "m", "vocab": 5}
-    assert pipe.draft_parts[0].options == {"seed": 1}
+    assert pipe.draft_parts[0].options == {"seed": 1, "device": "cpu"}
 
 
 @pytest.mark.parametrize("verifier,drafts,match", [
@@ -122,6 +123,21 @@ def test_draft_selection_by_name_and_target_only(parts):
     with pytest.raises(ConfigError, match="no draft"):
         pipe.decoder("other")
     assert LOADED == ["m"]  # the verifier loads once and is shared
+
+
+def test_drafts_of_one_plugin_are_told_apart_by_the_options_they_change(parts):
+    """A label shows every option set away from its default, so two drafts of one plugin
+    keep two entries where profiles and schedules key drafts by label; the same draft twice
+    is refused rather than silently merged."""
+    pipe = thrifty.pipeline(verifier=("toy", {"model": "m"}),
+                            drafts=[("toy-draft", {"device": "meta"}),
+                                    ("toy-draft", {"seed": 4, "device": "meta"})])
+    # placement (device, dtype) is the run's, not the draft's: it is left out
+    assert [p.label for p in pipe.draft_parts] == ["toy-draft", "toy-draft(seed=4)"]
+    assert pipe.draft_index("toy-draft(seed=4)") == 1
+    with pytest.raises(ConfigError, match=r"drafts \['toy-draft'\] are given more than once"):
+        thrifty.pipeline(verifier=("toy", {"model": "m"}),
+                         drafts=["toy-draft", ("toy-draft", {"seed": 1})])
 
 
 def test_cli_generate_from_config(parts, tmp_path, capsys):
@@ -210,8 +226,8 @@ def test_pipeline_is_the_module_and_the_function(register_plugin):
     by_call = thrifty.pipeline(("toy", {"model": "m"}), [("toy-draft", {"seed": 2})])
     for pipe in (by_config, by_call):
         assert pipe.verifier_part.options == {"model": "m", "vocab": 5}
-        assert [(p.spec.name, p.options) for p in pipe.draft_parts] == [("toy-draft",
-                                                                          {"seed": 2})]
+        assert [(p.spec.name, p.options) for p in pipe.draft_parts] == [
+            ("toy-draft", {"seed": 2, "device": "cpu"})]
 
 
 # -- bad input to generate: every mistake is one line naming the file or option -------------------

@@ -41,8 +41,19 @@ class Part:
 
     @property
     def label(self) -> str:
-        extra = ",".join(f"{k}={v}" for k, v in self.options.items() if k == "model")
+        """The plugin's name with its model and every other option set away from its default
+        (placement, ``device`` and ``dtype``, aside: a run sets it for all its parts alike),
+        so that two parts of one plugin configured differently are told apart where profiles
+        and schedules key drafts by label."""
+        shown = {k: v for k, v in self.options.items() if k == "model"}
+        shown.update((k, v) for k, v in self.options.items()
+                     if k not in ("model", *PLACEMENT) and v != self.spec.options[k].default)
+        extra = ",".join(f"{k}={v}" for k, v in shown.items())
         return f"{self.spec.name}({extra})" if extra else self.spec.name
+
+
+PLACEMENT = ("device", "dtype")
+"""Options that place a part rather than configure it; :attr:`Part.label` leaves them out."""
 
 
 def _part(reg: Registry, family: str, ref: Any) -> Part:
@@ -141,8 +152,14 @@ def pipeline(verifier: Any, drafts: Sequence[Any] = (), lookahead: Any = 4,
         drafts = [drafts]
     if not isinstance(drafts, (list, tuple)):
         raise ConfigError(f"drafts must be a list of draft entries; got {drafts!r}")
-    return Pipeline(_part(reg, "verifiers", verifier),
-                    [_part(reg, "draft_models", d) for d in drafts], lookahead)
+    parts = [_part(reg, "draft_models", d) for d in drafts]
+    labels = [p.label for p in parts]
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:
+        raise ConfigError(f"drafts {twice} are given more than once with the same options; "
+                          f"list each draft once (drafts of one plugin must differ in an "
+                          f"option, e.g. their model)")
+    return Pipeline(_part(reg, "verifiers", verifier), parts, lookahead)
 
 
 def load_config(source: str | Path) -> dict:

@@ -138,7 +138,7 @@ def run(request, tiny_family, tiny_family_draft, tmp_path_factory):
                 f'device = "cpu", dtype = "float32", graphs = false }}')
     pipe = from_config(f"[speculative]\n{verifier}\n{selected['thrifty']['toml']}\n")
     return {"family": family, "profile": Profile.load(path),
-            "label": f"hf-fast(model={draft_dir})", "verifier_dir": verifier_dir,
+            "label": f"hf-fast(model={draft_dir},graphs=False)", "verifier_dir": verifier_dir,
             "selected": selected, "measured": measured, "rebuilt": rebuilt,
             "rebuilt_max_len": rebuilt_max_len, "pipe": pipe}
 
@@ -257,7 +257,7 @@ def test_select_ranks_the_candidates_and_names_the_draft(run):
     assert all(choice in allowed for _, _, choice in ranges)
     assert selected["thrifty"]["lookahead"] == ranges
     assert tomllib.loads(selected["thrifty"]["toml"])["drafts"][0]["model"] == \
-        label.removeprefix("hf-fast(model=").removesuffix(")")
+        label.removeprefix("hf-fast(model=").removesuffix(",graphs=False)")
     for entry in selected["batches"]:  # one draft: its schedule is the recommendation
         best = entry["recommended"]
         assert gamma_at(ranges, entry["batch"]) == (best["tree"] or best["gamma"])
