@@ -155,6 +155,13 @@ class SpeculativeDecoder:
         """The most tokens a step proposes per row (a tree's nodes), 0 without a draft."""
         return getattr(self.policy, "gamma_max", 0) if self.draft is not None else 0
 
+    @property
+    def _room(self) -> int | None:
+        """The most tokens a row may hold in both models (``max_context``), None if unbounded."""
+        limits = [m.max_context for m in (self.verifier, self.draft)
+                  if getattr(m, "max_context", None) is not None]
+        return min(limits, default=None)
+
     def _run(self, ids: list[list[int]], slots: int, max_new_tokens: int, sampling: Sampling,
              stop: Sequence[str], seed: int, stream: StreamCallback | None) -> Generation:
         """Decode ``ids`` through ``slots`` rows; ``owners[s]`` is the prompt row s serves."""
@@ -176,26 +183,29 @@ class SpeculativeDecoder:
                 self.draft.observe(self.verifier.features)
             self.draft.start(ids[:slots])
         pending = torch.tensor([p[-1] for p in ids[:slots]], device=device)
-        grown = [0] * slots
+        held = [len(p) for p in ids[:slots]]
+        room = self._room
         inflight: _Step | None = None
         commit = lambda step: self._commit(rows, step, metrics, max_new_tokens, stop,  # noqa: E731
-                                           stream, owners, grown)
+                                           stream, owners, held)
         while True:
             if waiting:
-                pending = self._refill(ids, rows, owners, waiting, pending, grown)
+                pending = self._refill(ids, rows, owners, waiting, pending, held)
             live = [rows[i] for i in owners]
             if all(r.done for r in live):
                 break
-            resting = [] if waiting or not self.refills else [
+            # a done row with nothing left to take, near its cache's end: two more steps (one
+            # in flight, one launched now) may each add a lookahead + 1 tokens
+            resting = [] if waiting or room is None or not self.refills else [
                 s for s, i in enumerate(owners)
-                if rows[i].done and grown[s] + self._lookahead_max + 1 > max_new_tokens]
+                if rows[i].done and held[s] + 2 * self._lookahead_max + 1 > room]
             if inflight is not None and (not self.overlap or resting
                                          or _may_end_all(live, inflight, max_new_tokens)):
                 commit(inflight)
                 inflight = None
                 continue
             if resting:
-                pending = self._rest(min(ids, key=len), resting, pending, grown)
+                pending = self._rest(min(ids, key=len), resting, pending, held)
             step = self._launch(pending, sampling, generator, clock, tuple(owners))
             pending = step.next
             if inflight is not None:
@@ -210,7 +220,7 @@ class SpeculativeDecoder:
         return Generation([r.tokens for r in rows], texts,
                           [r.done or "length" for r in rows], metrics)
 
-    def _refill(self, ids, rows, owners: list[int], waiting: deque, pending, grown: list[int]):
+    def _refill(self, ids, rows, owners: list[int], waiting: deque, pending, held: list[int]):
         """Give each row whose output is done the next waiting prompt; returns the new pending
         tokens. Queued after any step in flight, which still reads the row's old state: its
         results for that row are dropped, as they belong to the finished prompt."""
@@ -219,28 +229,28 @@ class SpeculativeDecoder:
                 break
             if rows[i].done:
                 owners[s] = nxt = waiting.popleft()
-                pending = self._admit(s, ids[nxt], pending, grown)
+                pending = self._admit(s, ids[nxt], pending, held)
         return pending
 
-    def _rest(self, prompt: list[int], slots: list[int], pending, grown: list[int]):
+    def _rest(self, prompt: list[int], slots: list[int], pending, held: list[int]):
         """Reset rows whose output is done, with nothing left to take, to ``prompt`` (the run's
         shortest, which fits as any prompt does). Such a row is stepped with its batch, its
-        tokens dropped, and keeps up to a lookahead + 1 tokens a step; without a reset before it
-        has grown by ``max_new_tokens`` it would outgrow a cache sized for prompt +
-        max_new_tokens + lookahead, which :meth:`_check_context` promises is enough. Called
-        with no step in flight, so every token a row holds has been counted in ``grown``."""
+        tokens dropped, and keeps up to a lookahead + 1 tokens a step, so without a reset it
+        could outgrow a cache sized for prompt + max_new_tokens + lookahead, which
+        :meth:`_check_context` promises is enough. Called with no step in flight, so every
+        token a row holds has been counted in ``held``."""
         for s in slots:
-            pending = self._admit(s, prompt, pending, grown)
+            pending = self._admit(s, prompt, pending, held)
         return pending
 
-    def _admit(self, slot: int, prompt: list[int], pending, grown: list[int]):
+    def _admit(self, slot: int, prompt: list[int], pending, held: list[int]):
         """Reset row ``slot`` of both models to ``prompt``; returns the new pending tokens."""
         self.verifier.admit(slot, prompt)
         if self.draft is not None:
             if self.feeds:
                 self.draft.observe(self.verifier.features)
             self.draft.admit(slot, prompt)
-        grown[slot] = 0
+        held[slot] = len(prompt)
         pending = pending.clone()
         pending[slot] = prompt[-1]
         return pending
@@ -250,9 +260,9 @@ class SpeculativeDecoder:
         fit a model's context window (its optional ``max_context``): past it a model computes
         positions it was not built for, or a static cache runs out mid-run. A row whose output
         is done keeps being stepped (its tokens dropped) while others of its batch decode;
-        models with ``admit`` have it reset before it outgrows that sum (:meth:`_rest`), while
-        with models without it a cache sized exactly to the sum can run out then: a clear
-        error from the cache, never a different token."""
+        models with ``admit`` have it reset before it outgrows their window (:meth:`_rest`),
+        while with models without it a cache sized exactly to the sum can run out then: a
+        clear error from the cache, never a different token."""
         gamma = self._lookahead_max
         longest = max(map(len, ids))
         need = longest + max_new_tokens + gamma
@@ -349,10 +359,10 @@ class SpeculativeDecoder:
         return _Step.copy(on_path, lengths - 1, kept - 1, nxt, shape.depth, owners)
 
     def _commit(self, rows, step: "_Step", metrics, limit, stop, stream, owners: list[int],
-                grown: list[int]) -> None:
+                held: list[int]) -> None:
         """Append each running row's accepted tokens and next token to the prompt the row
-        served when the step was launched; apply the stop rules. ``grown[b]`` counts what row
-        b's models kept, while the row still serves that prompt (``owners``)."""
+        served when the step was launched; apply the stop rules. ``held[b]`` counts the tokens
+        row b's models hold, while the row still serves that prompt (``owners``)."""
         drafted_l, lens, acc, nxt_l = step.lists()
         if step.gamma:
             self.policy.observe(step.host[:, -3], step.host[:, -2])
@@ -360,7 +370,7 @@ class SpeculativeDecoder:
         proposed, kept, emitted = [], [], []
         for b, owner in enumerate(step.owners):
             if owners[b] == owner:
-                grown[b] += acc[b] + 1
+                held[b] += acc[b] + 1
             row = rows[owner]
             if row.done:
                 continue
