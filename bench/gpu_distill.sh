@@ -15,7 +15,7 @@
 #   round 5 (not run yet): the shipped feature draft trained further the same way on a corpus
 #           that adds the multi-language sources and prose of bench/draft_corpus.py (FILES: its
 #           folder, built where the package index is reachable and carried to the GPU; the
-#           device has no network).
+#           device has no network). GEN_BATCH sets the self-generation batch (default 400).
 # Usage: bench/gpu_distill.sh OUT_DIR [SECONDS_PER_DRAFT] [ROUND]
 set -euo pipefail
 out=${1:?output folder}
@@ -29,7 +29,7 @@ if [ "$round" -ge 5 ]; then
   corpus=(--corpus code,chat,files --files "$files" --corpus-cache "$out/corpus-files.safetensors")
 fi
 thrifty distill --out "$out/scratch" --depth 1 --steps 1 "${corpus[@]}" \
-    --code-tokens 6000000 --self-generate "$chat" --gen-batch 400 --seq-len 512 --quiet
+    --code-tokens 6000000 --self-generate "$chat" --gen-batch "${GEN_BATCH:-400}" --seq-len 512 --quiet
 if [ "$round" -ge 3 ]; then
   exec thrifty distill --out "$out/smollm2-draft-feat" --resume smollm2-draft-feat \
       --verifier smollm2-135m "${corpus[@]}" --steps 40000 \
