@@ -184,7 +184,11 @@ class SpeculativeDecoder:
             self.draft.start(ids[:slots])
         pending = torch.tensor([p[-1] for p in ids[:slots]], device=device)
         held = [len(p) for p in ids[:slots]]
+        # a done row with nothing left to take rests once it holds more than this: two more
+        # steps (one in flight, one launched now) may each add a lookahead + 1 tokens
         room = self._room
+        rest_past = None if room is None or not self.refills else \
+            room - 2 * self._lookahead_max - 1
         inflight: _Step | None = None
         commit = lambda step: self._commit(rows, step, metrics, max_new_tokens, stop,  # noqa: E731
                                            stream, owners, held)
@@ -194,11 +198,8 @@ class SpeculativeDecoder:
             live = [rows[i] for i in owners]
             if all(r.done for r in live):
                 break
-            # a done row with nothing left to take, near its cache's end: two more steps (one
-            # in flight, one launched now) may each add a lookahead + 1 tokens
-            resting = [] if waiting or room is None or not self.refills else [
-                s for s, i in enumerate(owners)
-                if rows[i].done and held[s] + 2 * self._lookahead_max + 1 > room]
+            resting = [] if waiting or rest_past is None else [
+                s for s, i in enumerate(owners) if rows[i].done and held[s] > rest_past]
             if inflight is not None and (not self.overlap or resting
                                          or _may_end_all(live, inflight, max_new_tokens)):
                 commit(inflight)
