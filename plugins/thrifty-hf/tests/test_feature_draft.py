@@ -284,3 +284,11 @@ def test_an_unknown_way_to_grow_trees_is_refused(tiny_draft, verifier, features)
     with pytest.raises(ConfigError, match="trees='bushy' is not one of siblings, expand"):
         fast_draft(tiny_draft(verifier, 32, features=features), trees="bushy", max_len=64,
                    graphs=False)
+
+
+def test_a_pipeline_refuses_an_unknown_way_to_grow_trees_before_loading():
+    import thrifty
+
+    with pytest.raises(ConfigError,
+                       match=r"option 'trees' must be one of \['siblings', 'expand'\]"):
+        thrifty.pipeline("hf-fast", [("hf-fast", {"model": "nowhere", "trees": "bushy"})])

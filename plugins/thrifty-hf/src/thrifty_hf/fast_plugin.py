@@ -11,6 +11,7 @@ from thrifty import hookimpl
 from thrifty.records import REQUIRED, DraftModelSpec, Option, VerifierSpec
 
 from .export import engine_settings
+from .fast import TREES
 from .plugin import _common
 
 
@@ -79,5 +80,6 @@ def thrifty_draft_models():
         options={**_options(REQUIRED, "zoo draft name (smollm2-draft-l1, ...) or folder"),
                  "trees": Option(str, "siblings", "how the draft grows a token tree: siblings "
                                  "(its chain with runners-up as leaves) or expand (the "
-                                 "likeliest nodes of each depth grown further, EAGLE-2)")},
+                                 "likeliest nodes of each depth grown further, EAGLE-2)",
+                                 choices=TREES)},
         export=engine_settings)]
