@@ -205,6 +205,15 @@ def expanding(drafts: dict, verifier_model, max_len: int, compile: bool = False)
             for name, d in drafts.items() if isinstance(d, (FastDraft, FastFeatureDraft))}
 
 
+def worth_timing(name: str, lookahead, siblings: bool = True) -> bool:
+    """Whether draft ``name`` is worth running at ``lookahead`` (an int γ or a TreeShape): an
+    expanding draft's chains are the draft's own, so it runs trees only; the other drafts run
+    chains, and their sibling trees unless ``siblings`` is false."""
+    if isinstance(lookahead, int):
+        return not name.endswith(EXPAND)
+    return siblings or name.endswith(EXPAND)
+
+
 def agreeing(outs, reference) -> str:
     """``"k/n"``: how many of the n outputs equal their reference token for token."""
     return f"{sum(a == b for a, b in zip(outs, reference))}/{len(outs)}"

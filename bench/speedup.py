@@ -23,7 +23,8 @@ audited (the float32 verifier's logit gap there: ``near_ties``, ``max_gap``), so
 flip at a near-tie is told apart from a defect. ``--dtype float32`` runs the GPU in float32,
 where every output must equal target-only's.
 ``--expand`` adds each fast draft again growing EAGLE-2 trees (``trees=expand``; its trees
-only). ``--compile`` gives thrifty's verifier and drafts hf-fast's ``compile=true`` (norms, rotary
+only), and ``--no-siblings`` leaves the other drafts to their chains. ``--compile`` gives
+thrifty's verifier and drafts hf-fast's ``compile=true`` (norms, rotary
 and activations fused by torch.compile under the CUDA graphs); an untimed round then compiles
 every shape before any is timed, and its duration is reported (``compile_s``).
 ``--out`` is rewritten after each cell's compile round and each timed round (``in_progress``:
@@ -45,8 +46,8 @@ import time
 from pathlib import Path
 
 import heldout
-from gpu_speed import (EXPAND, expanding, fast_models, fresh, hf_run, peak_mib, thrifty_run,
-                       workloads)
+from gpu_speed import (expanding, fast_models, fresh, hf_run, peak_mib, thrifty_run, workloads,
+                       worth_timing)
 
 HF_MODES = ("static", "eager", "lookup", "assisted")
 
@@ -94,6 +95,9 @@ def main() -> None:
     ap.add_argument("--expand", action="store_true",
                     help="also each fast draft growing EAGLE-2 trees (trees=expand; its "
                          "trees only)")
+    ap.add_argument("--no-siblings", action="store_true",
+                    help="trees on the expanding drafts only (with --expand: each sibling tree "
+                         "compiles its own shapes, and bench/tree_acceptance.py compares both)")
     ap.add_argument("--smoke", action="store_true", help="CPU, float32 (a check of the script)")
     ap.add_argument("--out", default="speedup.json")
     args = ap.parse_args()
@@ -162,7 +166,7 @@ def main() -> None:
         for batch, refill in modes:
             prompts = every[: args.refill_prompts if refill else args.prompts]
             configs = [(name, d, g) for name, d in drafts.items() for g in gammas[batch]
-                       if not (name.endswith(EXPAND) and isinstance(g, int))]
+                       if worth_timing(name, g, siblings=not args.no_siblings)]
             rates = {c[:1] + c[2:]: [] for c in [("target-only", None, 0)] + configs}
             hf_rates = {"static": []} if batch == 1 else {}
             tars, same, peaks, audits = {}, {}, {}, {}

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import heldout  # noqa: E402
-from gpu_speed import EXPAND, expanding, fast_models  # noqa: E402
+from gpu_speed import EXPAND, expanding, fast_models, worth_timing  # noqa: E402
 
 PROFILE_LABELS = {"ngram": "ngram", "smollm2-draft-feat": "hf-fast(model=smollm2-draft-feat)"}
 """The label each draft has in the profiles ``thrifty profile`` writes."""
@@ -73,7 +73,7 @@ def main() -> int:
         base = None if model is None else model.predict(None, 0, 1).throughput
         for name, draft in drafts.items():
             for look in looks:
-                if name.endswith(EXPAND) and isinstance(look, int):
+                if not worth_timing(name, look):
                     continue
                 out = SpeculativeDecoder(ver, draft, look).generate(
                     prompts, max_new_tokens=args.max_new_tokens, batch_size=1)
