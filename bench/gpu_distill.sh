@@ -11,11 +11,12 @@
 #   round 3 (2026-11-26, 461 s): round 2's feature draft trained further, alone on the
 #           GPU, batch 32, on a corpus with 4,800 self-generated answers;
 #   round 4 (2026-12-06, 358 s on an H200: what one 10-minute call left after building the
-#           corpus): round 3's feature draft trained further the same way (the shipped one).
-#   round 5 (not run yet): the shipped feature draft trained further the same way on a corpus
-#           that adds the multi-language sources and prose of bench/draft_corpus.py (FILES: its
-#           folder, built where the package index is reachable and carried to the GPU; the
-#           device has no network). GEN_BATCH sets the self-generation batch (default 400).
+#           corpus): round 3's feature draft trained further the same way.
+#   round 5 (2026-12-07, 424 s on an H100, GEN_BATCH=1200; the shipped one): round 4's feature
+#           draft trained further the same way on a corpus that adds 10.1M tokens of the
+#           multi-language sources and prose of bench/draft_corpus.py (FILES: its folder, built
+#           where the package index is reachable and carried to the GPU; the device has no
+#           network). GEN_BATCH sets the self-generation batch (default 400).
 # Usage: bench/gpu_distill.sh OUT_DIR [SECONDS_PER_DRAFT] [ROUND]
 set -euo pipefail
 out=${1:?output folder}
