@@ -24,9 +24,9 @@ flip at a near-tie is told apart from a defect. ``--dtype float32`` runs the GPU
 where every output must equal target-only's.
 ``--expand`` adds each fast draft again growing EAGLE-2 trees (``trees=expand``; its trees
 only), and ``--no-siblings`` leaves the other drafts to their chains. ``--compile`` gives
-thrifty's verifier and drafts hf-fast's ``compile=true`` (norms, rotary
-and activations fused by torch.compile under the CUDA graphs); an untimed round then compiles
-every shape before any is timed, and its duration is reported (``compile_s``).
+thrifty's verifier and drafts hf-fast's ``compile=true`` (norms, rotary and activations fused
+by torch.compile under the CUDA graphs); an untimed round then compiles every shape before any
+is timed, and its duration is reported (``compile_s``).
 ``--out`` is rewritten after each cell's compile round and each timed round (``in_progress``:
 the rates so far), so a run stopped by a time limit keeps what it measured.
 ``--device cpu`` runs it off a GPU (with ``--dtype bfloat16``: where bf16 rounding parts
