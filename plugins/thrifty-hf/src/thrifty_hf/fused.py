@@ -231,8 +231,8 @@ class FusedBody:
         group = p["heads"] // p["kv_heads"]
         step = Step(cache, slots, n, tokens.shape[1], parents, at, fresh)
         cos, sin = self.cos[step.pos], self.sin[step.pos]  # [B, k, q|k|v heads, hd]
-        mask = None if step.causal else step.mask(group)
         h = F.embedding(tokens, p["embed"])
+        mask = None if step.causal else step.bias(group, h.dtype)
         if p["fc"] is not None:
             h = F.linear(torch.cat([h, features.to(h.dtype)], -1), p["fc"])
         elif p["proj_in"] is not None:

@@ -140,14 +140,14 @@ def attend(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
     # which transformers sets exactly on the layers it gives a sliding-window mask
     window = sliding_window if sliding_window is not None else getattr(module, "sliding_window",
                                                                        None)
-    mask = step.mask(group, window)
     scale = hd ** -0.5 if scaling is None else scaling
     if softcap is None:
-        o = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scale)
+        o = F.scaled_dot_product_attention(q, keys, values, scale=scale,
+                                           attn_mask=step.bias(group, q.dtype, window))
     else:  # transformers' eager formula: cap the scores, then mask, softmax in float32
         w = torch.matmul(q, keys.transpose(2, 3)) * scale
         w = torch.tanh(w / softcap) * softcap
-        w = w.masked_fill(~mask, float("-inf"))
+        w = w.masked_fill(~step.mask(group, window), float("-inf"))
         o = torch.matmul(torch.softmax(w, -1, dtype=torch.float32).to(q.dtype), values)
     return o.reshape(batch, heads, k, hd).transpose(1, 2).contiguous(), None
 
