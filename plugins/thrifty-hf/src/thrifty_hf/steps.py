@@ -89,19 +89,20 @@ class Step:
         return self._masks[key]
 
     def bias(self, group: int, dtype, window=None):
-        """:meth:`mask` as the additive mask attention adds to its scores (0 where a query sees
-        a slot, -inf where not) in ``dtype``, built once per step. Given the boolean mask,
-        ``scaled_dot_product_attention`` converts it in every layer it runs in (on a GPU a
-        fill and a select per layer: kernels a small model's pass waits on). Every query sees
-        at least its own slot, so no row is all -inf and the softmax is the one the boolean
-        mask gives."""
+        """:meth:`mask` as the additive mask attention adds to its scores in ``dtype``, built
+        once per step: 0 where a query sees a slot, the dtype's most negative value where not
+        (finite, as PyTorch itself hands cuDNN's attention a boolean mask). Given the boolean
+        mask, ``scaled_dot_product_attention`` converts it in every layer it runs in (on a GPU
+        a fill and a select per layer: kernels a small model's pass waits on). Every query
+        sees at least its own slot, so each hidden slot's weight underflows to exactly 0 and
+        the softmax is the one the boolean mask gives."""
         import torch
 
         key = ("bias", group, window, dtype)
         if key not in self._masks:
             seen = self.mask(group, window)
             self._masks[key] = torch.zeros(seen.shape, dtype=dtype, device=seen.device
-                                           ).masked_fill(~seen, float("-inf"))
+                                           ).masked_fill(~seen, torch.finfo(dtype).min)
         return self._masks[key]
 
 
