@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import heldout  # noqa: E402
+from gpu_speed import cache_len  # noqa: E402
 
 
 def continued(model, tokenizer, prompts, new_tokens: int):
@@ -31,8 +32,8 @@ def continued(model, tokenizer, prompts, new_tokens: int):
     from thrifty.speculative import SpeculativeDecoder
     from thrifty_hf.fast import FastVerifier
 
-    longest = max(map(len, prompts)) + new_tokens + 16
-    verifier = FastVerifier(model, tokenizer, max_len=-(-longest // 256) * 256)
+    verifier = FastVerifier(model, tokenizer,
+                            max_len=cache_len(max(map(len, prompts)), new_tokens))
     out = SpeculativeDecoder(verifier).generate(prompts, max_new_tokens=new_tokens,
                                                 batch_size=1)
     return [(p + o, len(p)) for p, o in zip(prompts, out.token_ids)]

@@ -170,6 +170,15 @@ def hf_run(model, prompts, max_new, eos, assistant=None, gamma=4, mode="eager"):
     return statistics.median(per), outs
 
 
+def cache_len(longest: int, max_new_tokens: int, lookaheads=()) -> int:
+    """Static cache slots a run needs: its longest prompt, the new tokens and the widest of
+    ``lookaheads`` (an int γ or a tree's nodes), rounded up to 256 so that runs of nearby
+    lengths share captured graphs (the engine resets a row whose output is done before it
+    outgrows that)."""
+    widest = max((getattr(x, "nodes", x) for x in lookaheads), default=0)
+    return -(-(longest + max_new_tokens + widest + 16) // 256) * 256
+
+
 def fast_models(model: str, drafts: str, device: str = "cuda", dtype: str = "bfloat16",
                 max_len: int = 1024, compile: bool = False):
     """(tokenizer, hf-fast verifier, {name: fast draft}), by default in bf16 on the GPU, for the

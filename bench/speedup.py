@@ -46,8 +46,8 @@ import time
 from pathlib import Path
 
 import heldout
-from gpu_speed import (expanding, fast_models, fresh, hf_run, peak_mib, thrifty_run, workloads,
-                       worth_timing)
+from gpu_speed import (cache_len, expanding, fast_models, fresh, hf_run, peak_mib, thrifty_run,
+                       workloads, worth_timing)
 
 HF_MODES = ("static", "eager", "lookup", "assisted")
 
@@ -128,10 +128,8 @@ def main() -> None:
               8: [parse_lookahead(g, "--gammas-b8") for g in args.gammas_b8.split(",")]}
     modes = [(int(b), False) for b in args.batches.split(",") if b] + \
         [(8, True)] * bool(args.refill_prompts)
-    # room for the longest prompt, its new tokens and the widest lookahead (the engine resets
-    # a row whose output is done before it outgrows that)
-    widest = max(getattr(g, "nodes", g) for every in gammas.values() for g in every)
-    max_len = -(-(longest + args.max_new_tokens + widest + 16) // 256) * 256
+    max_len = cache_len(longest, args.max_new_tokens,
+                        [g for every in gammas.values() for g in every])
     tok, ver, drafts = fast_models(args.model, args.drafts, device, dtype, max_len=max_len,
                                    compile=args.compile)
     if args.expand:

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import heldout
-from gpu_speed import expanding, fast_models, sync
+from gpu_speed import cache_len, expanding, fast_models, sync
 
 SYNCS = ("cudaStreamSynchronize", "cudaEventSynchronize", "cudaDeviceSynchronize")
 
@@ -44,7 +44,7 @@ def profiled(decode, cuda: bool) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * cuda) as prof:
-        out = decode()
+        decode()
         sync()
     kernels, launches, graphs, ops, blocked = [], 0, 0, 0, 0.0
     by_name: dict[str, float] = {}
@@ -61,22 +61,22 @@ def profiled(decode, cuda: bool) -> dict:
             blocked += e.cpu_time_total
         elif name.startswith("aten::") and e.cpu_parent is None:
             ops += 1
-    return dict(out=out, busy_us=busy_us(kernels), launches=launches, graphs=graphs,
+    return dict(busy_us=busy_us(kernels), launches=launches, graphs=graphs,
                 ops=ops, blocked_us=blocked, kernels=len(kernels), by_name=by_name)
 
 
-def host_profile(decode, steps_of, top: int) -> dict:
+def host_profile(decode, steps: int, top: int) -> dict:
     """Host microseconds a step in the functions that take the most of it (own time, cProfile
-    over one run: the Python, dispatch and launch work the GPU may wait for)."""
+    over one run of ``steps`` steps, greedy as the timed one: the Python, dispatch and launch
+    work the GPU may wait for)."""
     import cProfile
     import pstats
 
     prof = cProfile.Profile()
     prof.enable()
-    gens = decode()
+    decode()
     sync()
     prof.disable()
-    steps = steps_of(gens)
     stats = pstats.Stats(prof).stats
     ranked = sorted(stats.items(), key=lambda kv: -kv[1][2])[:top]
     return {f"{Path(f).name}:{line}({fn})": round(1e6 * v[2] / steps, 1)
@@ -113,8 +113,7 @@ def main() -> None:
     looks = [parse_lookahead(x, "--lookaheads") for x in args.lookaheads.split(",")]
     tok = AutoTokenizer.from_pretrained(resolve(args.model).path)
     prompts = heldout.load(tok, [args.workload], args.prompts)[args.workload]
-    widest = max(getattr(x, "nodes", x) for x in looks)
-    max_len = -(-(max(map(len, prompts)) + args.max_new_tokens + widest + 16) // 256) * 256
+    max_len = cache_len(max(map(len, prompts)), args.max_new_tokens, looks)
     _, ver, drafts = fast_models(args.model, args.draft, args.device, args.dtype,
                                  max_len=max_len, compile=args.compile)
     chain = next(iter(drafts.values()))
@@ -135,11 +134,7 @@ def main() -> None:
         sync()
         wall = time.perf_counter() - began
         prof = profiled(decode, args.device == "cuda")
-
-        def steps_of(gens):
-            return sum(g.metrics.target_passes for g in gens)
-
-        steps = steps_of(gens)
+        steps = sum(g.metrics.target_passes for g in gens)
         tokens = sum(g.metrics.new_tokens for g in gens)
         row = dict(lookahead=str(look), steps=steps, tokens_per_step=round(tokens / steps, 3),
                    tok_s=round(tokens / wall, 1), wall_ms=round(1e3 * wall / steps, 3),
@@ -154,7 +149,7 @@ def main() -> None:
         top = sorted(prof["by_name"].items(), key=lambda kv: -kv[1])[: args.top]
         row["top_kernels_us"] = {name[:120]: round(us / steps, 1) for name, us in top}
         if args.host:
-            row["top_host_us"] = host_profile(decode, steps_of, 2 * args.top)
+            row["top_host_us"] = host_profile(decode, steps, 2 * args.top)
         rows.append(row)
         print(json.dumps(row), flush=True)
     if args.json:
