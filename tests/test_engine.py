@@ -276,6 +276,26 @@ def test_rows_done_early_never_outgrow_a_cache_sized_for_the_run(overlap, lookah
     assert v.max_context - 4 <= v.most <= v.max_context  # the bound is reached, not passed
 
 
+@pytest.mark.parametrize("lookahead", [4, "3x2:6"])
+def test_a_row_the_step_in_flight_finishes_is_not_stepped_past_its_room(lookahead):
+    """With overlapped commits the next step is launched before the one in flight is
+    committed. When that step brings the longest prompt's row to max_new_tokens while the
+    other rows decode on (its draft is right, theirs often wrong), a step launched over it
+    would need more than prompt + max_new_tokens + lookahead slots: the engine commits first
+    near the cache's end, so the bound it checks before decoding holds."""
+    from thrifty.speculative.tree import parse_lookahead
+
+    prompts = [[0, 3, 0, 3, 5, 0, 4], [1, 5], [5, 1, 2]]
+    shape = parse_lookahead(str(lookahead), "lookahead")
+    v = _BoundedVerifier(7 + 30 + getattr(shape, "nodes", shape), vocab=6, eos=None, seed=2)
+    draft = ToyDraft(vocab=6, table=v.table.clone())
+    draft.table[:, :2] = -draft.table[:, :2]
+    alone = [target_only(ToyVerifier(vocab=6, seed=2), [p], 30).token_ids[0] for p in prompts]
+    out = SpeculativeDecoder(v, draft, shape, overlap=True).generate(prompts, max_new_tokens=30)
+    assert out.token_ids == alone
+    assert v.most <= v.max_context
+
+
 @pytest.mark.parametrize("batch_size", [0, -2, 1.5, "4"])
 def test_bad_batch_size_is_refused(batch_size):
     with pytest.raises(ConfigError, match="batch_size"):

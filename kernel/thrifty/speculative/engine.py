@@ -184,11 +184,12 @@ class SpeculativeDecoder:
             self.draft.start(ids[:slots])
         pending = torch.tensor([p[-1] for p in ids[:slots]], device=device)
         held = [len(p) for p in ids[:slots]]
-        # a done row with nothing left to take rests once it holds more than this: two more
-        # steps (one in flight, one launched now) may each add a lookahead + 1 tokens
+        # a row holding more than this may outgrow its window in the next two steps (one in
+        # flight, one launched now), each adding up to a lookahead + 1 tokens: then the step in
+        # flight is committed first, so that a row it finishes is known to be done (and rests,
+        # when nothing is left to take) before another step is launched over it
         room = self._room
-        rest_past = None if room is None or not self.refills else \
-            room - 2 * self._lookahead_max - 1
+        crowded_past = None if room is None else room - 2 * self._lookahead_max - 1
         inflight: _Step | None = None
         commit = lambda step: self._commit(rows, step, metrics, max_new_tokens, stop,  # noqa: E731
                                            stream, owners, held)
@@ -198,9 +199,10 @@ class SpeculativeDecoder:
             live = [rows[i] for i in owners]
             if all(r.done for r in live):
                 break
-            resting = [] if waiting or rest_past is None else [
-                s for s, i in enumerate(owners) if rows[i].done and held[s] > rest_past]
-            if inflight is not None and (not self.overlap or resting
+            crowded = crowded_past is not None and max(held) > crowded_past
+            resting = [] if waiting or not crowded or not self.refills else [
+                s for s, i in enumerate(owners) if rows[i].done and held[s] > crowded_past]
+            if inflight is not None and (not self.overlap or crowded
                                          or _may_end_all(live, inflight, max_new_tokens)):
                 commit(inflight)
                 inflight = None
