@@ -18,7 +18,7 @@ import families  # noqa: E402
 from thrifty.errors import ConfigError, ModelFormatError  # noqa: E402
 from thrifty_hf.fast import FastVerifier, StaticLM  # noqa: E402
 from thrifty_hf import generic  # noqa: E402
-from thrifty_hf.fused import fused_refusal  # noqa: E402
+from thrifty_hf.fused import WHOLE_LAYERS, fused_refusal  # noqa: E402
 
 FUSED = {"llama", "llama3-rope"}
 """The families whose tiny models the fused Llama body may run; the rest take the generic body."""
@@ -246,12 +246,13 @@ def test_compiled_experts_equal_the_eager_ones_gathered_or_grouped():
 
 
 def test_compiled_fused_body_is_one_graph_per_half_and_shape_for_every_layer():
-    """The fused Llama body compiles the two halves of a layer, not the forward: a step shape
-    costs two graphs whatever the depth (a layer's weights are the graphs' inputs), with no
-    graph break, and the logits are the eager body's, for chains and trees."""
+    """The fused Llama body of a deep model compiles the two halves of a layer, not the
+    forward: a step shape costs two graphs whatever the depth (a layer's weights are the
+    graphs' inputs), with no graph break, and the logits are the eager body's, for chains and
+    trees."""
     import torch._dynamo
 
-    model = families.make_model("llama", layers=3)
+    model = families.make_model("llama", layers=WHOLE_LAYERS + 1)
     lm = StaticLM(model, max_len=32, graphs=False, compile=True)
     ref = StaticLM(model, max_len=32, graphs=False)
     assert lm.body.kind == "fused"
@@ -267,6 +268,36 @@ def test_compiled_fused_body_is_one_graph_per_half_and_shape_for_every_layer():
     counters = torch._dynamo.utils.counters
     assert not counters["graph_break"]
     assert counters["stats"]["unique_graphs"] == 4  # two halves x (the prefill, the step)
+
+
+def test_a_compiled_draft_is_one_graph_per_shape_writing_the_cache_as_the_eager_one(
+        tiny_llama, tiny_draft):
+    """A fused body of at most WHOLE_LAYERS layers (a feature draft here) compiles its whole
+    forward, the step's mask, rotary gather, embedding, ``fc`` and head included: one graph
+    per shape (prefill, chain, tree) with no graph break; its hidden states, logits and the
+    keys and values it writes into the cache in place are the eager body's."""
+    import torch._dynamo
+
+    draft = tiny_draft(tiny_llama(), 32, features=True)
+    lm = StaticLM(draft, max_len=32, graphs=False, compile=True)
+    ref = StaticLM(draft, max_len=32, graphs=False)
+    assert lm.body.kind == "fused" and lm.body.layers <= WHOLE_LAYERS
+    torch._dynamo.utils.counters.clear()
+    feats = torch.randn(2, 5, 32, generator=torch.Generator().manual_seed(0))
+    for m in (lm, ref):
+        n, _ = m.prefill([[1, 2, 3, 4, 5], [5, 6, 7]], feats)
+    _close(lm.cache, ref.cache, "the prefill's keys and values")
+    tokens = torch.tensor([[9, 10, 11, 12], [11, 12, 13, 14]])
+    for parents in (None, torch.tensor([[-1, 0, 0, 1], [-1, 0, 1, 1]])):
+        got = lm.forward(tokens, n, feats[:, :4], parents=parents)
+        want = ref.forward(tokens, n, feats[:, :4], parents=parents)
+        what = "tree" if parents is not None else "chain"
+        _close(got[0], want[0], f"{what} hidden states")
+        _close(got[1], want[1], f"{what} logits")
+        _close(lm.cache, ref.cache, f"the {what}'s keys and values")
+    counters = torch._dynamo.utils.counters
+    assert not counters["graph_break"]
+    assert counters["stats"]["unique_graphs"] == 3
 
 
 def test_a_fresh_prefill_attends_causally_as_the_masked_cache_read_does():

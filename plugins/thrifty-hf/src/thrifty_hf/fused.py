@@ -194,6 +194,11 @@ def causal_attention(q, kv, group: int):
                                           is_causal=True)
 
 
+WHOLE_LAYERS = 4
+"""The most layers of a fused body that ``compile`` compiles as one forward (see
+:meth:`FusedBody.compile`): every shipped draft's."""
+
+
 class FusedBody:
     """The fused Llama forward over a :class:`thrifty_hf.fast.StaticLM`'s cache."""
 
@@ -211,15 +216,23 @@ class FusedBody:
                                                        p["head_dim"])
 
     def compile(self) -> None:
-        """Compile the two halves of a layer with ``torch.compile`` (norms, rotary, activation
-        and residual adds fused around the projections); CUDA graphs then capture the compiled
-        kernels. A layer's weights are inputs, so one compilation per step shape serves every
-        layer: compiling the whole forward cost about a minute per shape (30 layers traced
-        and scheduled), and speculative decoding meets a dozen shapes (prefill buckets,
-        attention spans, chains and trees, the draft's own)."""
+        """Compile with ``torch.compile`` (norms, rotary, activation and residual adds fused
+        around the projections); CUDA graphs then capture the compiled kernels.
+
+        A deep model compiles the two halves of a layer: a layer's weights are inputs, so one
+        compilation per step shape serves every layer, where compiling the whole forward cost
+        about a minute per shape (30 layers traced and scheduled), and speculative decoding
+        meets a dozen shapes (prefill buckets, attention spans, chains and trees, the draft's
+        own). A model of at most :data:`WHOLE_LAYERS` layers (a draft) compiles its whole
+        forward in seconds a shape: what surrounds its layers (the step's mask and positions,
+        the rotary gather, embedding and ``fc``, the final norm and head) is most of its
+        kernels, and a draft runs it γ times a step."""
         from .steps import compiled
 
-        self.attend_in, self.attend_out = map(compiled, (self.attend_in, self.attend_out))
+        if self.layers <= WHOLE_LAYERS:
+            self.forward = compiled(self.forward)
+        else:
+            self.attend_in, self.attend_out = map(compiled, (self.attend_in, self.attend_out))
 
     def forward(self, cache, slots, tokens, n, features, logits: bool, at, parents, fresh):
         import torch
