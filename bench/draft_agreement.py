@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import heldout  # noqa: E402
 from gpu_speed import cache_len  # noqa: E402
+from thrifty.atomic import write_json_atomically  # noqa: E402
 
 
 def continued(model, tokenizer, prompts, new_tokens: int):
@@ -103,9 +104,7 @@ def main() -> int:
                    date=datetime.date.today().isoformat(), model=args.model,
                    prompts=args.prompts, new_tokens=args.new_tokens,
                    rows=rows)
-        tmp = Path(args.json).with_suffix(".tmp")
-        tmp.write_text(json.dumps(out, indent=2))
-        tmp.replace(args.json)
+        write_json_atomically(args.json, out)
     return 0
 
 

@@ -43,11 +43,11 @@ import json
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import heldout
 from gpu_speed import (cache_len, expanding, fast_models, fresh, hf_run, peak_mib, thrifty_run,
                        workloads, worth_timing)
+from thrifty.atomic import write_json_atomically
 
 HF_MODES = ("static", "eager", "lookup", "assisted")
 
@@ -143,9 +143,7 @@ def main() -> None:
            "max_new_tokens": args.max_new_tokens, "rounds": args.rounds, "rows": []}
 
     def save():
-        tmp = Path(args.out).with_suffix(".tmp")
-        tmp.write_text(json.dumps(res, indent=2))
-        tmp.replace(args.out)
+        write_json_atomically(args.out, res)
 
     def emit(row):
         res["rows"].append(row)

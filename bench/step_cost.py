@@ -24,6 +24,7 @@ from pathlib import Path
 
 import heldout
 from gpu_speed import cache_len, expanding, fast_models, sync
+from thrifty.atomic import write_json_atomically
 
 SYNCS = ("cudaStreamSynchronize", "cudaEventSynchronize", "cudaDeviceSynchronize")
 
@@ -158,9 +159,7 @@ def main() -> None:
                    expand=args.expand, compile=args.compile, workload=args.workload,
                    prompts=len(prompts), max_new_tokens=args.max_new_tokens,
                    date=time.strftime("%Y-%m-%d"), rows=rows)
-        tmp = Path(args.json).with_suffix(".tmp")
-        tmp.write_text(json.dumps(out, indent=2))
-        tmp.replace(args.json)
+        write_json_atomically(args.json, out)
 
 
 if __name__ == "__main__":
