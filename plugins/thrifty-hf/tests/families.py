@@ -117,11 +117,14 @@ def make_config(family: str, layers: int = 2):
     return getattr(transformers, cls)(**kwargs)
 
 
-def perturb(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Noise on every 1-D parameter (biases, norm weights), matrices scaled up by 8."""
+def perturb(model: torch.nn.Module, seed: int, skip=frozenset()) -> torch.nn.Module:
+    """Noise on every 1-D parameter (biases, norm weights), matrices scaled up by 8; the
+    parameters named in ``skip`` (a draft's, shared with its verifier) are left alone."""
     gen = torch.Generator().manual_seed(seed + 1000)
     with torch.no_grad():
-        for _, p in sorted(model.named_parameters()):
+        for name, p in sorted(model.named_parameters()):
+            if name in skip:
+                continue
             if p.dim() == 1:
                 p.add_(0.3 * torch.randn(p.shape, generator=gen))
             else:

@@ -1,5 +1,5 @@
-"""Registers the ``thrifty distill``, ``thrifty audit``, ``thrifty demo`` and
-``thrifty export-draft`` commands (heavy imports deferred)."""
+"""Registers the ``thrifty distill``, ``thrifty rank-tokens``, ``thrifty audit``,
+``thrifty demo`` and ``thrifty export-draft`` commands (heavy imports deferred)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ def thrifty_commands():
                               "target-only, measured interleaved"),
         _lazy("distill", "distill", "distil a draft model for a verifier (KL on the verifier's "
                                     "soft targets)"),
+        _lazy("rank-tokens", "ranking", "rank a draft's vocabulary by frequency in a corpus "
+                                        "cache, so that its fast path may propose only the "
+                                        "most frequent tokens (vocab=N)"),
         _lazy("audit", "audit", "check that every bf16 divergence from target-only greedy "
                                 "output is a near-tie in the verifier's logits"),
         _lazy("export-draft", "export", "write a thrifty draft as a complete Hugging Face "

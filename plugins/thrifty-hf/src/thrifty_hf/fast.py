@@ -38,10 +38,11 @@ from thrifty.protocols import Proposal
 BODIES = ("auto", "fused", "generic")
 
 
-def make_body(model, max_len: int, body: str = "auto"):
+def make_body(model, max_len: int, body: str = "auto", vocab=None):
     """The forward that runs ``model`` over the static cache: the fused Llama body
     (:mod:`.fused`) where its allow-list holds, transformers' own modules (:mod:`.generic`)
-    otherwise. ``body`` forces one ("fused" is refused where its allow-list fails)."""
+    otherwise. ``body`` forces one ("fused" is refused where its allow-list fails). ``vocab``
+    (token ids, a thrifty draft's): the logits cover these tokens only, in this order."""
     from .fused import FusedBody, fused_refusal
     from .generic import GenericBody
 
@@ -51,7 +52,7 @@ def make_body(model, max_len: int, body: str = "auto"):
     if body == "fused" and why is not None:
         raise ConfigError(f"the fused Llama body cannot run {type(model).__name__} exactly: "
                           f"{why}; use body='auto', which takes the generic body")
-    return FusedBody(model, max_len) if why is None else GenericBody(model, max_len)
+    return (FusedBody if why is None else GenericBody)(model, max_len, vocab)
 
 
 class StaticLM:
@@ -61,14 +62,18 @@ class StaticLM:
     the final hidden states [B, k, E] (the LM head's input, which feature drafts read) and
     float32 logits [B, k, V]; it is a pure function of its inputs and the cache, so it can be
     captured as a CUDA graph per shape. ``run`` replays the graph of the shape (on CUDA).
+
+    ``vocab`` (a draft's: LongTensor of token ids, see :mod:`thrifty_hf.ranking`): the logits
+    cover only these tokens, column i for token ``vocab[i]`` (:meth:`tokens_of` maps a column to
+    its token, :meth:`full_logits` widens them to the whole vocabulary).
     """
 
     def __init__(self, model, *, max_len: int = 1024, graphs: bool | None = None,
-                 body: str = "auto", compile: bool = False) -> None:
+                 body: str = "auto", compile: bool = False, vocab=None) -> None:
         import torch
 
         self.max_len = int(max_len)
-        self.body = make_body(model, self.max_len, body)
+        self.body = make_body(model, self.max_len, body, vocab)
         if compile:
             # one compilation per step shape (batch, tokens; prefill buckets): more than
             # dynamo's default of 8, after which it would quietly run the shape uncompiled
@@ -77,6 +82,7 @@ class StaticLM:
         self.device = model.get_output_embeddings().weight.device
         self.dtype = self.body.dtype
         self.vocab_size, self.width = int(self.body.vocab_size), int(self.body.width)
+        self.proposable = None if vocab is None else vocab.to(self.device)
         limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
         self.max_context = min(self.max_len, limit) if limit else self.max_len
         """Tokens a row may hold: the static cache, and no more positions than the model has."""
@@ -122,6 +128,19 @@ class StaticLM:
         self.batch = batch
 
     # -- the forward ---------------------------------------------------------------------------
+    def tokens_of(self, columns):
+        """The token ids of logit columns ``columns`` (the same ids without a ``vocab``)."""
+        return columns if self.proposable is None else self.proposable[columns]
+
+    def full_logits(self, logits):
+        """``logits`` [..., columns] over the whole vocabulary: -inf for every token outside
+        ``vocab`` (probability 0 under any sampling warp), so a sampled draft's q is a
+        distribution over token ids, as acceptance reads it."""
+        if self.proposable is None:
+            return logits
+        out = logits.new_full((*logits.shape[:-1], self.vocab_size), float("-inf"))
+        return out.index_copy_(out.dim() - 1, self.proposable, logits)
+
     def span(self, reach: int | None) -> int:
         """The slots a step reads when no row holds more than ``reach`` tokens after it (a
         host-side bound, so choosing costs no synchronisation): ``reach`` rounded up to a
@@ -367,8 +386,9 @@ class _Proposer:
 
     def __init__(self, model, *, name: str = "hf-fast", max_len: int = 1024,
                  graphs: bool | None = None, body: str = "auto", compile: bool = False,
-                 trees: str = "siblings") -> None:
-        self.lm = StaticLM(model, max_len=max_len, graphs=graphs, body=body, compile=compile)
+                 trees: str = "siblings", vocab=None) -> None:
+        self.lm = StaticLM(model, max_len=max_len, graphs=graphs, body=body, compile=compile,
+                           vocab=vocab)
         self.max_context = self.lm.max_context
         self.name = name
         self.vocab_size = self.lm.vocab_size
@@ -396,8 +416,12 @@ class _Proposer:
             *tree, on_chain = (t.clone() for t in out)
             return TreeProposal(*tree), on_chain
         chooser = _Chooser(sampling, generator)
-        _walk(lambda *x: self.lm.run(*x, reach=reach), self.lm.rows, tokens, self.n, self.plen,
-              feats, gamma, chooser.choose)
+
+        def step(*x):
+            hidden, logits = self.lm.run(*x, reach=reach)
+            return hidden, self.lm.full_logits(logits)
+
+        _walk(step, self.lm.rows, tokens, self.n, self.plen, feats, gamma, chooser.choose)
         chain, q = torch.stack(chooser.tokens, 1), torch.stack(chooser.qs, 1)
         if shape is None:
             return Proposal(chain, torch.full_like(self.n, gamma), q)
@@ -405,7 +429,8 @@ class _Proposer:
 
     def _greedy(self, gamma: int, shape, span: int, tokens, n, plen, feats=None):
         """The greedy chain [B, γ], or the fields of its tree and on_chain (a tuple of
-        tensors, a graph's outputs)."""
+        tensors, a graph's outputs). Picked in logit columns, fed back and returned as
+        token ids (:meth:`StaticLM.tokens_of`)."""
         import torch
         from thrifty.speculative.tree import sibling_tree
 
@@ -415,16 +440,16 @@ class _Proposer:
         def argmax(logits):
             seen.append(logits)
             picked.append(logits.argmax(-1))
-            return picked[-1]
+            return self.lm.tokens_of(picked[-1])
 
         _walk(lambda *x: self.lm.forward(*x, span=span), self.lm.rows, tokens, n, plen, feats,
               gamma, argmax)
         chain = torch.stack(picked, 1)
         if shape is None:
-            return chain
+            return self.lm.tokens_of(chain)
         tree, on_chain = sibling_tree(chain, torch.stack(seen, 1).softmax(-1), shape,
                                       sampled=False)
-        return tree.tokens, tree.parents, tree.lengths, on_chain
+        return self.lm.tokens_of(tree.tokens), tree.parents, tree.lengths, on_chain
 
     def _kept_nodes(self, path, lengths):
         """The tokens of the last tree's kept nodes ``path[:, 1:]`` (valid up to
@@ -743,7 +768,7 @@ def _expanded(lm, shape, span: int, tokens, n, plen, feats=None):
         best, pick = (score[:, :, None] + logp).flatten(1).topk(branch, -1)
         score = best - 1e-6 * (d + 1)
         owner = pick // vocab
-        toks.append(pick % vocab)
+        toks.append(lm.tokens_of(pick % vocab))
         pars.append(frontier.gather(1, owner))
         if reads:
             fed.append(feat.gather(1, owner[..., None].expand(-1, -1, feat.shape[-1])))
@@ -773,8 +798,9 @@ def _shifted(features):
 
 def fast_draft(model, trees: str = "siblings", **options):
     """The fast path for a draft module: :class:`FastFeatureDraft` for a feature draft,
-    :class:`FastDraft` otherwise (``options``: name, max_len, graphs, body, compile; ``trees``:
-    how it grows token trees, :data:`TREES`)."""
+    :class:`FastDraft` otherwise (``options``: name, max_len, graphs, body, compile, vocab (the
+    token ids it may propose, see :mod:`thrifty_hf.ranking`); ``trees``: how it grows token
+    trees, :data:`TREES`)."""
     kind = FastFeatureDraft if getattr(model, "fc", None) is not None else FastDraft
     return kind(model, trees=trees, **options)
 

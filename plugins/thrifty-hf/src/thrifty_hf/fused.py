@@ -204,11 +204,13 @@ class FusedBody:
 
     kind = "fused"
 
-    def __init__(self, model, max_len: int) -> None:
+    def __init__(self, model, max_len: int, vocab=None) -> None:
         self.p = p = model_parts(model)
         self.layers, self.kv_heads, self.head_dim = len(p["layers"]), p["kv_heads"], p["head_dim"]
         self.dtype = p["layers"][0]["qkv"].dtype
         self.vocab_size, self.width = p["head"].shape
+        if vocab is not None:  # the head's rows of the tokens a draft may propose (a copy)
+            p["head"] = p["head"][vocab.to(p["head"].device)]
         self.reads_features = p["fc"] is not None
         self.cos, self.sin = rope_tables(p["inv_freq"].to(p["embed"].device), p["rope_scale"],
                                          max_len, p["heads"], p["kv_heads"], self.dtype)

@@ -43,8 +43,9 @@ from __future__ import annotations
 from contextlib import contextmanager
 from functools import partial
 
-from thrifty.errors import ModelFormatError
+from thrifty.errors import ConfigError, ModelFormatError
 
+from .drafts import soft_cap
 from .fused import rope_types
 
 ATTENTION = "thrifty-static"
@@ -249,7 +250,7 @@ class GenericBody:
 
     kind = "generic"
 
-    def __init__(self, model, max_len: int) -> None:
+    def __init__(self, model, max_len: int, vocab=None) -> None:
         why = generic_refusal(model)
         if why is not None:
             raise ModelFormatError(
@@ -257,10 +258,20 @@ class GenericBody:
                 f"'hf' verifier or draft, which runs it with transformers' own cache")
         _register()
         self.model = model
-        head = model.get_output_embeddings().weight
-        self.vocab_size, self.width = head.shape
+        head = model.get_output_embeddings()
+        self.vocab_size, self.width = head.weight.shape
         self.dtype = next(model.base_model.parameters()).dtype
         self.draft = type(model).__name__ == "ThriftyDraftForCausalLM"
+        self.head = None
+        """(weight, bias) of the head's rows of ``vocab``, a draft's proposable tokens."""
+        if vocab is not None:
+            if not self.draft:
+                raise ConfigError(f"a vocabulary of proposable tokens is a thrifty draft's (its "
+                                  f"token ranking); {type(model).__name__} is not one: pass "
+                                  f"vocab=0")
+            rows = vocab.to(head.weight.device)
+            self.head = (head.weight[rows],
+                         None if getattr(head, "bias", None) is None else head.bias[rows])
         self.reads_features = getattr(model, "fc", None) is not None
         self.configs = _configs(model)
         self.experts = self._experts()
@@ -340,9 +351,17 @@ class GenericBody:
     def run(self, tokens, features, args, logits: bool):
         """(hidden states, float32 logits or None) by the model's own forward: tensor work only,
         which is what ``StaticLM(compile=True)`` compiles."""
+        import torch.nn.functional as F
+
         if self.draft:
             h, _ = self.model.hidden(tokens, features, **args)
-            return h, self.model.lm_head(h).float() if logits else None
+            if not logits:
+                return h, None
+            if self.head is None:
+                return h, self.model.lm_head(h).float()
+            # the head's own forward, on its rows of the proposable tokens (and the family's
+            # soft-capping, which a hook on the full head applies)
+            return h, soft_cap(self.model.config, F.linear(h, *self.head)).float()
         embeds = self.model.get_input_embeddings()(tokens)
         out = self.model(inputs_embeds=embeds, logits_to_keep=0 if logits else 1, **args)
         return self._caught.pop(), out.logits.float() if logits else None
