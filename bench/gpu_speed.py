@@ -180,10 +180,12 @@ def cache_len(longest: int, max_new_tokens: int, lookaheads=()) -> int:
 
 
 def fast_models(model: str, drafts: str, device: str = "cuda", dtype: str = "bfloat16",
-                max_len: int = 1024, compile: bool = False):
+                max_len: int = 1024, compile: bool = False, vocabs=(0,)):
     """(tokenizer, hf-fast verifier, {name: fast draft}), by default in bf16 on the GPU, for the
     benchmarks that time thrifty alone (``drafts``: comma-separated zoo names or folders);
-    ``max_len``: the static cache's tokens per row; ``compile``: the option of hf-fast."""
+    ``max_len``: the static cache's tokens per row; ``compile``: the option of hf-fast;
+    ``vocabs``: each draft once per size of the hf-fast draft's ``vocab`` option, named
+    ``NAME,vocab=N`` (0: every token, the plain name)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -195,8 +197,25 @@ def fast_models(model: str, drafts: str, device: str = "cuda", dtype: str = "bfl
     tok = AutoTokenizer.from_pretrained(path)
     hf = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
     return tok, FastVerifier(hf, tok, max_len=max_len, compile=compile), {
-        name: fast_draft(load_draft_named(name, hf), max_len=max_len, compile=compile)
-        for name in drafts.split(",") if name}
+        name + (f"{VOCAB}{v}" if v else ""): fast_draft(
+            load_draft_named(name, hf), max_len=max_len, compile=compile,
+            vocab=proposable_ids(name, hf, v))
+        for name in drafts.split(",") if name for v in vocabs}
+
+
+VOCAB = ",vocab="
+"""What a fast draft's name carries before the size of its proposable vocabulary."""
+
+
+def proposable_ids(name: str, verifier_model, vocab: int):
+    """The ``vocab`` most frequent tokens of draft ``name``'s ranking (None for 0: every token),
+    as the hf-fast draft's ``vocab`` option chooses them."""
+    from thrifty_hf.ranking import proposable
+    from thrifty_hf.zoo import resolve
+
+    if not vocab:
+        return None
+    return proposable(resolve(name).path, verifier_model.config.vocab_size, vocab)
 
 
 EXPAND = ",trees=expand"
@@ -209,8 +228,9 @@ def expanding(drafts: dict, verifier_model, max_len: int, compile: bool = False)
     from thrifty_hf.fast import FastDraft, FastFeatureDraft, fast_draft
     from thrifty_hf.loading import load_draft_named
 
-    return {name + EXPAND: fast_draft(load_draft_named(name, verifier_model), max_len=max_len,
-                                      compile=compile, trees="expand")
+    return {name + EXPAND: fast_draft(load_draft_named(name.split(VOCAB)[0], verifier_model),
+                                      max_len=max_len, compile=compile, trees="expand",
+                                      vocab=d.lm.proposable)
             for name, d in drafts.items() if isinstance(d, (FastDraft, FastFeatureDraft))}
 
 

@@ -98,6 +98,9 @@ def main() -> None:
     ap.add_argument("--no-siblings", action="store_true",
                     help="trees on the expanding drafts only (with --expand: each sibling tree "
                          "compiles its own shapes, and bench/tree_acceptance.py compares both)")
+    ap.add_argument("--vocabs", default="0",
+                    help="comma-separated sizes of the fast drafts' vocab option (the N most "
+                         "frequent tokens of their ranking they may propose; 0: every token)")
     ap.add_argument("--smoke", action="store_true", help="CPU, float32 (a check of the script)")
     ap.add_argument("--out", default="speedup.json")
     args = ap.parse_args()
@@ -131,7 +134,8 @@ def main() -> None:
     max_len = cache_len(longest, args.max_new_tokens,
                         [g for every in gammas.values() for g in every])
     tok, ver, drafts = fast_models(args.model, args.drafts, device, dtype, max_len=max_len,
-                                   compile=args.compile)
+                                   compile=args.compile,
+                                   vocabs=[int(v) for v in args.vocabs.split(",")])
     if args.expand:
         drafts.update(expanding(drafts, ver.model, max_len, args.compile))
     hf = AutoModelForCausalLM.from_pretrained(

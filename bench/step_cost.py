@@ -90,6 +90,9 @@ def main() -> None:
     ap.add_argument("--draft", default="smollm2-draft-feat")
     ap.add_argument("--lookaheads", default="0,3,3x3:8,5x4:16",
                     help="comma-separated: 0 (target-only), γ, or DEPTHxBRANCH:NODES")
+    ap.add_argument("--vocab", type=int, default=0,
+                    help="the draft's vocab option: the N most frequent tokens of its ranking "
+                         "(0: every token)")
     ap.add_argument("--expand", action="store_true",
                     help="trees grown by the draft (trees=expand) instead of sibling trees")
     ap.add_argument("--compile", action="store_true", help="hf-fast's compile=true")
@@ -116,7 +119,7 @@ def main() -> None:
     prompts = heldout.load(tok, [args.workload], args.prompts)[args.workload]
     max_len = cache_len(max(map(len, prompts)), args.max_new_tokens, looks)
     _, ver, drafts = fast_models(args.model, args.draft, args.device, args.dtype,
-                                 max_len=max_len, compile=args.compile)
+                                 max_len=max_len, compile=args.compile, vocabs=(args.vocab,))
     chain = next(iter(drafts.values()))
     tree = next(iter(expanding(drafts, ver.model, max_len, args.compile).values())) \
         if args.expand else chain
@@ -156,6 +159,7 @@ def main() -> None:
     if args.json:
         out = dict(device=torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
                    torch=torch.__version__, model=args.model, draft=args.draft,
+                   vocab=args.vocab,
                    expand=args.expand, compile=args.compile, workload=args.workload,
                    prompts=len(prompts), max_new_tokens=args.max_new_tokens,
                    date=time.strftime("%Y-%m-%d"), rows=rows)

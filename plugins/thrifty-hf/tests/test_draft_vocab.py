@@ -223,9 +223,10 @@ def test_distill_ranks_the_tokens_of_its_training_corpus(distilled):
         tokens, counts = f.get_tensor("tokens"), f.get_tensor("counts")
         assert '"code_tokens"' in f.metadata()["thrifty_ranking"]
     assert int(counts.sum()) == train.numel()
-    assert torch.equal(counts, torch.bincount(train.flatten(), minlength=49152)[tokens])
+    assert torch.equal(counts.long(),
+                       torch.bincount(train.flatten(), minlength=49152)[tokens.long()])
     assert (counts[:-1] >= counts[1:]).all()
-    assert torch.equal(ranking.proposable(folder, 49152, 100), tokens[:100])
+    assert torch.equal(ranking.proposable(folder, 49152, 100), tokens[:100].long())
 
 
 def test_rank_tokens_writes_the_ranking_of_a_corpus_cache(distilled, tmp_path):

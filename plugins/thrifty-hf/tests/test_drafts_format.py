@@ -87,13 +87,13 @@ def test_learning_rate_warms_up_then_anneals_by_the_budget_that_ends_first():
 def test_shipped_drafts_fit_the_budget_and_load_around_the_verifier(smollm2):
     """Every draft in the zoo loads around SmolLM2's embedding; together they stay under the
     64 MB that keeps them light in the repository and in one transfer to a GPU machine."""
-    from thrifty_hf.drafts import weights_bytes
+    from thrifty_hf.drafts import draft_bytes
     from thrifty_hf.zoo import names, resolve
 
     drafts = [n for n in names() if resolve(n).kind == "draft"]
     assert {"smollm2-draft-l1", "smollm2-draft-l2", "smollm2-draft-l4", "smollm2-draft-wide",
             "smollm2-draft-feat"} <= set(drafts)
-    assert sum(weights_bytes(resolve(n).path) for n in drafts) < 64_000_000
+    assert sum(draft_bytes(resolve(n).path) for n in drafts) < 64_000_000
     for name in drafts:
         draft = load_draft(resolve(name).path, smollm2.model)
         assert draft.get_input_embeddings().weight is smollm2.model.get_input_embeddings().weight

@@ -11,8 +11,8 @@ V / n. Verification is untouched, so output stays exactly the verifier's; a toke
 ``n`` is one the draft can no longer propose, which costs acceptance only where the verifier
 picks it.
 
-File: ``ranking.safetensors`` in the draft folder, beside its weights: ``tokens`` (int64 [V],
-every token id once, the most frequent first, ties by id) and ``counts`` (int64 [V], their
+File: ``ranking.safetensors`` in the draft folder, beside its weights: ``tokens`` (int32 [V],
+every token id once, the most frequent first, ties by id) and ``counts`` (int32 [V], their
 counts), with the corpus it counted described in the metadata (``thrifty_ranking``).
 ``thrifty distill`` writes it from the corpus the draft trained on; ``thrifty rank-tokens``
 writes it for a draft from any corpus cache ``thrifty distill --corpus-cache`` built.
@@ -53,7 +53,8 @@ def save_ranking(directory, train, vocab_size: int, describe: dict) -> Path:
     tokens, counts = rank(train, vocab_size)
     path = Path(directory) / RANKING
     with atomic_path(path) as tmp:
-        save_file({"tokens": tokens.contiguous(), "counts": counts.contiguous()}, str(tmp),
+        save_file({"tokens": tokens.int().contiguous(), "counts": counts.int().contiguous()},
+                  str(tmp),
                   metadata={"thrifty_ranking": json.dumps(describe, sort_keys=True)})
     return path
 
