@@ -84,6 +84,9 @@ def test_a_ranking_orders_tokens_by_count_and_equal_counts_by_id():
     assert counts.tolist() == [3, 2, 2, 1] + [0] * 8
     with pytest.raises(ConfigError, match="outside the vocabulary of 8"):
         ranking.rank(train, 8)
+    # of [5, 9, 1, 5]: 5 and 5 are among the first 1, 9 too among the first 3, 1 among 5
+    shares = ranking.coverage(tokens, torch.tensor([5, 9, 1, 5]), [1, 3, 5])
+    assert shares == {1: 0.5, 3: 0.75, 5: 1.0}
 
 
 @pytest.mark.parametrize("body", ["fused", "generic"])
@@ -229,7 +232,7 @@ def test_distill_ranks_the_tokens_of_its_training_corpus(distilled):
     assert torch.equal(ranking.proposable(folder, 49152, 100), tokens[:100].long())
 
 
-def test_rank_tokens_writes_the_ranking_of_a_corpus_cache(distilled, tmp_path):
+def test_rank_tokens_writes_the_ranking_of_a_corpus_cache(distilled, tmp_path, capsys):
     import shutil
 
     from thrifty.cli import main
@@ -241,6 +244,7 @@ def test_rank_tokens_writes_the_ranking_of_a_corpus_cache(distilled, tmp_path):
     with pytest.raises(ConfigError, match="thrifty rank-tokens --draft"):
         ranking.proposable(copy, 49152, 10)
     assert main(["rank-tokens", "--draft", str(copy), "--corpus-cache", str(cache)]) == 0
+    assert "N=4096: " in capsys.readouterr().out
     from safetensors.torch import load_file
 
     written, by_distill = (load_file(str(f / ranking.RANKING)) for f in (copy, folder))

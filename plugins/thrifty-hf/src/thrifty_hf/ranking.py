@@ -44,6 +44,22 @@ def rank(train, vocab_size: int):
     return order, counts[order]
 
 
+def coverage(tokens, heldout, sizes) -> dict[int, float]:
+    """For each N of ``sizes``, the share of the tokens in ``heldout`` that are among the first
+    N of the ranking ``tokens``: how often a draft restricted to them could still propose the
+    token that text holds."""
+    import torch
+
+    place = torch.empty(len(tokens), dtype=torch.long)
+    place[tokens.long()] = torch.arange(len(tokens))
+    ranks = place[heldout.reshape(-1).long()]
+    return {n: float((ranks < n).float().mean()) for n in sizes}
+
+
+SIZES = (4096, 8192, 12288, 16384, 24576, 32768)
+"""The sizes ``thrifty rank-tokens`` reports the held-out coverage of."""
+
+
 def save_ranking(directory, train, vocab_size: int, describe: dict) -> Path:
     """Write ``directory``/:data:`RANKING` from the corpus tokens ``train`` (atomically)."""
     from safetensors.torch import save_file
@@ -111,4 +127,8 @@ def run(args) -> int:
                         {"corpus": corpus["describe"], "corpus_cache": cache.name,
                          "tokens": int(corpus["train"].numel())})
     print(f"wrote {path}: {corpus['train'].numel()} tokens of {cache.name} counted")
+    tokens, _ = rank(corpus["train"], vocab_size)
+    shares = coverage(tokens, corpus["heldout"], [n for n in SIZES if n < vocab_size])
+    print(f"share of the corpus's {corpus['heldout'].numel()} held-out tokens among the N most "
+          f"frequent: " + ", ".join(f"N={n}: {share:.2%}" for n, share in shares.items()))
     return 0
