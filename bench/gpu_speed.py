@@ -191,6 +191,7 @@ def fast_models(model: str, drafts: str, device: str = "cuda", dtype: str = "bfl
 
     from thrifty_hf.fast import FastVerifier, fast_draft
     from thrifty_hf.loading import load_draft_named
+    from thrifty_hf.ranking import proposable_for
     from thrifty_hf.zoo import resolve
 
     path = resolve(model).path
@@ -199,23 +200,12 @@ def fast_models(model: str, drafts: str, device: str = "cuda", dtype: str = "bfl
     return tok, FastVerifier(hf, tok, max_len=max_len, compile=compile), {
         name + (f"{VOCAB}{v}" if v else ""): fast_draft(
             load_draft_named(name, hf), max_len=max_len, compile=compile,
-            vocab=proposable_ids(name, hf, v))
+            vocab=proposable_for(name, hf.config.vocab_size, v))
         for name in drafts.split(",") if name for v in vocabs}
 
 
 VOCAB = ",vocab="
 """What a fast draft's name carries before the size of its proposable vocabulary."""
-
-
-def proposable_ids(name: str, verifier_model, vocab: int):
-    """The ``vocab`` most frequent tokens of draft ``name``'s ranking (None for 0: every token),
-    as the hf-fast draft's ``vocab`` option chooses them."""
-    from thrifty_hf.ranking import proposable
-    from thrifty_hf.zoo import resolve
-
-    if not vocab:
-        return None
-    return proposable(resolve(name).path, verifier_model.config.vocab_size, vocab)
 
 
 EXPAND = ",trees=expand"

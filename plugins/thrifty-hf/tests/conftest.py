@@ -114,43 +114,6 @@ def _tiny_draft(verifier, width, depth=1, seed=1, features=False):
     return draft
 
 
-def _distil_tiny(verifier, draft, steps: int = 150):
-    """Train a tiny ``draft`` in place for ``steps`` steps (unroll 2 for a feature draft) on
-    text its ``verifier`` samples (80 rows of 32 tokens, the last 16 held out); returns the
-    held-out statistics of :func:`thrifty_hf.distill.evaluate` before and after."""
-    from thrifty_hf.distill import evaluate, step_loss
-
-    torch.manual_seed(0)
-    starts = torch.randint(0, 40, (80, 2))
-    text = verifier.generate(starts, do_sample=True, max_new_tokens=30, min_new_tokens=30,
-                             temperature=0.7, pad_token_id=0)
-    train, held = text[:64], text[64:]
-    for p in draft.parameters():
-        p.data.div_(4.0)  # the default init: trains faster than the sharpened one
-    params = [p for p in draft.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-2)
-    off = torch.autocast("cpu", enabled=False)
-    before = evaluate(draft.eval(), verifier, held, "cpu", off, batches=2)
-    gen = torch.Generator().manual_seed(0)
-    draft.train()
-    unroll = 2 if draft.fc is not None else 1
-    for _ in range(steps):
-        ids = train[torch.randint(0, len(train), (16,), generator=gen)]
-        loss = step_loss(draft, verifier, ids, off, unroll=unroll)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    draft.eval()
-    return before, evaluate(draft, verifier, held, "cpu", off, batches=2)
-
-
-@pytest.fixture(scope="session")
-def distil_tiny():
-    """``distil_tiny(verifier, draft, steps=150) -> (before, after)``: a tiny draft trained in
-    place on its tiny verifier's own text, with held-out statistics before and after."""
-    return _distil_tiny
-
-
 @pytest.fixture(scope="session")
 def tiny_llama():
     """``tiny_llama(seed=0, layers=2)``: a random Llama of vocabulary 40, width 32."""

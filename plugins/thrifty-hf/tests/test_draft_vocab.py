@@ -6,7 +6,6 @@ tiny random models with norm weights and biases perturbed."""
 
 from __future__ import annotations
 
-import argparse
 import types
 
 import pytest
@@ -195,23 +194,17 @@ def test_a_sampled_restricted_proposal_is_a_distribution_over_the_kept_tokens(ve
     assert (prop.q.gather(-1, prop.tokens[..., None]) > 0).all()
 
 
-def _distill(*argv):
-    from thrifty_hf.distill import configure, run
-
-    p = argparse.ArgumentParser()
-    configure(p)
-    return run(p.parse_args(list(argv)))
-
-
 @pytest.fixture(scope="module")
 def distilled(small_draft_dir, tmp_path_factory):
     """A feature draft distilled for 2 steps on a cached corpus, and that cache."""
+    from thrifty.cli import main
+
     root = tmp_path_factory.mktemp("ranked")
     cache = root / "corpus.safetensors"
-    _distill("--out", str(root / "draft"), "--depth", "1", "--init", "fresh", "--features",
-             "--steps", "2", "--verifier", str(small_draft_dir), "--corpus", "code",
-             "--code-tokens", "3000", "--batch", "2", "--seq-len", "32", "--device", "cpu",
-             "--corpus-cache", str(cache), "--quiet")
+    assert main(["distill", "--out", str(root / "draft"), "--depth", "1", "--init", "fresh",
+                 "--features", "--steps", "2", "--verifier", str(small_draft_dir), "--corpus",
+                 "code", "--code-tokens", "3000", "--batch", "2", "--seq-len", "32",
+                 "--device", "cpu", "--corpus-cache", str(cache), "--quiet"]) == 0
     return root / "draft", cache
 
 

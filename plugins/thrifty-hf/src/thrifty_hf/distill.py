@@ -278,7 +278,7 @@ def distill(args) -> Path:
 
     from .drafts import check_family, save_draft
     from .models import load_verifier
-    from .ranking import save_ranking
+    from .ranking import rank, save_ranking
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tdtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}[args.teacher_dtype]
@@ -349,7 +349,7 @@ def distill(args) -> Path:
         verifier={"name": vname, "vocab_size": vcfg.vocab_size, "hidden_size": vcfg.hidden_size,
                   "num_hidden_layers": vcfg.num_hidden_layers},
         architecture=architecture, command=args.command_line, training=training)
-    save_ranking(out, train, vcfg.vocab_size,
+    save_ranking(out, *rank(train, vcfg.vocab_size),
                  {"corpus": corpus["describe"], "tokens": int(train.numel())})
     print(f"saved {out}: {training['steps']} steps in {seconds:.0f} s, held-out KL "
           f"{stats['heldout_kl']:.3f}, top-1 agreement {stats['heldout_top1']:.3f}, expected "

@@ -41,12 +41,11 @@ def make_fast_verifier(model="smollm2-135m", device="auto", dtype="auto", max_le
 
 def make_fast_draft(verifier, model, device="auto", dtype="auto", max_len=1024, graphs=True,
                     body="auto", compile=False, trees="siblings", vocab=0):
-    from thrifty.errors import ConfigError, IncompatibleModelsError
+    from thrifty.errors import IncompatibleModelsError
 
     from .fast import fast_draft
     from .models import load_draft_for, resolve_device, resolve_dtype
-    from .ranking import proposable
-    from .zoo import resolve
+    from .ranking import proposable_for
 
     base = getattr(verifier, "model", None)
     if base is None or not hasattr(base, "get_input_embeddings"):
@@ -57,16 +56,10 @@ def make_fast_draft(verifier, model, device="auto", dtype="auto", max_len=1024, 
     dev = emb.device if device == "auto" else resolve_device(device)
     dt = emb.dtype if dtype == "auto" else resolve_dtype(dtype, dev)
     draft = load_draft_for(verifier, model, dev, dt)
-    ids = None
-    if vocab:
-        where = resolve(model)
-        if where.kind != "draft":
-            raise ConfigError(f"vocab={vocab} needs a thrifty draft's token ranking; {model!r} "
-                              f"is a Hugging Face model: pass vocab=0")
-        ids = proposable(where.path, int(draft.config.vocab_size), vocab)
     return fast_draft(draft, name=f"hf-fast:{model}", max_len=max_len,
                       graphs=graphs and dev.type == "cuda", body=body, compile=compile,
-                      trees=trees, vocab=ids)
+                      trees=trees, vocab=proposable_for(model, int(draft.config.vocab_size),
+                                                        vocab))
 
 
 @hookimpl

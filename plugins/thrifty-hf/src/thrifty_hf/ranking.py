@@ -60,13 +60,13 @@ SIZES = (4096, 8192, 12288, 16384, 24576, 32768)
 """The sizes ``thrifty rank-tokens`` reports the held-out coverage of."""
 
 
-def save_ranking(directory, train, vocab_size: int, describe: dict) -> Path:
-    """Write ``directory``/:data:`RANKING` from the corpus tokens ``train`` (atomically)."""
+def save_ranking(directory, tokens, counts, describe: dict) -> Path:
+    """Write ``directory``/:data:`RANKING` (atomically): the ranking ``tokens`` and ``counts``
+    that :func:`rank` made of the corpus ``describe`` describes."""
     from safetensors.torch import save_file
 
     from thrifty.atomic import atomic_path
 
-    tokens, counts = rank(train, vocab_size)
     path = Path(directory) / RANKING
     with atomic_path(path) as tmp:
         save_file({"tokens": tokens.int().contiguous(), "counts": counts.int().contiguous()},
@@ -104,6 +104,21 @@ def proposable(directory, vocab_size: int, n: int):
     return tokens[:n].long()
 
 
+def proposable_for(model: str, vocab_size: int, n: int):
+    """What the ``hf-fast`` draft's ``vocab=n`` option takes for draft ``model`` (a zoo name or
+    folder): None for 0 (every token), else :func:`proposable` of its folder; a Hugging Face
+    model has no ranking, which is a clear error."""
+    from .zoo import resolve
+
+    if not n:
+        return None
+    where = resolve(model)
+    if where.kind != "draft":
+        raise ConfigError(f"vocab={n} needs a thrifty draft's token ranking; {model!r} is a "
+                          f"Hugging Face model: pass vocab=0")
+    return proposable(where.path, vocab_size, n)
+
+
 def configure(p) -> None:
     p.add_argument("--draft", required=True, help="the thrifty draft folder to rank tokens for")
     p.add_argument("--corpus-cache", required=True,
@@ -123,11 +138,11 @@ def run(args) -> int:
         raise ConfigError(f"--corpus-cache {cache} does not exist; build one with `thrifty "
                           f"distill --corpus-cache {cache} ...`")
     corpus = load_corpus(cache)
-    path = save_ranking(directory, corpus["train"], vocab_size,
+    tokens, counts = rank(corpus["train"], vocab_size)
+    path = save_ranking(directory, tokens, counts,
                         {"corpus": corpus["describe"], "corpus_cache": cache.name,
                          "tokens": int(corpus["train"].numel())})
     print(f"wrote {path}: {corpus['train'].numel()} tokens of {cache.name} counted")
-    tokens, _ = rank(corpus["train"], vocab_size)
     shares = coverage(tokens, corpus["heldout"], [n for n in SIZES if n < vocab_size])
     print(f"share of the corpus's {corpus['heldout'].numel()} held-out tokens among the N most "
           f"frequent: " + ", ".join(f"N={n}: {share:.2%}" for n, share in shares.items()))
