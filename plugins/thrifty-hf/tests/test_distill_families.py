@@ -223,6 +223,17 @@ def test_corpus_cache_round_trips_without_pickle(tiny_family, tmp_path):
     assert runs[0]["corpus"] == runs[1]["corpus"] and runs[0]["corpus"]["code_tokens"] > 0
 
 
+def test_corpus_cache_of_another_seq_len_is_refused_and_kept(tiny_family, tmp_path):
+    cache = tmp_path / "corpus.cache"
+    args = ["--verifier", str(tiny_family("qwen2")), "--corpus-cache", str(cache), *SMOKE]
+    _distill("--out", str(tmp_path / "a"), *args)
+    before = cache.read_bytes()
+    with pytest.raises(ConfigError, match=r"holds sequences of 16 tokens, not --seq-len 32.*"
+                                          r"--seq-len 16"):
+        _distill("--out", str(tmp_path / "b"), *args, "--seq-len", "32")  # the last one counts
+    assert cache.read_bytes() == before and not (tmp_path / "b").exists()
+
+
 def test_collapsed_acceptance_is_reported():
     from thrifty_hf.distill import collapse_warning, expected_tar
 

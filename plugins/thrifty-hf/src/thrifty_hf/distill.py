@@ -511,9 +511,14 @@ def build_corpus(args, verifier, tokenizer) -> dict:
     """Training and held-out sequences, cached in ``--corpus-cache`` when given."""
     cache = Path(args.corpus_cache) if args.corpus_cache else None
     if cache is not None and cache.is_file():
+        # a cache is never rebuilt over: it may hold hours of self-generated answers
         data = load_corpus(cache)
-        if data["seq_len"] == args.seq_len:
-            return data
+        if data["seq_len"] != args.seq_len:
+            raise ConfigError(f"--corpus-cache {cache} holds sequences of {data['seq_len']} "
+                              f"tokens, not --seq-len {args.seq_len}; pass --seq-len "
+                              f"{data['seq_len']} to train on it, or a new --corpus-cache file "
+                              f"to build a corpus of {args.seq_len}-token sequences")
+        return data
     kinds = corpus_kinds(args)
     if "chat" in kinds and args.self_generate and not getattr(tokenizer, "chat_template", None):
         raise ConfigError(f"verifier {args.verifier!r} has no chat template, so it cannot answer "
