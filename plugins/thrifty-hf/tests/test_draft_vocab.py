@@ -183,6 +183,14 @@ def test_a_restricted_draft_keeps_output_identical_to_target_only(verifier, draf
         assert 1.5 < m.tar and sum(m.accepted_at) < sum(m.proposed_at)
 
 
+@pytest.mark.parametrize("trees", ["siblings", "expand"])
+def test_a_tree_wider_than_the_proposable_tokens_is_refused(verifier, draft, ids, trees):
+    d = _started(draft, verifier, PROMPTS, vocab=ids[:2], trees=trees)
+    with pytest.raises(ConfigError, match="3 branches.*proposes 2.*raise vocab"):
+        d.propose_tree(TreeShape(2, 3, 5), Sampling(), None)
+    assert d.propose_tree(TreeShape(2, 2, 4), Sampling(), None).tokens.shape == (4, 4)
+
+
 def test_a_sampled_restricted_proposal_is_a_distribution_over_the_kept_tokens(verifier, draft,
                                                                               ids):
     d = _started(draft, verifier, PROMPTS, vocab=ids)
