@@ -229,23 +229,6 @@ def test_a_path_wider_than_its_tree_keeps_its_nodes_at_the_end_of_the_cache(tiny
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("frontier,k", [(1, 4), (4, 4), (6, 3), (3, 1)])
-def test_the_likeliest_children_of_a_frontier_are_the_top_k_of_all_its_children(frontier, k):
-    """An expansion's two small top-k's (per node, then over the nodes' best) pick the same
-    children, in the same order and with the same path log-probabilities, as one top-k over
-    the log-softmax of every child of the frontier."""
-    from thrifty_hf.fast import _likeliest
-
-    gen = torch.Generator().manual_seed(frontier * 10 + k)
-    vocab = 97
-    score = -torch.rand(5, frontier, generator=gen) * 3
-    logits = torch.randn(5, frontier, vocab, generator=gen) * 4 + 2
-    best, owner, column = _likeliest(score, logits, k)
-    want, pick = (score[:, :, None] + logits.log_softmax(-1)).flatten(1).topk(k, -1)
-    torch.testing.assert_close(best, want)
-    assert torch.equal(owner, pick // vocab) and torch.equal(column, pick % vocab)
-
-
 def test_an_expanding_token_tree_of_one_branch_is_the_greedy_chain(tiny_llama, tiny_draft):
     """A token draft's ``trees="expand"`` with one child a node grows its greedy chain: the
     tree steps (every node so far at its depth's position, attending to its ancestors)

@@ -759,9 +759,9 @@ def _expanded(lm, shape, span: int, tokens, n, plen, feats=None):
     width = (depth - 1) * branch
     hidden, logits = lm.forward(tokens, n, feats, span=span)  # the pending tokens
     rows, at = lm.rows, plen - 1
-    feat, last = hidden[rows, at][:, None], logits[rows, at][:, None]
+    feat, logp = hidden[rows, at][:, None], logits[rows, at].log_softmax(-1)[:, None]
     reads = feats is not None
-    score = torch.zeros_like(last[:, :, 0])  # [B, frontier]: log-probability of each path
+    score = torch.zeros_like(logp[:, :, 0])  # [B, frontier]: log-probability of each path
     base = n + plen
     frontier = torch.zeros_like(plen)[:, None]  # node indices (0: the root)
     toks, pars, scores, fed = [], [], [], []
@@ -772,12 +772,14 @@ def _expanded(lm, shape, span: int, tokens, n, plen, feats=None):
                                  pad(torch.cat(fed, 1), (0, 0, 0, extra)) if reads else None,
                                  parents=pad(torch.cat(pars, 1) - 1, (0, extra), value=-1),
                                  span=span)
-            feat, last = hid[:, real - branch: real], lg[:, real - branch: real]
-        best, owner, column = _likeliest(score, last, branch)
+            feat, logp = hid[:, real - branch: real], lg[:, real - branch: real].log_softmax(-1)
+        vocab = logp.shape[-1]
         # a node's value never exceeds its parent's (log-probabilities <= 0); the tiny
         # per-depth discount breaks ties so that keeping the likeliest keeps every ancestor
+        best, pick = (score[:, :, None] + logp).flatten(1).topk(branch, -1)
         score = best - 1e-6 * (d + 1)
-        toks.append(lm.tokens_of(column))
+        owner = pick // vocab
+        toks.append(lm.tokens_of(pick % vocab))
         pars.append(frontier.gather(1, owner))
         if reads:
             fed.append(feat.gather(1, owner[..., None].expand(-1, -1, feat.shape[-1])))
@@ -796,22 +798,6 @@ def _expanded(lm, shape, span: int, tokens, n, plen, feats=None):
                            device=values.device)
         out.append(flat.scatter_(1, dest, values)[:, :-1])
     return out[0], out[1], torch.full_like(n, kept_n)
-
-
-def _likeliest(score, logits, k: int):
-    """The ``k`` likeliest children of a frontier: ``score`` [B, F], each node's path
-    log-probability, ``logits`` [B, F, V], the draft's at each node. Returns the children's
-    path log-probabilities [B, k], frontier nodes [B, k] and logit columns [B, k].
-
-    Each node's own ``k`` likeliest children hold every one of the frontier's ``k`` likeliest
-    (a node's children rank alike with its score added), so two small top-k's (over V per node,
-    then over F x k) pick what one over F x V would: one pass over the vocabulary per node
-    rather than a multi-block radix select over the whole F x V; and only the k picked of a
-    node's V log-probabilities are formed (its log-normaliser is one reduction)."""
-    top, columns = logits.topk(k, -1)  # [B, F, k]
-    top = top - logits.logsumexp(-1, keepdim=True)
-    best, pick = (score[:, :, None] + top).flatten(1).topk(k, -1)
-    return best, pick // k, columns.flatten(1).gather(1, pick)
 
 
 def _shifted(features):
