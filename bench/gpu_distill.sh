@@ -17,6 +17,9 @@
 #           multi-language sources and prose of bench/draft_corpus.py (FILES: its folder, built
 #           where the package index is reachable and carried to the GPU; the device has no
 #           network). GEN_BATCH sets the self-generation batch (default 400).
+#   the unroll-2 round (2026-12-07, 394 s on an H100; measured, not shipped: see
+#           docs/benchmarks/gpu_speed.md): round 5 trained further the same way with UNROLL=2,
+#           which trains its 2nd pass on its own predicted features.
 # Usage: bench/gpu_distill.sh OUT_DIR [SECONDS_PER_DRAFT] [ROUND]
 set -euo pipefail
 out=${1:?output folder}
@@ -33,7 +36,7 @@ thrifty distill --out "$out/scratch" --depth 1 --steps 1 "${corpus[@]}" \
     --code-tokens 6000000 --self-generate "$chat" --gen-batch "${GEN_BATCH:-400}" --seq-len 512 --quiet
 if [ "$round" -ge 3 ]; then
   exec thrifty distill --out "$out/smollm2-draft-feat" --resume smollm2-draft-feat \
-      --verifier smollm2-135m "${corpus[@]}" --steps 40000 \
+      --verifier smollm2-135m "${corpus[@]}" --steps 40000 --unroll "${UNROLL:-1}" \
       --max-seconds "$secs" --batch 32 --seq-len 512 --quiet
 fi
 common=(--verifier smollm2-135m --corpus-cache "$out/corpus.safetensors" --steps 20000
