@@ -27,6 +27,8 @@ only), and ``--no-siblings`` leaves the other drafts to their chains. ``--compil
 thrifty's verifier and drafts hf-fast's ``compile=true`` (norms, rotary and activations fused
 by torch.compile under the CUDA graphs); an untimed round then compiles every shape before any
 is timed, and its duration is reported (``compile_s``).
+``new_tokens``: the mean length of target-only's outputs (the verifier ends a turn before
+``--max-new-tokens`` on some workloads, and a short output carries its prefill over few tokens).
 ``--out`` is rewritten after each cell's compile round and each timed round (``in_progress``:
 the rates so far), so a run stopped by a time limit keeps what it measured.
 ``--device cpu`` runs it off a GPU (with ``--dtype bfloat16``: where bf16 rounding parts
@@ -169,7 +171,7 @@ def main() -> None:
                        if worth_timing(name, g, siblings=not args.no_siblings)]
             rates = {c[:1] + c[2:]: [] for c in [("target-only", None, 0)] + configs}
             hf_rates = {"static": []} if batch == 1 else {}
-            tars, same, peaks, audits = {}, {}, {}, {}
+            tars, same, peaks, audits, lengths = {}, {}, {}, {}, {}
             fresh()
             if batch == 1:
                 hf_once = transformers_references(hf, prompts[: args.hf_prompts], args, eos,
@@ -186,6 +188,7 @@ def main() -> None:
                 base, _, ref = thrifty_run(ver, None, 0, prompts, batch, args.max_new_tokens, 1,
                                            refill=refill)
                 peaks["target-only", 0] = peak_mib()
+                lengths["target-only", 0] = statistics.mean(map(len, ref))
                 rates[("target-only", 0)].append(base)
                 for name, draft, gamma in configs:
                     fresh()
@@ -223,6 +226,7 @@ def main() -> None:
                            ratios=[round(r, 3) for r in ratios],
                            tar=round(tars.get((name, gamma), 1.0), 3),
                            identical=f"{same.get((name, gamma), len(prompts))}/{len(prompts)}",
+                           new_tokens=round(lengths["target-only", 0], 1),
                            **audits.get((name, gamma), {}),
                            peak_mib=peaks.get((name, gamma)))
                 if strongest is not None:
