@@ -1,12 +1,12 @@
 """The held-out suite (bench/heldout) shares no text with any corpus a thrifty draft learns from.
 
 Corpora: the standard library (``thrifty distill``'s code and the PairConnect corpora), the
-``shakespeare`` plays (PairConnect), and ``thrifty distill``'s templated chat requests (whose
-answers the verifier writes itself). A prompt fails if one of its lines (``heldout.lines``: 40+
-characters, 20+ of them letters) is a line of a corpus file, if it contains a distillation
-request, or if a chat prompt names a distillation topic. The multi-language corpus of
-``bench/draft_corpus.py`` applies the same line rule when it is built
-(``tests/test_draft_corpus.py``).
+``shakespeare`` plays (PairConnect), and ``thrifty distill``'s templated chat requests and
+follow-ups (whose answers the verifier writes itself). A prompt fails if one of its lines
+(``heldout.lines``: 40+ characters, 20+ of them letters) is a line of a corpus file, if it
+contains a distillation request or follow-up, or if a chat prompt names a distillation topic.
+The multi-language corpus of ``bench/draft_corpus.py`` applies the same line rule when it is
+built (``tests/test_draft_corpus.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from thrifty_hf.distill import TOPICS, chat_prompts, stdlib_files
+from thrifty_hf.distill import FOLLOW_UPS, TOPICS, chat_prompts, stdlib_files
 from thrifty_pairconnect.corpora import shakespeare
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))  # bench's modules
@@ -58,7 +58,7 @@ def test_no_prompt_line_occurs_in_a_corpus(suite, corpus_lines):
 
 
 def test_no_prompt_is_a_distillation_request_or_topic(suite):
-    requests = [p.lower() for p in chat_prompts()]
+    requests = [p.lower() for p in chat_prompts() + FOLLOW_UPS]
     for name, wl in suite.items():
         for r in wl["prompts"]:
             for text in map(str.lower, heldout.texts(r)):

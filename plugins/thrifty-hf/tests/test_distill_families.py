@@ -234,6 +234,61 @@ def test_corpus_cache_of_another_seq_len_is_refused_and_kept(tiny_family, tmp_pa
     assert cache.read_bytes() == before and not (tmp_path / "b").exists()
 
 
+CHAT_TEMPLATE = ("{% for m in messages %}<{{ m.role }}>{{ m.content }}<|endoftext|>{% endfor %}"
+                 "{% if add_generation_prompt %}<assistant>{% endif %}")
+
+
+def test_self_generated_conversations_answer_each_follow_up_in_turn(tiny_family):
+    """``--chat-turns 3``: every conversation holds its request, two follow-ups and three
+    answers, the first the same answer a one-turn run samples (same seed)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from thrifty_hf.distill import FOLLOW_UPS, self_generated
+
+    folder = tiny_family("qwen2")
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.chat_template = CHAT_TEMPLATE
+    prompts = ["Explain sorting.", "Write a poem.", "Name a planet."]
+    kw = dict(new_tokens=6, batch=2, temperature=0.8, seed=3, progress=False)
+    one, three = (self_generated(model, tok, prompts, turns=t, **kw) for t in (1, 3))
+    for i, (a, b) in enumerate(zip(one, three)):
+        first = tok.decode(a).removesuffix("<|endoftext|>")
+        text = tok.decode(b)
+        assert first.startswith(f"<user>{prompts[i]}<|endoftext|><assistant>")
+        assert text.startswith(first) and text.count("<assistant>") == 3
+        follow = [FOLLOW_UPS[(i + t) % len(FOLLOW_UPS)] for t in (0, 1)]
+        assert text.index(f"<user>{follow[0]}") < text.index(f"<user>{follow[1]}")
+        assert len(b) > len(a) + 6  # two more answers and requests
+
+
+def test_distill_trains_on_multi_turn_conversations(tiny_family, tmp_path):
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    folder = shutil.copytree(tiny_family("qwen2"), tmp_path / "chatty")
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.chat_template = CHAT_TEMPLATE
+    tok.save_pretrained(folder)
+    cache = tmp_path / "corpus.cache"
+    _distill("--verifier", str(folder), "--out", str(tmp_path / "d"), "--corpus", "chat",
+             "--self-generate", "4", "--chat-turns", "2", "--gen-tokens", "4",
+             "--corpus-cache", str(cache), *SMOKE[2:])
+    corpus = json.loads((tmp_path / "d" / MANIFEST).read_text())["training"]["corpus"]
+    assert corpus["chat_turns"] == 2 and corpus["chat_sequences"] == 4
+    from thrifty_hf.distill import FOLLOW_UPS, load_corpus
+
+    text = tok.decode(load_corpus(cache)["train"].flatten())  # prompt 0 is held out
+    assert all(f"<user>{FOLLOW_UPS[i]}<|endoftext|><assistant>" in text for i in (1, 2))
+
+
+def test_chat_turns_below_one_are_refused(tiny_family, tmp_path):
+    with pytest.raises(ConfigError, match="--chat-turns"):
+        _distill("--verifier", str(tiny_family("qwen2")), "--out", str(tmp_path / "d"),
+                 "--chat-turns", "0", *SMOKE)
+
+
 def test_collapsed_acceptance_is_reported():
     from thrifty_hf.distill import collapse_warning, expected_tar
 

@@ -113,20 +113,51 @@ def read_tokens(tokenizer, paths, limit: int) -> list[int]:
     return ids[:limit]
 
 
+FOLLOW_UPS = ["Can you say that more simply?", "Why is that so?", "Give me a concrete example.",
+              "What is the most important point here?", "Can you make it shorter?",
+              "Tell me more about the second part.", "Is there another way to do it?",
+              "Thanks! What should I look at next?"]
+"""The follow-up requests of multi-turn self-generation (``--chat-turns``), one a turn."""
+
+
 def self_generated(model, tokenizer, prompts, *, new_tokens: int, batch: int, temperature: float,
-                   seed: int, progress: bool = True) -> list[list[int]]:
-    """The verifier's own sampled answers (chat template applied), prompt and answer tokens."""
+                   seed: int, turns: int = 1, progress: bool = True) -> list[list[int]]:
+    """The verifier's own sampled conversations (chat template applied), every token of each:
+    a prompt answered, then ``turns - 1`` follow-up requests (:data:`FOLLOW_UPS`, by prompt
+    and turn) answered in turn, so that the draft also learns replies that read earlier turns
+    (a served chat model answers whole conversations, not one request)."""
     import torch
-    from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
-    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                           add_generation_prompt=True) for p in prompts]
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    chats = [[{"role": "user", "content": p}] for p in prompts]
+    for turn in range(turns):
+        if turn:
+            for i, chat in enumerate(chats):
+                chat.append({"role": "user",
+                             "content": FOLLOW_UPS[(i + turn - 1) % len(FOLLOW_UPS)]})
+        texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+                 for c in chats]
+        out = _answered(model, tokenizer, texts, new_tokens, batch, temperature,
+                        f"self-generate, turn {turn + 1} of {turns}" if turns > 1
+                        else "self-generate", progress)
+        for chat, (ids, start) in zip(chats, out):
+            chat.append({"role": "assistant",
+                         "content": tokenizer.decode(ids[start:], skip_special_tokens=True)})
+    return [ids for ids, _ in out]
+
+
+def _answered(model, tokenizer, texts, new_tokens: int, batch: int, temperature: float,
+              desc: str, progress: bool) -> list[tuple[list[int], int]]:
+    """Each text's tokens and the verifier's sampled answer to it, up to its end of turn, as
+    (ids, where the answer starts)."""
+    import torch
+    from tqdm.auto import tqdm
+
     out = []
-    for i in tqdm(range(0, len(texts), batch), desc="self-generate", disable=not progress):
+    for i in tqdm(range(0, len(texts), batch), desc=desc, disable=not progress):
         enc = tokenizer(texts[i: i + batch], return_tensors="pt", padding=True,
                         add_special_tokens=False).to(model.device)
         with torch.no_grad():
@@ -134,10 +165,11 @@ def self_generated(model, tokenizer, prompts, *, new_tokens: int, batch: int, te
                                  max_new_tokens=new_tokens, pad_token_id=tokenizer.pad_token_id)
         for row, mask in zip(gen, enc["attention_mask"]):
             ids = row[int((mask == 0).sum()):].tolist()
+            start = int(mask.sum())
             eos = tokenizer.eos_token_id
-            if eos in ids[int(mask.sum()):]:
-                ids = ids[: ids.index(eos, int(mask.sum())) + 1]
-            out.append(ids)
+            if eos in ids[start:]:
+                ids = ids[: ids.index(eos, start) + 1]
+            out.append((ids, start))
     return out
 
 
@@ -539,6 +571,7 @@ def build_corpus(args, verifier, tokenizer) -> dict:
         prompts = (base * math.ceil(args.self_generate / len(base)))[: args.self_generate]
         seqs = self_generated(verifier, tokenizer, prompts, new_tokens=args.gen_tokens,
                               batch=args.gen_batch, temperature=args.gen_temperature,
+                              turns=args.chat_turns,
                               seed=args.seed, progress=not args.quiet)
         # hold out a tenth of the prompts with every answer sampled for them (more answers
         # than prompts repeat the prompts, and a held-out prompt must not be trained on)
@@ -549,6 +582,8 @@ def build_corpus(args, verifier, tokenizer) -> dict:
         held += [t for s, h in zip(seqs, heldout) if h for t in s]
         describe["chat_tokens"] = len(chat_train)
         describe["chat_sequences"] = len(seqs)
+        if args.chat_turns > 1:
+            describe["chat_turns"] = args.chat_turns
     data = {"seq_len": args.seq_len, "describe": describe,
             "train": chunks(train, args.seq_len),
             "heldout": chunks(held, args.seq_len)}
@@ -601,7 +636,10 @@ def configure(p) -> None:
                         "path order")
     p.add_argument("--self-generate", type=int, default=800,
                    help="chat-style prompts the verifier answers to make training text")
-    p.add_argument("--gen-tokens", type=int, default=256)
+    p.add_argument("--chat-turns", type=int, default=1,
+                   help="turns of each self-generated conversation: after the first answer, "
+                        "built-in follow-up requests answered in turn")
+    p.add_argument("--gen-tokens", type=int, default=256, help="most tokens of each answer")
     p.add_argument("--gen-batch", type=int, default=200)
     p.add_argument("--gen-temperature", type=float, default=0.8)
     p.add_argument("--corpus-cache", default=None, help="file to keep the tokenised corpus in")
@@ -623,6 +661,8 @@ def run(args) -> int:
         raise ConfigError("--depth must be >= 1")
     if args.steps < 1 or args.batch < 1 or args.seq_len < 2:
         raise ConfigError("--steps and --batch must be >= 1 and --seq-len >= 2")
+    if args.chat_turns < 1 or args.gen_tokens < 1:
+        raise ConfigError("--chat-turns and --gen-tokens must be >= 1")
     corpus_kinds(args)  # before the verifier loads
     if args.resume and any(getattr(args, k) != v for k, v in ARCHITECTURE.items()):
         raise ConfigError("--resume keeps the draft's own architecture; drop --depth, --width, "
