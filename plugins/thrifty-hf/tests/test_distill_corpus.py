@@ -96,6 +96,26 @@ def test_corpus_kinds_need_their_folder(tmp_path, tree):
             corpus_kinds(_args("--corpus", "files", "--files", str(missing)))
 
 
+def test_chat_prompts_are_a_file_of_requests_or_refused(tmp_path):
+    from thrifty_hf.distill import chat_prompts, chat_requests
+
+    mine = tmp_path / "mine.txt"
+    mine.write_text("How do I boil an egg?\n\n  What is a haiku?  \n", encoding="utf-8")
+    assert chat_requests(_args("--chat-prompts", str(mine))) == ["How do I boil an egg?",
+                                                                 "What is a haiku?"]
+    assert chat_requests(_args()) == chat_prompts()
+    one = tmp_path / "one.txt"
+    one.write_text("Only this?\n", encoding="utf-8")
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("caf\xe9?\nb?\n".encode("latin-1"))
+    for bad, match in [(one, "has 1 request"), (tmp_path / "missing.txt", "not a readable"),
+                       (latin, "not a readable UTF-8")]:
+        with pytest.raises(ConfigError, match=f"--chat-prompts {bad} .*{match}"):
+            corpus_kinds(_args("--corpus", "chat", "--chat-prompts", str(bad)))
+    with pytest.raises(ConfigError, match="add chat to --corpus"):
+        corpus_kinds(_args("--corpus", "code", "--chat-prompts", str(mine)))
+
+
 def test_run_checks_the_corpus_before_loading_the_verifier(tmp_path):
     with pytest.raises(ConfigError, match="--files"):
         run(_args("--verifier", str(tmp_path / "no-such-model"), "--corpus", "files"))

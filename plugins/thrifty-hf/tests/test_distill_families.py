@@ -272,14 +272,22 @@ def test_distill_trains_on_multi_turn_conversations(tiny_family, tmp_path):
     tok.chat_template = CHAT_TEMPLATE
     tok.save_pretrained(folder)
     cache = tmp_path / "corpus.cache"
+    requests = tmp_path / "requests.txt"
+    requests.write_text("Tell me a joke.\nHow far is the moon?\nName three birds.\n",
+                        encoding="utf-8")
     _distill("--verifier", str(folder), "--out", str(tmp_path / "d"), "--corpus", "chat",
-             "--self-generate", "4", "--chat-turns", "2", "--gen-tokens", "4",
-             "--corpus-cache", str(cache), *SMOKE[2:])
+             "--self-generate", "6", "--chat-turns", "2", "--gen-tokens", "4",
+             "--chat-prompts", str(requests), "--corpus-cache", str(cache), *SMOKE[2:])
     corpus = json.loads((tmp_path / "d" / MANIFEST).read_text())["training"]["corpus"]
-    assert corpus["chat_turns"] == 2 and corpus["chat_sequences"] == 4
+    assert corpus["chat_turns"] == 2 and corpus["chat_sequences"] == 6
+    assert corpus["chat_prompts"] == "requests.txt: 3 requests"
     from thrifty_hf.distill import FOLLOW_UPS, load_corpus
 
-    text = tok.decode(load_corpus(cache)["train"].flatten())  # prompt 0 is held out
+    data = load_corpus(cache)
+    text, held = (tok.decode(data[k].flatten()) for k in ("train", "heldout"))
+    # the first request and both its answers are held out, the other two trained on
+    assert "Tell me a joke." in held and "Tell me a joke." not in text
+    assert "How far is the moon?" in text and "Name three birds." in text
     assert all(f"<user>{FOLLOW_UPS[i]}<|endoftext|><assistant>" in text for i in (1, 2))
 
 

@@ -536,7 +536,29 @@ def corpus_kinds(args) -> set[str]:
     if root and not (root.is_dir() and any(p.is_file() for p in root.rglob("*"))):
         raise ConfigError(f"--files {root} is not a folder with files in it; build one with "
                           f"bench/draft_corpus.py --out {root}, or drop 'files' from --corpus")
+    if args.chat_prompts and "chat" not in kinds:
+        raise ConfigError("--chat-prompts names the requests of --corpus chat; add chat to "
+                          "--corpus or drop --chat-prompts")
+    chat_requests(args)  # a bad file is refused before the verifier loads
     return kinds
+
+
+def chat_requests(args) -> list[str]:
+    """The requests the verifier answers for ``--corpus chat``: the lines of ``--chat-prompts``
+    (the prompts a draft will serve, say), else the built-in :func:`chat_prompts`."""
+    if not args.chat_prompts:
+        return chat_prompts()
+    path = Path(args.chat_prompts)
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--chat-prompts {path} is not a readable UTF-8 text file: "
+                          f"{exc}") from exc
+    requests = [line for line in lines if line]
+    if len(requests) < 2:
+        raise ConfigError(f"--chat-prompts {path} has {len(requests)} request(s); it needs one "
+                          f"a line and at least 2 (1 in 10, and at least one, is held out)")
+    return requests
 
 
 def build_corpus(args, verifier, tokenizer) -> dict:
@@ -567,7 +589,7 @@ def build_corpus(args, verifier, tokenizer) -> dict:
         held += files_tokens(tokenizer, Path(args.files), "heldout", 16 * args.seq_len)
         describe["files_tokens"] = len(files_train)
     if "chat" in kinds and args.self_generate:
-        base = chat_prompts()
+        base = chat_requests(args)
         prompts = (base * math.ceil(args.self_generate / len(base)))[: args.self_generate]
         seqs = self_generated(verifier, tokenizer, prompts, new_tokens=args.gen_tokens,
                               batch=args.gen_batch, temperature=args.gen_temperature,
@@ -584,6 +606,8 @@ def build_corpus(args, verifier, tokenizer) -> dict:
         describe["chat_sequences"] = len(seqs)
         if args.chat_turns > 1:
             describe["chat_turns"] = args.chat_turns
+        if args.chat_prompts:
+            describe["chat_prompts"] = f"{Path(args.chat_prompts).name}: {len(base)} requests"
     data = {"seq_len": args.seq_len, "describe": describe,
             "train": chunks(train, args.seq_len),
             "heldout": chunks(held, args.seq_len)}
@@ -636,6 +660,9 @@ def configure(p) -> None:
                         "path order")
     p.add_argument("--self-generate", type=int, default=800,
                    help="chat-style prompts the verifier answers to make training text")
+    p.add_argument("--chat-prompts", default=None, metavar="FILE",
+                   help="the requests --corpus chat answers, one a line (default: built-in "
+                        "requests on 25 topics)")
     p.add_argument("--chat-turns", type=int, default=1,
                    help="turns of each self-generated conversation: after the first answer, "
                         "built-in follow-up requests answered in turn")
