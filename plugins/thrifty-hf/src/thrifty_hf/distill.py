@@ -557,7 +557,7 @@ def chat_requests(args) -> list[str]:
     requests = [line for line in lines if line]
     if len(requests) < 2:
         raise ConfigError(f"--chat-prompts {path} has {len(requests)} request(s); it needs one "
-                          f"a line and at least 2 (1 in 10, and at least one, is held out)")
+                          f"a line and at least 2 (the first tenth, and at least one, is held out)")
     return requests
 
 
