@@ -1,12 +1,13 @@
 """The held-out suite (bench/heldout) shares no text with any corpus a thrifty draft learns from.
 
 Corpora: the standard library (``thrifty distill``'s code and the PairConnect corpora), the
-``shakespeare`` plays (PairConnect), and ``thrifty distill``'s templated chat requests and
-follow-ups (whose answers the verifier writes itself). A prompt fails if one of its lines
-(``heldout.lines``: 40+ characters, 20+ of them letters) is a line of a corpus file, if it
-contains a distillation request or follow-up, or if a chat prompt names a distillation topic.
-The multi-language corpus of ``bench/draft_corpus.py`` applies the same line rule when it is
-built (``tests/test_draft_corpus.py``).
+``shakespeare`` plays (PairConnect), and the chat requests whose answers the verifier writes
+itself: ``thrifty distill``'s templated requests and follow-ups and the requests
+``bench/chat_requests.py`` writes. A prompt fails if one of its lines (``heldout.lines``: 40+
+characters, 20+ of them letters) is a line of a corpus file, if it contains one of those
+requests, or if a chat prompt names one of their topics. The multi-language corpus of
+``bench/draft_corpus.py`` applies the same line rule when it is built
+(``tests/test_draft_corpus.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from thrifty_hf.distill import FOLLOW_UPS, TOPICS, chat_prompts, stdlib_files
 from thrifty_pairconnect.corpora import shakespeare
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))  # bench's modules
+import chat_requests  # noqa: E402
 import heldout  # noqa: E402
 
 
@@ -58,13 +60,28 @@ def test_no_prompt_line_occurs_in_a_corpus(suite, corpus_lines):
 
 
 def test_no_prompt_is_a_distillation_request_or_topic(suite):
-    requests = [p.lower() for p in chat_prompts() + FOLLOW_UPS]
+    requests = [p.lower() for p in chat_prompts() + FOLLOW_UPS + chat_requests.requests()]
+    topics = [t.lower() for t in TOPICS + chat_requests.TOPICS]
+    assert len(requests) > 2500
     for name, wl in suite.items():
         for r in wl["prompts"]:
             for text in map(str.lower, heldout.texts(r)):
                 assert not any(q in text for q in requests), (name, r["source"])
                 if wl["kind"] == "chat" and name != "summarise":
-                    assert not [t for t in TOPICS if t.lower() in text], (name, r["source"])
+                    assert not [t for t in topics if t in text], (name, r["source"])
+
+
+def test_the_chat_requests_file_is_what_distill_reads(tmp_path, capsys):
+    import argparse
+
+    from thrifty_hf.distill import chat_requests as read_requests
+
+    out = tmp_path / "requests.txt"
+    assert chat_requests.main(["--out", str(out)]) == 0
+    got = read_requests(argparse.Namespace(chat_prompts=str(out)))
+    assert got == chat_requests.requests() != sorted(got)  # shuffled, every request once
+    assert len(set(got)) == len(chat_requests.TOPICS) * len(chat_requests.FORMS)
+    assert f"{len(got)} requests" in capsys.readouterr().out
 
 
 def test_the_check_finds_a_planted_overlap(corpus_lines):
