@@ -650,7 +650,7 @@ def configure(p) -> None:
     p.add_argument("--corpus", default="code,chat",
                    help="comma-separated kinds of training text: code (the Python standard "
                         "library), files (the text files under --files) and chat (the "
-                        "verifier's answers to built-in prompts)")
+                        "verifier's answers to chat requests: built-in or --chat-prompts)")
     p.add_argument("--code-tokens", type=int, default=2_000_000)
     p.add_argument("--files", default=None, metavar="DIR",
                    help="folder of text files for --corpus files, read in path order, 1 file "
