@@ -20,6 +20,8 @@
 #   the unroll-2 round (2026-12-07, 394 s on an H100; measured, not shipped: see
 #           docs/benchmarks/gpu_speed.md): round 5 trained further the same way with UNROLL=2,
 #           which trains its 2nd pass on its own predicted features.
+# CHAT_TURNS and CHAT_PROMPTS pass --chat-turns and --chat-prompts to the corpus build (a file
+# of requests such as bench/chat_requests.py writes); unset, the built-in one-turn requests.
 # Usage: bench/gpu_distill.sh OUT_DIR [SECONDS_PER_DRAFT] [ROUND]
 set -euo pipefail
 out=${1:?output folder}
@@ -32,7 +34,9 @@ if [ "$round" -ge 5 ]; then
   [ -d "$files" ] || python bench/draft_corpus.py --out "$files"
   corpus=(--corpus code,chat,files --files "$files" --corpus-cache "$out/corpus-files.safetensors")
 fi
-thrifty distill --out "$out/scratch" --depth 1 --steps 1 "${corpus[@]}" \
+chat_opts=(--chat-turns "${CHAT_TURNS:-1}")
+[ -z "${CHAT_PROMPTS:-}" ] || chat_opts+=(--chat-prompts "$CHAT_PROMPTS")
+thrifty distill --out "$out/scratch" --depth 1 --steps 1 "${corpus[@]}" "${chat_opts[@]}" \
     --code-tokens 6000000 --self-generate "$chat" --gen-batch "${GEN_BATCH:-400}" --seq-len 512 --quiet
 if [ "$round" -ge 3 ]; then
   exec thrifty distill --out "$out/smollm2-draft-feat" --resume smollm2-draft-feat \
