@@ -143,9 +143,10 @@ def self_generated(model, tokenizer, prompts, *, new_tokens: int, batch: int, te
         out = _answered(model, tokenizer, texts, new_tokens, batch, temperature,
                         f"self-generate, turn {turn + 1} of {turns}" if turns > 1
                         else "self-generate", progress)
-        for chat, (ids, start) in zip(chats, out):
-            chat.append({"role": "assistant",
-                         "content": tokenizer.decode(ids[start:], skip_special_tokens=True)})
+        if turn + 1 < turns:  # the next turn's conversation reads this answer
+            for chat, (ids, start) in zip(chats, out):
+                chat.append({"role": "assistant",
+                             "content": tokenizer.decode(ids[start:], skip_special_tokens=True)})
     return [ids for ids, _ in out]
 
 
