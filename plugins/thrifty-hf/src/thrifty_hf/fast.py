@@ -753,6 +753,7 @@ def _expanded(lm, shape, span: int, tokens, n, plen, feats=None):
     same a few columns wider). Last, the ``nodes`` likeliest of all are kept, parents before
     children."""
     import torch
+    from thrifty.speculative.topk import top_k
     from torch.nn.functional import pad
 
     branch, depth = shape.branch, shape.depth
@@ -776,7 +777,7 @@ def _expanded(lm, shape, span: int, tokens, n, plen, feats=None):
         vocab = logp.shape[-1]
         # a node's value never exceeds its parent's (log-probabilities <= 0); the tiny
         # per-depth discount breaks ties so that keeping the likeliest keeps every ancestor
-        best, pick = (score[:, :, None] + logp).flatten(1).topk(branch, -1)
+        best, pick = top_k((score[:, :, None] + logp).flatten(1), branch)
         score = best - 1e-6 * (d + 1)
         owner = pick // vocab
         toks.append(lm.tokens_of(pick % vocab))
