@@ -265,36 +265,52 @@ def test_expanding_trees_keep_a_token_draft_exact(tiny_llama, batch_size):
     assert spec.metrics.tar > 3.5
 
 
-def test_every_step_of_an_expanding_tree_has_one_shape(tiny_llama, tiny_draft, monkeypatch):
+def _eagle2_paths(model, prompt, shape) -> set:
+    """The EAGLE-2 tree by its definition, each node scored by the draft run over the prompt and
+    the node's path from scratch (no cache, no tree step): each depth keeps the ``branch``
+    likeliest children of the last one's nodes by path probability, and the tree the ``nodes``
+    likeliest of all. Returns each kept node's path of tokens."""
+    frontier, nodes = [(0.0, ())], []
+    for d in range(shape.depth):
+        children = []
+        for score, path in frontier:
+            with torch.no_grad():
+                logits = model(input_ids=torch.tensor([prompt + list(path)])).logits[0, -1]
+            children += [(score + lp - 1e-6, path + (t,))
+                         for t, lp in enumerate(logits.log_softmax(-1).tolist())]
+        frontier = sorted(children, key=lambda c: -c[0])[: shape.branch]
+        nodes += frontier
+    return {path for _, path in sorted(nodes, key=lambda c: -c[0])[: shape.nodes]}
+
+
+def test_an_expanding_tree_is_eagle2s_and_every_step_has_one_shape(tiny_llama, tiny_draft):
     """The tree steps of an expansion are padded to the last one's width (one compilation
-    under ``compile=true``), and the padding changes no node: the tree equals one grown with
-    each step only as wide as its nodes."""
+    under ``compile=true``), fed the tree's ancestry kept up to date as it grows, and neither
+    changes a node: the tree is the one its definition gives with the draft run over every
+    path from scratch."""
     from thrifty.speculative import Sampling, TreeShape
-    from torch.nn import functional
 
     verifier = tiny_llama()
     prompts = [[1, 5, 9, 2], [3, 3], [7, 1, 2, 3, 4, 5, 6]]
     shape = TreeShape(5, 3, 12)
+    model = tiny_draft(verifier, 32)
+    draft = FastDraft(model, max_len=64, graphs=False, trees="expand")
+    draft.start(prompts)
+    widths = []
+    forward = draft.lm.forward
 
-    def grow():
-        draft = FastDraft(tiny_draft(verifier, 32), max_len=64, graphs=False, trees="expand")
-        draft.start(prompts)
-        widths = []
-        forward = draft.lm.forward
+    def recording(tokens, n, *args, parents=None, **kwargs):
+        if parents is not None:
+            widths.append(tokens.shape[1])
+        return forward(tokens, n, *args, parents=parents, **kwargs)
 
-        def recording(tokens, n, *args, parents=None, **kwargs):
-            if parents is not None:
-                widths.append(tokens.shape[1])
-            return forward(tokens, n, *args, parents=parents, **kwargs)
-
-        draft.lm.forward = recording
-        return draft.propose_tree(shape, Sampling(), None), widths
-
-    padded, widths = grow()
+    draft.lm.forward = recording
+    tree = draft.propose_tree(shape, Sampling(), None)
     assert widths == [12] * 4
-    with monkeypatch.context() as m:  # no padding: each step as wide as its nodes
-        m.setattr(functional, "pad", lambda t, sizes, value=0: t)
-        plain, widths = grow()
-    assert widths == [3, 6, 9, 12]
-    assert torch.equal(padded.tokens, plain.tokens)
-    assert torch.equal(padded.parents, plain.parents)
+    for b, prompt in enumerate(prompts):
+        paths: dict[int, tuple] = {0: ()}
+        for i, (token, parent) in enumerate(zip(tree.tokens[b].tolist(),
+                                                tree.parents[b].tolist())):
+            assert parent <= i  # parents before children
+            paths[i + 1] = paths[parent] + (token,)
+        assert set(paths.values()) - {()} == _eagle2_paths(model, prompt, shape)
