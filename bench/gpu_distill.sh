@@ -20,6 +20,9 @@
 #   the unroll-2 round (2026-12-07, 394 s on an H100; measured, not shipped: see
 #           docs/benchmarks/gpu_speed.md): round 5 trained further the same way with UNROLL=2,
 #           which trains its 2nd pass on its own predicted features.
+#   the two-turn round (2026-12-07, 450 s on an H200; measured, not shipped): the unroll-2
+#           round trained further with UNROLL=2 CHAT_TURNS=2 CHAT_PROMPTS=requests.txt (the
+#           file bench/chat_requests.py writes).
 # CHAT_TURNS and CHAT_PROMPTS pass --chat-turns and --chat-prompts to the corpus build (a file
 # of requests such as bench/chat_requests.py writes); unset, the built-in one-turn requests.
 # Usage: bench/gpu_distill.sh OUT_DIR [SECONDS_PER_DRAFT] [ROUND]
