@@ -100,3 +100,23 @@ def test_bench_loader_tokenizes_every_workload(suite):
 
     ids = heldout.load(Tok(), n=2)
     assert set(ids) == set(suite) and all(len(v) == 2 and all(v) for v in ids.values())
+
+
+def test_a_sample_of_a_workload_spans_its_sources(suite):
+    """The prompts a benchmark takes are spread over the workload, which is stored in its
+    sources' order: 8 chat prompts hold trivia as well as coding requests (the first 8 are one
+    AI question and 7 coding requests), 8 code prompts come from more than two packages."""
+    def files(name, n):
+        return [r["source"].rsplit("/", 1)[-1] for r in heldout.sample(suite[name]["prompts"], n)]
+
+    assert {"coding.yml", "trivia.yml"} <= set(files("chat", 8))
+    assert files("chat", 8).count("trivia.yml") >= 4  # 22 of the workload's 32
+    packages = {r["source"].split(":")[0] for r in heldout.sample(suite["code"]["prompts"], 8)}
+    assert len(packages) > 2
+
+
+def test_a_sample_is_evenly_spaced_from_the_first_and_all_when_asked_for_as_many():
+    rows = list(range(32))
+    assert heldout.sample(rows, 8) == [0, 4, 8, 12, 16, 20, 24, 28]
+    assert heldout.sample(rows, 3) == [0, 10, 21]
+    assert heldout.sample(rows, None) == rows == heldout.sample(rows, 40)

@@ -48,8 +48,19 @@ def prompts() -> dict[str, dict]:
     return json.loads(SUITE.read_text(encoding="utf-8"))["workloads"]
 
 
+def sample(rows: list, n: int | None) -> list:
+    """``n`` of ``rows`` evenly spaced from the first (all when None or ``n`` >= their count).
+    A workload is stored in its sources' order (chat: one AI question, 7 coding requests, then
+    trivia and conversation), so its first ``n`` would be one or two sources' and a speed
+    measured on them that of those sources; spaced, ``n`` prompts take each source's share."""
+    if n is None or n >= len(rows):
+        return list(rows)
+    return [rows[i * len(rows) // n] for i in range(n)]
+
+
 def load(tokenizer, names=WORKLOADS, n: int | None = None) -> dict[str, list[list[int]]]:
-    """Token ids of the first ``n`` prompts (all when None) of each workload in ``names``."""
+    """Token ids of ``n`` prompts (all when None) of each workload in ``names``, spread over
+    the workload (:func:`sample`)."""
     suite = prompts()
     unknown = sorted(set(names) - set(suite))
     if unknown:
@@ -57,7 +68,7 @@ def load(tokenizer, names=WORKLOADS, n: int | None = None) -> dict[str, list[lis
     out = {}
     for name in names:
         wl = suite[name]
-        rows = wl["prompts"][:n]
+        rows = sample(wl["prompts"], n)
         if wl["kind"] == "chat":
             out[name] = [tokenizer.apply_chat_template(r["messages"], tokenize=True,
                                                        add_generation_prompt=True,
