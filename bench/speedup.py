@@ -171,7 +171,7 @@ def main() -> None:
                        if worth_timing(name, g, siblings=not args.no_siblings)]
             rates = {c[:1] + c[2:]: [] for c in [("target-only", None, 0)] + configs}
             hf_rates = {"static": []} if batch == 1 else {}
-            tars, same, peaks, audits, lengths = {}, {}, {}, {}, {}
+            tars, same, peaks, audits = {}, {}, {}, {}
             fresh()
             if batch == 1:
                 hf_once = transformers_references(hf, prompts[: args.hf_prompts], args, eos,
@@ -188,7 +188,7 @@ def main() -> None:
                 base, _, ref = thrifty_run(ver, None, 0, prompts, batch, args.max_new_tokens, 1,
                                            refill=refill)
                 peaks["target-only", 0] = peak_mib()
-                lengths["target-only", 0] = statistics.mean(map(len, ref))
+                new_tokens = statistics.mean(map(len, ref))  # the same every round
                 rates[("target-only", 0)].append(base)
                 for name, draft, gamma in configs:
                     fresh()
@@ -226,7 +226,7 @@ def main() -> None:
                            ratios=[round(r, 3) for r in ratios],
                            tar=round(tars.get((name, gamma), 1.0), 3),
                            identical=f"{same.get((name, gamma), len(prompts))}/{len(prompts)}",
-                           new_tokens=round(lengths["target-only", 0], 1),
+                           new_tokens=round(new_tokens, 1),
                            **audits.get((name, gamma), {}),
                            peak_mib=peaks.get((name, gamma)))
                 if strongest is not None:
