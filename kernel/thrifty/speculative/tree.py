@@ -260,6 +260,7 @@ def sibling_tree(chain, probs, shape: TreeShape, sampled: bool):
     import torch
 
     from ..protocols import TreeProposal
+    from .topk import top_k
 
     batch, depth = chain.shape
     vocab, device = probs.shape[-1], chain.device
@@ -267,7 +268,7 @@ def sibling_tree(chain, probs, shape: TreeShape, sampled: bool):
     extra = min(shape.nodes - depth, depth * slots)
     conf = probs.gather(-1, chain[..., None])  # [B, D, 1]
     others = probs.scatter(-1, chain[..., None], -1.0)
-    sib_p, sib_tok = others.topk(slots, -1)  # [B, D, slots]
+    sib_p, sib_tok = top_k(others, slots)  # [B, D, slots]
     reach = torch.cat([conf.new_ones(batch, 1), conf[:, :-1, 0]], 1).cumprod(1)
     value = (reach[..., None] * sib_p).flatten(1)
     chosen = torch.zeros_like(value, dtype=torch.bool)

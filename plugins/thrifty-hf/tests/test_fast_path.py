@@ -285,8 +285,9 @@ def _eagle2_paths(model, prompt, shape) -> set:
 
 def test_an_expanding_tree_is_eagle2s_and_every_step_has_one_shape(tiny_llama, tiny_draft):
     """The tree steps of an expansion are padded to the last one's width (one compilation
-    under ``compile=true``), and neither the padding nor the tree steps change a node: the
-    tree is the one its definition gives with the draft run over every path from scratch."""
+    under ``compile=true``), fed the tree's ancestry kept up to date as it grows, and neither
+    changes a node: the tree is the one its definition gives with the draft run over every
+    path from scratch."""
     from thrifty.speculative import Sampling, TreeShape
 
     verifier = tiny_llama()

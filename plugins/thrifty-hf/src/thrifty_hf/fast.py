@@ -154,10 +154,10 @@ class StaticLM:
         """Append ``tokens`` [B, k] at slots ``n[b] + i``; return (hidden [B, k, E], float32
         logits [B, k, V] or None). ``features`` [B, k, E]: a feature draft's second input.
         ``at`` (LongTensor [B]): the cache rows to use, when not all of them (an admission).
-        ``parents`` [B, k]: the tokens are a tree (see :class:`thrifty_hf.steps.Step`), not a
-        chain. ``span``: attention reads slots ``0 .. span-1`` only (every slot by default),
-        which must cover ``n[b] + k`` of every row. ``fresh``: every row's ``n`` is 0 (a
-        prefill; see :class:`thrifty_hf.steps.Step`).
+        ``parents`` [B, k] (or the ancestry [B, k, k]): the tokens are a tree (see
+        :class:`thrifty_hf.steps.Step`), not a chain. ``span``: attention reads slots
+        ``0 .. span-1`` only (every slot by default), which must cover ``n[b] + k`` of every
+        row. ``fresh``: every row's ``n`` is 0 (a prefill; see :class:`thrifty_hf.steps.Step`).
 
         Runs without autograd: one weight that still required grad once turned every cache write
         into an autograd node, so each step's graph held the previous caches alive and the
@@ -753,6 +753,7 @@ def _expanded(lm, shape, span: int, tokens, n, plen, feats=None):
     same a few columns wider). Last, the ``nodes`` likeliest of all are kept, parents before
     children."""
     import torch
+    from thrifty.speculative.topk import top_k
     from torch.nn.functional import pad
 
     branch, depth = shape.branch, shape.depth
@@ -764,26 +765,36 @@ def _expanded(lm, shape, span: int, tokens, n, plen, feats=None):
     score = torch.zeros_like(logp[:, :, 0])  # [B, frontier]: log-probability of each path
     base = n + plen
     frontier = torch.zeros_like(plen)[:, None]  # node indices (0: the root)
-    toks, pars, scores, fed = [], [], [], []
+    # the tree as the draft reads it, filled depth by depth: its tokens, their fed features
+    # and its ancestry, kept up to date here rather than derived from parents each depth
+    # (a dozen small kernels a depth); padding columns see themselves alone
+    eye = torch.eye(width, dtype=torch.bool, device=n.device)
+    grown = torch.zeros_like(tokens[:, :1]).expand(-1, width).clone()
+    seen = eye.expand(len(n), width, width).clone()
+    grown_feat = feat.new_zeros(len(n), width, feat.shape[-1]) if reads else None
+    toks, pars, scores = [], [], []
     for d in range(depth):
         if d:  # score the frontier: the draft over every node so far, one tree step
-            real, extra = d * branch, width - d * branch
-            hid, lg = lm.forward(pad(torch.cat(toks, 1), (0, extra)), base,
-                                 pad(torch.cat(fed, 1), (0, 0, 0, extra)) if reads else None,
-                                 parents=pad(torch.cat(pars, 1) - 1, (0, extra), value=-1),
-                                 span=span)
+            real = d * branch
+            hid, lg = lm.forward(grown, base, grown_feat, parents=seen, span=span)
             feat, logp = hid[:, real - branch: real], lg[:, real - branch: real].log_softmax(-1)
         vocab = logp.shape[-1]
         # a node's value never exceeds its parent's (log-probabilities <= 0); the tiny
         # per-depth discount breaks ties so that keeping the likeliest keeps every ancestor
-        best, pick = (score[:, :, None] + logp).flatten(1).topk(branch, -1)
+        best, pick = top_k((score[:, :, None] + logp).flatten(1), branch)
         score = best - 1e-6 * (d + 1)
         owner = pick // vocab
         toks.append(lm.tokens_of(pick % vocab))
         pars.append(frontier.gather(1, owner))
-        if reads:
-            fed.append(feat.gather(1, owner[..., None].expand(-1, -1, feat.shape[-1])))
         scores.append(score)
+        if d + 1 < depth:  # the last depth is never fed to the draft
+            cols = slice(d * branch, (d + 1) * branch)
+            grown[:, cols] = toks[-1]
+            if reads:
+                grown_feat[:, cols] = feat.gather(1, owner[..., None].expand(-1, -1,
+                                                                          feat.shape[-1]))
+            above = seen.gather(1, (pars[-1] - 1).clamp(min=0)[..., None].expand(-1, -1, width))
+            seen[:, cols] = (above & (pars[-1] > 0)[..., None]) | eye[cols]
         frontier = 1 + d * branch + torch.arange(branch, device=n.device).expand_as(owner)
     kept_n = min(shape.nodes, depth * branch)
     ranked = torch.cat(scores, 1)

@@ -24,7 +24,10 @@ class Step:
     value, row, kv head, slot, head dim]``), reading the slots ``slots`` [S].
 
     ``parents`` [B, k] (each column's parent column, -1 for the root) makes it a tree step,
-    ``None`` a chain; ``at`` [B]: the cache rows to use, when not all of them (an admission).
+    ``None`` a chain; the tree's ancestry [B, k, k] (as
+    :func:`thrifty.speculative.tree.ancestors` gives) may stand for its parents, from a caller
+    that keeps it as the tree grows (deriving it costs a dozen small kernels a step). ``at``
+    [B]: the cache rows to use, when not all of them (an admission).
     ``fresh``: every row's ``n`` is 0 (a prefill or an admission), so a chain's attention may
     read the step's own keys under a causal mask (``causal``) instead of the cache.
     Pure tensor work with no value read on the host, so it builds inside a captured graph.
@@ -54,7 +57,7 @@ class Step:
         else:
             from thrifty.speculative.tree import ancestors
 
-            seen = ancestors(parents)  # [B, k, k]
+            seen = parents if parents.dim() == 3 else ancestors(parents)  # [B, k, k]
             self.pos = n[:, None] + seen.sum(-1) - 1
             cached = slots[None, None, :] < n[:, None, None]
             self.visible = cached.expand(batch, k, s).scatter(
