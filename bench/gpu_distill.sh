@@ -12,15 +12,15 @@
 #           GPU, batch 32, on a corpus with 4,800 self-generated answers;
 #   round 4 (2026-12-06, 358 s on an H200: what one 10-minute call left after building the
 #           corpus): round 3's feature draft trained further the same way.
-#   round 5 (2026-12-07, 424 s on an H100, GEN_BATCH=1200; the shipped one): round 4's feature
+#   round 5 (2026-12-07, 424 s on an H100, GEN_BATCH=1200): round 4's feature
 #           draft trained further the same way on a corpus that adds 10.1M tokens of the
 #           multi-language sources and prose of bench/draft_corpus.py (FILES: its folder, built
 #           where the package index is reachable and carried to the GPU; the device has no
 #           network). GEN_BATCH sets the self-generation batch (default 400).
-#   the unroll-2 round (2026-12-07, 394 s on an H100; measured, not shipped: see
-#           docs/benchmarks/gpu_speed.md): round 5 trained further the same way with UNROLL=2,
+#   the unroll-2 round (2026-12-07, 394 s on an H100; see docs/benchmarks/gpu_speed.md):
+#           round 5 trained further the same way with UNROLL=2,
 #           which trains its 2nd pass on its own predicted features.
-#   the two-turn round (2026-12-07, 450 s on an H200; measured, not shipped): the unroll-2
+#   the two-turn round (2026-12-07, 450 s on an H200; the shipped one): the unroll-2
 #           round trained further with UNROLL=2 CHAT_TURNS=2 CHAT_PROMPTS=requests.txt (the
 #           file bench/chat_requests.py writes).
 # CHAT_TURNS and CHAT_PROMPTS pass --chat-turns and --chat-prompts to the corpus build (a file

@@ -754,7 +754,6 @@ def _expanded(lm, shape, span: int, tokens, n, plen, feats=None):
     children."""
     import torch
     from thrifty.speculative.topk import top_k
-    from torch.nn.functional import pad
 
     branch, depth = shape.branch, shape.depth
     width = (depth - 1) * branch
