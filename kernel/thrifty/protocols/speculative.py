@@ -76,6 +76,14 @@ class Verifier(Protocol):
     # predicts the token after the path root..j. ``keep_path(path, lengths)`` then keeps in
     # row b the scored columns ``path[b, :lengths[b]]`` (root first, each the parent of the
     # next), in that order, as the row's next cached tokens, and rolls back every other node.
+    #
+    # Optional, for greedy token trees (:func:`keeps_greedy_trees`):
+    # ``keep_greedy_tree(tokens, parents, lengths, shape)`` is ``score_tree``, then
+    # :func:`~thrifty.speculative.accept_tree` with ``greedy=True`` on its logits, then
+    # ``keep_path`` of the path it finds, in one call, returning what ``accept_tree`` does
+    # (path, kept, next_tokens) with the logits left unread: a verifier that runs the three as
+    # one captured graph spares the host the hundred small launches of the walk and the cache
+    # move, which would otherwise leave the GPU waiting for the host at every tree step.
 
 
 @attrs.frozen
@@ -176,6 +184,12 @@ def reads_features(draft: Any) -> bool:
 def scores_trees(verifier: Any) -> bool:
     """Whether ``verifier`` can score token trees (``score_tree`` and ``keep_path``)."""
     return all(callable(getattr(verifier, m, None)) for m in ("score_tree", "keep_path"))
+
+
+def keeps_greedy_trees(verifier: Any) -> bool:
+    """Whether ``verifier`` can score a token tree and keep its greedy path in one call
+    (``keep_greedy_tree``)."""
+    return callable(getattr(verifier, "keep_greedy_tree", None))
 
 
 def grows_trees(draft: Any) -> bool:

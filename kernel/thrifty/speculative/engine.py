@@ -31,7 +31,8 @@ import attrs
 
 from ..checks import check_number
 from ..errors import ConfigError, IncompatibleModelsError
-from ..protocols import DraftModel, Verifier, grows_trees, reads_features, scores_trees
+from ..protocols import (DraftModel, Verifier, grows_trees, keeps_greedy_trees, reads_features,
+                         scores_trees)
 from .acceptance import accept
 from .metrics import Metrics
 from .policy import FixedLookahead, FixedTree, LookaheadPolicy, asks_for_trees
@@ -345,15 +346,21 @@ class SpeculativeDecoder:
         proposal = self.draft.propose_tree(shape, sampling, generator)
         t1 = clock.mark()
         tokens, parents, lengths = with_root(proposal, pending)
-        logits = self.verifier.score_tree(tokens, parents, lengths)
+        # a verifier that walks and keeps the greedy path itself leaves its logits unread
+        kept_by_verifier = sampling.greedy and keeps_greedy_trees(self.verifier)
+        if kept_by_verifier:
+            path, kept, nxt = self.verifier.keep_greedy_tree(tokens, parents, lengths, shape)
+        else:
+            logits = self.verifier.score_tree(tokens, parents, lengths)
         if self.feeds:
             self.draft.observe(self.verifier.features)
         t2 = clock.mark()
-        p = logits if sampling.greedy else warp(logits, sampling)
-        q = None if proposal.q is None else proposal.q.to(p.device)
-        path, kept, nxt = accept_tree(p, tokens[:, 1:], parents[:, 1:], lengths - 1, shape, q=q,
-                                      generator=generator, greedy=sampling.greedy)
-        self.verifier.keep_path(path, kept)
+        if not kept_by_verifier:
+            p = logits if sampling.greedy else warp(logits, sampling)
+            q = None if proposal.q is None else proposal.q.to(p.device)
+            path, kept, nxt = accept_tree(p, tokens[:, 1:], parents[:, 1:], lengths - 1, shape,
+                                          q=q, generator=generator, greedy=sampling.greedy)
+            self.verifier.keep_path(path, kept)
         self.draft.commit_path(path, kept, nxt)
         clock.add("draft", t0, t1)
         clock.add("verify", t1, t2)

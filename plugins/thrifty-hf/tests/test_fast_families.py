@@ -16,6 +16,7 @@ transformers = pytest.importorskip("transformers")
 
 import families  # noqa: E402
 from thrifty.errors import ConfigError, ModelFormatError  # noqa: E402
+from thrifty.speculative import TreeShape  # noqa: E402
 from thrifty_hf.fast import FastVerifier, StaticLM  # noqa: E402
 from thrifty_hf import generic  # noqa: E402
 from thrifty_hf.fused import WHOLE_LAYERS, fused_refusal  # noqa: E402
@@ -382,7 +383,8 @@ def test_the_static_forward_never_reads_a_tensor_on_the_host(family):
 
 
 def test_a_tree_step_and_its_compaction_never_read_a_tensor_on_the_host():
-    """``score_tree`` and ``keep_path`` as the engine calls them, far from the cache's end
+    """``score_tree`` and ``keep_path`` as the engine calls them, and ``keep_greedy_tree`` (the
+    two and the greedy walk between them, one graph on CUDA), far from the cache's end
     (where the capacity check reads the longest row once)."""
     fv = FastVerifier(families.make_model("gemma2"), None, max_len=32, graphs=False,
                       eos_token_ids=())
@@ -393,6 +395,8 @@ def test_a_tree_step_and_its_compaction_never_read_a_tensor_on_the_host():
     assert _host_reads(lambda: fv.score_tree(tokens, parents, lengths)) == []
     path, kept = torch.tensor([[0, 1, 3], [0, 2, 0]]), torch.tensor([3, 2])
     assert _host_reads(lambda: fv.keep_path(path, kept)) == []
+    shape = TreeShape(2, 2, 3)
+    assert _host_reads(lambda: fv.keep_greedy_tree(tokens, parents, lengths, shape)) == []
 
 
 def test_the_eager_experts_loop_reads_the_host_so_the_fast_path_swaps_it():

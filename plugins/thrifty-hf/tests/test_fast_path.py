@@ -229,6 +229,43 @@ def test_a_path_wider_than_its_tree_keeps_its_nodes_at_the_end_of_the_cache(tiny
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("depth, prompt_len", [(2, 6), (4, 13)],
+                         ids=["mid-cache", "path-wider-than-the-tree-at-the-cache-end"])
+def test_keeping_a_greedy_tree_in_one_call_equals_scoring_walking_and_keeping(
+        tiny_llama, depth, prompt_len):
+    """``keep_greedy_tree`` (one graph on CUDA) keeps what ``score_tree``, greedy
+    ``accept_tree`` and ``keep_path`` keep: the same path, counts, next tokens and features,
+    and the next step scores the same; also where the shape's depth + 1 is wider than the tree
+    and the tree fills the cache."""
+    from thrifty.speculative import TreeShape, accept_tree
+
+    model = tiny_llama()
+    prompts = [list(range(1, prompt_len + 1)), [7, 3, 9]]
+    target = model(torch.tensor([prompts[1]])).logits[0, -1].argmax().item()
+    # row 1's node 2 is the verifier's own next token, so its kept path moves column 2
+    tokens = torch.tensor([[prompts[0][-1], 20, 21], [prompts[1][-1], target + 1, target]])
+    parents = torch.tensor([[-1, 0, 0], [-1, 0, 0]])
+    lengths = torch.tensor([3, 3])
+    shape = TreeShape(depth, 2, depth)
+    kept_by = []
+    for one_call in (False, True):
+        fv = FastVerifier(model, ToyTokenizer(), max_len=16, graphs=False, eos_token_ids=())
+        fv.start(prompts)
+        if one_call:
+            path, kept, nxt = fv.keep_greedy_tree(tokens, parents, lengths, shape)
+        else:
+            logits = fv.score_tree(tokens, parents, lengths)
+            path, kept, nxt = accept_tree(logits, tokens[:, 1:], parents[:, 1:], lengths - 1,
+                                          shape, greedy=True)
+            fv.keep_path(path, kept)
+        features = fv.features.clone()
+        after = fv.score(nxt[:, None], torch.ones_like(kept))
+        kept_by.append((path[:, :3], kept, nxt, fv.n, features, after))
+    assert kept_by[0][0][1, :2].tolist() == [0, 2]
+    for a, b in zip(*kept_by):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
 def test_an_expanding_token_tree_of_one_branch_is_the_greedy_chain(tiny_llama, tiny_draft):
     """A token draft's ``trees="expand"`` with one child a node grows its greedy chain: the
     tree steps (every node so far at its depth's position, attending to its ancestors)

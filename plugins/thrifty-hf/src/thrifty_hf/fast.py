@@ -285,6 +285,19 @@ class _Room:
         self.bound = max(self.bound, n)
 
 
+def _kept(lm: StaticLM, n, path, lengths):
+    """The counts after row b keeps the columns ``path[b, :lengths[b]]`` of the step just
+    written at its slots ``n[b] ..`` as its next tokens: their keys and values move from slots
+    ``n[b] + path[b, i]`` to ``n[b] + i`` in every layer (the rest of ``path`` moves garbage
+    past the new count, where nothing reads it)."""
+    import torch
+
+    cache, rows, start = lm.cache, lm.rows[:, None], n[:, None]
+    cache[:, :, rows, :, start + torch.arange(path.shape[1], device=path.device)] = \
+        cache[:, :, rows, :, start + path]
+    return n + lengths
+
+
 def _upload(values, device):
     """``values`` as a long tensor on ``device``, copied without waiting for queued GPU work:
     a copy from pageable host memory synchronises the stream, which would end the overlap of
@@ -355,19 +368,37 @@ class FastVerifier:
         return logits.clone()
 
     def keep_path(self, path, lengths) -> None:
-        """Keep the scored columns ``path[b, :lengths[b]]`` of row b as its next tokens: their
-        keys and values move from slots ``n[b] + path[b, i]`` to ``n[b] + i`` in every layer
-        (the rest of ``path`` moves garbage past the new count, where nothing reads it). A
-        path may be wider than the tree it walked (the tree shape's depth); no row keeps more
-        than the tree's columns."""
-        import torch
-
+        """Keep the scored columns ``path[b, :lengths[b]]`` of row b as its next tokens
+        (:func:`_kept`). A path may be wider than the tree it walked (the tree shape's depth);
+        no row keeps more than the tree's columns."""
         path = path[:, : self._k].to(self.n.device)
-        cache, rows, start = self.lm.cache, self.lm.rows[:, None], self.n[:, None]
-        cache[:, :, rows, :, start + torch.arange(path.shape[1], device=path.device)] = \
-            cache[:, :, rows, :, start + path]
-        self.n = self.n + lengths.to(self.n.device)
+        self.n = _kept(self.lm, self.n, path, lengths.to(self.n.device))
         self.room.grow(path.shape[1])
+
+    def keep_greedy_tree(self, tokens, parents, lengths, shape):
+        """``score_tree``, greedy :func:`~thrifty.speculative.accept_tree` and ``keep_path``
+        as one function of tensors, so on CUDA one graph replay: the walk and the cache move
+        are about a hundred small kernels, which launched from Python one by one kept the GPU
+        waiting for the host at every tree step. Returns (path, kept, next_tokens)."""
+        from thrifty.speculative import accept_tree
+
+        k = tokens.shape[1]
+        self.room.ensure(self.n, k)
+        span = self.lm.span(self.room.bound + k)
+
+        def step(tokens, n, parents, lengths):
+            hidden, logits = self.lm.forward(tokens, n, parents=parents, span=span)
+            path, kept, nxt = accept_tree(logits, tokens[:, 1:], parents[:, 1:], lengths - 1,
+                                          shape, greedy=True)
+            path = path[:, :k]
+            return hidden, path, kept, nxt, _kept(self.lm, n, path, kept)
+
+        inputs = (tokens, self.n, parents, lengths)
+        key = ("greedy tree", span, shape) + tuple(tuple(t.shape) for t in inputs)
+        self.features, *out = self.lm.replay(key, step, inputs)
+        path, kept, nxt, self.n = (t.clone() for t in out)
+        self.room.grow(path.shape[1])
+        return path, kept, nxt
 
     def admit(self, row: int, prompt) -> None:
         _, self.features = self.lm.prefill([list(prompt[:-1])], row=row)
@@ -467,7 +498,7 @@ class _Proposer:
         import torch
 
         tokens, on_chain = self._tree
-        nodes = torch.cat([torch.zeros_like(tokens[:, :1]), tokens], 1).gather(1, path)[:, 1:]
+        nodes = _path_nodes(tokens, path)
         real = torch.arange(path.shape[1] - 1, device=path.device) < lengths[:, None] - 1
         chain = torch.cat([torch.zeros_like(on_chain[:, :1]), on_chain], 1).gather(1, path)
         return nodes, (chain[:, 1:] & real).sum(1)
@@ -495,15 +526,56 @@ class _Proposer:
 
     def _repend(self, kept_tokens, kept, next_tokens):
         """Row b kept its first ``kept[b]`` proposals ``kept_tokens[b]`` and then
-        ``next_tokens[b]``, which become its pending tokens, to be fed with the next proposal
-        after the ones pending now (fed by the last one) are counted as cached."""
-        import torch
+        ``next_tokens[b]``: the pending tokens (:func:`_repended`)."""
+        tokens, self.n, self.plen = _repended(kept_tokens, kept, next_tokens, self.n, self.plen)
+        return tokens
 
-        self.n = self.n + self.plen
-        self.plen = kept + 1
-        tokens = torch.cat([kept_tokens, next_tokens[:, None]], 1)
-        col = torch.arange(tokens.shape[1], device=self.n.device)
-        return torch.where(col == kept[:, None], next_tokens[:, None], tokens)
+    def _pend_path(self, path, lengths, next_tokens, seen=None):
+        """Row b kept the nodes ``path[b, :lengths[b]]`` of the last tree, which the draft did
+        not cache, and then ``next_tokens[b]``: returns the pending tokens (and, given the
+        verifier's features ``seen`` of every tree column, theirs), from :func:`_path_pending`
+        as one graph replay on CUDA: its few dozen small kernels, launched one by one from
+        Python, kept the GPU waiting for the host at every tree step."""
+        dev = self.n.device
+        inputs = (self._tree[0], path.to(dev), lengths.to(dev), next_tokens.to(dev), self.n,
+                  self.plen) + (() if seen is None else (seen,))
+        key = ("kept path",) + tuple(tuple(t.shape) for t in inputs)
+        self.n, self.plen, *pending = (t.clone() for t in
+                                       self.lm.replay(key, _path_pending, inputs))
+        self._tree = None
+        return pending
+
+
+def _repended(kept_tokens, kept, next_tokens, n, plen):
+    """Row b kept its first ``kept[b]`` proposals ``kept_tokens[b]`` and then
+    ``next_tokens[b]``, which become its pending tokens, to be fed with the next proposal after
+    the ones pending now (fed by the last one) are counted as cached: returns (the pending
+    tokens, the new counts n, their number plen)."""
+    import torch
+
+    tokens = torch.cat([kept_tokens, next_tokens[:, None]], 1)
+    col = torch.arange(tokens.shape[1], device=n.device)
+    return torch.where(col == kept[:, None], next_tokens[:, None], tokens), n + plen, kept + 1
+
+
+def _path_nodes(tree_tokens, path):
+    """The tokens of the nodes ``path[:, 1:]`` of a tree of ``tree_tokens`` (node indices,
+    0 = the root)."""
+    import torch
+
+    return torch.cat([torch.zeros_like(tree_tokens[:, :1]), tree_tokens], 1).gather(1, path)[:, 1:]
+
+
+def _path_pending(tree_tokens, path, lengths, next_tokens, n, plen, seen=None):
+    """(n, plen, pending tokens[, their features]) after row b kept the nodes
+    ``path[b, :lengths[b]]`` of a tree of ``tree_tokens`` (node indices, 0 = the root) and then
+    ``next_tokens[b]`` (:func:`_repended`); each pending position pairs with ``seen``'s
+    feature of the column before it (the verifier's, of every tree column), a feature draft's
+    second input."""
+    tokens, n, plen = _repended(_path_nodes(tree_tokens, path), lengths - 1, next_tokens, n, plen)
+    if seen is None:
+        return n, plen, tokens
+    return n, plen, tokens, seen.gather(1, path[..., None].expand(-1, -1, seen.shape[-1]))
 
 
 def _walk(step, rows, tokens, n, plen, feats, gamma: int, choose) -> None:
@@ -595,13 +667,12 @@ class FastDraft(_Proposer):
     def commit_path(self, path, lengths, next_tokens) -> None:
         """A sibling tree's path runs down the chain and may end on a sibling leaf (see
         :meth:`_advance`); an expanded tree's path is not cached, so it becomes pending."""
+        if self.trees == "expand":
+            self.pending, = self._pend_path(path, lengths, next_tokens)
+            return
         path, lengths = path.to(self.n.device), lengths.to(self.n.device)
         nodes, chain = self._kept_nodes(path, lengths)
-        next_tokens = next_tokens.to(self.n.device)
-        if self.trees == "expand":
-            self.pending = self._repend(nodes, lengths - 1, next_tokens)
-        else:
-            self._advance(nodes, lengths - 1, chain, next_tokens, self._depth)
+        self._advance(nodes, lengths - 1, chain, next_tokens.to(self.n.device), self._depth)
         self._tree = None
 
     def _advance(self, kept_tokens, kept, chain, next_tokens, depth: int) -> None:
@@ -715,12 +786,7 @@ class FastFeatureDraft(_Proposer):
     def commit_path(self, path, lengths, next_tokens) -> None:
         """The verifier's features of the path's columns pair with the path's tokens."""
         seen = self._need_features()  # [B, 1 + N, E]: every tree column
-        path, lengths = path.to(self.n.device), lengths.to(self.n.device)
-        nodes, _ = self._kept_nodes(path, lengths)
-        # each pending position pairs with the verifier's feature of the token before it
-        self.pend_tok = self._repend(nodes, lengths - 1, next_tokens.to(self.n.device))
-        self.pend_feat = seen.gather(1, path[..., None].expand(-1, -1, seen.shape[-1]))
-        self._tree = None
+        self.pend_tok, self.pend_feat = self._pend_path(path, lengths, next_tokens, seen)
 
     def _need_features(self):
         if self._seen is None:
