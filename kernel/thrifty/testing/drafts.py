@@ -29,8 +29,8 @@ import torch
 
 from ..errors import IncompatibleModelsError
 from ..protocols import (DraftModel, Proposal, TreeProposal, Verifier, grows_trees,
-                         reads_features, scores_trees)
-from ..speculative import Sampling, SpeculativeDecoder, TreeShape
+                         keeps_greedy_trees, reads_features, scores_trees)
+from ..speculative import Sampling, SpeculativeDecoder, TreeShape, accept_tree
 from ..speculative.tree import depths, with_root
 from .toy import ToyVerifier
 
@@ -226,6 +226,43 @@ class VerifierSuite(_Common):
         self._check_tree(verifier, rows, second, *scored)
         torch.testing.assert_close(got, self._last_logits(verifier, after), atol=self.atol,
                                    rtol=1e-4)
+
+    def _greedy_tree(self, verifier, prompts):
+        """The suite's trees with the nodes of :data:`TREE_PATHS` set, depth by depth, to the
+        verifier's argmax after their parents, so that a greedy walk keeps those paths."""
+        tree = self._tree(verifier, prompts, 11)
+        for _ in range(max(map(len, TREE_PATHS)) - 1):
+            verifier.start(prompts)
+            logits = verifier.score_tree(*tree)
+            for b in range(len(prompts)):
+                for parent, child in zip(TREE_PATHS[b], TREE_PATHS[b][1:]):
+                    tree[0][b, child] = logits[b, parent].argmax()
+        return tree
+
+    def test_keep_greedy_tree_keeps_what_the_greedy_walk_keeps(self, verifier, prompts):
+        """``keep_greedy_tree`` (optional: a greedy tree step in one call) returns the path,
+        counts and next tokens that greedy ``accept_tree`` finds in ``score_tree``'s logits,
+        and keeps that path as ``keep_path`` does: the next step scores the same."""
+        if not keeps_greedy_trees(verifier):
+            return
+        tree = self._greedy_tree(verifier, prompts)
+        shape = TreeShape(6, 3, 7)
+        ones = torch.ones(len(prompts), dtype=torch.long)
+        found = []
+        for one_call in (False, True):
+            verifier.start(prompts)
+            if one_call:
+                path, kept, nxt = verifier.keep_greedy_tree(*tree, shape)
+            else:
+                tokens, parents, lengths = tree
+                path, kept, nxt = accept_tree(verifier.score_tree(*tree), tokens[:, 1:],
+                                              parents[:, 1:], lengths - 1, shape, greedy=True)
+                verifier.keep_path(path, kept)
+            after = verifier.score(nxt[:, None], ones)[:, 0]
+            found.append((path.clone(), kept.clone(), nxt.clone(), after.clone()))
+        assert found[0][1].tolist() == [len(p) for p in TREE_PATHS][: len(prompts)]
+        for want, got in zip(*found):
+            torch.testing.assert_close(got, want, atol=self.atol, rtol=1e-4)
 
     def test_tree_speculation_greedy_equals_target_only(self, verifier, prompts):
         """Lossless with trees: greedy decoding with a tree draft that hides the verifier's own

@@ -390,14 +390,13 @@ class FastVerifier:
             hidden, logits = self.lm.forward(tokens, n, parents=parents, span=span)
             path, kept, nxt = accept_tree(logits, tokens[:, 1:], parents[:, 1:], lengths - 1,
                                           shape, greedy=True)
-            path = path[:, :k]
-            return hidden, path, kept, nxt, _kept(self.lm, n, path, kept)
+            return hidden, path, kept, nxt, _kept(self.lm, n, path[:, :k], kept)
 
         inputs = (tokens, self.n, parents, lengths)
         key = ("greedy tree", span, shape) + tuple(tuple(t.shape) for t in inputs)
         self.features, *out = self.lm.replay(key, step, inputs)
         path, kept, nxt, self.n = (t.clone() for t in out)
-        self.room.grow(path.shape[1])
+        self.room.grow(min(path.shape[1], k))
         return path, kept, nxt
 
     def admit(self, row: int, prompt) -> None:
