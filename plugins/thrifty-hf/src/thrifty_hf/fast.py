@@ -24,7 +24,9 @@ for every other tested family; the rest are refused at load. On the CPU, or with
 transformers' own forward, family by family. Every forward also returns the final hidden states,
 which the verifier passes on to a feature draft (:class:`FastFeatureDraft`); a greedy proposal
 of γ tokens is captured as one graph, and so is a greedy token tree (the chain with its
-runners-up as leaf siblings, :func:`thrifty.speculative.tree.sibling_tree`).
+runners-up as leaf siblings, :func:`thrifty.speculative.tree.sibling_tree`, or an EAGLE-2
+expansion), the verifier's greedy tree step (the pass, the walk and the kept path's move,
+:meth:`FastVerifier.keep_greedy_tree`) and a draft's re-pending of the path kept.
 """
 
 from __future__ import annotations
