@@ -77,13 +77,16 @@ class Verifier(Protocol):
     # row b the scored columns ``path[b, :lengths[b]]`` (root first, each the parent of the
     # next), in that order, as the row's next cached tokens, and rolls back every other node.
     #
-    # Optional, for greedy token trees (:func:`keeps_greedy_trees`):
-    # ``keep_greedy_tree(tokens, parents, lengths, shape)`` is ``score_tree``, then
-    # :func:`~thrifty.speculative.accept_tree` with ``greedy=True`` on its logits, then
-    # ``keep_path`` of the path it finds, in one call, returning what ``accept_tree`` does
-    # (path, kept, next_tokens) with the logits left unread: a verifier that runs the three as
-    # one captured graph spares the host the hundred small launches of the walk and the cache
-    # move, which would otherwise leave the GPU waiting for the host at every tree step.
+    # Optional, for greedy decoding (:func:`keeps_greedy_chains`, :func:`keeps_greedy_trees`):
+    # ``keep_greedy_chain(tokens, lengths)`` is ``score``, then
+    # :func:`~thrifty.speculative.accept` with ``greedy=True`` on its logits (the proposals
+    # ``tokens[:, 1:]``, ``lengths - 1`` of them real), then ``keep(accepted + 1)``, in one
+    # call, returning (accepted, next_tokens); ``keep_greedy_tree(tokens, parents, lengths,
+    # shape)`` is ``score_tree``, then :func:`~thrifty.speculative.accept_tree` with
+    # ``greedy=True``, then ``keep_path`` of the path it finds, returning (path, kept,
+    # next_tokens). The logits are left unread: a verifier that runs the three as one captured
+    # graph spares the host the dozens of small launches of the walk and the keeping, which
+    # would otherwise leave the GPU waiting for the host at every step.
 
 
 @attrs.frozen
@@ -184,6 +187,12 @@ def reads_features(draft: Any) -> bool:
 def scores_trees(verifier: Any) -> bool:
     """Whether ``verifier`` can score token trees (``score_tree`` and ``keep_path``)."""
     return all(callable(getattr(verifier, m, None)) for m in ("score_tree", "keep_path"))
+
+
+def keeps_greedy_chains(verifier: Any) -> bool:
+    """Whether ``verifier`` can score a chain and keep what greedy acceptance keeps in one
+    call (``keep_greedy_chain``)."""
+    return callable(getattr(verifier, "keep_greedy_chain", None))
 
 
 def keeps_greedy_trees(verifier: Any) -> bool:

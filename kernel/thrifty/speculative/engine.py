@@ -31,8 +31,8 @@ import attrs
 
 from ..checks import check_number
 from ..errors import ConfigError, IncompatibleModelsError
-from ..protocols import (DraftModel, Verifier, grows_trees, keeps_greedy_trees, reads_features,
-                         scores_trees)
+from ..protocols import (DraftModel, Verifier, grows_trees, keeps_greedy_chains,
+                         keeps_greedy_trees, reads_features, scores_trees)
 from .acceptance import accept
 from .metrics import Metrics
 from .policy import FixedLookahead, FixedTree, LookaheadPolicy, asks_for_trees
@@ -323,15 +323,22 @@ class SpeculativeDecoder:
             lengths = proposal.lengths.to(pending.device)
             drafted = proposal.tokens[:, :width].to(pending.device)
             q = None if proposal.q is None else proposal.q[:, :width]
-        logits = self.verifier.score(torch.cat([pending[:, None], drafted], 1), lengths + 1)
+        tokens = torch.cat([pending[:, None], drafted], 1)
+        # a verifier that accepts and keeps greedily itself leaves its logits unread
+        kept_by_verifier = sampling.greedy and keeps_greedy_chains(self.verifier)
+        if kept_by_verifier:
+            accepted, nxt = self.verifier.keep_greedy_chain(tokens, lengths + 1)
+        else:
+            logits = self.verifier.score(tokens, lengths + 1)
         if self.feeds:
             self.draft.observe(self.verifier.features)
         t2 = clock.mark()
-        # greedy acceptance needs only the argmax, which the raw logits already give
-        p = logits if sampling.greedy else warp(logits, sampling)
-        accepted, nxt = accept(p, drafted, lengths, q=q, generator=generator,
-                               greedy=sampling.greedy)
-        self.verifier.keep(accepted + 1)
+        if not kept_by_verifier:
+            # greedy acceptance needs only the argmax, which the raw logits already give
+            p = logits if sampling.greedy else warp(logits, sampling)
+            accepted, nxt = accept(p, drafted, lengths, q=q, generator=generator,
+                                   greedy=sampling.greedy)
+            self.verifier.keep(accepted + 1)
         if self.draft is not None:
             self.draft.commit(accepted, nxt)
         clock.add("draft", t0, t1)

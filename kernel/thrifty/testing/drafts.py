@@ -29,8 +29,8 @@ import torch
 
 from ..errors import IncompatibleModelsError
 from ..protocols import (DraftModel, Proposal, TreeProposal, Verifier, grows_trees,
-                         keeps_greedy_trees, reads_features, scores_trees)
-from ..speculative import Sampling, SpeculativeDecoder, TreeShape, accept_tree
+                         keeps_greedy_chains, keeps_greedy_trees, reads_features, scores_trees)
+from ..speculative import Sampling, SpeculativeDecoder, TreeShape, accept, accept_tree
 from ..speculative.tree import depths, with_root
 from .toy import ToyVerifier
 
@@ -138,6 +138,40 @@ class VerifierSuite(_Common):
         committed[1] = new
         torch.testing.assert_close(got, self._last_logits(verifier, committed),
                                    atol=self.atol, rtol=1e-4)
+
+    def test_keep_greedy_chain_keeps_what_greedy_acceptance_keeps(self, verifier, prompts):
+        """``keep_greedy_chain`` (optional: a greedy step in one call) returns the counts and
+        next tokens that greedy ``accept`` finds in ``score``'s logits and keeps as ``keep``
+        does: the next step scores the same. Ragged rows proposing the verifier's own
+        continuation, cut short by a wrong token in some."""
+        if not keeps_greedy_chains(verifier):
+            return
+        vocab = verifier.vocab_size
+        rows = [list(p) for p in prompts]
+        for _ in range(3):  # the verifier's greedy continuation, end of sequence or not
+            for r, t in zip(rows, self._last_logits(verifier, rows).argmax(-1).tolist()):
+                r.append(t)
+        cont = [r[len(p):] for r, p in zip(rows, prompts)]
+        proposals = [cont[0][:3], cont[1][:1], [(cont[2][0] + 1) % vocab] + cont[2][1:3],
+                     cont[3][:2] + [(cont[3][2] + 1) % vocab]]
+        tokens = torch.tensor([[p[-1]] + x + [0] * (3 - len(x))
+                               for p, x in zip(prompts, proposals)])
+        lengths = torch.tensor([1 + len(x) for x in proposals])
+        ones = torch.ones(len(prompts), dtype=torch.long)
+        found = []
+        for one_call in (False, True):
+            verifier.start(prompts)
+            if one_call:
+                accepted, nxt = verifier.keep_greedy_chain(tokens, lengths)
+            else:
+                accepted, nxt = accept(verifier.score(tokens, lengths), tokens[:, 1:],
+                                       lengths - 1, greedy=True)
+                verifier.keep(accepted + 1)
+            after = verifier.score(nxt[:, None], ones)[:, 0]
+            found.append((accepted.clone(), nxt.clone(), after.clone()))
+        assert found[0][0].tolist() == [3, 1, 0, 2]
+        for want, got in zip(*found):
+            torch.testing.assert_close(got, want, atol=self.atol, rtol=1e-4)
 
     # -- token trees (optional: scores_trees) ----------------------------------------------------
     def _tree(self, verifier, rows, seed: int):

@@ -383,9 +383,9 @@ def test_the_static_forward_never_reads_a_tensor_on_the_host(family):
 
 
 def test_a_tree_step_and_its_compaction_never_read_a_tensor_on_the_host():
-    """``score_tree`` and ``keep_path`` as the engine calls them, and ``keep_greedy_tree`` (the
-    two and the greedy walk between them, one graph on CUDA), far from the cache's end
-    (where the capacity check reads the longest row once)."""
+    """``score_tree`` and ``keep_path`` as the engine calls them, and ``keep_greedy_tree`` and
+    ``keep_greedy_chain`` (a pass, its greedy walk and the keeping, one graph on CUDA), far from
+    the cache's end (where the capacity check reads the longest row once)."""
     fv = FastVerifier(families.make_model("gemma2"), None, max_len=32, graphs=False,
                       eos_token_ids=())
     fv.start([[1, 2, 3], [4, 5]])
@@ -397,6 +397,7 @@ def test_a_tree_step_and_its_compaction_never_read_a_tensor_on_the_host():
     assert _host_reads(lambda: fv.keep_path(path, kept)) == []
     shape = TreeShape(2, 2, 3)
     assert _host_reads(lambda: fv.keep_greedy_tree(tokens, parents, lengths, shape)) == []
+    assert _host_reads(lambda: fv.keep_greedy_chain(tokens, lengths)) == []
 
 
 def test_the_eager_experts_loop_reads_the_host_so_the_fast_path_swaps_it():

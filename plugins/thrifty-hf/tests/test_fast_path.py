@@ -206,7 +206,7 @@ def test_a_run_captures_one_graph_per_span_and_crosses_buckets_exactly(tiny_llam
         fd = FastDraft(tiny_draft(verifier, 32), max_len=64, graphs=False)
         _as_graphs(fd.lm).span_bucket = bucket
         alone = SpeculativeDecoder(fv).generate(prompts, max_new_tokens=30).token_ids
-        spans = {key[1] for key in fv.lm._graphs if key[0] == "step"}
+        spans = {key[2] for key in fv.lm._graphs if key[0] == "greedy step"}
         spec = SpeculativeDecoder(fv, fd, 3).generate(prompts, max_new_tokens=30).token_ids
         drafted = {key[3] for key in fd.lm._graphs if key[0] == "greedy"}
         runs.append((alone, spec, spans, drafted))

@@ -377,29 +377,55 @@ class FastVerifier:
         self.n = _kept(self.lm, self.n, path, lengths.to(self.n.device))
         self.room.grow(path.shape[1])
 
+    def keep_greedy_chain(self, tokens, lengths):
+        """``score``, greedy :func:`~thrifty.speculative.accept` and ``keep`` in one call
+        (:meth:`_greedy_step`). Returns (accepted, next_tokens)."""
+        from thrifty.speculative import accept
+
+        def walk(tokens, n, lengths, logits):
+            accepted, nxt = accept(logits, tokens[:, 1:], lengths - 1, greedy=True)
+            return n + accepted + 1, accepted, nxt
+
+        return self._greedy_step("chain", walk, tokens.shape[1], tokens, lengths)
+
     def keep_greedy_tree(self, tokens, parents, lengths, shape):
         """``score_tree``, greedy :func:`~thrifty.speculative.accept_tree` and ``keep_path``
-        as one function of tensors, so on CUDA one graph replay: the walk and the cache move
-        are about a hundred small kernels, which launched from Python one by one kept the GPU
-        waiting for the host at every tree step. Returns (path, kept, next_tokens)."""
+        in one call (:meth:`_greedy_step`). Returns (path, kept, next_tokens)."""
         from thrifty.speculative import accept_tree
 
         k = tokens.shape[1]
-        self.room.ensure(self.n, k)
-        span = self.lm.span(self.room.bound + k)
 
-        def step(tokens, n, parents, lengths):
-            hidden, logits = self.lm.forward(tokens, n, parents=parents, span=span)
+        def walk(tokens, n, lengths, logits, parents):
             path, kept, nxt = accept_tree(logits, tokens[:, 1:], parents[:, 1:], lengths - 1,
                                           shape, greedy=True)
-            return hidden, path, kept, nxt, _kept(self.lm, n, path[:, :k], kept)
+            return _kept(self.lm, n, path[:, :k], kept), path, kept, nxt
 
-        inputs = (tokens, self.n, parents, lengths)
-        key = ("greedy tree", span, shape) + tuple(tuple(t.shape) for t in inputs)
+        return self._greedy_step(("tree", shape), walk, min(shape.depth + 1, k), tokens,
+                                 lengths, parents)
+
+    def _greedy_step(self, kind, walk, grown: int, tokens, lengths, parents=None):
+        """The pass over ``tokens`` (a tree, given ``parents``), ``walk``'s greedy acceptance
+        over its logits and the counts after keeping what it accepted, as one function of
+        tensors, so on CUDA one graph replay: the walk and the keeping are dozens of small
+        kernels (a hundred for a tree), which launched from Python one by one kept the GPU
+        waiting for the host at every step. ``walk(tokens, n, lengths, logits[, parents])``
+        returns (the new counts, what it found); the row holds at most ``grown`` more tokens.
+        Returns what the walk found."""
+        k = tokens.shape[1]
+        self.room.ensure(self.n, k)
+        span = self.lm.span(self.room.bound + k)
+        inputs = (tokens, self.n, lengths) + (() if parents is None else (parents,))
+
+        def step(tokens, n, lengths, *tree):
+            hidden, logits = self.lm.forward(tokens, n, parents=tree[0] if tree else None,
+                                             span=span)
+            return hidden, *walk(tokens, n, lengths, logits, *tree)
+
+        key = ("greedy step", kind, span) + tuple(tuple(t.shape) for t in inputs)
         self.features, *out = self.lm.replay(key, step, inputs)
-        path, kept, nxt, self.n = (t.clone() for t in out)
-        self.room.grow(min(path.shape[1], k))
-        return path, kept, nxt
+        self.n, *found = (t.clone() for t in out)
+        self.room.grow(grown)
+        return tuple(found)
 
     def admit(self, row: int, prompt) -> None:
         _, self.features = self.lm.prefill([list(prompt[:-1])], row=row)
