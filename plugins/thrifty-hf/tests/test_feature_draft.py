@@ -264,6 +264,28 @@ def test_an_expanding_tree_keeps_the_likeliest_nodes_parents_first(verifier, tra
     assert deep_under_sibling
 
 
+def test_a_compiled_expansion_grows_the_eager_trees_with_no_graph_break(verifier, trained):
+    """With ``compile=True`` the whole expansion (five draft steps and the ranking, parents
+    and ancestry between them) compiles as one function, with no graph break, and grows the
+    trees the eager expansion grows."""
+    import torch._dynamo
+    from thrifty.speculative import Sampling, TreeShape
+    from thrifty_hf.fast import _expanded
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+
+    shape = TreeShape(5, 4, 16)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    trees = [_proposal_start(FastFeatureDraft(trained[0], max_len=128, graphs=False,
+                                              trees="expand", compile=compile), verifier,
+                             PROMPTS).propose_tree(shape, Sampling(), None)
+             for compile in (False, True)]
+    assert not torch._dynamo.utils.counters["graph_break"]
+    assert len(_debug_get_cache_entry_list(_expanded.__code__)) == 1  # compiled once
+    for field in ("tokens", "parents", "lengths"):
+        assert torch.equal(getattr(trees[1], field), getattr(trees[0], field)), field
+
+
 @pytest.mark.parametrize("batch_size", [None, 2], ids=["one-batch", "two-rows-refilled"])
 def test_expanding_trees_keep_a_feature_draft_exact(verifier, trained, batch_size):
     from thrifty.speculative import TreeShape

@@ -453,6 +453,13 @@ class _Proposer:
         if trees not in TREES:
             raise ConfigError(f"{self.name}: trees={trees!r} is not one of {', '.join(TREES)}")
         self.trees = trees
+        self._grow = _expanded
+        if compile:
+            # the whole expansion as one compiled function: the bookkeeping between the draft
+            # steps (ranking, parents, ancestry; a hundred small kernels) fuses
+            from .steps import compiled
+
+            self._grow = compiled(_expanded)
 
     def _propose(self, tokens, feats, gamma: int, sampling, generator, reach: int, shape=None):
         """The chain of ``gamma`` tokens as a Proposal (``reach``: a host-side bound on every
@@ -544,7 +551,7 @@ class _Proposer:
         inputs = (tokens, self.n, self.plen) + (() if feats is None else (feats,))
         span = self.lm.span(self.room.bound + width + grown)
         key = ("expand", shape, span) + tuple(tuple(t.shape) for t in inputs)
-        out = self.lm.replay(key, lambda *x: _expanded(self.lm, shape, span, *x), inputs)
+        out = self.lm.replay(key, lambda *x: self._grow(self.lm, shape, span, *x), inputs)
         tokens, parents, lengths = (t.clone() for t in out)
         self.room.grow(width)
         # every node is the draft's deterministic choice: a point mass, whatever the sampling
@@ -842,9 +849,11 @@ def _expanded(lm, shape, span: int, tokens, n, plen, feats=None):
     many draft steps as a chain of the tree's depth, and no cache of its own for the tree (the
     engine's ``commit_path`` re-feeds whatever path the verifier keeps). Every tree step has
     the last one's width, padded with nodes no real node descends from, so that one shape
-    serves them all (``compile=true`` compiles each shape; a launch-bound draft step costs the
-    same a few columns wider). Last, the ``nodes`` likeliest of all are kept, parents before
-    children."""
+    serves them all (a launch-bound draft step costs the same a few columns wider; with
+    ``compile=true`` the whole expansion is one compiled function a shape). Last, the
+    ``nodes`` likeliest of all are kept, parents before children. The ancestry is rebuilt
+    each depth (not written into in place), which inductor's CPU code generation of torch 2.13
+    fails to compile when several depths update one buffer."""
     import torch
     from thrifty.speculative.topk import top_k
 
@@ -862,7 +871,7 @@ def _expanded(lm, shape, span: int, tokens, n, plen, feats=None):
     # (a dozen small kernels a depth); padding columns see themselves alone
     eye = torch.eye(width, dtype=torch.bool, device=n.device)
     grown = torch.zeros_like(tokens[:, :1]).expand(-1, width).clone()
-    seen = eye.expand(len(n), width, width).clone()
+    seen = eye.expand(len(n), width, width)
     grown_feat = feat.new_zeros(len(n), width, feat.shape[-1]) if reads else None
     toks, pars, scores = [], [], []
     for d in range(depth):
@@ -885,8 +894,10 @@ def _expanded(lm, shape, span: int, tokens, n, plen, feats=None):
             if reads:
                 grown_feat[:, cols] = feat.gather(1, owner[..., None].expand(-1, -1,
                                                                           feat.shape[-1]))
-            above = seen.gather(1, (pars[-1] - 1).clamp(min=0)[..., None].expand(-1, -1, width))
-            seen[:, cols] = (above & (pars[-1] > 0)[..., None]) | eye[cols]
+            # a node sees itself and what its parent, a row of the last depth's block, sees
+            block = eye[cols].expand(len(n), -1, -1) if not d else \
+                eye[cols] | block.gather(1, owner[..., None].expand(-1, -1, width))
+            seen = torch.cat([seen[:, : cols.start], block, seen[:, cols.stop:]], 1)
         frontier = 1 + d * branch + torch.arange(branch, device=n.device).expand_as(owner)
     kept_n = min(shape.nodes, depth * branch)
     ranked = torch.cat(scores, 1)
