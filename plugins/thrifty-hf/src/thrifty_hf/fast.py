@@ -25,7 +25,8 @@ transformers' own forward, family by family. Every forward also returns the fina
 which the verifier passes on to a feature draft (:class:`FastFeatureDraft`); a greedy proposal
 of γ tokens is captured as one graph, and so is a greedy token tree (the chain with its
 runners-up as leaf siblings, :func:`thrifty.speculative.tree.sibling_tree`, or an EAGLE-2
-expansion), the verifier's greedy tree step (the pass, the walk and the kept path's move,
+expansion, compiled whole with ``compile=true``), the verifier's greedy step (the pass, greedy
+acceptance and the keeping, chain or tree: :meth:`FastVerifier.keep_greedy_chain`,
 :meth:`FastVerifier.keep_greedy_tree`) and a draft's re-pending of the path kept.
 """
 
