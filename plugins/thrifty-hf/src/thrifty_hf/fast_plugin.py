@@ -24,7 +24,8 @@ def _options(model_default, model_help: str) -> dict[str, Option]:
                                     "allow-list holds, else the model's own modules), fused or "
                                     "generic"),
         "compile": Option(bool, False, "torch.compile the static forward before graph capture "
-                                       "(fewer, fused kernels; compiles once per step shape)"),
+                                       "(fewer, fused kernels; compiles once per step shape; a "
+                                       "draft's trees=expand compiles whole)"),
     }
 
 
