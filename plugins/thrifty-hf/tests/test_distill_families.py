@@ -262,6 +262,42 @@ def test_self_generated_conversations_answer_each_follow_up_in_turn(tiny_family)
         assert len(b) > len(a) + 6  # two more answers and requests
 
 
+def test_self_generated_at_temperature_zero_are_the_verifiers_greedy_answers(tiny_family):
+    """``--gen-temperature 0``: each answer is the verifier's greedy continuation of its
+    request, whatever the seed, as transformers' greedy ``generate`` gives it alone."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from thrifty_hf.distill import self_generated
+
+    folder = tiny_family("qwen2")
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.chat_template = CHAT_TEMPLATE
+    prompts = ["Explain sorting.", "Write a poem, please.", "Name a planet."]
+    kw = dict(new_tokens=6, batch=2, temperature=0.0, progress=False)
+    greedy = [self_generated(model, tok, prompts, seed=s, **kw) for s in (1, 2)]
+    sampled = self_generated(model, tok, prompts, seed=1, **(kw | dict(temperature=5.0)))
+    assert greedy[0] == greedy[1] and sampled != greedy[0]
+    for prompt, ids in zip(prompts, greedy[0]):
+        text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                       add_generation_prompt=True)
+        enc = tok(text, return_tensors="pt", add_special_tokens=False)
+        with torch.no_grad():
+            alone = model.generate(**enc, do_sample=False, max_new_tokens=6,
+                                   pad_token_id=tok.pad_token_id)[0].tolist()
+        if tok.eos_token_id in alone[enc["input_ids"].shape[1]:]:
+            alone = alone[: alone.index(tok.eos_token_id, enc["input_ids"].shape[1]) + 1]
+        assert ids == alone
+
+
+def test_a_negative_or_nan_gen_temperature_is_refused_before_the_verifier_loads(tmp_path):
+    for bad in ("-0.5", "nan"):
+        with pytest.raises(ConfigError, match=f"--gen-temperature must be >= 0.*got {bad}"):
+            _distill("--verifier", str(tmp_path / "no-such-model"), "--out",
+                     str(tmp_path / "d"), "--gen-temperature", bad, *SMOKE)
+
+
 def test_distill_trains_on_multi_turn_conversations(tiny_family, tmp_path):
     import shutil
 
@@ -280,6 +316,7 @@ def test_distill_trains_on_multi_turn_conversations(tiny_family, tmp_path):
              "--chat-prompts", str(requests), "--corpus-cache", str(cache), *SMOKE[2:])
     corpus = json.loads((tmp_path / "d" / MANIFEST).read_text())["training"]["corpus"]
     assert corpus["chat_turns"] == 2 and corpus["chat_sequences"] == 6
+    assert corpus["chat_temperature"] == 0.8
     assert corpus["chat_prompts"] == "requests.txt: 3 requests"
     from thrifty_hf.distill import FOLLOW_UPS, load_corpus
 

@@ -122,8 +122,8 @@ FOLLOW_UPS = ["Can you say that more simply?", "Why is that so?", "Give me a con
 
 def self_generated(model, tokenizer, prompts, *, new_tokens: int, batch: int, temperature: float,
                    seed: int, turns: int = 1, progress: bool = True) -> list[list[int]]:
-    """The verifier's own sampled conversations (chat template applied), every token of each:
-    a prompt answered, then ``turns - 1`` follow-up requests (:data:`FOLLOW_UPS`, by prompt
+    """The verifier's own conversations (chat template applied), every token of each, its
+    answers sampled at ``temperature`` (top-p 0.95) or, at 0, greedy: a prompt answered, then ``turns - 1`` follow-up requests (:data:`FOLLOW_UPS`, by prompt
     and turn) answered in turn, so that the draft also learns replies that read earlier turns
     (a served chat model answers whole conversations, not one request)."""
     import torch
@@ -152,18 +152,20 @@ def self_generated(model, tokenizer, prompts, *, new_tokens: int, batch: int, te
 
 def _answered(model, tokenizer, texts, new_tokens: int, batch: int, temperature: float,
               desc: str, progress: bool) -> list[tuple[list[int], int]]:
-    """Each text's tokens and the verifier's sampled answer to it, up to its end of turn, as
-    (ids, where the answer starts)."""
+    """Each text's tokens and the verifier's answer to it (sampled, or greedy at temperature
+    0), up to its end of turn, as (ids, where the answer starts)."""
     import torch
     from tqdm.auto import tqdm
 
+    how = (dict(do_sample=True, temperature=temperature, top_p=0.95) if temperature > 0
+           else dict(do_sample=False))
     out = []
     for i in tqdm(range(0, len(texts), batch), desc=desc, disable=not progress):
         enc = tokenizer(texts[i: i + batch], return_tensors="pt", padding=True,
                         add_special_tokens=False).to(model.device)
         with torch.no_grad():
-            gen = model.generate(**enc, do_sample=True, temperature=temperature, top_p=0.95,
-                                 max_new_tokens=new_tokens, pad_token_id=tokenizer.pad_token_id)
+            gen = model.generate(**enc, **how, max_new_tokens=new_tokens,
+                                 pad_token_id=tokenizer.pad_token_id)
         for row, mask in zip(gen, enc["attention_mask"]):
             ids = row[int((mask == 0).sum()):].tolist()
             start = int(mask.sum())
@@ -596,7 +598,7 @@ def build_corpus(args, verifier, tokenizer) -> dict:
                               batch=args.gen_batch, temperature=args.gen_temperature,
                               turns=args.chat_turns,
                               seed=args.seed, progress=not args.quiet)
-        # hold out a tenth of the prompts with every answer sampled for them (more answers
+        # hold out a tenth of the prompts with every answer made for them (more answers
         # than prompts repeat the prompts, and a held-out prompt must not be trained on)
         cut = max(1, min(len(seqs), len(base)) // 10)
         heldout = [i % len(base) < cut for i in range(len(seqs))]
@@ -605,6 +607,7 @@ def build_corpus(args, verifier, tokenizer) -> dict:
         held += [t for s, h in zip(seqs, heldout) if h for t in s]
         describe["chat_tokens"] = len(chat_train)
         describe["chat_sequences"] = len(seqs)
+        describe["chat_temperature"] = args.gen_temperature
         if args.chat_turns > 1:
             describe["chat_turns"] = args.chat_turns
         if args.chat_prompts:
@@ -669,7 +672,10 @@ def configure(p) -> None:
                         "built-in follow-up requests answered in turn")
     p.add_argument("--gen-tokens", type=int, default=256, help="most tokens of each answer")
     p.add_argument("--gen-batch", type=int, default=200)
-    p.add_argument("--gen-temperature", type=float, default=0.8)
+    p.add_argument("--gen-temperature", type=float, default=0.8,
+                   help="temperature of the verifier's self-generated answers (top-p 0.95); 0: "
+                        "its greedy answers, the text greedy decoding serves (one answer a "
+                        "request: more --self-generate than requests repeats them)")
     p.add_argument("--corpus-cache", default=None, help="file to keep the tokenised corpus in")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--max-seconds", type=float, default=0.0, help="stop early after this long")
@@ -691,6 +697,9 @@ def run(args) -> int:
         raise ConfigError("--steps and --batch must be >= 1 and --seq-len >= 2")
     if args.chat_turns < 1 or args.gen_tokens < 1:
         raise ConfigError("--chat-turns and --gen-tokens must be >= 1")
+    if not args.gen_temperature >= 0:  # NaN too
+        raise ConfigError(f"--gen-temperature must be >= 0 (0: the verifier's greedy answers); "
+                          f"got {args.gen_temperature}")
     corpus_kinds(args)  # before the verifier loads
     if args.resume and any(getattr(args, k) != v for k, v in ARCHITECTURE.items()):
         raise ConfigError("--resume keeps the draft's own architecture; drop --depth, --width, "
