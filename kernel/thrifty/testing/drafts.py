@@ -157,21 +157,32 @@ class VerifierSuite(_Common):
         tokens = torch.tensor([[p[-1]] + x + [0] * (3 - len(x))
                                for p, x in zip(prompts, proposals)])
         lengths = torch.tensor([1 + len(x) for x in proposals])
+
+        def in_steps():
+            accepted, nxt = accept(verifier.score(tokens, lengths), tokens[:, 1:], lengths - 1,
+                                   greedy=True)
+            verifier.keep(accepted + 1)
+            return accepted, nxt
+
+        want, got = self._greedy_both_ways(verifier, prompts, in_steps,
+                                           lambda: verifier.keep_greedy_chain(tokens, lengths))
+        assert want[0].tolist() == [3, 1, 0, 2]
+        for a, b in zip(want, got):
+            torch.testing.assert_close(b, a, atol=self.atol, rtol=1e-4)
+
+    def _greedy_both_ways(self, verifier, prompts, in_steps, in_one_call):
+        """What ``in_steps`` (score, greedy acceptance, keep) and ``in_one_call`` (the optional
+        one-call method) each return from a fresh start on ``prompts``, next tokens last, with
+        the logits the verifier then gives those next tokens: equal only if both kept the
+        same tokens' keys and values."""
         ones = torch.ones(len(prompts), dtype=torch.long)
         found = []
-        for one_call in (False, True):
+        for run in (in_steps, in_one_call):
             verifier.start(prompts)
-            if one_call:
-                accepted, nxt = verifier.keep_greedy_chain(tokens, lengths)
-            else:
-                accepted, nxt = accept(verifier.score(tokens, lengths), tokens[:, 1:],
-                                       lengths - 1, greedy=True)
-                verifier.keep(accepted + 1)
-            after = verifier.score(nxt[:, None], ones)[:, 0]
-            found.append((accepted.clone(), nxt.clone(), after.clone()))
-        assert found[0][0].tolist() == [3, 1, 0, 2]
-        for want, got in zip(*found):
-            torch.testing.assert_close(got, want, atol=self.atol, rtol=1e-4)
+            out = run()
+            after = verifier.score(out[-1][:, None], ones)[:, 0]
+            found.append(tuple(t.clone() for t in (*out, after)))
+        return found
 
     # -- token trees (optional: scores_trees) ----------------------------------------------------
     def _tree(self, verifier, rows, seed: int):
@@ -280,23 +291,20 @@ class VerifierSuite(_Common):
         if not keeps_greedy_trees(verifier):
             return
         tree = self._greedy_tree(verifier, prompts)
+        tokens, parents, lengths = tree
         shape = TreeShape(6, 3, 7)
-        ones = torch.ones(len(prompts), dtype=torch.long)
-        found = []
-        for one_call in (False, True):
-            verifier.start(prompts)
-            if one_call:
-                path, kept, nxt = verifier.keep_greedy_tree(*tree, shape)
-            else:
-                tokens, parents, lengths = tree
-                path, kept, nxt = accept_tree(verifier.score_tree(*tree), tokens[:, 1:],
-                                              parents[:, 1:], lengths - 1, shape, greedy=True)
-                verifier.keep_path(path, kept)
-            after = verifier.score(nxt[:, None], ones)[:, 0]
-            found.append((path.clone(), kept.clone(), nxt.clone(), after.clone()))
-        assert found[0][1].tolist() == [len(p) for p in TREE_PATHS][: len(prompts)]
-        for want, got in zip(*found):
-            torch.testing.assert_close(got, want, atol=self.atol, rtol=1e-4)
+
+        def in_steps():
+            path, kept, nxt = accept_tree(verifier.score_tree(*tree), tokens[:, 1:],
+                                          parents[:, 1:], lengths - 1, shape, greedy=True)
+            verifier.keep_path(path, kept)
+            return path, kept, nxt
+
+        want, got = self._greedy_both_ways(verifier, prompts, in_steps,
+                                           lambda: verifier.keep_greedy_tree(*tree, shape))
+        assert want[1].tolist() == [len(p) for p in TREE_PATHS][: len(prompts)]
+        for a, b in zip(want, got):
+            torch.testing.assert_close(b, a, atol=self.atol, rtol=1e-4)
 
     def test_tree_speculation_greedy_equals_target_only(self, verifier, prompts):
         """Lossless with trees: greedy decoding with a tree draft that hides the verifier's own

@@ -123,9 +123,10 @@ FOLLOW_UPS = ["Can you say that more simply?", "Why is that so?", "Give me a con
 def self_generated(model, tokenizer, prompts, *, new_tokens: int, batch: int, temperature: float,
                    seed: int, turns: int = 1, progress: bool = True) -> list[list[int]]:
     """The verifier's own conversations (chat template applied), every token of each, its
-    answers sampled at ``temperature`` (top-p 0.95) or, at 0, greedy: a prompt answered, then ``turns - 1`` follow-up requests (:data:`FOLLOW_UPS`, by prompt
-    and turn) answered in turn, so that the draft also learns replies that read earlier turns
-    (a served chat model answers whole conversations, not one request)."""
+    answers sampled at ``temperature`` (top-p 0.95) or, at 0, greedy: a prompt answered, then
+    ``turns - 1`` follow-up requests (:data:`FOLLOW_UPS`, by prompt and turn) answered in turn,
+    so that the draft also learns replies that read earlier turns (a served chat model answers
+    whole conversations, not one request)."""
     import torch
 
     torch.manual_seed(seed)
