@@ -164,17 +164,15 @@ class VerifierSuite(_Common):
             verifier.keep(accepted + 1)
             return accepted, nxt
 
-        want, got = self._greedy_both_ways(verifier, prompts, in_steps,
-                                           lambda: verifier.keep_greedy_chain(tokens, lengths))
+        want = self._greedy_both_ways(verifier, prompts, in_steps,
+                                      lambda: verifier.keep_greedy_chain(tokens, lengths))
         assert want[0].tolist() == [3, 1, 0, 2]
-        for a, b in zip(want, got):
-            torch.testing.assert_close(b, a, atol=self.atol, rtol=1e-4)
 
     def _greedy_both_ways(self, verifier, prompts, in_steps, in_one_call):
-        """What ``in_steps`` (score, greedy acceptance, keep) and ``in_one_call`` (the optional
-        one-call method) each return from a fresh start on ``prompts``, next tokens last, with
-        the logits the verifier then gives those next tokens: equal only if both kept the
-        same tokens' keys and values."""
+        """Checks that ``in_steps`` (score, greedy acceptance, keep) and ``in_one_call`` (the
+        optional one-call method) return the same from a fresh start on ``prompts`` (next
+        tokens last), and that the verifier then gives those next tokens the same logits: equal
+        only if both kept the same tokens' keys and values. Returns what ``in_steps`` gave."""
         ones = torch.ones(len(prompts), dtype=torch.long)
         found = []
         for run in (in_steps, in_one_call):
@@ -182,7 +180,9 @@ class VerifierSuite(_Common):
             out = run()
             after = verifier.score(out[-1][:, None], ones)[:, 0]
             found.append(tuple(t.clone() for t in (*out, after)))
-        return found
+        for want, got in zip(*found):
+            torch.testing.assert_close(got, want, atol=self.atol, rtol=1e-4)
+        return found[0]
 
     # -- token trees (optional: scores_trees) ----------------------------------------------------
     def _tree(self, verifier, rows, seed: int):
@@ -300,11 +300,9 @@ class VerifierSuite(_Common):
             verifier.keep_path(path, kept)
             return path, kept, nxt
 
-        want, got = self._greedy_both_ways(verifier, prompts, in_steps,
-                                           lambda: verifier.keep_greedy_tree(*tree, shape))
+        want = self._greedy_both_ways(verifier, prompts, in_steps,
+                                      lambda: verifier.keep_greedy_tree(*tree, shape))
         assert want[1].tolist() == [len(p) for p in TREE_PATHS][: len(prompts)]
-        for a, b in zip(want, got):
-            torch.testing.assert_close(b, a, atol=self.atol, rtol=1e-4)
 
     def test_tree_speculation_greedy_equals_target_only(self, verifier, prompts):
         """Lossless with trees: greedy decoding with a tree draft that hides the verifier's own
